@@ -1,0 +1,132 @@
+import java.io.IOException;
+import java.nio.file.FileVisitResult;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.util.Collection;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+import org.opensearch.analysis.common.CommonAnalysisPlugin;
+import org.opensearch.cluster.service.ClusterService;
+import org.opensearch.common.settings.Settings;
+import org.opensearch.env.Environment;
+import org.opensearch.index.mapper.MapperExtrasPlugin;
+import org.opensearch.index.reindex.ReindexPlugin;
+import org.opensearch.node.InternalSettingsPreparer;
+import org.opensearch.node.Node;
+import org.opensearch.painless.PainlessPlugin;
+import org.opensearch.plugins.Plugin;
+import org.opensearch.transport.Netty4Plugin;
+
+/**
+ * Runs one OpenSearch node in this JVM with real Netty HTTP on 127.0.0.1, for
+ * integration tests only (no security, single node, data wiped at start).
+ *
+ * Environment:
+ *   OS_HTTP_PORT  HTTP port (required; a single port, so a clash fails fast)
+ *   OS_HOME       node home; config/, logs/, data/ and empty modules/, plugins/
+ *                 are created under it, data/ is wiped first
+ *
+ * Prints "OPENSEARCH_READY http://127.0.0.1:PORT" on stdout once started and
+ * runs until SIGTERM/SIGINT, when it closes the node.
+ */
+public final class Launcher {
+
+    /** Node's plugin-taking constructor is protected, hence this subclass. */
+    static final class EmbeddedNode extends Node {
+        EmbeddedNode(Environment env, Collection<Class<? extends Plugin>> plugins) {
+            super(env, plugins, true);
+        }
+
+        /** Only one node per JVM here; skip the process-global listener, as the test framework does. */
+        @Override
+        protected void configureNodeAndClusterIdStateListener(ClusterService clusterService) {}
+    }
+
+    public static void main(String[] args) throws Exception {
+        String port = System.getenv("OS_HTTP_PORT");
+        if (port == null || port.isBlank()) {
+            throw new IllegalArgumentException("OS_HTTP_PORT is not set");
+        }
+        Path home = Paths.get(System.getenv().getOrDefault("OS_HOME", "target/os-home")).toAbsolutePath();
+        Path data = home.resolve("data");
+        deleteRecursively(data);
+        // modules/ and plugins/ must exist and stay empty: plugins come from the classpath.
+        for (String dir : List.of("config", "modules", "plugins", "logs", "data")) {
+            Files.createDirectories(home.resolve(dir));
+        }
+
+        Settings settings = Settings.builder()
+            .put("path.home", home.toString())
+            .put("path.data", data.toString())
+            .put("path.logs", home.resolve("logs").toString())
+            .put("cluster.name", "test-services")
+            .put("node.name", "test-node")
+            .put("discovery.type", "single-node")
+            .put("network.host", "127.0.0.1")
+            .put("http.port", port)
+            .put("transport.port", "9300-9400")
+            .put("http.type", "netty4")
+            .put("transport.type", "netty4")
+            // a nearly full disk would otherwise make indices read-only (429 on _bulk)
+            .put("cluster.routing.allocation.disk.threshold_enabled", false)
+            .build();
+        Environment env = InternalSettingsPreparer.prepareEnvironment(
+            settings, Map.of(), home.resolve("config"), () -> "test-node");
+
+        List<Class<? extends Plugin>> plugins = List.of(
+            Netty4Plugin.class,
+            CommonAnalysisPlugin.class,
+            PainlessPlugin.class,
+            MapperExtrasPlugin.class,
+            ReindexPlugin.class);
+
+        long t0 = System.nanoTime();
+        Node node = new EmbeddedNode(env, plugins).start();
+        // One node cannot host replicas: make new indices default to 0 so health is green.
+        // This is a cluster setting (only honoured from cluster state, not from node
+        // settings), so no catch-all index template can interfere with the tests' own templates.
+        node.client().admin().cluster().prepareUpdateSettings()
+            .setPersistentSettings(Settings.builder().put("cluster.default_number_of_replicas", 0))
+            .get();
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            try {
+                node.close();
+                node.awaitClose(20, TimeUnit.SECONDS);
+            } catch (Exception e) {
+                e.printStackTrace();
+            } finally {
+                stopped.countDown();
+            }
+        }, "opensearch-shutdown"));
+        System.out.printf("OPENSEARCH_READY http://127.0.0.1:%s (node started in %.1f s)%n",
+            port, (System.nanoTime() - t0) / 1e9);
+        System.out.flush();
+        stopped.await();
+    }
+
+    private static void deleteRecursively(Path root) throws IOException {
+        if (!Files.exists(root)) {
+            return;
+        }
+        Files.walkFileTree(root, new SimpleFileVisitor<>() {
+            @Override
+            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
+                Files.delete(file);
+                return FileVisitResult.CONTINUE;
+            }
+
+            @Override
+            public FileVisitResult postVisitDirectory(Path dir, IOException exc) throws IOException {
+                Files.delete(dir);
+                return FileVisitResult.CONTINUE;
+            }
+        });
+    }
+}
