@@ -31,6 +31,8 @@ import org.opensearch.transport.Netty4Plugin;
  *   OS_HTTP_PORT  HTTP port (required; a single port, so a clash fails fast)
  *   OS_HOME       node home; config/, logs/, data/ and empty modules/, plugins/
  *                 are created under it, data/ is wiped first
+ *   OS_TRANSPORT_PORT  transport port or range (default 9300-9400)
+ *   OS_PID_FILE   if set, this JVM's PID is written there once the node is up
  *
  * Prints "OPENSEARCH_READY http://127.0.0.1:PORT" on stdout once started and
  * runs until SIGTERM/SIGINT, when it closes the node.
@@ -70,7 +72,7 @@ public final class Launcher {
             .put("discovery.type", "single-node")
             .put("network.host", "127.0.0.1")
             .put("http.port", port)
-            .put("transport.port", "9300-9400")
+            .put("transport.port", System.getenv().getOrDefault("OS_TRANSPORT_PORT", "9300-9400"))
             .put("http.type", "netty4")
             .put("transport.type", "netty4")
             // a nearly full disk would otherwise make indices read-only (429 on _bulk)
@@ -105,6 +107,10 @@ public final class Launcher {
                 stopped.countDown();
             }
         }, "opensearch-shutdown"));
+        String pidFile = System.getenv("OS_PID_FILE");
+        if (pidFile != null && !pidFile.isBlank()) {
+            Files.writeString(Paths.get(pidFile), ProcessHandle.current().pid() + "\n");
+        }
         System.out.printf("OPENSEARCH_READY http://127.0.0.1:%s (node started in %.1f s)%n",
             port, (System.nanoTime() - t0) / 1e9);
         System.out.flush();

@@ -1,0 +1,551 @@
+#!/usr/bin/env bash
+# Private test services for the integration tests: MariaDB, PostgreSQL, Redis
+# and an embedded OpenSearch node, each on 127.0.0.1 with its own free port and
+# its own data directory under $SERVICES_DIR. Nothing system-wide is started,
+# and only processes this script started are ever stopped.
+#
+# Usage: scripts/test-services.sh COMMAND
+#   install               apt-get install whatever is missing (quiet if nothing is)
+#   start                 install if needed, (re)start all services with fresh data,
+#                         print TEST_* env lines on stdout and write them to $SERVICES_DIR/env
+#   stop                  stop everything started by `start`
+#   stop-service NAME     stop one service   (NAME: mysql | postgres | redis | opensearch)
+#   start-service NAME    start it again on the same port and data dir
+#   env                   print the env lines of the running services
+#
+# Typical use:  eval "$(scripts/test-services.sh start)"  ...  scripts/test-services.sh stop
+#
+# stdout carries only the env lines of `start`/`env`; every message goes to
+# stderr and every service log to $SERVICES_DIR/<name>/*.log.
+#
+# Environment:
+#   SERVICES_DIR      state and data (default <repo>/target/services; wiped by `start`)
+#   OPENSEARCH_HEAP   JVM heap of the OpenSearch node (default 512m)
+#   SERVICES_TIMEOUT  seconds to wait for MariaDB/PostgreSQL/Redis (default 60);
+#                     OpenSearch gets 3x that
+set -euo pipefail
+
+SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+REPO="$(cd "$(dirname "$SCRIPT")/.." && pwd)"
+SERVICES_DIR="${SERVICES_DIR:-$REPO/target/services}"
+mkdir -p "$SERVICES_DIR"
+SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd)"
+OPENSEARCH_HEAP="${OPENSEARCH_HEAP:-512m}"
+TIMEOUT="${SERVICES_TIMEOUT:-60}"
+OS_TIMEOUT=$((TIMEOUT * 3))
+# mariadbd, runuser, ... live in sbin, which a non-login shell may lack.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+LC_NUMERIC=C # "1.5", not "1,5", in $EPOCHREALTIME
+
+ALL_SERVICES=(mysql postgres redis opensearch)
+PIDS_FILE="$SERVICES_DIR/pids"   # lines "NAME PID"
+PORTS_FILE="$SERVICES_DIR/ports" # lines "NAME PORT"
+ENV_FILE="$SERVICES_DIR/env"
+
+# Test database and account created on MariaDB and PostgreSQL.
+DB_NAME=app_test
+DB_USER=app
+DB_PASSWORD=app
+PG_SUPERPASS=postgres # password of the `postgres` superuser of the test cluster
+
+log() { echo "test-services: $*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# ---------------------------------------------------------------- small helpers
+
+# now: wall-clock seconds with fractions, without forking.
+now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# kv_get FILE KEY / kv_set FILE KEY VALUE / kv_del FILE KEY: tiny "KEY VALUE" files.
+kv_get() { [[ -f "$1" ]] && awk -v k="$2" '$1 == k { print $2 }' "$1" | tail -n 1 || true; }
+kv_del() {
+    [[ -f "$1" ]] || return 0
+    awk -v k="$2" '$1 != k' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
+}
+kv_set() {
+    kv_del "$1" "$2"
+    echo "$2 $3" >>"$1"
+}
+
+# port_in_use PORT: true if something accepts connections on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_port NAME: record a port nothing listens on for NAME. Ports come from
+# below the kernel's ephemeral range, so outgoing connections do not grab them
+# meanwhile, and are never one handed out earlier in this run.
+pick_port() {
+    local port tries
+    for tries in $(seq 1 200); do
+        port=$((20000 + RANDOM % 12000))
+        grep -qx "[^ ]* $port" "$PORTS_FILE" 2>/dev/null && continue
+        port_in_use "$port" && continue
+        kv_set "$PORTS_FILE" "$1" "$port"
+        return 0
+    done
+    die "no free port found"
+}
+
+# wait_port_free PORT SECONDS: for restarts on the same port.
+wait_port_free() {
+    local deadline=$((SECONDS + $2))
+    while port_in_use "$1"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# is_ours NAME PID: the process is alive and is the program we started for NAME
+# (guards against a recycled PID: we must never signal someone else's process).
+is_ours() {
+    local cmd
+    [[ -n "$2" && -r "/proc/$2/cmdline" ]] || return 1
+    cmd="$(tr '\0' ' ' <"/proc/$2/cmdline" 2>/dev/null)" || return 1
+    case "$1" in
+    mysql) [[ "$cmd" == *mariadbd* || "$cmd" == *mysqld* ]] ;;
+    postgres) [[ "$cmd" == *postgres*"$(kv_get "$PORTS_FILE" postgres_dir)"* ]] ;;
+    redis) [[ "$cmd" == *redis-server*":$(kv_get "$PORTS_FILE" redis)"* ]] ;;
+    opensearch) [[ "$cmd" == *java*Launcher* ]] ;;
+    *) return 1 ;;
+    esac && [[ "$cmd" == *"$SERVICES_DIR"* || "$1" == redis || "$1" == postgres ]]
+}
+
+# alive PID: the process exists and is not a zombie (an exited daemon whose
+# parent is init may stay a zombie for a moment before it is reaped).
+alive() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    stat="${stat##*) }"
+    [[ "${stat%% *}" != Z ]]
+}
+
+# show_log NAME FILE: the last 30 lines of a log, for failures.
+show_log() {
+    log "$1 failed to start; last 30 lines of $2:"
+    if [[ -f "$2" ]]; then tail -n 30 "$2" | sed 's/^/    /' >&2; fi
+}
+
+# ------------------------------------------------------------------- install
+
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
+pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+cmd_install() {
+    local missing=()
+    command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null ||
+        missing+=(mariadb-server mariadb-client)
+    [[ -n "$(pg_bindir)" && -x "$(pg_bindir)/initdb" ]] && command -v psql >/dev/null || missing+=(postgresql)
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v mvn >/dev/null || missing+=(maven)
+    command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v runuser >/dev/null || missing+=(util-linux)
+    ((${#missing[@]} == 0)) && return 0
+
+    log "installing ${missing[*]} with apt-get"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "need root (or sudo) to install: ${missing[*]}"
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    # Keep apt from starting system-wide instances of these daemons: we run
+    # our own. (Only when no policy-rc.d exists; ours is removed afterwards.)
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [[ ! -e "$policy" ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod +x "$policy"
+        added_policy=1
+    fi
+    local rc=0
+    { "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2 || rc=$?
+    ((added_policy)) && "${sudo[@]}" rm -f "$policy"
+    ((rc == 0)) || die "apt-get install ${missing[*]} failed"
+}
+
+# ------------------------------------------------------------------- MariaDB
+
+mysql_socket() {
+    # unix socket paths are limited to ~107 bytes
+    local sock="$SERVICES_DIR/mysql/mysqld.sock"
+    ((${#sock} < 100)) || sock="/tmp/test-services-mysql-$(kv_get "$PORTS_FILE" mysql).sock"
+    echo "$sock"
+}
+
+# start_mysql FRESH(0|1)
+start_mysql() {
+    local dir="$SERVICES_DIR/mysql" port sock t0 userarg=() pid
+    port="$(kv_get "$PORTS_FILE" mysql)"
+    sock="$(mysql_socket)"
+    ((EUID == 0)) && userarg=(--user=root)
+    t0="$(now)"
+    if (($1)); then
+        mkdir -p "$dir/data"
+        mariadb-install-db --no-defaults --datadir="$dir/data" "${userarg[@]}" \
+            --auth-root-authentication-method=normal --skip-test-db \
+            >"$dir/install.log" 2>&1 || {
+            show_log mysql "$dir/install.log"
+            return 1
+        }
+    fi
+    # Durability off: this is throw-away test data.
+    mariadbd --no-defaults --datadir="$dir/data" "${userarg[@]}" \
+        --port="$port" --bind-address=127.0.0.1 --socket="$sock" \
+        --pid-file="$dir/mariadbd.pid" --log-error="$dir/mariadbd.log" \
+        --skip-name-resolve --max-connections=500 \
+        --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+        </dev/null >>"$dir/mariadbd.log" 2>&1 &
+    pid=$!
+    kv_set "$PIDS_FILE" mysql "$pid"
+    local deadline=$((SECONDS + TIMEOUT))
+    until mariadb-admin --no-defaults --socket="$sock" -uroot --connect-timeout=2 ping >/dev/null 2>&1; do
+        if ! alive "$pid" || ((SECONDS >= deadline)); then
+            show_log mysql "$dir/mariadbd.log"
+            return 1
+        fi
+        sleep 0.2
+    done
+    if (($1)); then
+        mariadb --no-defaults --socket="$sock" -uroot >>"$dir/install.log" 2>&1 <<SQL || {
+CREATE DATABASE $DB_NAME;
+CREATE USER '$DB_USER'@'%' IDENTIFIED BY '$DB_PASSWORD';
+CREATE USER '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
+-- all rights, so tests may create a database each
+GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'%' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'localhost' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+            show_log mysql "$dir/install.log"
+            return 1
+        }
+    fi
+    log "mysql: MariaDB $(mariadbd --version | awk '{print $3}') ready on 127.0.0.1:$port in $(elapsed "$t0") s"
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+# As root we run PostgreSQL as an unprivileged system user (the server
+# refuses to run as root): `postgres` from the Debian package, else our own.
+PG_OS_USER=""
+pg_run() {
+    if [[ -n "$PG_OS_USER" ]]; then
+        (cd / && runuser -u "$PG_OS_USER" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+pg_setup_user() {
+    ((EUID == 0)) || return 0
+    if id postgres >/dev/null 2>&1; then
+        PG_OS_USER=postgres
+    else
+        id test-services >/dev/null 2>&1 ||
+            useradd --system --no-create-home --shell /usr/sbin/nologin test-services
+        PG_OS_USER=test-services
+    fi
+}
+
+# pg_datadir: $SERVICES_DIR/postgres, unless the server user cannot reach it
+# (e.g. a checkout under /root): then a directory in /tmp, noted in the state.
+pg_datadir() {
+    local dir
+    dir="$(kv_get "$PORTS_FILE" postgres_dir)"
+    [[ -n "$dir" ]] && {
+        echo "$dir"
+        return
+    }
+    dir="$SERVICES_DIR/postgres"
+    mkdir -p "$dir"
+    if [[ -n "$PG_OS_USER" ]] && ! runuser -u "$PG_OS_USER" -- test -x "$dir"; then
+        dir="/tmp/test-services-postgres-$(echo "$SERVICES_DIR" | cksum | cut -d' ' -f1)"
+    fi
+    kv_set "$PORTS_FILE" postgres_dir "$dir"
+    echo "$dir"
+}
+
+# start_postgres FRESH(0|1)
+start_postgres() {
+    local bin dir port t0 pid
+    bin="$(pg_bindir)"
+    pg_setup_user
+    dir="$(pg_datadir)"
+    port="$(kv_get "$PORTS_FILE" postgres)"
+    t0="$(now)"
+    if (($1)); then
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        echo "$PG_SUPERPASS" >"$dir/superpass"
+        [[ -n "$PG_OS_USER" ]] && chown -R "$PG_OS_USER": "$dir"
+        chmod 700 "$dir"
+        pg_run "$bin/initdb" -D "$dir/data" -U postgres --pwfile="$dir/superpass" \
+            --auth=scram-sha-256 -E UTF8 --no-locale --no-sync \
+            >"$dir/initdb.log" 2>&1 || {
+            show_log postgres "$dir/initdb.log"
+            return 1
+        }
+    fi
+    # TCP on 127.0.0.1 only (no unix socket: its path length is limited and we
+    # do not need it); durability off for speed.
+    pg_run "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t "$TIMEOUT" start \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        >>"$dir/pg_ctl.log" 2>&1 || {
+        show_log postgres "$dir/postgres.log"
+        return 1
+    }
+    pid="$(head -n 1 "$dir/data/postmaster.pid")"
+    kv_set "$PIDS_FILE" postgres "$pid"
+    local psql=(env PGPASSWORD="$PG_SUPERPASS" "$bin/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres)
+    local deadline=$((SECONDS + TIMEOUT))
+    until "${psql[@]}" -d postgres -c 'SELECT 1' >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            show_log postgres "$dir/postgres.log"
+            return 1
+        fi
+        sleep 0.2
+    done
+    if (($1)); then
+        {
+            "${psql[@]}" -d postgres -c "CREATE ROLE $DB_USER LOGIN CREATEDB PASSWORD '$DB_PASSWORD'" &&
+                "${psql[@]}" -d postgres -c "CREATE DATABASE $DB_NAME OWNER $DB_USER"
+        } >>"$dir/initdb.log" 2>&1 || {
+            show_log postgres "$dir/initdb.log"
+            return 1
+        }
+    fi
+    log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') ready on 127.0.0.1:$port in $(elapsed "$t0") s"
+}
+
+# --------------------------------------------------------------------- Redis
+
+start_redis() {
+    local dir="$SERVICES_DIR/redis" port t0 pid
+    port="$(kv_get "$PORTS_FILE" redis)"
+    mkdir -p "$dir"
+    t0="$(now)"
+    # No persistence: a restart starts empty, like a cache would.
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize no \
+        --save '' --appendonly no --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" \
+        </dev/null >>"$dir/redis.log" 2>&1 &
+    pid=$!
+    kv_set "$PIDS_FILE" redis "$pid"
+    local deadline=$((SECONDS + TIMEOUT))
+    until [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == PONG ]]; do
+        if ! alive "$pid" || ((SECONDS >= deadline)); then
+            show_log redis "$dir/redis.log"
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "redis: Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') ready on 127.0.0.1:$port in $(elapsed "$t0") s"
+}
+
+# ---------------------------------------------------------------- OpenSearch
+
+OS_SRC="$REPO/scripts/opensearch"
+
+# opensearch_build: compile the launcher and write its classpath, unless
+# target/ is up to date (then Maven is not run at all, so no network either).
+opensearch_build() {
+    local stamp="$OS_SRC/target/.built" f jar ok=1
+    if [[ -f "$stamp" && -f "$OS_SRC/target/cp.txt" ]]; then
+        for f in "$OS_SRC/pom.xml" "$OS_SRC"/src/main/java/*.java "$OS_SRC"/src/main/resources/*; do
+            [[ "$stamp" -nt "$f" ]] || ok=0
+        done
+        for jar in $(tr ':' ' ' <"$OS_SRC/target/cp.txt"); do [[ -f "$jar" ]] || ok=0; done
+        ((ok)) && return 0
+    fi
+    local t0
+    t0="$(now)"
+    log "opensearch: building the launcher with Maven (the first run downloads ~75 jars into ~/.m2)"
+    mkdir -p "$SERVICES_DIR/opensearch"
+    rm -f "$stamp"
+    (cd "$OS_SRC" && mvn -q -B dependency:build-classpath -Dmdep.outputFile=target/cp.txt compile) \
+        >"$SERVICES_DIR/opensearch/maven.log" 2>&1 || {
+        show_log opensearch "$SERVICES_DIR/opensearch/maven.log"
+        return 1
+    }
+    touch "$stamp"
+    log "opensearch: launcher built in $(elapsed "$t0") s"
+}
+
+# launch_opensearch: start the JVM in the background; wait_opensearch waits.
+OS_T0=""
+launch_opensearch() {
+    local dir="$SERVICES_DIR/opensearch" port tport
+    port="$(kv_get "$PORTS_FILE" opensearch)"
+    tport="$(kv_get "$PORTS_FILE" opensearch_transport)"
+    mkdir -p "$dir"
+    OS_T0="$(now)"
+    OS_HTTP_PORT="$port" OS_TRANSPORT_PORT="$tport" OS_HOME="$dir/home" OS_PID_FILE="$dir/opensearch.pid" \
+        java -Xms"$OPENSEARCH_HEAP" -Xmx"$OPENSEARCH_HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -Djava.locale.providers=SPI,COMPAT -Djava.awt.headless=true -Dfile.encoding=UTF-8 \
+        -Dlog4j2.disable.jmx=true -Dlog4j.shutdownHookEnabled=false \
+        -Dopensearch.set.netty.runtime.available.processors=false -Dopensearch.distribution.type=tar \
+        -Dtest.services.dir="$SERVICES_DIR" \
+        -cp "$OS_SRC/target/classes:$(cat "$OS_SRC/target/cp.txt")" Launcher \
+        </dev/null >"$dir/opensearch.log" 2>&1 &
+    kv_set "$PIDS_FILE" opensearch "$!"
+}
+
+wait_opensearch() {
+    local dir="$SERVICES_DIR/opensearch" port pid version
+    port="$(kv_get "$PORTS_FILE" opensearch)"
+    pid="$(kv_get "$PIDS_FILE" opensearch)"
+    local deadline=$((SECONDS + OS_TIMEOUT))
+    until grep -q OPENSEARCH_READY "$dir/opensearch.log" 2>/dev/null &&
+        curl -sf "http://127.0.0.1:$port/_cluster/health?wait_for_status=green&timeout=5s" >/dev/null 2>&1; do
+        if ! alive "$pid" || ((SECONDS >= deadline)); then
+            show_log opensearch "$dir/opensearch.log"
+            return 1
+        fi
+        sleep 0.3
+    done
+    version="$(curl -sf "http://127.0.0.1:$port/" | sed -n 's/.*"number" *: *"\([^"]*\)".*/\1/p')"
+    log "opensearch: OpenSearch $version ready on 127.0.0.1:$port in $(elapsed "$OS_T0") s (heap $OPENSEARCH_HEAP)"
+}
+
+start_opensearch() {
+    opensearch_build && launch_opensearch && wait_opensearch
+}
+
+# ---------------------------------------------------------------------- stop
+
+# stop_one NAME: graceful signal, then SIGKILL after a timeout.
+stop_one() {
+    local name="$1" pid sig=TERM deadline t0
+    pid="$(kv_get "$PIDS_FILE" "$name")"
+    kv_del "$PIDS_FILE" "$name"
+    if [[ -z "$pid" ]] || ! is_ours "$name" "$pid"; then
+        return 0
+    fi
+    [[ "$name" == postgres ]] && sig=INT # "fast" shutdown: do not wait for clients
+    t0="$(now)"
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 30))
+    while alive "$pid"; do
+        if ((SECONDS >= deadline)); then
+            log "$name (pid $pid) did not stop in 30 s; killing it"
+            kill -s KILL "$pid" 2>/dev/null || true
+            [[ "$name" == postgres ]] && pkill -KILL -P "$pid" 2>/dev/null || true
+            sleep 0.5
+            break
+        fi
+        sleep 0.1
+    done
+    log "$name stopped (pid $pid) in $(elapsed "$t0") s"
+}
+
+cmd_stop() {
+    [[ -f "$PIDS_FILE" ]] || return 0
+    local name
+    # Stop in parallel-free reverse order; each waits for its process to exit.
+    for name in opensearch redis postgres mysql; do stop_one "$name"; done
+    rm -f "$PIDS_FILE"
+}
+
+# ---------------------------------------------------------------------- start
+
+print_env() {
+    cat <<EOF
+TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" mysql)/$DB_NAME
+TEST_POSTGRES_URL=postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" postgres)/$DB_NAME
+TEST_REDIS_URL=redis://127.0.0.1:$(kv_get "$PORTS_FILE" redis)/
+TEST_ELASTICSEARCH_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" opensearch)
+TEST_SERVICES_SCRIPT=$SCRIPT
+TEST_SERVICES_DIR=$SERVICES_DIR
+EOF
+}
+
+# on_start_failure NAME: report, stop what was started, exit non-zero.
+on_start_failure() {
+    log "error: $1 did not start; stopping the services started so far"
+    cmd_stop
+    exit 1
+}
+
+cmd_start() {
+    local t0 name
+    t0="$(now)"
+    cmd_install
+    # Leftovers of an earlier run (crashed test, missing stop) go first.
+    cmd_stop
+    # Fresh state. The PostgreSQL data may live outside (see pg_datadir).
+    local old_pg
+    old_pg="$(kv_get "$PORTS_FILE" postgres_dir)"
+    [[ -n "$old_pg" && "$old_pg" == /tmp/test-services-postgres-* ]] && rm -rf "$old_pg"
+    # Refuse to wipe a directory this script did not create (SERVICES_DIR=~ ...).
+    if [[ -n "$(ls -A "$SERVICES_DIR")" && ! -e "$SERVICES_DIR/.test-services" ]]; then
+        die "$SERVICES_DIR is not empty and was not made by this script; not wiping it"
+    fi
+    rm -rf "$SERVICES_DIR"
+    mkdir -p "$SERVICES_DIR"
+    touch "$SERVICES_DIR/.test-services"
+    : >"$PIDS_FILE"
+    : >"$PORTS_FILE"
+    for name in "${ALL_SERVICES[@]}" opensearch_transport; do pick_port "$name"; done
+
+    # OpenSearch takes longest: launch its JVM first, start the others while it
+    # boots, then wait for it.
+    opensearch_build || on_start_failure opensearch
+    launch_opensearch || on_start_failure opensearch
+    start_mysql 1 || on_start_failure mysql
+    start_postgres 1 || on_start_failure postgres
+    start_redis || on_start_failure redis
+    wait_opensearch || on_start_failure opensearch
+
+    print_env >"$ENV_FILE"
+    log "all services ready in $(elapsed "$t0") s; env in $ENV_FILE, logs under $SERVICES_DIR"
+    cat "$ENV_FILE"
+}
+
+check_name() {
+    case "${1:-}" in
+    mysql | postgres | redis | opensearch) ;;
+    *) die "unknown service '${1:-}' (expected one of: ${ALL_SERVICES[*]})" ;;
+    esac
+    [[ -s "$PORTS_FILE" ]] || die "services are not started (no $PORTS_FILE); run '$0 start' first"
+}
+
+cmd_stop_service() {
+    check_name "$1"
+    stop_one "$1"
+}
+
+cmd_start_service() {
+    check_name "$1"
+    local port pid
+    port="$(kv_get "$PORTS_FILE" "$1")"
+    pid="$(kv_get "$PIDS_FILE" "$1")"
+    if [[ -n "$pid" ]] && is_ours "$1" "$pid"; then
+        log "$1 is already running (pid $pid)"
+        return 0
+    fi
+    wait_port_free "$port" 30 || die "port $port of $1 is still in use"
+    case "$1" in
+    mysql) start_mysql 0 ;;
+    postgres) start_postgres 0 ;;
+    redis) start_redis ;;
+    opensearch) start_opensearch ;;
+    esac || {
+        stop_one "$1"
+        die "$1 did not start again"
+    }
+}
+
+case "${1:-}" in
+install) cmd_install ;;
+start) cmd_start ;;
+stop) cmd_stop ;;
+stop-service) cmd_stop_service "${2:-}" ;;
+start-service) cmd_start_service "${2:-}" ;;
+env) [[ -f "$ENV_FILE" ]] && cat "$ENV_FILE" || die "services are not started" ;;
+*)
+    sed -n '2,/^set -euo/p' "$SCRIPT" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
