@@ -1,1 +1,33 @@
-//! api library
+//! # api — a 12-factor users REST service
+//!
+//! A small CRUD service over a `users` table, built with axum and sqlx, that
+//! runs unchanged against MySQL/MariaDB, PostgreSQL or SQLite. The backend is
+//! chosen at run time from the database URL (see [`db`]).
+//!
+//! Module map (one concept per module):
+//!
+//! * [`config`] — all configuration comes from environment variables, parsed
+//!   by a pure function over a map so it can be unit-tested.
+//! * [`telemetry`] — structured JSON (bunyan) logs on stdout, one per line.
+//! * [`db`] — the database handle, repository operations and migrations.
+//! * [`validation`] — input validation for names and e-mail addresses.
+//! * [`error`] — every error leaves as `application/problem+json` (RFC 9457).
+//! * [`routes`] — HTTP handlers: users CRUD, health, OpenAPI.
+//! * [`request_log`] — per-request span, request id and completion log.
+//! * [`shutdown`] — SIGTERM/SIGINT handling for graceful shutdown.
+//! * [`startup`] — [`startup::Application`] wires everything together.
+//! * [`seed`] — bulk generation of fake users for benchmarks and demos.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod request_log;
+pub mod routes;
+pub mod seed;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
+pub mod validation;
+
+/// Crate version plus the git commit baked in by `build.rs`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("API_GIT_SHA"), ")");

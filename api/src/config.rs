@@ -1,0 +1,442 @@
+//! Configuration from the environment (12-factor, factor III).
+//!
+//! Guarantee: [`Settings::from_env_map`] is a *pure* function of the map it
+//! is given — it never reads the process environment, the file system or the
+//! clock — so every rule below is unit-tested with plain `HashMap`s. Any
+//! invalid value is an error whose message names the offending variable, and
+//! no error message or `Debug`/log output ever contains a database password
+//! (use [`redact_url`] / [`DatabaseSettings::redacted_url`]).
+//!
+//! Database selection, first match wins:
+//!
+//! 1. `DATABASE_URL` (`mysql://`, `mariadb://`, `postgres://`,
+//!    `postgresql://`, `sqlite:`);
+//! 2. the split variables of the original Flask service: `DATABASE_HOST`,
+//!    `DATABASE_PORT`, `DATABASE_USER`, `DATABASE_PASSWORD`, `DATABASE_NAME`
+//!    and `DATABASE_SCHEME` (default `mysql`); user and password are
+//!    percent-encoded when the URL is assembled;
+//! 3. nothing set: the embedded default, a SQLite file `./api.db` created if
+//!    missing ([`DatabaseSettings::is_embedded_default`] lets the caller warn).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// The embedded default database used when no database variable is set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:./api.db";
+/// Default HTTP port (the Flask service used 5000).
+pub const DEFAULT_PORT: u16 = 5000;
+
+/// A configuration error; the message always names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {reason}")]
+pub struct ConfigError {
+    /// Name of the environment variable at fault.
+    pub var: &'static str,
+    /// Human-readable explanation (never contains a password).
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which SQL engine a URL points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// MySQL or MariaDB.
+    MySql,
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite (file).
+    Sqlite,
+}
+
+impl Backend {
+    /// Short lowercase name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::MySql => "mysql",
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+
+    /// Detect the backend from a URL's scheme.
+    pub fn from_url(url: &str) -> Option<Self> {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+            Some(Backend::MySql)
+        } else if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else if lower.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Database connection settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// Full connection URL (may contain a password: do not log, use
+    /// [`Self::redacted_url`]). `mariadb://` is normalised to `mysql://`.
+    pub url: String,
+    /// Backend derived from the URL scheme.
+    pub backend: Backend,
+    /// Pool size (`DATABASE_MAX_CONNECTIONS`, default 10).
+    pub max_connections: u32,
+    /// Pool acquire/connect timeout (`DATABASE_CONNECT_TIMEOUT`, default 3s).
+    pub connect_timeout: Duration,
+    /// Apply migrations when serving (`AUTO_MIGRATE`; default true only for SQLite).
+    pub auto_migrate: bool,
+    /// True when no database variable was set and the SQLite default is used.
+    pub is_embedded_default: bool,
+}
+
+impl DatabaseSettings {
+    /// Build settings for an explicit URL with default pool parameters.
+    pub fn from_url(url: &str) -> Result<Self, ConfigError> {
+        let (url, backend) = normalise_url(url, "DATABASE_URL")?;
+        Ok(Self {
+            url,
+            backend,
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(3),
+            auto_migrate: backend == Backend::Sqlite,
+            is_embedded_default: false,
+        })
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &self.redacted_url())
+            .field("backend", &self.backend)
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("auto_migrate", &self.auto_migrate)
+            .field("is_embedded_default", &self.is_embedded_default)
+            .finish()
+    }
+}
+
+/// All settings of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Interface to bind (`HOST`, default `0.0.0.0`).
+    pub host: String,
+    /// Port to bind (`PORT`, default 5000; 0 = any free port).
+    pub port: u16,
+    /// Upper bound for draining in-flight requests (`SHUTDOWN_TIMEOUT`, default 30s).
+    pub shutdown_timeout: Duration,
+    /// Database settings.
+    pub database: DatabaseSettings,
+    /// Enable test-only routes under `/__test/` (`API_TEST_HOOKS=1`; off by default).
+    pub test_hooks: bool,
+}
+
+impl Settings {
+    /// Parse settings from the real process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_map(&std::env::vars().collect())
+    }
+
+    /// Parse settings from a map of environment variables (pure).
+    pub fn from_env_map(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let host = get("HOST").unwrap_or("0.0.0.0").to_owned();
+        let port = match get("PORT") {
+            None => DEFAULT_PORT,
+            Some(v) => v.parse::<u16>().map_err(|_| {
+                ConfigError::new("PORT", format!("expected a port number 0-65535, got {v:?}"))
+            })?,
+        };
+        let shutdown_timeout = match get("SHUTDOWN_TIMEOUT") {
+            None => Duration::from_secs(30),
+            Some(v) => parse_duration(v).map_err(|r| ConfigError::new("SHUTDOWN_TIMEOUT", r))?,
+        };
+        let test_hooks = match get("API_TEST_HOOKS") {
+            None => false,
+            Some(v) => parse_bool(v).map_err(|r| ConfigError::new("API_TEST_HOOKS", r))?,
+        };
+
+        let (url, backend, is_embedded_default) = if let Some(url) = get("DATABASE_URL") {
+            let (url, backend) = normalise_url(url, "DATABASE_URL")?;
+            (url, backend, false)
+        } else if SPLIT_VARS.iter().any(|k| get(k).is_some()) {
+            let (url, backend) = url_from_split_vars(&get)?;
+            (url, backend, false)
+        } else {
+            (DEFAULT_DATABASE_URL.to_owned(), Backend::Sqlite, true)
+        };
+
+        let max_connections = match get("DATABASE_MAX_CONNECTIONS") {
+            None => 10,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "DATABASE_MAX_CONNECTIONS",
+                        format!("expected an integer 1-1000, got {v:?}"),
+                    ))
+                }
+            },
+        };
+        let connect_timeout = match get("DATABASE_CONNECT_TIMEOUT") {
+            None => Duration::from_secs(3),
+            Some(v) => match parse_duration(v) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => return Err(ConfigError::new("DATABASE_CONNECT_TIMEOUT", "must be > 0")),
+                Err(r) => return Err(ConfigError::new("DATABASE_CONNECT_TIMEOUT", r)),
+            },
+        };
+        let auto_migrate = match get("AUTO_MIGRATE") {
+            None => backend == Backend::Sqlite,
+            Some(v) => parse_bool(v).map_err(|r| ConfigError::new("AUTO_MIGRATE", r))?,
+        };
+
+        Ok(Settings {
+            host,
+            port,
+            shutdown_timeout,
+            test_hooks,
+            database: DatabaseSettings {
+                url,
+                backend,
+                max_connections,
+                connect_timeout,
+                auto_migrate,
+                is_embedded_default,
+            },
+        })
+    }
+}
+
+/// The tracing filter directive: `RUST_LOG` wins, then `LOG_LEVEL`, then `info`.
+pub fn log_filter(env: &HashMap<String, String>) -> String {
+    ["RUST_LOG", "LOG_LEVEL"]
+        .iter()
+        .filter_map(|k| env.get(*k))
+        .map(|v| v.trim())
+        .find(|v| !v.is_empty())
+        .unwrap_or("info")
+        .to_ascii_lowercase()
+}
+
+const SPLIT_VARS: [&str; 6] = [
+    "DATABASE_HOST",
+    "DATABASE_PORT",
+    "DATABASE_USER",
+    "DATABASE_PASSWORD",
+    "DATABASE_NAME",
+    "DATABASE_SCHEME",
+];
+
+/// Characters left as-is in the userinfo part (RFC 3986 unreserved).
+const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn url_from_split_vars<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+) -> Result<(String, Backend), ConfigError> {
+    let scheme = get("DATABASE_SCHEME").unwrap_or("mysql").to_ascii_lowercase();
+    let (backend, default_port) = match scheme.as_str() {
+        "mysql" | "mariadb" => (Backend::MySql, 3306),
+        "postgres" | "postgresql" => (Backend::Postgres, 5432),
+        other => {
+            return Err(ConfigError::new(
+                "DATABASE_SCHEME",
+                format!("expected mysql, mariadb, postgres or postgresql, got {other:?}"),
+            ))
+        }
+    };
+    let host = get("DATABASE_HOST").ok_or_else(|| {
+        ConfigError::new("DATABASE_HOST", "required when other DATABASE_* variables are set")
+    })?;
+    if host.contains(['/', '@', '?', '#', ' ']) {
+        return Err(ConfigError::new("DATABASE_HOST", format!("not a host name: {host:?}")));
+    }
+    let port = match get("DATABASE_PORT") {
+        None => default_port,
+        Some(v) => match v.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                return Err(ConfigError::new(
+                    "DATABASE_PORT",
+                    format!("expected a port number 1-65535, got {v:?}"),
+                ))
+            }
+        },
+    };
+    let user = get("DATABASE_USER").ok_or_else(|| {
+        ConfigError::new("DATABASE_USER", "required when DATABASE_HOST is set")
+    })?;
+    let name = get("DATABASE_NAME").ok_or_else(|| {
+        ConfigError::new("DATABASE_NAME", "required when DATABASE_HOST is set")
+    })?;
+    let user = utf8_percent_encode(user, USERINFO).to_string();
+    let userinfo = match get("DATABASE_PASSWORD") {
+        Some(p) => format!("{user}:{}", utf8_percent_encode(p, USERINFO)),
+        None => user,
+    };
+    let name = utf8_percent_encode(name, USERINFO).to_string();
+    let scheme = match backend {
+        Backend::MySql => "mysql",
+        _ => "postgres",
+    };
+    Ok((format!("{scheme}://{userinfo}@{host}:{port}/{name}"), backend))
+}
+
+fn normalise_url(url: &str, var: &'static str) -> Result<(String, Backend), ConfigError> {
+    let backend = Backend::from_url(url).ok_or_else(|| {
+        ConfigError::new(
+            var,
+            format!(
+                "unsupported scheme in {}; expected mysql://, mariadb://, postgres://, postgresql:// or sqlite:",
+                redact_url(url)
+            ),
+        )
+    })?;
+    let url = match url.get(..10) {
+        Some(p) if p.eq_ignore_ascii_case("mariadb://") => format!("mysql://{}", &url[10..]),
+        _ => url.to_owned(),
+    };
+    if backend != Backend::Sqlite {
+        let rest = &url[url.find("://").map(|i| i + 3).unwrap_or(0)..];
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let hostport = authority.rsplit('@').next().unwrap_or("");
+        if hostport.is_empty() {
+            return Err(ConfigError::new(
+                var,
+                format!("missing host in {}", redact_url(&url)),
+            ));
+        }
+    }
+    Ok((url, backend))
+}
+
+/// Replace the password of a `scheme://user:password@host/...` URL with `***`.
+///
+/// URLs without a password (or without userinfo, e.g. `sqlite:`) are
+/// returned unchanged.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.to_owned();
+    };
+    format!(
+        "{}{}:***{}",
+        &url[..scheme_end],
+        &userinfo[..colon],
+        &rest[at..]
+    )
+}
+
+/// Parse `30`, `30s`, `500ms`, `2m` into a duration (bare number = seconds).
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&v[..i], v[i..].trim()),
+        None => (v, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a duration like 30, 30s or 500ms, got {v:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!(
+            "expected a duration like 30, 30s or 500ms, got {v:?}"
+        )),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected true/false/1/0, got {v:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact_url("mysql://app:secret@db:3306/x"), "mysql://app:***@db:3306/x");
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact_url("sqlite:./api.db"), "sqlite:./api.db");
+        assert_eq!(redact_url("mysql://a:p@ss@h/db"), "mysql://a:***@h/db");
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_env_map(&env(&[])).unwrap();
+        assert_eq!(s.port, 5000);
+        assert!(s.database.is_embedded_default);
+        assert!(s.database.auto_migrate);
+        assert_eq!(s.database.url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn log_filter_precedence() {
+        assert_eq!(log_filter(&env(&[])), "info");
+        assert_eq!(log_filter(&env(&[("LOG_LEVEL", "DEBUG")])), "debug");
+        assert_eq!(
+            log_filter(&env(&[("LOG_LEVEL", "debug"), ("RUST_LOG", "warn")])),
+            "warn"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Users CRUD.
+//!
+//! Guarantee: input is validated before it reaches the database (all field
+//! errors are reported at once, as a 422 problem); listing uses keyset
+//! pagination on `id`, so pages are stable under concurrent inserts and cost
+//! O(limit) regardless of depth.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use crate::db::User;
+use crate::error::{ApiError, Problem};
+use crate::validation::{self, FieldError};
+
+/// Default page size.
+pub const DEFAULT_LIMIT: i64 = 100;
+/// Maximum page size.
+pub const MAX_LIMIT: i64 = 1000;
+
+/// Query parameters of `GET /users`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Page size, 1–1000 (default 100).
+    pub limit: Option<i64>,
+    /// Keyset cursor: return users with `id` greater than this (the previous
+    /// page's `next_after`).
+    pub after: Option<i64>,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// Users in ascending id order.
+    pub items: Vec<User>,
+    /// Cursor for the next page, or null if this is the last page.
+    pub next_after: Option<i64>,
+}
+
+/// Body of `POST /users`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewUser {
+    /// 1–100 characters after trimming.
+    pub name: Option<String>,
+    /// A syntactically valid address; stored lower-cased.
+    pub email: Option<String>,
+}
+
+/// Body of `PATCH /users/{id}`; absent fields are left unchanged.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UserPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New e-mail address.
+    pub email: Option<String>,
+}
+
+fn collect<T>(r: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// List users, paginated.
+#[utoipa::path(get, path = "/users", tag = "users", params(ListParams),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 400, description = "Unparsable query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Out-of-range parameters", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<UserPage>, ApiError> {
+    let Query(params) = params?;
+    let mut errors = Vec::new();
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            "range",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = params.after.unwrap_or(0);
+    if after < 0 {
+        errors.push(FieldError::new("after", "range", "must be >= 0"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    // Fetch one extra row to learn whether another page exists.
+    let mut items = state.db.list_users(after, limit + 1).await?;
+    let next_after = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|u| u.id)
+    } else {
+        None
+    };
+    Ok(Json(UserPage { items, next_after }))
+}
+
+/// Fetch one user.
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<User>, ApiError> {
+    let Path(id) = id?;
+    Ok(Json(state.db.get_user(id).await?))
+}
+
+/// Create a user.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
+    responses(
+        (status = 201, description = "Created; Location header points at it", body = User),
+        (status = 409, description = "Email already used", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    body: Result<Json<NewUser>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let mut errors = Vec::new();
+    let name = match body.name {
+        Some(n) => collect(validation::name(&n), &mut errors),
+        None => {
+            errors.push(FieldError::new("name", "required", "is required"));
+            None
+        }
+    };
+    let email = match body.email {
+        Some(e) => collect(validation::email(&e), &mut errors),
+        None => {
+            errors.push(FieldError::new("email", "required", "is required"));
+            None
+        }
+    };
+    let (Some(name), Some(email), true) = (name, email, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let user = state.db.create_user(&name, &email).await?;
+    let location = format!("/users/{}", user.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(user),
+    )
+        .into_response())
+}
+
+/// Change a user's name and/or email.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UserPatch,
+    params(("id" = i64, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The updated user", body = User),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Email already used", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: Result<Json<UserPatch>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    let Path(id) = id?;
+    let Json(body) = body?;
+    let mut errors = Vec::new();
+    let name = body
+        .name
+        .and_then(|n| collect(validation::name(&n), &mut errors));
+    let email = body
+        .email
+        .and_then(|e| collect(validation::email(&e), &mut errors));
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Json(
+        state
+            .db
+            .update_user(id, name.as_deref(), email.as_deref())
+            .await?,
+    ))
+}
+
+/// Delete a user.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(id) = id?;
+    state.db.delete_user(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

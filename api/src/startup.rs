@@ -1,0 +1,156 @@
+//! Application assembly: bind, wire layers, serve, drain.
+//!
+//! Guarantee: [`Application::build`] binds the listening socket before it
+//! returns (so [`Application::port`] is the real port even for `PORT=0`)
+//! without waiting for the database (the pool is lazy, except that
+//! `AUTO_MIGRATE` runs migrations first). [`Application::run_until_stopped`]
+//! serves until SIGTERM/SIGINT, then stops accepting connections, waits at
+//! most `SHUTDOWN_TIMEOUT` for in-flight requests, closes the pool and
+//! returns `Ok`.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::config::Settings;
+use crate::db::{Db, SetupError};
+use crate::error::panic_response;
+use crate::request_log::log_request;
+use crate::routes::{router, AppState};
+use crate::shutdown::shutdown_signal;
+
+/// Errors that prevent the service from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// Database URL or migration problem.
+    #[error(transparent)]
+    Database(#[from] SetupError),
+    /// The address could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Address we tried.
+        addr: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-run service.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    app: Router,
+    db: Db,
+    settings: Settings,
+}
+
+impl Application {
+    /// Connect (lazily), optionally migrate, and bind the socket.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let dbs = &settings.database;
+        if dbs.is_embedded_default {
+            tracing::warn!(
+                database_url = %dbs.redacted_url(),
+                "no DATABASE_URL or DATABASE_* variables set; using the embedded SQLite default"
+            );
+        }
+        let db = Db::connect_lazy(dbs)?;
+        if dbs.auto_migrate {
+            db.migrate().await?;
+            tracing::info!(backend = %dbs.backend, "migrations applied (AUTO_MIGRATE)");
+        }
+        let addr = format!("{}:{}", settings.host, settings.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { addr, source })?
+            .port();
+        let app = router(AppState { db: db.clone() }, settings.test_hooks)
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(axum::middleware::from_fn_with_state(
+                dbs.backend,
+                log_request,
+            ));
+        Ok(Self {
+            listener,
+            port,
+            app,
+            db,
+            settings,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The database handle.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Serve until SIGTERM or SIGINT, then shut down gracefully.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_with_shutdown(shutdown_signal()).await
+    }
+
+    /// Serve until `signal` completes, then shut down gracefully.
+    pub async fn run_with_shutdown(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            listener,
+            port,
+            app,
+            db,
+            settings,
+        } = self;
+        let timeout = settings.shutdown_timeout;
+        tracing::info!(
+            port,
+            host = %settings.host,
+            backend = %settings.database.backend,
+            database_url = %settings.database.redacted_url(),
+            version = crate::VERSION,
+            "listening"
+        );
+        let fired = Arc::new(Notify::new());
+        let fired2 = fired.clone();
+        let graceful = async move {
+            signal.await;
+            fired2.notify_one();
+        };
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .into_future();
+        tokio::select! {
+            res = server => res?,
+            _ = async { fired.notified().await; tokio::time::sleep(timeout).await } => {
+                tracing::warn!(
+                    shutdown_timeout_ms = timeout.as_millis() as u64,
+                    "shutdown timeout elapsed; abandoning in-flight requests"
+                );
+            }
+        }
+        if tokio::time::timeout(Duration::from_secs(5), db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database pool did not close within 5s");
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}

@@ -1,0 +1,311 @@
+//! Shared test helpers: spawning the application in-process against a fresh
+//! database per test, and spawning the real binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use api::config::{DatabaseSettings, Settings};
+use api::db::Db;
+use api::startup::Application;
+use sqlx::Connection;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    Sqlite,
+    MySql,
+    Postgres,
+}
+
+/// An application running in this test process.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub backend: TestBackend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// POST /users with a JSON body.
+    pub async fn create(&self, name: &str, email: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/users"))
+            .json(&serde_json::json!({"name": name, "email": email}))
+            .send()
+            .await
+            .expect("request failed")
+    }
+}
+
+static TRACING: Once = Once::new();
+
+fn init_tracing() {
+    TRACING.call_once(|| {
+        let filter = std::env::var("TEST_LOG").unwrap_or_default();
+        if filter.is_empty() {
+            let s = api::telemetry::get_subscriber("test", "off", std::io::sink);
+            let _ = api::telemetry::init_subscriber(s);
+        } else {
+            let s = api::telemetry::get_subscriber("test", &filter, std::io::stdout);
+            let _ = api::telemetry::init_subscriber(s);
+        }
+    });
+}
+
+/// Look up a service URL; `None` means "skip" (and is only allowed when
+/// `REQUIRE_SERVICES` is not `1`).
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        Some(v) => Some(v),
+        None => {
+            if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{var} is not set but REQUIRE_SERVICES=1");
+            }
+            eprintln!("SKIPPED: {var} not set (run under scripts/test-services.sh)");
+            None
+        }
+    }
+}
+
+/// Replace the database (path) part of a server URL.
+pub fn with_database(url: &str, db: &str) -> String {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let (base, rest) = url.split_at(start);
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
+    format!("{base}{authority}/{db}{query}")
+}
+
+fn unique_db_name() -> String {
+    format!("api_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Create a fresh database and return settings pointing at it, or `None`
+/// when the service is not available (test skipped).
+pub async fn fresh_database(
+    backend: TestBackend,
+) -> Option<(DatabaseSettings, Option<tempfile::TempDir>)> {
+    let (url, dir) = match backend {
+        TestBackend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite:{}", dir.path().join("test.db").display());
+            (url, Some(dir))
+        }
+        TestBackend::MySql => {
+            let admin = service_url("TEST_MYSQL_URL")?;
+            let name = unique_db_name();
+            let mut c = sqlx::MySqlConnection::connect(&admin)
+                .await
+                .expect("connect to TEST_MYSQL_URL");
+            sqlx::query(&format!("CREATE DATABASE `{name}`"))
+                .execute(&mut c)
+                .await
+                .expect("create database");
+            let _ = c.close().await;
+            (with_database(&admin, &name), None)
+        }
+        TestBackend::Postgres => {
+            let admin = service_url("TEST_POSTGRES_URL")?;
+            let name = unique_db_name();
+            let mut c = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to TEST_POSTGRES_URL");
+            sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+                .execute(&mut c)
+                .await
+                .expect("create database");
+            let _ = c.close().await;
+            (with_database(&admin, &name), None)
+        }
+    };
+    let mut s = DatabaseSettings::from_url(&url).expect("database settings");
+    s.max_connections = 5;
+    s.auto_migrate = true;
+    s.connect_timeout = Duration::from_secs(2);
+    Some((s, dir))
+}
+
+/// Build and start the application on 127.0.0.1:0 against a fresh, migrated
+/// database. Returns `None` when the backend's service is absent (skip).
+pub async fn spawn_app(backend: TestBackend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with a hook to adjust the settings.
+pub async fn spawn_app_with(
+    backend: TestBackend,
+    tweak: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
+    init_tracing();
+    let (database, dir) = fresh_database(backend).await?;
+    let mut settings = Settings {
+        host: "127.0.0.1".into(),
+        port: 0,
+        shutdown_timeout: Duration::from_secs(5),
+        database,
+        test_hooks: false,
+    };
+    tweak(&mut settings);
+    let app = Application::build(settings).await.expect("build app");
+    let port = app.port();
+    let db = app.db().clone();
+    tokio::spawn(app.run_with_shutdown(std::future::pending()));
+    Some(TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        db,
+        backend,
+        _dir: dir,
+    })
+}
+
+/// The real `api` binary, running as a child process with captured output.
+pub struct BinaryApp {
+    pub child: Child,
+    pub port: Option<u16>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn pump(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            match line {
+                Ok(l) => into.lock().unwrap().push(l),
+                Err(_) => break,
+            }
+        }
+    });
+}
+
+impl BinaryApp {
+    /// Start `api <args>` with a clean environment plus `envs`, in `cwd`, and
+    /// wait (up to 10 s) for the "listening" log line (unless it exits first).
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)], cwd: &std::path::Path) -> BinaryApp {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(envs.iter().copied())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn api binary");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        pump(child.stdout.take().unwrap(), stdout.clone());
+        pump(child.stderr.take().unwrap(), stderr.clone());
+        let mut app = BinaryApp {
+            child,
+            port: None,
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(port) = app.find_port() {
+                app.port = Some(port);
+                break;
+            }
+            if app.child.try_wait().unwrap().is_some() {
+                // Give the pump threads a moment to drain the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        app
+    }
+
+    fn find_port(&self) -> Option<u16> {
+        self.stdout.lock().unwrap().iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["msg"] == "listening").then(|| v["port"].as_u64())?.map(|p| p as u16)
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port.expect("server port"), path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal with the `kill` command (no unsafe code needed).
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -{sig} failed");
+    }
+
+    /// Wait for the process to exit (bounded), returning its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("process did not exit within {within:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for BinaryApp {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Assert a response is an RFC 9457 problem with this status; return the body.
+pub async fn assert_problem(resp: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert_eq!(ct, "application/problem+json");
+    let body: serde_json::Value = resp.json().await.expect("problem body is JSON");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].is_string(), "type: {body}");
+    assert!(body["title"].is_string(), "title: {body}");
+    assert!(body["detail"].is_string(), "detail: {body}");
+    body
+}
