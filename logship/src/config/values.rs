@@ -1,0 +1,92 @@
+//! Parsing of Fluentd's parameter value types: sizes, times, booleans, lists.
+
+use std::time::Duration;
+
+/// `8m`, `256k`, `1.5g`, `100` (bytes), units k/m/g/t (powers of 1024), case-insensitive,
+/// an optional trailing `b`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').filter(|x| !x.is_empty()).unwrap_or(&lower);
+    let (num, mult) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some(b'm') => (&lower[..lower.len() - 1], 1 << 20),
+        Some(b'g') => (&lower[..lower.len() - 1], 1 << 30),
+        Some(b't') => (&lower[..lower.len() - 1], 1 << 40),
+        _ => (lower, 1),
+    };
+    let bad = || format!("invalid size {t:?} (expected a number with an optional k/m/g/t unit, e.g. 8m)");
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    Ok((v * mult as f64).round() as u64)
+}
+
+/// `5s`, `1.5m`, `2h`, `1d`, `0.5` (seconds); units s/m/h/d.
+pub fn parse_time(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let bad = || format!("invalid time {t:?} (expected a number with an optional s/m/h/d unit, e.g. 5s)");
+    let (num, mult) = match t.as_bytes().last() {
+        Some(b's') => (&t[..t.len() - 1], 1.0),
+        Some(b'm') => (&t[..t.len() - 1], 60.0),
+        Some(b'h') => (&t[..t.len() - 1], 3600.0),
+        Some(b'd') => (&t[..t.len() - 1], 86400.0),
+        _ => (t, 1.0),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(bad());
+    }
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// `true`/`yes` or `false`/`no`; an empty value means true (as in Fluentd).
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "" | "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        other => Err(format!("invalid boolean {other:?} (expected true or false)")),
+    }
+}
+
+/// A list: a JSON array (`["a","b"]`) or comma-separated words (`a, b`).
+pub fn parse_list(s: &str) -> Result<Vec<String>, String> {
+    let t = s.trim();
+    if t.starts_with('[') {
+        let v: Vec<serde_json::Value> =
+            serde_json::from_str(t).map_err(|e| format!("invalid array {t:?}: {e}"))?;
+        return Ok(v
+            .into_iter()
+            .map(|x| match x {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect());
+    }
+    Ok(t.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(parse_size("8m").unwrap(), 8 << 20);
+        assert_eq!(parse_size("256K").unwrap(), 256 << 10);
+        assert_eq!(parse_size("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2t").unwrap(), 2 << 40);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert!(parse_size("ten").is_err());
+        assert_eq!(parse_time("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_time("1.5m").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_time("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_time("1d").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_time("0.25").unwrap(), Duration::from_millis(250));
+        assert!(parse_time("5x").is_err());
+        assert_eq!(parse_list("a, b,c").unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(parse_list(r#"["a", "b"]"#).unwrap(), vec!["a", "b"]);
+    }
+}

@@ -1,0 +1,35 @@
+//! Filters: transform the events of a batch before they reach an output.
+//!
+//! - [`parser`]: parse a field (Docker's `log`) as JSON and merge it into the record;
+//! - [`record_transformer`]: add fields (`<record>` with `${tag}`, `${tag_parts[N]}`,
+//!   `${hostname}`, `${field}` placeholders), remove or keep keys;
+//! - [`concat`]: join Docker's partial lines (`partial_message`/`partial_id`/`partial_ordinal`/
+//!   `partial_last`) back into one record, flushing incomplete ones after a timeout.
+
+pub mod concat;
+pub mod parser;
+pub mod record_transformer;
+
+use crate::event::{Event, EventBatch};
+
+/// A filter plugin.
+pub trait Filter: Send + Sync + 'static {
+    /// Transforms the events of one batch of `tag` (may drop, change or hold back events).
+    fn filter(&self, tag: &str, events: Vec<Event>) -> Vec<Event>;
+
+    /// Whether [`Filter::flush`] must be called periodically.
+    fn has_timers(&self) -> bool {
+        false
+    }
+
+    /// Releases events held back for too long (all of them when `force`, at shutdown).
+    fn flush(&self, _force: bool) -> Vec<EventBatch> {
+        Vec::new()
+    }
+
+    /// The label that events released by [`Filter::flush`] go to instead of continuing down
+    /// the pipeline (concat's `timeout_label`).
+    fn timeout_label(&self) -> Option<&str> {
+        None
+    }
+}

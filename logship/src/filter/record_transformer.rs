@@ -1,0 +1,231 @@
+//! `@type record_transformer` (`enable_ruby false` only).
+//!
+//! `<record>` values are templates with the placeholders `${tag}`, `${tag_parts[N]}`
+//! (negative N counts from the end), `${tag_prefix[N]}`, `${tag_suffix[N]}`, `${hostname}`,
+//! and `${KEY}` / `${record["KEY"]}` for a top-level field of the record. A value that is
+//! exactly one field placeholder copies the field with its type; otherwise the result is a
+//! string (a non-string field is inserted as its JSON text). An unknown placeholder is left as
+//! written. Set fields replace existing ones in place, new ones are appended; then
+//! `remove_keys` are removed. `renew_record true` starts from an empty record plus `keep_keys`.
+
+use bytes::Bytes;
+
+use super::Filter;
+use crate::config::RecordTransformerConfig;
+use crate::event::Event;
+use crate::pipeline::record::{self, Entry};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Lit(String),
+    Tag,
+    TagPart(i64),
+    TagPrefix(i64),
+    TagSuffix(i64),
+    Hostname,
+    Field(String),
+}
+
+struct Field {
+    key: Vec<u8>,
+    raw_key: Vec<u8>,
+    parts: Vec<Part>,
+}
+
+pub struct RecordTransformer {
+    fields: Vec<Field>,
+    remove_keys: Vec<String>,
+    keep_keys: Vec<String>,
+    renew_record: bool,
+    hostname: String,
+    needs_record: bool,
+}
+
+fn compile(t: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut lit = String::new();
+    let mut rest = t;
+    while let Some(i) = rest.find("${") {
+        lit.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(j) = after.find('}') else {
+            lit.push_str(&rest[i..]);
+            rest = "";
+            break;
+        };
+        let name = after[..j].trim();
+        let idx = |p: &str| name.strip_prefix(p).and_then(|x| x.strip_suffix(']')).and_then(|x| x.trim().parse::<i64>().ok());
+        let part = if name == "tag" {
+            Some(Part::Tag)
+        } else if name == "hostname" {
+            Some(Part::Hostname)
+        } else if let Some(n) = idx("tag_parts[") {
+            Some(Part::TagPart(n))
+        } else if let Some(n) = idx("tag_prefix[") {
+            Some(Part::TagPrefix(n))
+        } else if let Some(n) = idx("tag_suffix[") {
+            Some(Part::TagSuffix(n))
+        } else if let Some(k) = name
+            .strip_prefix("record[")
+            .and_then(|x| x.strip_suffix(']'))
+            .map(|x| x.trim().trim_matches(|c| c == '"' || c == '\''))
+        {
+            Some(Part::Field(k.to_string()))
+        } else if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'@' || b == b'.') {
+            Some(Part::Field(name.to_string()))
+        } else {
+            None
+        };
+        match part {
+            Some(p) => {
+                if !lit.is_empty() {
+                    parts.push(Part::Lit(std::mem::take(&mut lit)));
+                }
+                parts.push(p);
+            }
+            None => lit.push_str(&rest[i..i + 3 + j]),
+        }
+        rest = &after[j + 1..];
+    }
+    lit.push_str(rest);
+    if !lit.is_empty() {
+        parts.push(Part::Lit(lit));
+    }
+    parts
+}
+
+fn index(parts: &[&str], n: i64) -> Option<usize> {
+    let i = if n < 0 { parts.len() as i64 + n } else { n };
+    usize::try_from(i).ok().filter(|&i| i < parts.len())
+}
+
+impl RecordTransformer {
+    pub fn new(cfg: &RecordTransformerConfig) -> Self {
+        Self::with_hostname(cfg, gethostname::gethostname().to_string_lossy().into_owned())
+    }
+
+    pub fn with_hostname(cfg: &RecordTransformerConfig, hostname: String) -> Self {
+        let fields: Vec<Field> = cfg
+            .record
+            .iter()
+            .map(|(k, v)| Field { key: k.as_bytes().to_vec(), raw_key: record::encode_str(k.as_bytes()), parts: compile(v) })
+            .collect();
+        let needs_record = fields.iter().any(|f| f.parts.iter().any(|p| matches!(p, Part::Field(_))));
+        Self {
+            fields,
+            remove_keys: cfg.remove_keys.clone(),
+            keep_keys: cfg.keep_keys.clone(),
+            renew_record: cfg.renew_record,
+            hostname,
+            needs_record,
+        }
+    }
+
+    /// The encoded value of `f` for this event.
+    fn value(&self, f: &Field, tag: &str, tag_parts: &[&str], entries: &[Entry<'_>]) -> Vec<u8> {
+        let field = |k: &str| entries.iter().find(|e| e.key == Some(k.as_bytes()));
+        if let [Part::Field(k)] = f.parts.as_slice() {
+            if let Some(e) = field(k) {
+                return e.raw_value.to_vec();
+            }
+        }
+        let mut s: Vec<u8> = Vec::new();
+        for p in &f.parts {
+            match p {
+                Part::Lit(l) => s.extend_from_slice(l.as_bytes()),
+                Part::Tag => s.extend_from_slice(tag.as_bytes()),
+                Part::Hostname => s.extend_from_slice(self.hostname.as_bytes()),
+                Part::TagPart(n) => {
+                    if let Some(i) = index(tag_parts, *n) {
+                        s.extend_from_slice(tag_parts[i].as_bytes());
+                    }
+                }
+                Part::TagPrefix(n) => {
+                    if let Some(i) = index(tag_parts, *n) {
+                        s.extend_from_slice(tag_parts[..=i].join(".").as_bytes());
+                    }
+                }
+                Part::TagSuffix(n) => {
+                    if let Some(i) = index(tag_parts, *n) {
+                        s.extend_from_slice(tag_parts[i..].join(".").as_bytes());
+                    }
+                }
+                Part::Field(k) => {
+                    if let Some(e) = field(k) {
+                        match e.value_str() {
+                            Some(v) => s.extend_from_slice(v),
+                            None => {
+                                let mut j = Vec::new();
+                                if crate::msgpack_json::write_json(e.raw_value, &mut j).is_ok() {
+                                    s.extend_from_slice(&j);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        record::encode_str(&s)
+    }
+
+    fn transform(&self, tag: &str, tag_parts: &[&str], ev: &Event) -> Option<Event> {
+        let entries = record::entries(&ev.record).ok()?;
+        let _ = self.needs_record;
+        let values: Vec<Vec<u8>> = self.fields.iter().map(|f| self.value(f, tag, tag_parts, &entries)).collect();
+        let removed = |k: Option<&[u8]>| k.is_some_and(|k| self.remove_keys.iter().any(|r| r.as_bytes() == k));
+        let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(entries.len() + values.len());
+        let mut set = vec![false; self.fields.len()];
+        for e in &entries {
+            if self.renew_record && !e.key.is_some_and(|k| self.keep_keys.iter().any(|kk| kk.as_bytes() == k)) {
+                continue;
+            }
+            if removed(e.key) {
+                continue;
+            }
+            match self.fields.iter().position(|f| Some(f.key.as_slice()) == e.key) {
+                Some(i) => {
+                    if !set[i] {
+                        set[i] = true;
+                        pairs.push((e.raw_key, &values[i]));
+                    }
+                }
+                None => pairs.push((e.raw_key, e.raw_value)),
+            }
+        }
+        for (i, f) in self.fields.iter().enumerate() {
+            if !set[i] && !removed(Some(&f.key)) {
+                pairs.push((&f.raw_key, &values[i]));
+            }
+        }
+        Some(Event { time: ev.time, record: Bytes::from(record::build_map(pairs)) })
+    }
+}
+
+impl Filter for RecordTransformer {
+    fn filter(&self, tag: &str, events: Vec<Event>) -> Vec<Event> {
+        let tag_parts: Vec<&str> = tag.split('.').collect();
+        events
+            .into_iter()
+            .map(|ev| match self.transform(tag, &tag_parts, &ev) {
+                Some(e) => e,
+                None => {
+                    tracing::warn!(tag, "record_transformer: record is not a msgpack map, left unchanged");
+                    ev
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        assert_eq!(compile("a${tag}b"), vec![Part::Lit("a".into()), Part::Tag, Part::Lit("b".into())]);
+        assert_eq!(compile("${tag_parts[-1]}"), vec![Part::TagPart(-1)]);
+        assert_eq!(compile("${record[\"k\"]}"), vec![Part::Field("k".into())]);
+        assert_eq!(compile("${ 1 + 1 }"), vec![Part::Lit("${ 1 + 1 }".into())]);
+    }
+}

@@ -1,0 +1,381 @@
+//! msgpack → JSON, written straight into a `Vec<u8>` without building a value tree.
+//!
+//! Sinks (stdout, file, later Elasticsearch) call [`write_json`] on a record's wire bytes.
+//!
+//! # Mapping
+//! | msgpack | JSON |
+//! | --- | --- |
+//! | nil, bool | `null`, `true`/`false` |
+//! | int / uint (all widths, up to `u64::MAX` / `i64::MIN`) | the exact integer |
+//! | float32 / float64 | shortest round-trip decimal (`42.0` keeps its fraction); NaN and ±Infinity become `null` (JSON has no such values) |
+//! | str | a JSON string; bytes that are not valid UTF-8 are replaced by U+FFFD, one per invalid sequence (as `String::from_utf8_lossy`) |
+//! | bin | a JSON string: the bytes as text when they are valid UTF-8 (Fluentd does not tell bin from str either), otherwise standard base64 with padding |
+//! | array, map | array, object |
+//! | ext | `{"$ext":{"type":N,"data":"<base64>"}}`, the shape the shared golden vectors use |
+//!
+//! Map keys that are not strings become strings: the JSON text of the key (`1` → `"1"`,
+//! `nil` → `"null"`). Nesting deeper than [`MAX_DEPTH`] is an error rather than a stack overflow.
+
+use base64::Engine as _;
+
+/// Deepest nesting of arrays and maps accepted.
+pub const MAX_DEPTH: usize = 128;
+
+/// Why a buffer could not be transcoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TranscodeError {
+    /// The buffer ends in the middle of a value.
+    #[error("truncated msgpack value")]
+    Truncated,
+    /// Byte 0xc1, which msgpack never uses.
+    #[error("invalid msgpack marker 0x{0:02x}")]
+    InvalidMarker(u8),
+    /// Arrays/maps nested deeper than [`MAX_DEPTH`].
+    #[error("msgpack value nested deeper than {MAX_DEPTH}")]
+    TooDeep,
+}
+
+/// Transcodes the single msgpack value at the start of `input` into `out`; returns how many
+/// bytes of `input` it used.
+pub fn write_json(input: &[u8], out: &mut Vec<u8>) -> Result<usize, TranscodeError> {
+    let mut r = Reader { buf: input, pos: 0 };
+    r.value(out, 0)?;
+    Ok(r.pos)
+}
+
+/// Convenience: the JSON text of the msgpack value at the start of `input`.
+pub fn to_json_string(input: &[u8]) -> Result<String, TranscodeError> {
+    let mut out = Vec::with_capacity(input.len() + input.len() / 4 + 8);
+    write_json(input, &mut out)?;
+    // write_json only writes valid UTF-8.
+    Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TranscodeError> {
+        let end = self.pos.checked_add(n).ok_or(TranscodeError::Truncated)?;
+        if end > self.buf.len() {
+            return Err(TranscodeError::Truncated);
+        }
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, TranscodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn be<const N: usize>(&mut self) -> Result<[u8; N], TranscodeError> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+    fn len8(&mut self) -> Result<usize, TranscodeError> {
+        Ok(self.u8()? as usize)
+    }
+    fn len16(&mut self) -> Result<usize, TranscodeError> {
+        Ok(u16::from_be_bytes(self.be()?) as usize)
+    }
+    fn len32(&mut self) -> Result<usize, TranscodeError> {
+        Ok(u32::from_be_bytes(self.be()?) as usize)
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), TranscodeError> {
+        let m = self.u8()?;
+        match m {
+            0x00..=0x7f => write_u64(out, m as u64),
+            0xe0..=0xff => write_i64(out, (m as i8) as i64),
+            0x80..=0x8f => self.map(out, (m & 0x0f) as usize, depth)?,
+            0x90..=0x9f => self.array(out, (m & 0x0f) as usize, depth)?,
+            0xa0..=0xbf => {
+                let s = self.take((m & 0x1f) as usize)?;
+                write_str_lossy(out, s);
+            }
+            0xc0 => out.extend_from_slice(b"null"),
+            0xc1 => return Err(TranscodeError::InvalidMarker(m)),
+            0xc2 => out.extend_from_slice(b"false"),
+            0xc3 => out.extend_from_slice(b"true"),
+            0xc4 | 0xc5 | 0xc6 => {
+                let n = match m {
+                    0xc4 => self.len8()?,
+                    0xc5 => self.len16()?,
+                    _ => self.len32()?,
+                };
+                let b = self.take(n)?;
+                write_bin(out, b);
+            }
+            0xc7 | 0xc8 | 0xc9 => {
+                let n = match m {
+                    0xc7 => self.len8()?,
+                    0xc8 => self.len16()?,
+                    _ => self.len32()?,
+                };
+                let ty = self.u8()? as i8;
+                let d = self.take(n)?;
+                write_ext(out, ty, d);
+            }
+            0xca => write_f32(out, f32::from_be_bytes(self.be()?)),
+            0xcb => write_f64(out, f64::from_be_bytes(self.be()?)),
+            0xcc => write_u64(out, self.u8()? as u64),
+            0xcd => write_u64(out, u16::from_be_bytes(self.be()?) as u64),
+            0xce => write_u64(out, u32::from_be_bytes(self.be()?) as u64),
+            0xcf => write_u64(out, u64::from_be_bytes(self.be()?)),
+            0xd0 => write_i64(out, i8::from_be_bytes(self.be()?) as i64),
+            0xd1 => write_i64(out, i16::from_be_bytes(self.be()?) as i64),
+            0xd2 => write_i64(out, i32::from_be_bytes(self.be()?) as i64),
+            0xd3 => write_i64(out, i64::from_be_bytes(self.be()?)),
+            0xd4..=0xd8 => {
+                let n = 1usize << (m - 0xd4);
+                let ty = self.u8()? as i8;
+                let d = self.take(n)?;
+                write_ext(out, ty, d);
+            }
+            0xd9 | 0xda | 0xdb => {
+                let n = match m {
+                    0xd9 => self.len8()?,
+                    0xda => self.len16()?,
+                    _ => self.len32()?,
+                };
+                let s = self.take(n)?;
+                write_str_lossy(out, s);
+            }
+            0xdc => {
+                let n = self.len16()?;
+                self.array(out, n, depth)?
+            }
+            0xdd => {
+                let n = self.len32()?;
+                self.array(out, n, depth)?
+            }
+            0xde => {
+                let n = self.len16()?;
+                self.map(out, n, depth)?
+            }
+            0xdf => {
+                let n = self.len32()?;
+                self.map(out, n, depth)?
+            }
+        }
+        Ok(())
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>, n: usize, depth: usize) -> Result<(), TranscodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(TranscodeError::TooDeep);
+        }
+        out.push(b'[');
+        for i in 0..n {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.value(out, depth + 1)?;
+        }
+        out.push(b']');
+        Ok(())
+    }
+
+    fn map(&mut self, out: &mut Vec<u8>, n: usize, depth: usize) -> Result<(), TranscodeError> {
+        if depth >= MAX_DEPTH {
+            return Err(TranscodeError::TooDeep);
+        }
+        out.push(b'{');
+        for i in 0..n {
+            if i > 0 {
+                out.push(b',');
+            }
+            self.key(out, depth + 1)?;
+            out.push(b':');
+            self.value(out, depth + 1)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    fn key(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), TranscodeError> {
+        let m = *self.buf.get(self.pos).ok_or(TranscodeError::Truncated)?;
+        match m {
+            0xa0..=0xbf | 0xd9 | 0xda | 0xdb => self.value(out, depth),
+            _ => {
+                // Non-string key: its JSON text, as a string.
+                let mut tmp = Vec::new();
+                self.value(&mut tmp, depth)?;
+                if tmp.first() == Some(&b'"') {
+                    out.extend_from_slice(&tmp);
+                } else {
+                    write_str_lossy(out, &tmp);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn write_u64(out: &mut Vec<u8>, v: u64) {
+    let mut b = itoa_buf();
+    out.extend_from_slice(fmt_u64(&mut b, v));
+}
+
+fn write_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+        write_u64(out, v.unsigned_abs());
+    } else {
+        write_u64(out, v as u64);
+    }
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0u8; 20]
+}
+
+fn fmt_u64(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+fn write_f64(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        // serde_json formats finite floats with ryu (shortest round trip, keeps ".0").
+        let _ = serde_json::to_writer(&mut *out, &v);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn write_f32(out: &mut Vec<u8>, v: f32) {
+    if v.is_finite() {
+        let _ = serde_json::to_writer(&mut *out, &v);
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
+    if std::str::from_utf8(b).is_ok() {
+        write_str_lossy(out, b);
+    } else {
+        out.push(b'"');
+        base64_into(out, b);
+        out.push(b'"');
+    }
+}
+
+fn base64_into(out: &mut Vec<u8>, b: &[u8]) {
+    let s = base64::engine::general_purpose::STANDARD.encode(b);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn write_ext(out: &mut Vec<u8>, ty: i8, d: &[u8]) {
+    out.extend_from_slice(b"{\"$ext\":{\"type\":");
+    write_i64(out, ty as i64);
+    out.extend_from_slice(b",\"data\":\"");
+    base64_into(out, d);
+    out.extend_from_slice(b"\"}}");
+}
+
+/// `0` = copy as is; otherwise the character after the backslash (`u` = `\u00XX`).
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Writes `s` as a JSON string (with quotes). Runs of bytes that need no escaping are copied
+/// in one go.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escape_valid(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// Writes bytes as a JSON string, replacing invalid UTF-8 sequences with U+FFFD.
+pub fn write_str_lossy(out: &mut Vec<u8>, mut b: &[u8]) {
+    out.push(b'"');
+    loop {
+        match std::str::from_utf8(b) {
+            Ok(s) => {
+                escape_valid(out, s.as_bytes());
+                break;
+            }
+            Err(e) => {
+                let (good, rest) = b.split_at(e.valid_up_to());
+                escape_valid(out, good);
+                out.extend_from_slice("\u{FFFD}".as_bytes());
+                match e.error_len() {
+                    Some(n) => b = &rest[n..],
+                    None => break,
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+fn escape_valid(out: &mut Vec<u8>, b: &[u8]) {
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let e = ESCAPE[c as usize];
+        if e == 0 {
+            continue;
+        }
+        if start < i {
+            out.extend_from_slice(&b[start..i]);
+        }
+        if e == b'u' {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(c >> 4) as usize]);
+            out.push(HEX[(c & 0xf) as usize]);
+        } else {
+            out.push(b'\\');
+            out.push(e);
+        }
+        start = i + 1;
+    }
+    if start < b.len() {
+        out.extend_from_slice(&b[start..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ints_and_strings() {
+        let mut v = Vec::new();
+        rmp::encode::write_map_len(&mut v, 2).unwrap();
+        rmp::encode::write_str(&mut v, "a").unwrap();
+        rmp::encode::write_uint(&mut v, u64::MAX).unwrap();
+        rmp::encode::write_str(&mut v, "b\"").unwrap();
+        rmp::encode::write_sint(&mut v, i64::MIN).unwrap();
+        assert_eq!(
+            to_json_string(&v).unwrap(),
+            format!("{{\"a\":{},\"b\\\"\":{}}}", u64::MAX, i64::MIN)
+        );
+    }
+}

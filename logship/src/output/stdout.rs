@@ -1,0 +1,91 @@
+//! `@type stdout`: Fluentd's line format (`2025-03-14 15:09:26.535897932 +0000 tag: {json}`,
+//! in UTC) or pure JSON lines with `<format> @type json`.
+//!
+//! Formatting happens in the caller's task; the bytes of a whole batch then go to one writer
+//! thread, which takes the stdout lock once per batch, writes them and flushes. The thread
+//! keeps batches in order and keeps blocking writes off the async runtime. `emit` resolves once
+//! the batch has been written.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{format_batch, Output};
+use crate::config::LineFormat;
+use crate::event::{BoxFuture, EmitError, EventBatch};
+
+type Job = (Vec<u8>, oneshot::Sender<std::io::Result<()>>);
+
+/// The stdout output (or any writer, for tests).
+pub struct StdoutOutput {
+    format: LineFormat,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl StdoutOutput {
+    /// Writes to the process's stdout.
+    pub fn new(format: LineFormat) -> Self {
+        Self::start(format, None)
+    }
+
+    /// Writes to `w` instead of stdout.
+    pub fn with_writer(format: LineFormat, w: Box<dyn Write + Send>) -> Self {
+        Self::start(format, Some(w))
+    }
+
+    fn start(format: LineFormat, w: Option<Box<dyn Write + Send>>) -> Self {
+        // A few batches in flight are enough to keep the writer busy.
+        let (tx, mut rx) = mpsc::channel::<Job>(16);
+        let thread = std::thread::Builder::new()
+            .name("logship-stdout".into())
+            .spawn(move || {
+                let mut w = w;
+                while let Some((buf, done)) = rx.blocking_recv() {
+                    let r = match w.as_mut() {
+                        Some(w) => w.write_all(&buf).and_then(|()| w.flush()),
+                        None => {
+                            let mut lock = std::io::stdout().lock();
+                            lock.write_all(&buf).and_then(|()| lock.flush())
+                        }
+                    };
+                    let _ = done.send(r);
+                }
+            })
+            .expect("spawn stdout writer thread");
+        Self { format, tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }
+    }
+}
+
+impl Output for StdoutOutput {
+    fn emit<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, Result<(), EmitError>> {
+        Box::pin(async move {
+            let mut buf = Vec::with_capacity(batch.events.iter().map(|e| e.record.len() * 2 + 64).sum());
+            format_batch(self.format, batch, &mut buf);
+            let tx = self.tx.lock().map_err(|_| EmitError::ShuttingDown)?.clone();
+            let tx = tx.ok_or(EmitError::ShuttingDown)?;
+            let (done_tx, done_rx) = oneshot::channel();
+            tx.send((buf, done_tx)).await.map_err(|_| EmitError::ShuttingDown)?;
+            match done_rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(EmitError::Output { output: "stdout".into(), reason: e.to_string() }),
+                Err(_) => Err(EmitError::ShuttingDown),
+            }
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // Dropping the sender ends the thread once queued batches are written.
+            if let Ok(mut g) = self.tx.lock() {
+                g.take();
+            }
+            let handle = self.thread.lock().ok().and_then(|mut g| g.take());
+            if let Some(h) = handle {
+                let _ = tokio::task::spawn_blocking(move || h.join()).await;
+            }
+        })
+    }
+}

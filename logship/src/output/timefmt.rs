@@ -1,0 +1,218 @@
+//! UTC calendar arithmetic and the few strftime conversions logship needs, without a date crate.
+
+use crate::event::EventTime;
+
+/// Civil date and time in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+/// Splits Unix seconds into a UTC civil date and time (proleptic Gregorian).
+pub fn civil(secs: i64) -> Civil {
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400) as u32;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    Civil {
+        year: if m <= 2 { y + 1 } else { y },
+        month: m,
+        day: d,
+        hour: sod / 3600,
+        minute: sod / 60 % 60,
+        second: sod % 60,
+    }
+}
+
+/// Inverse of [`civil`] for dates: days since 1970-01-01.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn push2(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10 % 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+fn push_year(out: &mut Vec<u8>, y: i64) {
+    if (0..=9999).contains(&y) {
+        let y = y as u32;
+        push2(out, y / 100);
+        push2(out, y % 100);
+    } else {
+        out.extend_from_slice(y.to_string().as_bytes());
+    }
+}
+
+/// `2025-03-14 15:09:26.535897932 +0000` — out_stdout's `%Y-%m-%d %H:%M:%S.%N %z`, in UTC.
+pub fn write_stdout_time(out: &mut Vec<u8>, t: EventTime) {
+    let c = civil(t.secs);
+    push_year(out, c.year);
+    out.push(b'-');
+    push2(out, c.month);
+    out.push(b'-');
+    push2(out, c.day);
+    out.push(b' ');
+    push2(out, c.hour);
+    out.push(b':');
+    push2(out, c.minute);
+    out.push(b':');
+    push2(out, c.second);
+    out.push(b'.');
+    let n = t.nanos.min(999_999_999);
+    let mut digits = [b'0'; 9];
+    let mut v = n;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.extend_from_slice(b" +0000");
+}
+
+/// `2025-03-14T15:09:26+0000` — out_file's default `%Y-%m-%dT%H:%M:%S%z`, in UTC.
+pub fn write_iso_time(out: &mut Vec<u8>, t: EventTime) {
+    let c = civil(t.secs);
+    push_year(out, c.year);
+    out.push(b'-');
+    push2(out, c.month);
+    out.push(b'-');
+    push2(out, c.day);
+    out.push(b'T');
+    push2(out, c.hour);
+    out.push(b':');
+    push2(out, c.minute);
+    out.push(b':');
+    push2(out, c.second);
+    out.extend_from_slice(b"+0000");
+}
+
+/// Expands `%Y %m %d %H %M %S %y %j %%` (UTC) in `fmt`; other `%x` are kept as written.
+pub fn strftime(fmt: &str, secs: i64) -> String {
+    let c = civil(secs);
+    let mut out = Vec::with_capacity(fmt.len() + 8);
+    let b = fmt.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 1 < b.len() {
+            match b[i + 1] {
+                b'Y' => push_year(&mut out, c.year),
+                b'y' => push2(&mut out, c.year.rem_euclid(100) as u32),
+                b'm' => push2(&mut out, c.month),
+                b'd' => push2(&mut out, c.day),
+                b'H' => push2(&mut out, c.hour),
+                b'M' => push2(&mut out, c.minute),
+                b'S' => push2(&mut out, c.second),
+                b'j' => {
+                    let doy = days_from_civil(c.year, c.month, c.day) - days_from_civil(c.year, 1, 1) + 1;
+                    out.extend_from_slice(format!("{doy:03}").as_bytes());
+                }
+                b'%' => out.push(b'%'),
+                other => {
+                    out.push(b'%');
+                    out.push(other);
+                }
+            }
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses RFC 3339 / ISO 8601 timestamps such as `2025-03-14T15:09:26.535Z` or
+/// `2025-03-14T16:09:26+01:00` (also with a space instead of `T`).
+pub fn parse_rfc3339(s: &str) -> Option<EventTime> {
+    let b = s.trim().as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let s = b.get(r)?;
+        if s.iter().all(u8::is_ascii_digit) {
+            std::str::from_utf8(s).ok()?.parse().ok()
+        } else {
+            None
+        }
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos = 0u32;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + (b[i] - b'0') as u32;
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..9 {
+            nanos *= 10;
+        }
+    }
+    let offset: i64 = match b.get(i) {
+        None => 0,
+        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) => {
+            let oh = num(i + 1..i + 3)? as i64;
+            let om = match b.get(i + 3) {
+                Some(b':') => num(i + 4..i + 6)?,
+                _ => num(i + 3..i + 5)?,
+            } as i64;
+            let o = oh * 3600 + om * 60;
+            if sign == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y as i64, mo, d) * 86_400 + (h * 3600 + mi * 60 + se) as i64 - offset;
+    Some(EventTime::new(secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        let mut v = Vec::new();
+        write_stdout_time(&mut v, EventTime::new(1_741_964_966, 535_897_932));
+        assert_eq!(String::from_utf8(v).unwrap(), "2025-03-14 15:09:26.535897932 +0000");
+        let mut v = Vec::new();
+        write_iso_time(&mut v, EventTime::new(0, 0));
+        assert_eq!(String::from_utf8(v).unwrap(), "1970-01-01T00:00:00+0000");
+        assert_eq!(strftime("%Y%m%d/%H%M%S %j %%", 1_741_964_966), "20250314/150926 073 %");
+        assert_eq!(civil(951_782_400), Civil { year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0 });
+        assert_eq!(parse_rfc3339("2025-03-14T15:09:26.535Z"), Some(EventTime::new(1_741_964_966, 535_000_000)));
+        assert_eq!(parse_rfc3339("2025-03-14T16:09:26+01:00"), Some(EventTime::new(1_741_964_966, 0)));
+        assert_eq!(parse_rfc3339("nope"), None);
+    }
+}
