@@ -5,3 +5,4 @@
 //!   [`event::EventSink`] trait through which inputs hand events to the pipeline.
 
 pub mod event;
+pub mod forward;

@@ -1,0 +1,70 @@
+//! The Fluentd Forward protocol (v1): server (`in_forward`), client, decoder and handshake.
+//!
+//! # Wire format
+//!
+//! A connection carries a stream of msgpack objects, one per message, back to back (no
+//! length prefix). The server finds where an object ends by walking msgpack headers
+//! ([`codec::FrameScanner`], resumable, no value tree). Every event message is an array whose
+//! first element is the **tag** (a msgpack str, valid UTF-8):
+//!
+//! | mode | shape |
+//! | --- | --- |
+//! | Message | `[tag, time, record]` or `[tag, time, record, option]` |
+//! | Forward | `[tag, [[time, record], ...], option?]` |
+//! | PackedForward | `[tag, bin-or-str(concatenated msgpack [time, record] arrays), option?]` |
+//! | CompressedPackedForward | PackedForward whose payload is gzip, `option.compressed == "gzip"`; the payload may hold several gzip members back to back |
+//!
+//! A top-level `nil` is accepted and ignored (keep-alive). The **record** must be a msgpack
+//! map; it is kept as a zero-copy [`bytes::Bytes`] slice of the received frame.
+//!
+//! # Time
+//!
+//! The time is an integer (seconds, any msgpack int width), a float (seconds with fraction,
+//! float32 or float64), or an **EventTime**: msgpack ext type 0 with 8 bytes (fixext8 `d7 00`
+//! or ext8 `c7 08 00`) = big-endian u32 seconds + big-endian u32 nanoseconds. As fluentd does,
+//! a time of `nil` or `0` is replaced by the current time.
+//!
+//! # Options
+//!
+//! The option map may hold `size` (event count, or for some clients the payload length — a
+//! hint only, never trusted for allocation), `chunk` (an ack id, a str) and `compressed`
+//! (`"gzip"`; `"text"` means none). Unknown keys are ignored.
+//!
+//! # Acks (at-least-once)
+//!
+//! When a message carries `chunk`, the server replies `{"ack": chunk}` **after** the pipeline
+//! holds the events ([`crate::event::EventSink::emit`] resolved `Ok`). If the pipeline refuses
+//! them, no ack is sent and the connection is closed, so the client resends.
+//!
+//! # Handshake (`<security>`)
+//!
+//! See [`handshake`]: server `HELO {nonce, auth, keepalive}` → client `PING` with
+//! `hex(sha512(salt + client_hostname + nonce + shared_key))` (and, with users,
+//! `hex(sha512(auth_salt + username + password))`) → server `PONG true` with
+//! `hex(sha512(salt + server_hostname + nonce + shared_key))`, or `PONG false, reason` and close.
+//!
+//! # Heartbeat
+//!
+//! A UDP datagram to the server's port is answered with one NUL byte (fluentd's
+//! `in_forward` does the same for `out_forward`'s `heartbeat_type udp`).
+//!
+//! # Limits
+//!
+//! - Frame size: `chunk_size_limit` (default 32 MiB). A str/bin/array header that declares
+//!   more is rejected as soon as the header is read, before any payload is buffered.
+//! - Nesting depth (default 100) and the decompressed size of a gzip payload (default 256 MiB).
+//! - `read_timeout`: a frame (or the handshake) that does not complete in time closes the
+//!   connection (slow-loris).
+//! - `max_connections`: a semaphore; further clients wait in the accept backlog.
+//!
+//! Any malformed frame closes only its connection (WARN log, `frames_malformed` counter).
+
+pub mod client;
+pub mod codec;
+pub mod handshake;
+pub mod server;
+
+pub use client::{encode_record_from_json, ClientConfig, ClientError, ForwardClient};
+pub use codec::{DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser, FrameScanner, Mode, PingFrame};
+pub use handshake::{HandshakeError, SecurityConfig, UserCredential};
+pub use server::{run, serve, ForwardError, ForwardListeners, ForwardMetrics, ForwardServer, ForwardServerConfig, TlsConfig};
