@@ -6,3 +6,9 @@
 
 pub mod event;
 pub mod forward;
+pub mod config;
+pub mod filter;
+pub mod msgpack_json;
+pub mod output;
+pub mod pipeline;
+pub mod cli;

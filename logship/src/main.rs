@@ -1,1 +1,133 @@
-fn main() {}
+//! The `logship` binary: argument parsing only; the work is in `logship::cli`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use logship::cli;
+
+#[derive(Parser)]
+#[command(name = "logship", version, about = "A log shipper speaking the Fluentd Forward protocol")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline (sources → filters → outputs) until SIGTERM/SIGINT.
+    Run {
+        /// Fluentd-syntax config file; without it: forward on 127.0.0.1:24224 → stdout.
+        #[arg(short, long, env = "LOGSHIP_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and print the effective pipeline.
+    CheckConfig {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Send JSON lines read from stdin to a Forward server (like fluent-cat).
+    Cat {
+        /// The tag of the events.
+        tag: String,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(short, long, default_value_t = 24224)]
+        port: u16,
+        /// Shared key for the Forward handshake.
+        #[arg(long, env = "LOGSHIP_SHARED_KEY")]
+        shared_key: Option<String>,
+        /// Ask the server to acknowledge each batch.
+        #[arg(long)]
+        ack: bool,
+    },
+    /// Run a command and ship its output lines as Docker's fluentd log driver would.
+    Exec {
+        /// The tag of the events.
+        #[arg(long)]
+        tag: String,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(short, long, default_value_t = 24224)]
+        port: u16,
+        #[arg(long, env = "LOGSHIP_SHARED_KEY")]
+        shared_key: Option<String>,
+        #[arg(long)]
+        ack: bool,
+        /// container_name is "/NAME" (default: the command's basename).
+        #[arg(long)]
+        name: Option<String>,
+        /// Adds a container_id field.
+        #[arg(long)]
+        container_id: Option<String>,
+        /// Lines kept in memory while the server is unreachable (oldest dropped beyond).
+        #[arg(long, default_value_t = 10_000)]
+        buffer_lines: usize,
+        /// Seconds to keep trying to deliver queued lines after the command exited.
+        #[arg(long, default_value_t = 5.0)]
+        flush_timeout: f64,
+        /// The command and its arguments (after --).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+fn addr(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Command::CheckConfig { config } = &args.command {
+        let code = cli::check::check_config(config, &mut std::io::stdout(), &mut std::io::stderr());
+        return ExitCode::from(code as u8);
+    }
+    cli::telemetry::init("info");
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("logship: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<i32> = rt.block_on(async move {
+        match args.command {
+            Command::Run { config } => cli::run::run(config.as_deref()).await.map(|()| 0),
+            Command::Cat { tag, host, port, shared_key, ack } => {
+                let opts = cli::cat::CatOptions { tag, addr: addr(&host, port), shared_key, ack };
+                let invalid = cli::cat::cat(&opts, tokio::io::stdin()).await?;
+                Ok(i32::from(invalid > 0))
+            }
+            Command::Exec { tag, host, port, shared_key, ack, name, container_id, buffer_lines, flush_timeout, command } => {
+                cli::exec::exec(cli::exec::ExecOptions {
+                    tag,
+                    addr: addr(&host, port),
+                    shared_key,
+                    ack,
+                    name,
+                    container_id,
+                    buffer_lines,
+                    flush_timeout: Duration::from_secs_f64(flush_timeout.max(0.0)),
+                    command,
+                })
+                .await
+            }
+            Command::CheckConfig { .. } => unreachable!("handled above"),
+        }
+    });
+    // Don't let lingering blocking tasks (stdin reads) hold the exit.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "logship failed");
+            eprintln!("logship: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
