@@ -960,7 +960,7 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
     t.time("delayed_commit_timeout");
     t.int::<u64>("queue_limit_length", "integer");
     t.bool("disable_chunk_backup", false);
-    t.int::<u32>("timekey_use_utc", "integer");
+    t.bool("timekey_use_utc", false);
     t.raw("timekey_zone");
     t.raw("path_suffix");
     t.finish();
