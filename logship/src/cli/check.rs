@@ -39,7 +39,7 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
 fn not_runnable(o: &OutputConfig) -> bool {
     match o {
         OutputConfig::Elasticsearch(_) | OutputConfig::Forward(_) => true,
-        OutputConfig::Copy(v) => v.iter().any(not_runnable),
+        OutputConfig::Copy(v) => v.iter().any(|(_, o)| not_runnable(o)),
         _ => false,
     }
 }

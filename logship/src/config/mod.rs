@@ -186,7 +186,8 @@ pub enum OutputConfig {
     Stdout(StdoutConfig),
     Null,
     File(FileOutputConfig),
-    Copy(Vec<OutputConfig>),
+    /// `<store>`s with their `@id`.
+    Copy(Vec<(Option<String>, OutputConfig)>),
     Relabel(String),
     /// Parsed and checked; not runnable yet (a later issue).
     Elasticsearch(ElasticsearchConfig),
@@ -476,7 +477,7 @@ fn describe_output(o: &OutputConfig) -> String {
         }),
         OutputConfig::Null => "null".into(),
         OutputConfig::File(f) => format!("file path={}", f.path),
-        OutputConfig::Copy(v) => format!("copy [{}]", v.iter().map(describe_output).collect::<Vec<_>>().join(", ")),
+        OutputConfig::Copy(v) => format!("copy [{}]", v.iter().map(|(_, o)| describe_output(o)).collect::<Vec<_>>().join(", ")),
         OutputConfig::Relabel(l) => format!("relabel -> {l}"),
         OutputConfig::Elasticsearch(e) => format!("elasticsearch hosts={} (not runnable yet)", e.hosts.join(",")),
         OutputConfig::Forward(f) => format!(
@@ -489,7 +490,7 @@ fn describe_output(o: &OutputConfig) -> String {
 fn collect_relabels(o: &OutputConfig, loc: &Loc, out: &mut Vec<(String, Loc)>) {
     match o {
         OutputConfig::Relabel(l) => out.push((l.clone(), loc.clone())),
-        OutputConfig::Copy(v) => v.iter().for_each(|x| collect_relabels(x, loc, out)),
+        OutputConfig::Copy(v) => v.iter().for_each(|(_, x)| collect_relabels(x, loc, out)),
         _ => {}
     }
 }
@@ -1003,7 +1004,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             let store_els = s.children("store");
             for st in &store_els {
                 if let Some(o) = output_plugin(st, s.errors) {
-                    stores.push(o);
+                    stores.push((st.param("@id").map(|p| p.value.clone()), o));
                 }
             }
             if store_els.is_empty() {

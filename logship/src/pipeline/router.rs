@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::pattern::TagPattern;
-use crate::config::{Config, ConfigError, Directive, FilterConfig, MatchDirective, OutputConfig};
+use crate::config::{Config, ConfigError, Directive, FilterConfig, OutputConfig};
 use crate::event::{BoxFuture, EmitError, EventBatch, EventSink};
 use crate::filter::{concat::ConcatFilter, parser::ParserFilter, record_transformer::RecordTransformer, Filter};
 use crate::output::{file::FileOutput, stdout::StdoutOutput, CopyOutput, NullOutput, Output};
@@ -110,7 +110,7 @@ impl Router {
                 for d in &label.directives {
                     match d {
                         Directive::Filter(f) => steps.push(Step::Filter { pattern: f.pattern.clone(), filter: build_filter(&f.plugin) }),
-                        Directive::Match(m) => match make_output(&m.plugin, m, weak, factory) {
+                        Directive::Match(m) => match make_output(&m.plugin, m.id.as_deref(), weak, factory) {
                             Ok(o) => {
                                 outputs.push(o.clone());
                                 steps.push(Step::Match { pattern: m.pattern.clone(), output: o });
@@ -239,7 +239,7 @@ impl Router {
 
 fn make_output(
     cfg: &OutputConfig,
-    m: &MatchDirective,
+    id: Option<&str>,
     weak: &Weak<Router>,
     factory: OutputFactory<'_>,
 ) -> Result<Arc<dyn Output>, String> {
@@ -247,12 +247,12 @@ fn make_output(
         OutputConfig::Relabel(l) => Ok(Arc::new(RelabelOutput { label: l.clone(), router: weak.clone() })),
         OutputConfig::Copy(stores) => {
             let mut v = Vec::new();
-            for s in stores {
-                v.push(make_output(s, m, weak, factory)?);
+            for (sid, s) in stores {
+                v.push(make_output(s, sid.as_deref(), weak, factory)?);
             }
             Ok(Arc::new(CopyOutput { stores: v }))
         }
-        other => factory(other, m.id.as_deref()),
+        other => factory(other, id),
     }
 }
 

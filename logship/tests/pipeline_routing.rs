@@ -1,0 +1,213 @@
+//! Tag matching and routing: first match wins, filters in order (only those above the match),
+//! labels, relabel, copy, no match.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use logship::config::{Config, OutputConfig};
+use logship::event::{BoxFuture, EmitError, Event, EventBatch, EventSink, EventTime};
+use logship::msgpack_json::to_json_string;
+use logship::output::Output;
+use logship::pipeline::pattern::TagPattern;
+use logship::pipeline::record::value_to_msgpack;
+use logship::pipeline::{LabelSink, Router};
+use serde_json::json;
+
+/// An output that remembers what it got, as (output id, tag, record JSON).
+struct Capture {
+    id: String,
+    log: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Output for Capture {
+    fn emit<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, Result<(), EmitError>> {
+        Box::pin(async move {
+            let mut l = self.log.lock().unwrap();
+            for e in &batch.events {
+                l.push((self.id.clone(), batch.tag.to_string(), to_json_string(&e.record).unwrap()));
+            }
+            Ok(())
+        })
+    }
+}
+
+type Log = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// Builds a router where every non-copy/relabel output is a Capture named by its @id
+/// (or its type when it has none).
+fn router(conf: &str) -> (Arc<Router>, Log) {
+    let cfg = Config::from_str_at(conf, Path::new("test.conf")).unwrap_or_else(|e| panic!("{e:?}"));
+    let log: Log = Arc::default();
+    let l2 = log.clone();
+    let mut factory = move |o: &OutputConfig, id: Option<&str>| -> Result<Arc<dyn Output>, String> {
+        let name = id.map_or_else(|| o.type_name().to_string(), str::to_string);
+        Ok(Arc::new(Capture { id: name, log: l2.clone() }))
+    };
+    (Router::build_with(&cfg, &mut factory).unwrap(), log)
+}
+
+fn batch(tag: &str, records: &[serde_json::Value]) -> EventBatch {
+    EventBatch::new(
+        tag,
+        records
+            .iter()
+            .map(|r| Event { time: EventTime::new(1_741_964_966, 0), record: Bytes::from(value_to_msgpack(r)) })
+            .collect(),
+    )
+}
+
+#[test]
+fn tag_pattern_table() {
+    let t = |p: &str, tag: &str| TagPattern::parse(p).unwrap().matches(tag);
+    assert!(t("docker.**", "docker"));
+    assert!(t("docker.**", "docker.api"));
+    assert!(t("docker.**", "docker.api.web"));
+    assert!(!t("docker.**", "dockerx"));
+    assert!(t("docker.*", "docker.api"));
+    assert!(!t("docker.*", "docker"));
+    assert!(!t("docker.*", "docker.api.web"));
+    assert!(t("*.{api,web}", "docker.web"));
+    assert!(!t("*.{api,web}", "docker.db"));
+    assert!(t("a b.* c.**", "c"));
+    assert!(t("a b.* c.**", "b.x"));
+    assert!(!t("a b.* c.**", "b"));
+    assert!(t("**", "anything.at.all"));
+    assert!(t("**.err", "app.x.err"));
+    assert!(t("{a,b.{c,d}}.z", "b.d.z"));
+    assert!(!t("{a,b.{c,d}}.z", "b.e.z"));
+    assert!(t("a.b\\*", "a.b*"));
+    assert!(!t("a.b\\*", "a.bc"));
+}
+
+#[tokio::test]
+async fn first_match_wins_and_only_filters_above_it_apply() {
+    let (r, log) = router(
+        r#"
+<filter app.**>
+  @type record_transformer
+  <record>
+    step one
+  </record>
+</filter>
+<match app.debug>
+  @type null
+  @id debug
+</match>
+<filter app.**>
+  @type record_transformer
+  <record>
+    step "${step}-two"
+    tag ${tag}
+  </record>
+</filter>
+<match app.**>
+  @type null
+  @id app
+</match>
+<filter **>
+  @type record_transformer
+  <record>
+    never applied
+  </record>
+</filter>
+<match **>
+  @type null
+  @id rest
+</match>
+"#,
+    );
+    r.emit(batch("app.debug", &[json!({"m": 1})])).await.unwrap();
+    r.emit(batch("app.web", &[json!({"m": 2})])).await.unwrap();
+    r.emit(batch("other", &[json!({"m": 3})])).await.unwrap();
+    let l = log.lock().unwrap().clone();
+    assert_eq!(
+        l,
+        vec![
+            ("debug".into(), "app.debug".into(), r#"{"m":1,"step":"one"}"#.into()),
+            ("app".into(), "app.web".into(), r#"{"m":2,"step":"one-two","tag":"app.web"}"#.into()),
+            // The last filter is above <match **>, so it applies to "other" (not to app.*).
+            ("rest".into(), "other".into(), r#"{"m":3,"never":"applied"}"#.into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn labels_relabel_copy_and_no_match() {
+    let (r, log) = router(
+        r#"
+<source>
+  @type forward
+  @label @IN
+</source>
+<match audit.**>
+  @type relabel
+  @label @ARCHIVE
+</match>
+<match known.**>
+  @type null
+  @id root
+</match>
+<label @IN>
+  <filter **>
+    @type record_transformer
+    <record>
+      via in
+    </record>
+  </filter>
+  <match **>
+    @type copy
+    <store>
+      @type null
+      @id in_a
+    </store>
+    <store>
+      @type relabel
+      @label @ARCHIVE
+    </store>
+  </match>
+</label>
+<label @ARCHIVE>
+  <match **>
+    @type null
+    @id archive
+  </match>
+</label>
+"#,
+    );
+    let in_sink = LabelSink { router: r.clone(), label: "@IN".into() };
+    in_sink.emit(batch("x.y", &[json!({"n": 1})])).await.unwrap();
+    r.emit(batch("audit.login", &[json!({"n": 2})])).await.unwrap();
+    // No <match> for this tag in the root: dropped, and emit still succeeds.
+    r.emit(batch("unknown", &[json!({"n": 3})])).await.unwrap();
+    r.emit(batch("known.a", &[json!({"n": 4})])).await.unwrap();
+    let l = log.lock().unwrap().clone();
+    assert_eq!(
+        l,
+        vec![
+            ("in_a".into(), "x.y".into(), r#"{"n":1,"via":"in"}"#.into()),
+            ("archive".into(), "x.y".into(), r#"{"n":1,"via":"in"}"#.into()),
+            ("archive".into(), "audit.login".into(), r#"{"n":2}"#.into()),
+            ("root".into(), "known.a".into(), r#"{"n":4}"#.into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn router_keeps_event_order_and_times() {
+    let (r, log) = router("<match **>\n  @type null\n  @id all\n</match>\n");
+    let recs: Vec<_> = (0..100).map(|i| json!({"i": i})).collect();
+    r.emit(batch("t", &recs)).await.unwrap();
+    let l = log.lock().unwrap();
+    assert_eq!(l.len(), 100);
+    for (i, e) in l.iter().enumerate() {
+        assert_eq!(e.2, format!("{{\"i\":{i}}}"));
+    }
+}
+
+#[tokio::test]
+async fn shutdown_refuses_new_events() {
+    let (r, _log) = router("<match **>\n  @type null\n</match>\n");
+    r.shutdown().await;
+    assert!(matches!(r.emit(batch("t", &[json!({})])).await, Err(EmitError::ShuttingDown)));
+}
