@@ -1,0 +1,231 @@
+//! End to end through the real binary: `logship run -c` on an ephemeral port (the bound
+//! address is read from its JSON "listening" log line on stderr), `logship cat`,
+//! `logship exec`, SIGTERM, and `check-config`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_logship");
+
+struct Server {
+    child: Child,
+    port: u16,
+    stderr_lines: mpsc::Receiver<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(conf: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logship.conf");
+        std::fs::write(&path, conf).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("LOG_LEVEL", "info")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no 'listening' log line");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("stderr line is not JSON: {line}"));
+            if v["fields"]["message"] == "listening" {
+                let addr: std::net::SocketAddr = v["fields"]["address"].as_str().unwrap().parse().unwrap();
+                break addr.port();
+            }
+        };
+        Server { child, port, stderr_lines: rx, _dir: dir }
+    }
+
+    /// Sends SIGTERM, waits for exit, returns (exit status success, stdout).
+    fn stop(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "logship run did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        // Every stderr line is JSON.
+        while let Ok(l) = self.stderr_lines.try_recv() {
+            serde_json::from_str::<serde_json::Value>(&l).unwrap_or_else(|_| panic!("stderr line is not JSON: {l}"));
+        }
+        (status.success(), out)
+    }
+}
+
+fn cat(port: u16, tag: &str, input: &str, extra: &[&str]) -> std::process::Output {
+    let mut c = Command::new(BIN)
+        .args(["cat", "--port", &port.to_string(), tag])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+/// Checks `2025-03-14 15:09:26.535897932 +0000 TAG: JSON` and returns (tag, record).
+fn parse_line(l: &str) -> (String, serde_json::Value) {
+    let b = l.as_bytes();
+    assert!(l.len() > 37, "{l}");
+    assert_eq!(b[4], b'-');
+    assert_eq!(b[10], b' ');
+    assert_eq!(b[19], b'.');
+    assert!(b[20..29].iter().all(u8::is_ascii_digit), "{l}");
+    assert_eq!(&l[29..36], " +0000 ", "{l}");
+    let rest = &l[36..];
+    let (tag, json) = rest.split_once(": ").unwrap();
+    (tag.to_string(), serde_json::from_str(json).unwrap())
+}
+
+const CONF: &str = "<source>\n  @type forward\n  bind 127.0.0.1\n  port 0\n</source>\n<match **>\n  @type stdout\n</match>\n";
+
+#[test]
+fn run_cat_exec_and_sigterm() {
+    let server = Server::start(CONF);
+    let port = server.port;
+
+    let out = cat(port, "test.cat", "{\"msg\":\"hello\",\"n\":1}\n[1,2]\nnot json\n{\"msg\":\"é\"}\n", &["--ack"]);
+    assert_eq!(out.status.code(), Some(1), "one invalid line → exit 1; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
+
+    let ex = Command::new(BIN)
+        .args(["exec", "--tag", "docker.demo", "--port", &port.to_string(), "--name", "demo", "--"])
+        .args(["sh", "-c", "echo a; echo b >&2; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(ex.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&ex.stdout), "a\n", "stdout is echoed");
+    assert!(String::from_utf8_lossy(&ex.stderr).starts_with("b\n"), "stderr is echoed: {}", String::from_utf8_lossy(&ex.stderr));
+
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, stdout) = server.stop();
+    assert!(ok, "run exits 0 on SIGTERM");
+    let lines: Vec<(String, serde_json::Value)> = stdout.lines().map(parse_line).collect();
+    let cat_lines: Vec<&serde_json::Value> = lines.iter().filter(|(t, _)| t == "test.cat").map(|(_, r)| r).collect();
+    assert_eq!(cat_lines.len(), 3, "{stdout}");
+    assert_eq!(cat_lines[0], &serde_json::json!({"msg": "hello", "n": 1}));
+    assert_eq!(cat_lines[1], &serde_json::json!({"message": [1, 2]}));
+    assert_eq!(cat_lines[2], &serde_json::json!({"msg": "é"}));
+    let mut ex_lines: Vec<&serde_json::Value> = lines.iter().filter(|(t, _)| t == "docker.demo").map(|(_, r)| r).collect();
+    ex_lines.sort_by_key(|r| r["source"].as_str().unwrap().to_string());
+    assert_eq!(
+        ex_lines,
+        vec![
+            &serde_json::json!({"container_name": "/demo", "source": "stderr", "log": "b"}),
+            &serde_json::json!({"container_name": "/demo", "source": "stdout", "log": "a"}),
+        ]
+    );
+}
+
+#[test]
+fn exec_buffers_until_the_server_comes_up() {
+    // Pick a free port, start exec first (nothing listens yet), then the server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ex = Command::new(BIN)
+        .args(["exec", "--tag", "late", "--port", &port.to_string(), "--flush-timeout", "20", "--"])
+        .args(["sh", "-c", "echo early; sleep 1; echo later"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let conf = CONF.replace("port 0", &format!("port {port}"));
+    let server = Server::start(&conf);
+    let out = ex.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, stdout) = server.stop();
+    assert!(ok);
+    let logs: Vec<String> = stdout
+        .lines()
+        .map(parse_line)
+        .filter(|(t, _)| t == "late")
+        .map(|(_, r)| r["log"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logs, vec!["early", "later"], "{stdout}");
+}
+
+#[test]
+fn exec_splits_long_lines_and_concat_joins_them() {
+    let conf = format!(
+        "{}<filter **>\n  @type concat\n  key log\n  use_partial_metadata true\n  separator \"\"\n</filter>\n<match **>\n  @type stdout\n  <format>\n    @type json\n  </format>\n</match>\n",
+        CONF.split("<match").next().unwrap()
+    );
+    let server = Server::start(&conf);
+    let ex = Command::new(BIN)
+        .args(["exec", "--tag", "long", "--port", &server.port.to_string(), "--"])
+        .args(["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo; echo short"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ex.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, stdout) = server.stop();
+    assert!(ok);
+    let recs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(recs.len(), 2, "{}", &stdout[..stdout.len().min(500)]);
+    assert_eq!(recs[0]["log"].as_str().unwrap().len(), 40000);
+    assert!(recs[0].get("partial_id").is_none());
+    assert_eq!(recs[1]["log"], "short");
+}
+
+fn configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs")
+}
+
+#[test]
+fn check_config_good_and_broken() {
+    let good = Command::new(BIN).args(["check-config", "-c"]).arg(configs().join("docker_bunyan_pipeline.conf")).output().unwrap();
+    assert_eq!(good.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&good.stdout);
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(out.contains("forward 127.0.0.1:24224 -> root"), "{out}");
+    assert!(out.contains("filter docker.** -> concat"), "{out}");
+    assert!(out.contains("match  docker.** -> stdout (json)"), "{out}");
+
+    let demo = Command::new(BIN).args(["check-config", "-c"]).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fluentd/demo.conf")).output().unwrap();
+    assert_eq!(demo.status.code(), Some(0), "{}", String::from_utf8_lossy(&demo.stderr));
+
+    let es = Command::new(BIN).args(["check-config", "-c"]).arg(configs().join("elasticsearch.conf")).output().unwrap();
+    assert_eq!(es.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&es.stderr).contains("warning: output @type elasticsearch is parsed and checked but not implemented yet"));
+
+    let bad = Command::new(BIN).args(["check-config", "-c"]).arg(configs().join("broken/unknown_param.conf")).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("broken/unknown_param.conf:4: unknown parameter 'prot' in <source> (@type forward); supported: "), "{err}");
+    assert!(bad.stdout.is_empty());
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let r = Command::new(BIN).args(["run", "-c"]).arg(configs().join("broken/bad_size.conf")).output().unwrap();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("bad_size.conf:4"));
+    assert!(r.stdout.is_empty());
+}
