@@ -23,7 +23,11 @@ fn main() {
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
     let sha = from_git
-        .or_else(|| std::env::var("GIT_SHA").ok().filter(|s| !s.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("GIT_SHA")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=API_GIT_SHA={sha}");
 }

@@ -264,7 +264,9 @@ const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
 fn url_from_split_vars<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
 ) -> Result<(String, Backend), ConfigError> {
-    let scheme = get("DATABASE_SCHEME").unwrap_or("mysql").to_ascii_lowercase();
+    let scheme = get("DATABASE_SCHEME")
+        .unwrap_or("mysql")
+        .to_ascii_lowercase();
     let (backend, default_port) = match scheme.as_str() {
         "mysql" | "mariadb" => (Backend::MySql, 3306),
         "postgres" | "postgresql" => (Backend::Postgres, 5432),
@@ -276,10 +278,16 @@ fn url_from_split_vars<'a>(
         }
     };
     let host = get("DATABASE_HOST").ok_or_else(|| {
-        ConfigError::new("DATABASE_HOST", "required when other DATABASE_* variables are set")
+        ConfigError::new(
+            "DATABASE_HOST",
+            "required when other DATABASE_* variables are set",
+        )
     })?;
     if host.contains(['/', '@', '?', '#', ' ']) {
-        return Err(ConfigError::new("DATABASE_HOST", format!("not a host name: {host:?}")));
+        return Err(ConfigError::new(
+            "DATABASE_HOST",
+            format!("not a host name: {host:?}"),
+        ));
     }
     let port = match get("DATABASE_PORT") {
         None => default_port,
@@ -293,12 +301,10 @@ fn url_from_split_vars<'a>(
             }
         },
     };
-    let user = get("DATABASE_USER").ok_or_else(|| {
-        ConfigError::new("DATABASE_USER", "required when DATABASE_HOST is set")
-    })?;
-    let name = get("DATABASE_NAME").ok_or_else(|| {
-        ConfigError::new("DATABASE_NAME", "required when DATABASE_HOST is set")
-    })?;
+    let user = get("DATABASE_USER")
+        .ok_or_else(|| ConfigError::new("DATABASE_USER", "required when DATABASE_HOST is set"))?;
+    let name = get("DATABASE_NAME")
+        .ok_or_else(|| ConfigError::new("DATABASE_NAME", "required when DATABASE_HOST is set"))?;
     let user = utf8_percent_encode(user, USERINFO).to_string();
     let userinfo = match get("DATABASE_PASSWORD") {
         Some(p) => format!("{user}:{}", utf8_percent_encode(p, USERINFO)),
@@ -309,7 +315,10 @@ fn url_from_split_vars<'a>(
         Backend::MySql => "mysql",
         _ => "postgres",
     };
-    Ok((format!("{scheme}://{userinfo}@{host}:{port}/{name}"), backend))
+    Ok((
+        format!("{scheme}://{userinfo}@{host}:{port}/{name}"),
+        backend,
+    ))
 }
 
 fn normalise_url(url: &str, var: &'static str) -> Result<(String, Backend), ConfigError> {
@@ -399,7 +408,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -415,7 +427,10 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_url("mysql://app:secret@db:3306/x"), "mysql://app:***@db:3306/x");
+        assert_eq!(
+            redact_url("mysql://app:secret@db:3306/x"),
+            "mysql://app:***@db:3306/x"
+        );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact_url("sqlite:./api.db"), "sqlite:./api.db");
         assert_eq!(redact_url("mysql://a:p@ss@h/db"), "mysql://a:***@h/db");

@@ -208,9 +208,8 @@ impl Db {
 
     /// Check that a connection can be acquired and used within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
-        let fut = async {
-            dispatch!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
-        };
+        let fut =
+            async { dispatch!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())) };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r.map_err(|e| DbError::Unavailable(e.to_string())),
             Err(_) => Err(DbError::Unavailable(format!(
@@ -383,9 +382,11 @@ impl Db {
 
     /// Number of users.
     pub async fn count_users(&self) -> Result<i64, DbError> {
-        Ok(dispatch!(self, p => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users")
+        Ok(
+            dispatch!(self, p => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM users")
             .fetch_one(p)
-            .await?))
+            .await?),
+        )
     }
 }
 

@@ -168,11 +168,9 @@ impl From<JsonRejection> for ApiError {
                 "expected request with `Content-Type: application/json`".to_owned(),
             ),
             JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(e.body_text()),
-            JsonRejection::JsonDataError(e) => ApiError::Validation(vec![FieldError::new(
-                "body",
-                "type",
-                e.body_text(),
-            )]),
+            JsonRejection::JsonDataError(e) => {
+                ApiError::Validation(vec![FieldError::new("body", "type", e.body_text())])
+            }
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::PayloadTooLarge
             }

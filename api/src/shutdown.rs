@@ -32,5 +32,8 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => "SIGINT",
         _ = terminate => "SIGTERM",
     };
-    tracing::info!(signal, "shutdown signal received, draining in-flight requests");
+    tracing::info!(
+        signal,
+        "shutdown signal received, draining in-flight requests"
+    );
 }

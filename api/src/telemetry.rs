@@ -17,11 +17,7 @@ use tracing_subscriber::{EnvFilter, Registry};
 ///
 /// `filter` is an `EnvFilter` directive such as `info` or `api=debug,sqlx=warn`;
 /// an unparsable directive falls back to `info`.
-pub fn get_subscriber<Sink>(
-    name: &str,
-    filter: &str,
-    sink: Sink,
-) -> impl Subscriber + Send + Sync
+pub fn get_subscriber<Sink>(name: &str, filter: &str, sink: Sink) -> impl Subscriber + Send + Sync
 where
     Sink: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {

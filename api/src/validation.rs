@@ -57,7 +57,11 @@ pub fn name(raw: &str) -> Result<String, FieldError> {
         ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(FieldError::new("name", "format", "must not contain control characters"));
+        return Err(FieldError::new(
+            "name",
+            "format",
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -83,7 +87,10 @@ pub fn email(raw: &str) -> Result<String, FieldError> {
         return bad("local part must be 1-64 characters");
     }
     let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
-    if local.split('.').any(|part| part.is_empty() || !part.chars().all(atext)) {
+    if local
+        .split('.')
+        .any(|part| part.is_empty() || !part.chars().all(atext))
+    {
         return bad("local part contains invalid characters or dots");
     }
     let labels: Vec<&str> = domain.split('.').collect();
@@ -122,13 +129,30 @@ mod tests {
 
     #[test]
     fn emails() {
-        for ok in ["a@b.co", " Ada.Lovelace+x@Example.ORG ", "o'neil@sub-d.example.com"] {
+        for ok in [
+            "a@b.co",
+            " Ada.Lovelace+x@Example.ORG ",
+            "o'neil@sub-d.example.com",
+        ] {
             assert!(email(ok).is_ok(), "{ok}");
         }
         assert_eq!(email("A@B.CO").unwrap(), "a@b.co");
         for bad in [
-            "", "plain", "@b.co", "a@", "a@b", "a..b@c.co", ".a@b.co", "a.@b.co", "a@-b.co",
-            "a@b-.co", "a@b..co", "a@b.c0", "a b@c.co", "a@b.c", "a@@b.co",
+            "",
+            "plain",
+            "@b.co",
+            "a@",
+            "a@b",
+            "a..b@c.co",
+            ".a@b.co",
+            "a.@b.co",
+            "a@-b.co",
+            "a@b-.co",
+            "a@b..co",
+            "a@b.c0",
+            "a b@c.co",
+            "a@b.c",
+            "a@@b.co",
         ] {
             assert!(email(bad).is_err(), "{bad}");
         }

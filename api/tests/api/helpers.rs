@@ -237,12 +237,18 @@ impl BinaryApp {
     fn find_port(&self) -> Option<u16> {
         self.stdout.lock().unwrap().iter().find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            (v["msg"] == "listening").then(|| v["port"].as_u64())?.map(|p| p as u16)
+            (v["msg"] == "listening")
+                .then(|| v["port"].as_u64())?
+                .map(|p| p as u16)
         })
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{}", self.port.expect("server port"), path)
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.port.expect("server port"),
+            path
+        )
     }
 
     pub fn pid(&self) -> u32 {

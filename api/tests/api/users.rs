@@ -150,7 +150,11 @@ async fn duplicate_email_is_409(app: TestApp) {
 }
 
 async fn unknown_id_is_404(app: TestApp) {
-    for (method, body) in [("GET", None), ("PATCH", Some(json!({"name": "x"}))), ("DELETE", None)] {
+    for (method, body) in [
+        ("GET", None),
+        ("PATCH", Some(json!({"name": "x"}))),
+        ("DELETE", None),
+    ] {
         let mut req = app
             .client
             .request(method.parse().unwrap(), app.url("/users/999999"));
@@ -165,8 +169,14 @@ async fn validation_errors_have_field_errors(app: TestApp) {
     let long = "x".repeat(101);
     let body = assert_problem(app.create(&long, "not-an-email").await, 422).await;
     let errors = body["errors"].as_array().expect("errors array");
-    let fields: Vec<&str> = errors.iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert!(fields.contains(&"name") && fields.contains(&"email"), "{body}");
+    let fields: Vec<&str> = errors
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"name") && fields.contains(&"email"),
+        "{body}"
+    );
     for e in errors {
         assert!(e["code"].is_string() && e["message"].is_string(), "{e}");
     }
@@ -274,7 +284,11 @@ async fn pagination_limits(app: TestApp) {
     assert_eq!(p["next_after"], Value::Null);
     let p = get_page(&app, &format!("?after={}&limit=1", ids[999])).await;
     assert_eq!(p["items"][0]["id"], last);
-    assert_eq!(p["next_after"], Value::Null, "exact last page has no cursor");
+    assert_eq!(
+        p["next_after"],
+        Value::Null,
+        "exact last page has no cursor"
+    );
 }
 
 async fn pagination_cursor_walks_all_pages(app: TestApp) {
@@ -427,7 +441,12 @@ async fn unknown_route_and_method_are_problems(app: TestApp) {
     let resp = app.client.put(app.url("/users")).send().await.unwrap();
     assert_problem(resp, 405).await;
     // Test hooks are off by default.
-    let resp = app.client.get(app.url("/__test/panic")).send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/__test/panic"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(resp, 404).await;
 }
 
