@@ -325,26 +325,72 @@ impl FrameScanner {
 }
 
 /// Length of the complete msgpack object at the start of `b`, checking depth.
-/// Errors with `Truncated` when `b` ends inside the object.
+/// Errors with `Truncated` when `b` ends inside the object. This is the hot path for records,
+/// so it is a tight loop over a complete slice (no resumable state), with the common fix*
+/// markers handled inline.
+#[inline]
 fn object_len(b: &[u8], scratch: &mut FrameScanner) -> Result<usize, FrameError> {
-    // fast paths for scalars and blobs
-    if let Some(Head::Leaf { hdr, payload }) = read_head(b)? {
-        let n = hdr as u64 + payload;
-        if n > b.len() as u64 {
-            return Err(FrameError::Truncated("value extends past the end of its container"));
+    const TRUNC: FrameError = FrameError::Truncated("value extends past the end of its container");
+    let stack = &mut scratch.stack;
+    stack.clear();
+    let max_depth = scratch.max_depth;
+    let len = b.len();
+    let mut pos = 0usize;
+    // items left in the innermost open container (the top level counts as one item)
+    let mut remaining: u64 = 1;
+    loop {
+        let Some(&m) = b.get(pos) else { return Err(TRUNC) };
+        let children: u64 = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {
+                pos += 1;
+                0
+            }
+            0xa0..=0xbf => {
+                pos += 1 + (m & 0x1f) as usize;
+                0
+            }
+            0x80..=0x8f => {
+                pos += 1;
+                2 * (m & 0x0f) as u64
+            }
+            0x90..=0x9f => {
+                pos += 1;
+                (m & 0x0f) as u64
+            }
+            _ => match read_head(&b[pos..])? {
+                None => return Err(TRUNC),
+                Some(Head::Leaf { hdr, payload }) => {
+                    if payload > (len - pos) as u64 {
+                        return Err(TRUNC);
+                    }
+                    pos += hdr + payload as usize;
+                    0
+                }
+                Some(Head::Container { hdr, children }) => {
+                    pos += hdr;
+                    if children > (len - pos.min(len)) as u64 {
+                        return Err(TRUNC);
+                    }
+                    children
+                }
+            },
+        };
+        remaining -= 1;
+        if children > 0 {
+            if stack.len() + 1 > max_depth {
+                stack.clear();
+                return Err(FrameError::TooDeep { limit: max_depth });
+            }
+            stack.push(remaining);
+            remaining = children;
         }
-        return Ok(n as usize);
-    }
-    scratch.reset();
-    match scratch.scan(b) {
-        Ok(Some(n)) => Ok(n),
-        Ok(None) => {
-            scratch.reset();
-            Err(FrameError::Truncated("value extends past the end of its container"))
-        }
-        Err(e) => {
-            scratch.reset();
-            Err(e)
+        while remaining == 0 {
+            match stack.pop() {
+                Some(r) => remaining = r,
+                None => {
+                    return if pos <= len { Ok(pos) } else { Err(TRUNC) };
+                }
+            }
         }
     }
 }
