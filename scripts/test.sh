@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The project's test command (see README): starts the private test services
+# (installing what is missing), then runs
+#   cargo fmt --all -- --check
+#   cargo clippy --workspace --all-targets --locked -- -D warnings
+#   cargo test --workspace --locked [ARGS...]
+# and stops the services on exit, whatever happened.
+#
+# Usage: scripts/test.sh [-- ARGS...]     e.g. scripts/test.sh -- --test harness_services
+# ARGS go to `cargo test` as they are (put test-binary flags after another `--`).
+#
+# cargo test's output comes last, so its summary lines end the output. The exit
+# code is cargo test's; if the tests pass but fmt or clippy failed, it is 1.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ "${1:-}" == "--" ]] && shift
+
+# rustup installs into ~/.cargo/bin, which a non-login shell may not have on PATH.
+if ! command -v cargo >/dev/null && [[ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]]; then
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+    echo "test.sh: cargo is not installed (or not on PATH); install Rust with rustup first" >&2
+    exit 127
+fi
+
+SERVICES=scripts/test-services.sh
+mkdir -p target
+STOP_LOG="$PWD/target/test-services-stop.log"
+# Stop the services however we leave; its messages go to a log file so that
+# cargo test's summary stays the last thing printed.
+trap '"$SERVICES" stop >>"$STOP_LOG" 2>&1 || echo "test.sh: stopping the services failed, see $STOP_LOG" >&2' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Start the services and export their TEST_* variables (one KEY=VALUE a line).
+env_lines="$("$SERVICES" start)"
+while IFS= read -r line; do
+    [[ -n "$line" ]] && export "${line?}"
+done <<<"$env_lines"
+# Tests must fail, not skip, when a service they need is missing.
+export REQUIRE_SERVICES=1
+
+failed=()
+echo "==> cargo fmt --all -- --check" >&2
+cargo fmt --all -- --check || failed+=(fmt)
+echo "==> cargo clippy --workspace --all-targets --locked -- -D warnings" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings || failed+=(clippy)
+
+echo "==> cargo test --workspace --locked $*" >&2
+rc=0
+cargo test --workspace --locked "$@" || rc=$?
+if ((rc == 0 && ${#failed[@]} > 0)); then
+    echo "test.sh: tests passed but ${failed[*]} failed" >&2
+    rc=1
+fi
+exit "$rc"
