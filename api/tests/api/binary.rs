@@ -232,7 +232,7 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     // A steady stream: one new connection + slow request every 25 ms.
     let start = Instant::now();
     let mut handles = Vec::new();
-    let stream_for = Duration::from_millis(1200);
+    let stream_for = Duration::from_millis(1500);
     let signal_at = Duration::from_millis(800);
     let mut signalled: Option<Instant> = None;
     while start.elapsed() < stream_for {
@@ -270,13 +270,13 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     let mut after_refused = 0;
     for h in handles {
         let (sent_at, outcome) = h.await.unwrap();
-        if sent_at + Duration::from_millis(100) < signalled {
+        if sent_at + Duration::from_millis(300) < signalled {
             // Certainly accepted before the signal: must complete successfully.
             let (status, body) = outcome.expect("in-flight request was dropped");
             assert_eq!(status, 200);
             assert_eq!(body.as_deref(), Some("done"));
             before += 1;
-        } else if sent_at > signalled + Duration::from_millis(100) {
+        } else if sent_at > signalled + Duration::from_millis(300) {
             assert!(outcome.is_none(), "request after shutdown was served");
             after_refused += 1;
         } else if let Some((status, _)) = outcome {
@@ -284,7 +284,7 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
             assert_eq!(status, 200);
         }
     }
-    assert!(before >= 20, "only {before} requests before the signal");
+    assert!(before >= 12, "only {before} requests before the signal");
     assert!(
         after_refused >= 5,
         "only {after_refused} requests after the signal"

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# HTTP benchmark of the api service with wrk (release build).
+#
+# Usage: api/benches/wrk.sh [sqlite] [mysql]        (default: both)
+#
+# For each backend: fresh database, `api migrate`, `api seed --count 10000`,
+# `api serve`, then
+#   wrk -t2 -c32 -d15s --latency -s <random id 1..10000>  /users/{id}
+#   wrk -t2 -c32 -d15s --latency                          /users?limit=100
+# with RSS (ps) idle and after load. Also time from exec to the first 200 of
+# /readyz on SQLite (5 runs). Logs go to /dev/null at the default level (info).
+#
+# Environment: BENCH_MYSQL_URL or TEST_MYSQL_URL (admin URL of a MariaDB, a
+# database `api_bench_<pid>` is created on it), API_BIN (default
+# $CARGO_TARGET_DIR/release/api), DURATION (15s), CONNECTIONS (32),
+# BENCH_LOG_LEVEL (info).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+API_BIN="${API_BIN:-$TARGET/release/api}"
+DURATION="${DURATION:-15s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
+BACKENDS=("$@")
+[ ${#BACKENDS[@]} -eq 0 ] && BACKENDS=(sqlite mysql)
+
+command -v wrk >/dev/null || { echo "wrk not installed (apt-get install wrk)" >&2; exit 1; }
+if [ ! -x "$API_BIN" ]; then
+    (cd "$REPO" && cargo build -p api --release)
+fi
+
+WORK="$(mktemp -d /tmp/api-bench.XXXXXX)"
+SERVER_PID=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kib() { ps -o rss= -p "$1" | tr -d ' '; }
+
+cat >"$WORK/ids.lua" <<'LUA'
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/users/" .. math.random(1, 10000))
+end
+LUA
+
+wait_ready() {
+    local port=$1
+    for _ in $(seq 1 2000); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && return 0
+        sleep 0.005
+    done
+    echo "server on $port never became ready" >&2
+    return 1
+}
+
+startup_time() {
+    echo "== start-up: exec -> first 200 /readyz (SQLite, fresh empty dir, AUTO_MIGRATE) =="
+    for i in 1 2 3 4 5; do
+        local dir="$WORK/startup$i" port
+        mkdir -p "$dir"
+        port=$(free_port)
+        local t0 t1
+        t0=$(date +%s%N)
+        (cd "$dir" && PORT=$port HOST=127.0.0.1 exec "$API_BIN" serve >/dev/null 2>&1) &
+        local pid=$!
+        until curl -sf -o /dev/null "http://127.0.0.1:$port/readyz"; do :; done
+        t1=$(date +%s%N)
+        echo "run $i: $(((t1 - t0) / 1000000)) ms   idle RSS $(rss_kib $pid) KiB"
+        kill -TERM $pid
+        wait $pid || true
+    done
+}
+
+bench_backend() {
+    local backend=$1 url
+    case $backend in
+    sqlite) url="sqlite:$WORK/bench.db" ;;
+    mysql)
+        local admin="${BENCH_MYSQL_URL:-${TEST_MYSQL_URL:-}}"
+        [ -n "$admin" ] || { echo "skip mysql: set BENCH_MYSQL_URL or TEST_MYSQL_URL" >&2; return 0; }
+        local db="api_bench_$$"
+        python3 - "$admin" "$db" <<'PY'
+import sys, urllib.parse, subprocess
+u = urllib.parse.urlparse(sys.argv[1])
+subprocess.run(["mariadb", "--no-defaults", "-h", u.hostname, "-P", str(u.port or 3306),
+                "-u", urllib.parse.unquote(u.username or ""), "-p" + urllib.parse.unquote(u.password or ""),
+                "-e", f"DROP DATABASE IF EXISTS `{sys.argv[2]}`; CREATE DATABASE `{sys.argv[2]}`"], check=True)
+PY
+        url="${admin%/*}/$db"
+        ;;
+    *) echo "unknown backend $backend" >&2; return 1 ;;
+    esac
+    echo "== backend: $backend =="
+    DATABASE_URL="$url" LOG_LEVEL=warn "$API_BIN" migrate >/dev/null
+    DATABASE_URL="$url" LOG_LEVEL=warn "$API_BIN" seed --count 10000 2>&1 >/dev/null | tail -1
+    local port
+    port=$(free_port)
+    DATABASE_URL="$url" PORT=$port HOST=127.0.0.1 LOG_LEVEL="$LOG_LEVEL" \
+        DATABASE_MAX_CONNECTIONS="$CONNECTIONS" "$API_BIN" serve >/dev/null 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$port"
+    curl -sf -o /dev/null "http://127.0.0.1:$port/users/1"
+    echo "idle RSS: $(rss_kib $SERVER_PID) KiB"
+    echo "-- GET /users/{id} (random 1..10000)"
+    echo "\$ wrk -t2 -c$CONNECTIONS -d$DURATION --latency -s ids.lua http://127.0.0.1:$port"
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/ids.lua" "http://127.0.0.1:$port"
+    echo "RSS after load: $(rss_kib $SERVER_PID) KiB"
+    echo "-- GET /users?limit=100"
+    echo "\$ wrk -t2 -c$CONNECTIONS -d$DURATION --latency http://127.0.0.1:$port/users?limit=100"
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/users?limit=100"
+    echo "RSS after load: $(rss_kib $SERVER_PID) KiB"
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || true
+    SERVER_PID=""
+}
+
+echo "api: $("$API_BIN" --version)   cores: $(nproc)   $(date -u +%FT%TZ)"
+startup_time
+for b in "${BACKENDS[@]}"; do bench_backend "$b"; done
