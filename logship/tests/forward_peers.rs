@@ -165,3 +165,62 @@ async fn go_fluent_logger_docker_shapes_10k_events_exactly_once() {
     assert_eq!(counter(&server.metrics.acks_sent), 2 * N as u64);
     server.stop().await;
 }
+
+fn node_env() -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("forward-node");
+    if !dir.join("node_modules/@fluent-org/logger/package.json").is_file() {
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        run_ok(
+            std::process::Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&dir)
+                .arg("@fluent-org/logger@1.0.10"),
+        )?;
+    }
+    Ok(dir.join("node_modules"))
+}
+
+/// The Node client implements the handshake: shared key and user auth against our server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_fluent_org_logger_handshake_and_ack() {
+    let node_path = match tokio::task::spawn_blocking(node_env).await.unwrap() {
+        Ok(p) => p,
+        Err(e) => return skip(&format!("node @fluent-org/logger unavailable: {e}")),
+    };
+    use logship::forward::{SecurityConfig, UserCredential};
+    let server = TestServer::start(ForwardServerConfig {
+        security: Some(SecurityConfig {
+            shared_key: "node-shared".into(),
+            self_hostname: "logship-test".into(),
+            users: vec![UserCredential { username: "bob".into(), password: "hunter2".into() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let n = 2000;
+    for mode in ["Message", "Forward", "PackedForward", "CompressedPackedForward"] {
+        let out = tokio::process::Command::new("node")
+            .arg(peers_dir().join("node-fluent/send.js"))
+            .args(["127.0.0.1", &server.addr.port().to_string(), &n.to_string(), mode, "node-shared", "bob", "hunter2"])
+            .env("NODE_PATH", &node_path)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(120), out).await.expect("node finishes").unwrap();
+        assert!(out.status.success(), "node {mode}: {}", String::from_utf8_lossy(&out.stderr));
+        // node exits 0 when its event loop drains with promises still pending: require the marker
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("sent {n}"), "node {mode} did not finish");
+        // every emit resolved only after its ack, so all events are already in the sink
+        eprintln!(
+            "node {mode}: {} events, acks {}, stdout {}",
+            server.sink.event_count(),
+            counter(&server.metrics.acks_sent),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_exactly_once(&server, &format!("node.{mode}"), n);
+    }
+    assert_eq!(counter(&server.metrics.handshake_failures), 0);
+    assert_eq!(counter(&server.metrics.frames_malformed), 0);
+    assert!(counter(&server.metrics.acks_sent) > 0);
+    server.stop().await;
+}
