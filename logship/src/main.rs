@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use logship::cli;
 
 #[derive(Parser)]
-#[command(name = "logship", version, about = "A log shipper speaking the Fluentd Forward protocol")]
+#[command(
+    name = "logship",
+    version,
+    about = "A log shipper speaking the Fluentd Forward protocol"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -88,7 +92,10 @@ fn main() -> ExitCode {
         return ExitCode::from(code as u8);
     }
     cli::telemetry::init("info");
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("logship: cannot start the async runtime: {e}");
@@ -98,12 +105,34 @@ fn main() -> ExitCode {
     let result: anyhow::Result<i32> = rt.block_on(async move {
         match args.command {
             Command::Run { config } => cli::run::run(config.as_deref()).await.map(|()| 0),
-            Command::Cat { tag, host, port, shared_key, ack } => {
-                let opts = cli::cat::CatOptions { tag, addr: addr(&host, port), shared_key, ack };
+            Command::Cat {
+                tag,
+                host,
+                port,
+                shared_key,
+                ack,
+            } => {
+                let opts = cli::cat::CatOptions {
+                    tag,
+                    addr: addr(&host, port),
+                    shared_key,
+                    ack,
+                };
                 let invalid = cli::cat::cat(&opts, tokio::io::stdin()).await?;
                 Ok(i32::from(invalid > 0))
             }
-            Command::Exec { tag, host, port, shared_key, ack, name, container_id, buffer_lines, flush_timeout, command } => {
+            Command::Exec {
+                tag,
+                host,
+                port,
+                shared_key,
+                ack,
+                name,
+                container_id,
+                buffer_lines,
+                flush_timeout,
+                command,
+            } => {
                 cli::exec::exec(cli::exec::ExecOptions {
                     tag,
                     addr: addr(&host, port),

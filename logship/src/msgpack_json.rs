@@ -48,7 +48,8 @@ pub fn to_json_string(input: &[u8]) -> Result<String, TranscodeError> {
     let mut out = Vec::with_capacity(input.len() + input.len() / 4 + 8);
     write_json(input, &mut out)?;
     // write_json only writes valid UTF-8.
-    Ok(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(String::from_utf8(out)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 struct Reader<'a> {
@@ -100,7 +101,7 @@ impl<'a> Reader<'a> {
             0xc1 => return Err(TranscodeError::InvalidMarker(m)),
             0xc2 => out.extend_from_slice(b"false"),
             0xc3 => out.extend_from_slice(b"true"),
-            0xc4 | 0xc5 | 0xc6 => {
+            0xc4..=0xc6 => {
                 let n = match m {
                     0xc4 => self.len8()?,
                     0xc5 => self.len16()?,
@@ -109,7 +110,7 @@ impl<'a> Reader<'a> {
                 let b = self.take(n)?;
                 write_bin(out, b);
             }
-            0xc7 | 0xc8 | 0xc9 => {
+            0xc7..=0xc9 => {
                 let n = match m {
                     0xc7 => self.len8()?,
                     0xc8 => self.len16()?,
@@ -135,7 +136,7 @@ impl<'a> Reader<'a> {
                 let d = self.take(n)?;
                 write_ext(out, ty, d);
             }
-            0xd9 | 0xda | 0xdb => {
+            0xd9..=0xdb => {
                 let n = match m {
                     0xd9 => self.len8()?,
                     0xda => self.len16()?,

@@ -43,33 +43,55 @@ impl Server {
         });
         let deadline = Instant::now() + Duration::from_secs(20);
         let port = loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("no 'listening' log line");
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("stderr line is not JSON: {line}"));
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("no 'listening' log line");
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("stderr line is not JSON: {line}"));
             if v["fields"]["message"] == "listening" {
-                let addr: std::net::SocketAddr = v["fields"]["address"].as_str().unwrap().parse().unwrap();
+                let addr: std::net::SocketAddr =
+                    v["fields"]["address"].as_str().unwrap().parse().unwrap();
                 break addr.port();
             }
         };
-        Server { child, port, stderr_lines: rx, _dir: dir }
+        Server {
+            child,
+            port,
+            stderr_lines: rx,
+            _dir: dir,
+        }
     }
 
     /// Sends SIGTERM, waits for exit, returns (exit status success, stdout).
     fn stop(mut self) -> (bool, String) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         let deadline = Instant::now() + Duration::from_secs(15);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < deadline, "logship run did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "logship run did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         // Every stderr line is JSON.
         while let Ok(l) = self.stderr_lines.try_recv() {
-            serde_json::from_str::<serde_json::Value>(&l).unwrap_or_else(|_| panic!("stderr line is not JSON: {l}"));
+            serde_json::from_str::<serde_json::Value>(&l)
+                .unwrap_or_else(|_| panic!("stderr line is not JSON: {l}"));
         }
         (status.success(), out)
     }
@@ -109,29 +131,64 @@ fn run_cat_exec_and_sigterm() {
     let server = Server::start(CONF);
     let port = server.port;
 
-    let out = cat(port, "test.cat", "{\"msg\":\"hello\",\"n\":1}\n[1,2]\nnot json\n{\"msg\":\"é\"}\n", &["--ack"]);
-    assert_eq!(out.status.code(), Some(1), "one invalid line → exit 1; stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cat(
+        port,
+        "test.cat",
+        "{\"msg\":\"hello\",\"n\":1}\n[1,2]\nnot json\n{\"msg\":\"é\"}\n",
+        &["--ack"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one invalid line → exit 1; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
 
     let ex = Command::new(BIN)
-        .args(["exec", "--tag", "docker.demo", "--port", &port.to_string(), "--name", "demo", "--"])
+        .args([
+            "exec",
+            "--tag",
+            "docker.demo",
+            "--port",
+            &port.to_string(),
+            "--name",
+            "demo",
+            "--",
+        ])
         .args(["sh", "-c", "echo a; echo b >&2; exit 3"])
         .output()
         .unwrap();
     assert_eq!(ex.status.code(), Some(3));
-    assert_eq!(String::from_utf8_lossy(&ex.stdout), "a\n", "stdout is echoed");
-    assert!(String::from_utf8_lossy(&ex.stderr).starts_with("b\n"), "stderr is echoed: {}", String::from_utf8_lossy(&ex.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&ex.stdout),
+        "a\n",
+        "stdout is echoed"
+    );
+    assert!(
+        String::from_utf8_lossy(&ex.stderr).starts_with("b\n"),
+        "stderr is echoed: {}",
+        String::from_utf8_lossy(&ex.stderr)
+    );
 
     std::thread::sleep(Duration::from_millis(300));
     let (ok, stdout) = server.stop();
     assert!(ok, "run exits 0 on SIGTERM");
     let lines: Vec<(String, serde_json::Value)> = stdout.lines().map(parse_line).collect();
-    let cat_lines: Vec<&serde_json::Value> = lines.iter().filter(|(t, _)| t == "test.cat").map(|(_, r)| r).collect();
+    let cat_lines: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|(t, _)| t == "test.cat")
+        .map(|(_, r)| r)
+        .collect();
     assert_eq!(cat_lines.len(), 3, "{stdout}");
     assert_eq!(cat_lines[0], &serde_json::json!({"msg": "hello", "n": 1}));
     assert_eq!(cat_lines[1], &serde_json::json!({"message": [1, 2]}));
     assert_eq!(cat_lines[2], &serde_json::json!({"msg": "é"}));
-    let mut ex_lines: Vec<&serde_json::Value> = lines.iter().filter(|(t, _)| t == "docker.demo").map(|(_, r)| r).collect();
+    let mut ex_lines: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|(t, _)| t == "docker.demo")
+        .map(|(_, r)| r)
+        .collect();
     ex_lines.sort_by_key(|r| r["source"].as_str().unwrap().to_string());
     assert_eq!(
         ex_lines,
@@ -145,9 +202,22 @@ fn run_cat_exec_and_sigterm() {
 #[test]
 fn exec_buffers_until_the_server_comes_up() {
     // Pick a free port, start exec first (nothing listens yet), then the server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let ex = Command::new(BIN)
-        .args(["exec", "--tag", "late", "--port", &port.to_string(), "--flush-timeout", "20", "--"])
+        .args([
+            "exec",
+            "--tag",
+            "late",
+            "--port",
+            &port.to_string(),
+            "--flush-timeout",
+            "20",
+            "--",
+        ])
         .args(["sh", "-c", "echo early; sleep 1; echo later"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -178,8 +248,19 @@ fn exec_splits_long_lines_and_concat_joins_them() {
     );
     let server = Server::start(&conf);
     let ex = Command::new(BIN)
-        .args(["exec", "--tag", "long", "--port", &server.port.to_string(), "--"])
-        .args(["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo; echo short"])
+        .args([
+            "exec",
+            "--tag",
+            "long",
+            "--port",
+            &server.port.to_string(),
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "head -c 40000 /dev/zero | tr '\\0' x; echo; echo short",
+        ])
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -187,7 +268,10 @@ fn exec_splits_long_lines_and_concat_joins_them() {
     std::thread::sleep(Duration::from_millis(300));
     let (ok, stdout) = server.stop();
     assert!(ok);
-    let recs: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(recs.len(), 2, "{}", &stdout[..stdout.len().min(500)]);
     assert_eq!(recs[0]["log"].as_str().unwrap().len(), 40000);
     assert!(recs[0].get("partial_id").is_none());
@@ -200,7 +284,11 @@ fn configs() -> PathBuf {
 
 #[test]
 fn check_config_good_and_broken() {
-    let good = Command::new(BIN).args(["check-config", "-c"]).arg(configs().join("docker_bunyan_pipeline.conf")).output().unwrap();
+    let good = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(configs().join("docker_bunyan_pipeline.conf"))
+        .output()
+        .unwrap();
     assert_eq!(good.status.code(), Some(0));
     let out = String::from_utf8_lossy(&good.stdout);
     assert!(out.contains("configuration OK"), "{out}");
@@ -208,14 +296,33 @@ fn check_config_good_and_broken() {
     assert!(out.contains("filter docker.** -> concat"), "{out}");
     assert!(out.contains("match  docker.** -> stdout (json)"), "{out}");
 
-    let demo = Command::new(BIN).args(["check-config", "-c"]).arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fluentd/demo.conf")).output().unwrap();
-    assert_eq!(demo.status.code(), Some(0), "{}", String::from_utf8_lossy(&demo.stderr));
+    let demo = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fluentd/demo.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        demo.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
 
-    let es = Command::new(BIN).args(["check-config", "-c"]).arg(configs().join("elasticsearch.conf")).output().unwrap();
+    let es = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(configs().join("elasticsearch.conf"))
+        .output()
+        .unwrap();
     assert_eq!(es.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&es.stderr).contains("warning: output @type elasticsearch is parsed and checked but not implemented yet"));
+    assert!(String::from_utf8_lossy(&es.stderr).contains(
+        "warning: output @type elasticsearch is parsed and checked but not implemented yet"
+    ));
 
-    let bad = Command::new(BIN).args(["check-config", "-c"]).arg(configs().join("broken/unknown_param.conf")).output().unwrap();
+    let bad = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(configs().join("broken/unknown_param.conf"))
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("broken/unknown_param.conf:4: unknown parameter 'prot' in <source> (@type forward); supported: "), "{err}");
@@ -224,7 +331,11 @@ fn check_config_good_and_broken() {
 
 #[test]
 fn run_refuses_an_invalid_config() {
-    let r = Command::new(BIN).args(["run", "-c"]).arg(configs().join("broken/bad_size.conf")).output().unwrap();
+    let r = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(configs().join("broken/bad_size.conf"))
+        .output()
+        .unwrap();
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("bad_size.conf:4"));
     assert!(r.stdout.is_empty());

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use logship::config::Config;
 
 fn dir(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs").join(sub)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/configs")
+        .join(sub)
 }
 
 fn confs(d: &Path) -> Vec<PathBuf> {
@@ -27,7 +29,14 @@ fn every_good_config_parses() {
     for f in files {
         match Config::from_file(&f) {
             Ok(cfg) => assert!(!cfg.describe().is_empty()),
-            Err(errs) => panic!("{} should parse, got:\n{}", f.display(), errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")),
+            Err(errs) => panic!(
+                "{} should parse, got:\n{}",
+                f.display(),
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
         }
     }
 }
@@ -40,12 +49,20 @@ fn every_broken_config_fails_with_the_expected_error() {
     let prefix = format!("{}/", d.display());
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap_or_else(|| panic!("{} lacks # expect:", f.display()));
+        let expect = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .unwrap_or_else(|| panic!("{} lacks # expect:", f.display()));
         let errs = match Config::from_file(&f) {
             Ok(_) => panic!("{} should fail", f.display()),
             Err(e) => e,
         };
-        let msgs: Vec<String> = errs.iter().map(|e| e.to_string().replace(&prefix, "")).collect();
+        let msgs: Vec<String> = errs
+            .iter()
+            .map(|e| e.to_string().replace(&prefix, ""))
+            .collect();
         assert!(
             msgs.iter().any(|m| m.starts_with(expect)),
             "{}: expected an error starting with\n  {expect}\ngot:\n  {}",
@@ -76,24 +93,54 @@ fn typed_values_of_the_corpus() {
     assert_eq!(f.bind, "127.0.0.1");
     assert_eq!(f.chunk_size_limit, Some(1_572_864));
     assert_eq!(f.read_timeout, Some(std::time::Duration::from_millis(2500)));
-    let Directive::Filter(flt) = &cfg.root.directives[0] else { panic!() };
-    assert!(flt.pattern.matches("app.web.x") && flt.pattern.matches("legacy.a") && !flt.pattern.matches("app.db"));
-    let FilterConfig::RecordTransformer(rt) = &flt.plugin else { panic!() };
+    let Directive::Filter(flt) = &cfg.root.directives[0] else {
+        panic!()
+    };
+    assert!(
+        flt.pattern.matches("app.web.x")
+            && flt.pattern.matches("legacy.a")
+            && !flt.pattern.matches("app.db")
+    );
+    let FilterConfig::RecordTransformer(rt) = &flt.plugin else {
+        panic!()
+    };
     assert_eq!(rt.remove_keys, vec!["password", "token"]);
     assert_eq!(rt.keep_keys, vec!["a", "b"]);
     assert_eq!(rt.record[0], ("env".to_string(), "prod\tone".to_string()));
-    assert_eq!(rt.record[1], ("path".to_string(), "/var/log/#not-a-comment".to_string()));
-    assert_eq!(rt.record[2], ("raw".to_string(), "single ${tag} #{ENV[\"NOT_EXPANDED\"]}".to_string()));
+    assert_eq!(
+        rt.record[1],
+        ("path".to_string(), "/var/log/#not-a-comment".to_string())
+    );
+    assert_eq!(
+        rt.record[2],
+        (
+            "raw".to_string(),
+            "single ${tag} #{ENV[\"NOT_EXPANDED\"]}".to_string()
+        )
+    );
 
     let cfg = Config::from_file(&dir("forward_secure.conf")).unwrap();
     let SourcePlugin::Forward(f) = &cfg.sources[0].plugin;
     let sec = f.security.as_ref().unwrap();
-    assert_eq!(sec.users, vec![("alice".into(), "p@ss # not a comment".into()), ("bob".into(), "b\"ob".into())]);
-    assert_eq!(f.tls.as_ref().unwrap().cert_path.as_deref(), Some("/etc/logship/tls/server.crt"));
+    assert_eq!(
+        sec.users,
+        vec![
+            ("alice".into(), "p@ss # not a comment".into()),
+            ("bob".into(), "b\"ob".into())
+        ]
+    );
+    assert_eq!(
+        f.tls.as_ref().unwrap().cert_path.as_deref(),
+        Some("/etc/logship/tls/server.crt")
+    );
 
     let cfg = Config::from_file(&dir("elasticsearch.conf")).unwrap();
-    let Directive::Match(m) = &cfg.root.directives[1] else { panic!() };
-    let OutputConfig::Elasticsearch(es) = &m.plugin else { panic!() };
+    let Directive::Match(m) = &cfg.root.directives[1] else {
+        panic!()
+    };
+    let OutputConfig::Elasticsearch(es) = &m.plugin else {
+        panic!()
+    };
     assert!(es.logstash_format);
     assert_eq!(es.logstash_prefix, "api");
     let b = es.buffer.as_ref().unwrap();

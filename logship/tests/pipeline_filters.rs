@@ -16,7 +16,10 @@ use logship::pipeline::record::value_to_msgpack;
 use serde_json::{json, Value};
 
 fn ev(v: Value) -> Event {
-    Event { time: EventTime::new(1_741_964_966, 0), record: Bytes::from(value_to_msgpack(&v)) }
+    Event {
+        time: EventTime::new(1_741_964_966, 0),
+        record: Bytes::from(value_to_msgpack(&v)),
+    }
 }
 
 fn js(e: &Event) -> Value {
@@ -32,7 +35,10 @@ fn parser_cfg(reserve_data: bool, remove: bool) -> ParserFilterConfig {
         inject_key_prefix: None,
         hash_value_field: None,
         emit_invalid_record_to_error: true,
-        parse: ParseConfig { time_key: Some("time".into()), keep_time_key: false },
+        parse: ParseConfig {
+            time_key: Some("time".into()),
+            keep_time_key: false,
+        },
     }
 }
 
@@ -66,7 +72,10 @@ fn parser_merges_bunyan_lines() {
 #[test]
 fn parser_without_reserve_data_keeps_only_parsed_fields() {
     let f = ParserFilter::new(parser_cfg(false, false));
-    let out = f.filter("t", vec![ev(json!({"source": "stdout", "log": r#"{"a":1,"b":"x"}"#}))]);
+    let out = f.filter(
+        "t",
+        vec![ev(json!({"source": "stdout", "log": r#"{"a":1,"b":"x"}"#}))],
+    );
     assert_eq!(js(&out[0]), json!({"a": 1, "b": "x"}));
 }
 
@@ -118,7 +127,10 @@ fn record_transformer_placeholders_and_removal() {
         renew_record: false,
     };
     let f = RecordTransformer::with_hostname(&cfg, "box-1".into());
-    let out = f.filter("docker.api.web", vec![ev(json!({"source": "stdout", "n": 5, "secret": "x"}))]);
+    let out = f.filter(
+        "docker.api.web",
+        vec![ev(json!({"source": "stdout", "n": 5, "secret": "x"}))],
+    );
     assert_eq!(
         to_json_string(&out[0].record).unwrap(),
         r#"{"n":5,"source":"overwritten","host":"box-1","service":"api","last":"web","prefix":"docker.api","suffix":"api.web","full":"tag=docker.api.web","copy_of_n":5,"msg":"src=stdout n=5"}"#
@@ -129,8 +141,12 @@ fn record_transformer_placeholders_and_removal() {
         keep_keys: vec!["n".into()],
         renew_record: true,
     };
-    let out = RecordTransformer::with_hostname(&renew, "h".into()).filter("a", vec![ev(json!({"source": "x", "n": 1}))]);
-    assert_eq!(to_json_string(&out[0].record).unwrap(), r#"{"n":1,"t":"a"}"#);
+    let out = RecordTransformer::with_hostname(&renew, "h".into())
+        .filter("a", vec![ev(json!({"source": "x", "n": 1}))]);
+    assert_eq!(
+        to_json_string(&out[0].record).unwrap(),
+        r#"{"n":1,"t":"a"}"#
+    );
 }
 
 fn vectors() -> PathBuf {
@@ -148,7 +164,13 @@ fn decode_messages(bin: &[u8]) -> Vec<(String, Event)> {
         let secs = a[1].as_i64().unwrap();
         let mut rec = Vec::new();
         rmpv::encode::write_value(&mut rec, &a[2]).unwrap();
-        out.push((tag, Event { time: EventTime::new(secs, 0), record: Bytes::from(rec) }));
+        out.push((
+            tag,
+            Event {
+                time: EventTime::new(secs, 0),
+                record: Bytes::from(rec),
+            },
+        ));
     }
     out
 }
@@ -168,7 +190,9 @@ fn concat_cfg(flush: Duration) -> ConcatConfig {
 #[test]
 fn concat_joins_the_golden_docker_partial_vector() {
     let bin = std::fs::read(vectors().join("go_docker_partial.bin")).unwrap();
-    let expected: Value = serde_json::from_slice(&std::fs::read(vectors().join("go_docker_partial.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(vectors().join("go_docker_partial.json")).unwrap())
+            .unwrap();
     let msgs = decode_messages(&bin);
     assert_eq!(msgs.len(), 4);
     let tag = msgs[0].0.clone();
@@ -188,7 +212,12 @@ fn concat_joins_the_golden_docker_partial_vector() {
     let log = mid["log"].as_str().unwrap();
     assert_eq!(log.len(), 20480);
     assert_eq!(log, pieces.concat());
-    for k in ["partial_message", "partial_id", "partial_ordinal", "partial_last"] {
+    for k in [
+        "partial_message",
+        "partial_id",
+        "partial_ordinal",
+        "partial_last",
+    ] {
         assert!(mid.get(k).is_none(), "{k} must be removed");
     }
     assert_eq!(mid["container_name"], "/web-1");
@@ -202,24 +231,43 @@ fn concat_joins_the_golden_docker_partial_vector() {
 #[test]
 fn concat_handles_out_of_order_pieces_and_interleaved_ids() {
     let p = |id: &str, ord: u32, last: bool, log: &str| {
-        ev(json!({"log": log, "partial_message": "true", "partial_id": id, "partial_ordinal": ord.to_string(), "partial_last": if last {"true"} else {"false"}}))
+        ev(
+            json!({"log": log, "partial_message": "true", "partial_id": id, "partial_ordinal": ord.to_string(), "partial_last": if last {"true"} else {"false"}}),
+        )
     };
     let f = ConcatFilter::new(concat_cfg(Duration::from_secs(60)));
-    let out = f.filter("t", vec![p("A", 2, true, "a2"), p("B", 1, false, "b1"), p("A", 1, false, "a1"), ev(json!({"log": "plain"})), p("B", 2, true, "b2")]);
-    let logs: Vec<String> = out.iter().map(|e| js(e)["log"].as_str().unwrap().to_string()).collect();
+    let out = f.filter(
+        "t",
+        vec![
+            p("A", 2, true, "a2"),
+            p("B", 1, false, "b1"),
+            p("A", 1, false, "a1"),
+            ev(json!({"log": "plain"})),
+            p("B", 2, true, "b2"),
+        ],
+    );
+    let logs: Vec<String> = out
+        .iter()
+        .map(|e| js(e)["log"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(logs, vec!["a1a2", "plain", "b1b2"]);
 }
 
 #[test]
 fn concat_flushes_incomplete_groups_after_the_timeout() {
     let f = ConcatFilter::new(concat_cfg(Duration::from_millis(50)));
-    let first = ev(json!({"log": "part-1 ", "source": "stderr", "partial_message": "true", "partial_id": "X", "partial_ordinal": "1", "partial_last": "false"}));
+    let first = ev(
+        json!({"log": "part-1 ", "source": "stderr", "partial_message": "true", "partial_id": "X", "partial_ordinal": "1", "partial_last": "false"}),
+    );
     assert!(f.filter("docker.x", vec![first]).is_empty());
     assert!(f.flush(false).is_empty(), "not expired yet");
     std::thread::sleep(Duration::from_millis(80));
     let flushed = f.flush(false);
     assert_eq!(flushed.len(), 1);
     assert_eq!(&*flushed[0].tag, "docker.x");
-    assert_eq!(js(&flushed[0].events[0]), json!({"log": "part-1 ", "source": "stderr"}));
+    assert_eq!(
+        js(&flushed[0].events[0]),
+        json!({"log": "part-1 ", "source": "stderr"})
+    );
     assert_eq!(f.pending_groups(), 0);
 }

@@ -33,9 +33,14 @@ fn batch() -> EventBatch {
         vec![
             Event {
                 time: EventTime::new(1_741_964_966, 535_897_932),
-                record: Bytes::from(value_to_msgpack(&json!({"log": "hello \"world\"\n", "n": 1}))),
+                record: Bytes::from(value_to_msgpack(
+                    &json!({"log": "hello \"world\"\n", "n": 1}),
+                )),
             },
-            Event { time: EventTime::new(1_741_964_967, 5), record: Bytes::from(value_to_msgpack(&json!({"a": [1, null, true]}))) },
+            Event {
+                time: EventTime::new(1_741_964_967, 5),
+                record: Bytes::from(value_to_msgpack(&json!({"a": [1, null, true]}))),
+            },
         ],
     )
 }
@@ -83,10 +88,21 @@ async fn file_output_expands_time_and_tag_and_appends() {
     let text = std::fs::read_to_string(&p).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0], "2025-03-14T15:09:26+0000\tdocker.api\t{\"log\":\"hello \\\"world\\\"\\n\",\"n\":1}");
-    assert_eq!(lines[1], "2025-03-14T15:09:27+0000\tdocker.api\t{\"a\":[1,null,true]}");
+    assert_eq!(
+        lines[0],
+        "2025-03-14T15:09:26+0000\tdocker.api\t{\"log\":\"hello \\\"world\\\"\\n\",\"n\":1}"
+    );
+    assert_eq!(
+        lines[1],
+        "2025-03-14T15:09:27+0000\tdocker.api\t{\"a\":[1,null,true]}"
+    );
 
-    let json_cfg = FileOutputConfig { path: format!("{}/plain", dir.path().display()), format: LineFormat::Json, add_path_suffix: false, ..cfg };
+    let json_cfg = FileOutputConfig {
+        path: format!("{}/plain", dir.path().display()),
+        format: LineFormat::Json,
+        add_path_suffix: false,
+        ..cfg
+    };
     let out = FileOutput::new(&json_cfg);
     out.emit(&batch()).await.unwrap();
     let text = std::fs::read_to_string(dir.path().join("plain")).unwrap();
@@ -105,7 +121,11 @@ fn mp(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
 #[test]
 fn transcoder_escaping_and_unicode() {
     let v = mp(|v| {
-        rmp::encode::write_str(v, "q\" b\\ nl\n tab\t cr\r bs\u{8} ff\u{c} nul\u{0} esc\u{1b} del\u{7f} é 日本 🎉 /").unwrap();
+        rmp::encode::write_str(
+            v,
+            "q\" b\\ nl\n tab\t cr\r bs\u{8} ff\u{c} nul\u{0} esc\u{1b} del\u{7f} é 日本 🎉 /",
+        )
+        .unwrap();
     });
     let s = to_json_string(&v).unwrap();
     assert_eq!(s, "\"q\\\" b\\\\ nl\\n tab\\t cr\\r bs\\b ff\\f nul\\u0000 esc\\u001b del\u{7f} é 日本 🎉 /\"");
@@ -137,7 +157,10 @@ fn transcoder_numbers() {
         rmp::encode::write_f64(v, f64::INFINITY).unwrap();
         rmp::encode::write_f32(v, f32::NEG_INFINITY).unwrap();
     });
-    assert_eq!(to_json_string(&v).unwrap(), "[18446744073709551615,-9223372036854775808,-1,42.0,0.1,0.1,null,null,null]");
+    assert_eq!(
+        to_json_string(&v).unwrap(),
+        "[18446744073709551615,-9223372036854775808,-1,42.0,0.1,0.1,null,null,null]"
+    );
 }
 
 #[test]
@@ -170,10 +193,19 @@ fn transcoder_nested_bin_ext_and_keys() {
 
 #[test]
 fn transcoder_errors() {
-    assert_eq!(write_json(&[0x92, 0x01], &mut Vec::new()), Err(TranscodeError::Truncated));
-    assert_eq!(write_json(&[0xc1], &mut Vec::new()), Err(TranscodeError::InvalidMarker(0xc1)));
-    let deep: Vec<u8> = std::iter::repeat(0x91).take(1000).chain([0xc0]).collect();
-    assert_eq!(write_json(&deep, &mut Vec::new()), Err(TranscodeError::TooDeep));
+    assert_eq!(
+        write_json(&[0x92, 0x01], &mut Vec::new()),
+        Err(TranscodeError::Truncated)
+    );
+    assert_eq!(
+        write_json(&[0xc1], &mut Vec::new()),
+        Err(TranscodeError::InvalidMarker(0xc1))
+    );
+    let deep: Vec<u8> = std::iter::repeat_n(0x91, 1000).chain([0xc0]).collect();
+    assert_eq!(
+        write_json(&deep, &mut Vec::new()),
+        Err(TranscodeError::TooDeep)
+    );
     // Used length is reported, trailing bytes are not consumed.
     assert_eq!(write_json(&[0x01, 0x02], &mut Vec::new()), Ok(1));
 }
@@ -181,10 +213,18 @@ fn transcoder_errors() {
 #[test]
 fn transcoder_matches_serde_json_on_golden_records() {
     // Every record of the Docker-shaped vectors transcodes to JSON equal to the .json's record.
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/forward");
-    for name in ["go_docker_default", "go_docker_extra_attrs", "go_docker_str_lengths", "go_docker_partial"] {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/forward");
+    for name in [
+        "go_docker_default",
+        "go_docker_extra_attrs",
+        "go_docker_str_lengths",
+        "go_docker_partial",
+    ] {
         let bin = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
-        let want: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
+        let want: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap())
+                .unwrap();
         let mut cur = std::io::Cursor::new(&bin[..]);
         let mut i = 0;
         while (cur.position() as usize) < bin.len() {
@@ -201,7 +241,8 @@ fn transcoder_matches_serde_json_on_golden_records() {
             for r in recs {
                 let mut raw = Vec::new();
                 rmpv::encode::write_value(&mut raw, &r).unwrap();
-                let got: serde_json::Value = serde_json::from_str(&to_json_string(&raw).unwrap()).unwrap();
+                let got: serde_json::Value =
+                    serde_json::from_str(&to_json_string(&raw).unwrap()).unwrap();
                 assert_eq!(got, want["events"][i]["record"], "{name} event {i}");
                 i += 1;
             }

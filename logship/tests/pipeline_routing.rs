@@ -25,7 +25,11 @@ impl Output for Capture {
         Box::pin(async move {
             let mut l = self.log.lock().unwrap();
             for e in &batch.events {
-                l.push((self.id.clone(), batch.tag.to_string(), to_json_string(&e.record).unwrap()));
+                l.push((
+                    self.id.clone(),
+                    batch.tag.to_string(),
+                    to_json_string(&e.record).unwrap(),
+                ));
             }
             Ok(())
         })
@@ -40,10 +44,14 @@ fn router(conf: &str) -> (Arc<Router>, Log) {
     let cfg = Config::from_str_at(conf, Path::new("test.conf")).unwrap_or_else(|e| panic!("{e:?}"));
     let log: Log = Arc::default();
     let l2 = log.clone();
-    let mut factory = move |o: &OutputConfig, id: Option<&str>| -> Result<Arc<dyn Output>, String> {
-        let name = id.map_or_else(|| o.type_name().to_string(), str::to_string);
-        Ok(Arc::new(Capture { id: name, log: l2.clone() }))
-    };
+    let mut factory =
+        move |o: &OutputConfig, id: Option<&str>| -> Result<Arc<dyn Output>, String> {
+            let name = id.map_or_else(|| o.type_name().to_string(), str::to_string);
+            Ok(Arc::new(Capture {
+                id: name,
+                log: l2.clone(),
+            }))
+        };
     (Router::build_with(&cfg, &mut factory).unwrap(), log)
 }
 
@@ -52,7 +60,10 @@ fn batch(tag: &str, records: &[serde_json::Value]) -> EventBatch {
         tag,
         records
             .iter()
-            .map(|r| Event { time: EventTime::new(1_741_964_966, 0), record: Bytes::from(value_to_msgpack(r)) })
+            .map(|r| Event {
+                time: EventTime::new(1_741_964_966, 0),
+                record: Bytes::from(value_to_msgpack(r)),
+            })
             .collect(),
     )
 }
@@ -117,17 +128,31 @@ async fn first_match_wins_and_only_filters_above_it_apply() {
 </match>
 "#,
     );
-    r.emit(batch("app.debug", &[json!({"m": 1})])).await.unwrap();
+    r.emit(batch("app.debug", &[json!({"m": 1})]))
+        .await
+        .unwrap();
     r.emit(batch("app.web", &[json!({"m": 2})])).await.unwrap();
     r.emit(batch("other", &[json!({"m": 3})])).await.unwrap();
     let l = log.lock().unwrap().clone();
     assert_eq!(
         l,
         vec![
-            ("debug".into(), "app.debug".into(), r#"{"m":1,"step":"one"}"#.into()),
-            ("app".into(), "app.web".into(), r#"{"m":2,"step":"one-two","tag":"app.web"}"#.into()),
+            (
+                "debug".into(),
+                "app.debug".into(),
+                r#"{"m":1,"step":"one"}"#.into()
+            ),
+            (
+                "app".into(),
+                "app.web".into(),
+                r#"{"m":2,"step":"one-two","tag":"app.web"}"#.into()
+            ),
             // The last filter is above <match **>, so it applies to "other" (not to app.*).
-            ("rest".into(), "other".into(), r#"{"m":3,"never":"applied"}"#.into()),
+            (
+                "rest".into(),
+                "other".into(),
+                r#"{"m":3,"never":"applied"}"#.into()
+            ),
         ]
     );
 }
@@ -175,9 +200,17 @@ async fn labels_relabel_copy_and_no_match() {
 </label>
 "#,
     );
-    let in_sink = LabelSink { router: r.clone(), label: "@IN".into() };
-    in_sink.emit(batch("x.y", &[json!({"n": 1})])).await.unwrap();
-    r.emit(batch("audit.login", &[json!({"n": 2})])).await.unwrap();
+    let in_sink = LabelSink {
+        router: r.clone(),
+        label: "@IN".into(),
+    };
+    in_sink
+        .emit(batch("x.y", &[json!({"n": 1})]))
+        .await
+        .unwrap();
+    r.emit(batch("audit.login", &[json!({"n": 2})]))
+        .await
+        .unwrap();
     // No <match> for this tag in the root: dropped, and emit still succeeds.
     r.emit(batch("unknown", &[json!({"n": 3})])).await.unwrap();
     r.emit(batch("known.a", &[json!({"n": 4})])).await.unwrap();
@@ -186,7 +219,11 @@ async fn labels_relabel_copy_and_no_match() {
         l,
         vec![
             ("in_a".into(), "x.y".into(), r#"{"n":1,"via":"in"}"#.into()),
-            ("archive".into(), "x.y".into(), r#"{"n":1,"via":"in"}"#.into()),
+            (
+                "archive".into(),
+                "x.y".into(),
+                r#"{"n":1,"via":"in"}"#.into()
+            ),
             ("archive".into(), "audit.login".into(), r#"{"n":2}"#.into()),
             ("root".into(), "known.a".into(), r#"{"n":4}"#.into()),
         ]
@@ -209,5 +246,8 @@ async fn router_keeps_event_order_and_times() {
 async fn shutdown_refuses_new_events() {
     let (r, _log) = router("<match **>\n  @type null\n</match>\n");
     r.shutdown().await;
-    assert!(matches!(r.emit(batch("t", &[json!({})])).await, Err(EmitError::ShuttingDown)));
+    assert!(matches!(
+        r.emit(batch("t", &[json!({})])).await,
+        Err(EmitError::ShuttingDown)
+    ));
 }

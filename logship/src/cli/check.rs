@@ -12,7 +12,12 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
         Ok(cfg) => {
             let _ = writeln!(out, "configuration OK: {}", path.display());
             let _ = write!(out, "{}", cfg.describe());
-            for d in cfg.root.directives.iter().chain(cfg.labels.values().flat_map(|l| l.directives.iter())) {
+            for d in cfg
+                .root
+                .directives
+                .iter()
+                .chain(cfg.labels.values().flat_map(|l| l.directives.iter()))
+            {
                 if let Directive::Match(m) = d {
                     if not_runnable(&m.plugin) {
                         let _ = writeln!(
@@ -30,7 +35,12 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
             for e in &errors {
                 let _ = writeln!(err, "{e}");
             }
-            let _ = writeln!(err, "configuration has {} error(s): {}", errors.len(), path.display());
+            let _ = writeln!(
+                err,
+                "configuration has {} error(s): {}",
+                errors.len(),
+                path.display()
+            );
             1
         }
     }

@@ -99,7 +99,8 @@ struct RecordShape {
 impl RecordShape {
     fn encode(&self, source: &str, log: &[u8], partial: Option<(&str, usize, bool)>) -> Bytes {
         let mut out = Vec::with_capacity(log.len() + 128);
-        let n = 3 + usize::from(self.container_id.is_some()) + if partial.is_some() { 4 } else { 0 };
+        let n =
+            3 + usize::from(self.container_id.is_some()) + if partial.is_some() { 4 } else { 0 };
         record::write_map_len(&mut out, n);
         if let Some(id) = &self.container_id {
             record::write_str(&mut out, b"container_id");
@@ -127,7 +128,13 @@ impl RecordShape {
 
 fn partial_id(seq: u64) -> String {
     let t = EventTime::now();
-    format!("{:016x}{:08x}{:08x}{:016x}", t.secs, t.nanos, std::process::id(), seq)
+    format!(
+        "{:016x}{:08x}{:08x}{:016x}",
+        t.secs,
+        t.nanos,
+        std::process::id(),
+        seq
+    )
 }
 
 /// Reads lines from `input`, echoes each to `echo`, and queues records.
@@ -151,14 +158,20 @@ async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let content = line.strip_suffix(b"\n").unwrap_or(&line);
                 let time = EventTime::now();
                 if content.len() <= PARTIAL_SIZE {
-                    queue.push(Event { time, record: shape.encode(source, content, None) });
+                    queue.push(Event {
+                        time,
+                        record: shape.encode(source, content, None),
+                    });
                 } else {
                     seq += 1;
                     let id = partial_id(seq);
                     let pieces: Vec<&[u8]> = content.chunks(PARTIAL_SIZE).collect();
                     let n = pieces.len();
                     for (i, p) in pieces.into_iter().enumerate() {
-                        queue.push(Event { time, record: shape.encode(source, p, Some((&id, i + 1, i + 1 == n))) });
+                        queue.push(Event {
+                            time,
+                            record: shape.encode(source, p, Some((&id, i + 1, i + 1 == n))),
+                        });
                     }
                 }
             }
@@ -230,9 +243,15 @@ async fn ship(opts: ExecOptions, queue: Arc<Queue>, stop: tokio_util::sync::Canc
 
 /// Runs the command; returns the exit code logship should exit with.
 pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
-    let (prog, args) = opts.command.split_first().ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
+    let (prog, args) = opts
+        .command
+        .split_first()
+        .ok_or_else(|| anyhow::anyhow!("no command given after --"))?;
     let name = opts.name.clone().unwrap_or_else(|| {
-        std::path::Path::new(prog).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| prog.clone())
+        std::path::Path::new(prog)
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| prog.clone())
     });
     let shape = Arc::new(RecordShape {
         container_id: opts.container_id.as_ref().map(|s| s.as_bytes().to_vec()),
@@ -255,15 +274,26 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     let err = child.stderr.take().expect("piped");
     let stop = tokio_util::sync::CancellationToken::new();
     let shipper = tokio::spawn(ship(opts.clone(), queue.clone(), stop.clone()));
-    let r_out = tokio::spawn(pump(out, tokio::io::stdout(), "stdout", shape.clone(), queue.clone()));
-    let r_err = tokio::spawn(pump(err, tokio::io::stderr(), "stderr", shape.clone(), queue.clone()));
+    let r_out = tokio::spawn(pump(
+        out,
+        tokio::io::stdout(),
+        "stdout",
+        shape.clone(),
+        queue.clone(),
+    ));
+    let r_err = tokio::spawn(pump(
+        err,
+        tokio::io::stderr(),
+        "stderr",
+        shape.clone(),
+        queue.clone(),
+    ));
 
     let pid = child.id();
     let status = loop {
         tokio::select! {
             st = child.wait() => break st?,
-            sig = super::run::wait_for_signal() => {
-                let _ = sig;
+            () = super::run::wait_for_signal() => {
                 forward_signal(pid);
             }
         }
@@ -276,13 +306,22 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
     })
     .await;
     stop.cancel();
-    if tokio::time::timeout(opts.flush_timeout, shipper).await.is_err() {
+    if tokio::time::timeout(opts.flush_timeout, shipper)
+        .await
+        .is_err()
+    {
         let left = queue.events.lock().map(|q| q.len()).unwrap_or(0);
-        tracing::warn!(lines = left, "logship exec: could not deliver every line before the flush timeout");
+        tracing::warn!(
+            lines = left,
+            "logship exec: could not deliver every line before the flush timeout"
+        );
     }
     let dropped = queue.dropped.load(Ordering::Relaxed);
     if dropped > 0 {
-        tracing::warn!(lines = dropped, "logship exec: lines dropped because the buffer was full");
+        tracing::warn!(
+            lines = dropped,
+            "logship exec: lines dropped because the buffer was full"
+        );
     }
     Ok(exit_code(status))
 }
@@ -299,6 +338,9 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// Passes SIGTERM on to the command (via kill(1): this crate forbids `unsafe`).
 fn forward_signal(pid: Option<u32>) {
     if let Some(pid) = pid {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
     }
 }

@@ -27,13 +27,18 @@ fn errors_to_anyhow(errors: Vec<ConfigError>) -> anyhow::Error {
 pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     match path {
         Some(p) => Config::from_file(p).map_err(errors_to_anyhow),
-        None => Config::from_str_at(DEFAULT_CONFIG, Path::new("<default config>")).map_err(errors_to_anyhow),
+        None => Config::from_str_at(DEFAULT_CONFIG, Path::new("<default config>"))
+            .map_err(errors_to_anyhow),
     }
 }
 
 /// Maps `<source> @type forward` parameters onto the forward server's settings.
 pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardServerConfig> {
-    let mut c = ForwardServerConfig { bind: f.bind.clone(), port: f.port, ..Default::default() };
+    let mut c = ForwardServerConfig {
+        bind: f.bind.clone(),
+        port: f.port,
+        ..Default::default()
+    };
     if let Some(limit) = f.chunk_size_limit {
         c.chunk_size_limit = usize::try_from(limit).unwrap_or(usize::MAX);
     }
@@ -53,7 +58,13 @@ pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardS
             shared_key: s.shared_key.clone(),
             self_hostname: s.self_hostname.clone(),
             users: if s.user_auth {
-                s.users.iter().map(|(u, p)| UserCredential { username: u.clone(), password: p.clone() }).collect()
+                s.users
+                    .iter()
+                    .map(|(u, p)| UserCredential {
+                        username: u.clone(),
+                        password: p.clone(),
+                    })
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -61,9 +72,18 @@ pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardS
         });
     }
     if let Some(t) = &f.tls {
-        let cert = t.cert_path.clone().context("<transport tls> needs cert_path")?;
-        let key = t.private_key_path.clone().context("<transport tls> needs private_key_path")?;
-        c.tls = Some(TlsConfig { cert_path: cert.into(), key_path: key.into() });
+        let cert = t
+            .cert_path
+            .clone()
+            .context("<transport tls> needs cert_path")?;
+        let key = t
+            .private_key_path
+            .clone()
+            .context("<transport tls> needs private_key_path")?;
+        c.tls = Some(TlsConfig {
+            cert_path: cert.into(),
+            key_path: key.into(),
+        });
     }
     Ok(c)
 }
@@ -76,18 +96,26 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
     for src in &cfg.sources {
         let SourcePlugin::Forward(f) = &src.plugin;
         let scfg = forward_server_config(f).with_context(|| format!("source at {}", src.loc))?;
-        let listeners = ForwardListeners::bind(&scfg)
-            .await
-            .with_context(|| format!("cannot listen on {}:{} (source at {})", scfg.bind, scfg.port, src.loc))?;
+        let listeners = ForwardListeners::bind(&scfg).await.with_context(|| {
+            format!(
+                "cannot listen on {}:{} (source at {})",
+                scfg.bind, scfg.port, src.loc
+            )
+        })?;
         if let Some(addr) = listeners.tcp.as_ref().and_then(|l| l.local_addr().ok()) {
             tracing::info!(address = %addr, label = src.label.as_deref().unwrap_or("(root)"), "listening");
         }
         let sink: Arc<dyn EventSink> = match &src.label {
-            Some(l) => Arc::new(LabelSink { router: router.clone(), label: l.clone() }),
+            Some(l) => Arc::new(LabelSink {
+                router: router.clone(),
+                label: l.clone(),
+            }),
             None => router.clone(),
         };
         let sd = shutdown.clone();
-        servers.push(tokio::spawn(async move { crate::forward::server::run(listeners, scfg, sink, sd).await }));
+        servers.push(tokio::spawn(async move {
+            crate::forward::server::run(listeners, scfg, sink, sd).await
+        }));
     }
     tracing::info!(sources = cfg.sources.len(), "logship running");
     shutdown.cancelled().await;

@@ -51,6 +51,7 @@ pub struct LabelConfig {
 
 /// A `<filter>` or a `<match>`.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum Directive {
     Filter(FilterDirective),
     Match(MatchDirective),
@@ -327,7 +328,10 @@ impl Config {
     pub fn from_element(root: &Element) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut cfg = Config {
-            system: SystemConfig { workers: 1, ..Default::default() },
+            system: SystemConfig {
+                workers: 1,
+                ..Default::default()
+            },
             sources: Vec::new(),
             root: LabelConfig::default(),
             labels: BTreeMap::new(),
@@ -394,10 +398,19 @@ impl Config {
             .filter_map(|s| s.label.as_deref().map(|l| (l, &s.loc)))
             .collect();
         let mut relabels = Vec::new();
-        for d in cfg.root.directives.iter().chain(cfg.labels.values().flat_map(|l| l.directives.iter())) {
+        for d in cfg
+            .root
+            .directives
+            .iter()
+            .chain(cfg.labels.values().flat_map(|l| l.directives.iter()))
+        {
             match d {
                 Directive::Match(m) => collect_relabels(&m.plugin, &m.loc, &mut relabels),
-                Directive::Filter(FilterDirective { plugin: FilterConfig::Concat(c), loc, .. }) => {
+                Directive::Filter(FilterDirective {
+                    plugin: FilterConfig::Concat(c),
+                    loc,
+                    ..
+                }) => {
                     if let Some(l) = &c.timeout_label {
                         relabels.push((l.clone(), loc.clone()));
                     }
@@ -411,7 +424,10 @@ impl Config {
                 let known: Vec<&str> = cfg.labels.keys().map(String::as_str).collect();
                 errors.push(ConfigError::at(
                     loc,
-                    format!("@label {l} refers to a label that is not defined; defined labels: {}", list_or_none(&known)),
+                    format!(
+                        "@label {l} refers to a label that is not defined; defined labels: {}",
+                        list_or_none(&known)
+                    ),
                 ));
             }
         }
@@ -435,7 +451,12 @@ impl Config {
             if f.tls.is_some() {
                 let _ = write!(s, " (tls)");
             }
-            let _ = writeln!(s, " -> {}   [{}]", src.label.as_deref().unwrap_or("root"), src.loc);
+            let _ = writeln!(
+                s,
+                " -> {}   [{}]",
+                src.label.as_deref().unwrap_or("root"),
+                src.loc
+            );
         }
         let mut describe_label = |name: &str, l: &LabelConfig| {
             let _ = writeln!(s, "{name}:");
@@ -446,17 +467,39 @@ impl Config {
                 match d {
                     Directive::Filter(f) => {
                         let t = match &f.plugin {
-                            FilterConfig::Parser(p) => format!("parser key_name={} reserve_data={}", p.key_name, p.reserve_data),
+                            FilterConfig::Parser(p) => format!(
+                                "parser key_name={} reserve_data={}",
+                                p.key_name, p.reserve_data
+                            ),
                             FilterConfig::RecordTransformer(r) => {
-                                let keys: Vec<&str> = r.record.iter().map(|(k, _)| k.as_str()).collect();
+                                let keys: Vec<&str> =
+                                    r.record.iter().map(|(k, _)| k.as_str()).collect();
                                 format!("record_transformer record=[{}]", keys.join(", "))
                             }
-                            FilterConfig::Concat(c) => format!("concat key={} flush_interval={}s", c.key, c.flush_interval.as_secs_f64()),
+                            FilterConfig::Concat(c) => format!(
+                                "concat key={} flush_interval={}s",
+                                c.key,
+                                c.flush_interval.as_secs_f64()
+                            ),
                         };
-                        let _ = writeln!(s, "  {:>2}. filter {} -> {}   [{}]", i + 1, f.pattern, t, f.loc);
+                        let _ = writeln!(
+                            s,
+                            "  {:>2}. filter {} -> {}   [{}]",
+                            i + 1,
+                            f.pattern,
+                            t,
+                            f.loc
+                        );
                     }
                     Directive::Match(m) => {
-                        let _ = writeln!(s, "  {:>2}. match  {} -> {}   [{}]", i + 1, m.pattern, describe_output(&m.plugin), m.loc);
+                        let _ = writeln!(
+                            s,
+                            "  {:>2}. match  {} -> {}   [{}]",
+                            i + 1,
+                            m.pattern,
+                            describe_output(&m.plugin),
+                            m.loc
+                        );
                     }
                 }
             }
@@ -471,18 +514,34 @@ impl Config {
 
 fn describe_output(o: &OutputConfig) -> String {
     match o {
-        OutputConfig::Stdout(c) => format!("stdout ({})", match c.format {
-            LineFormat::Json => "json",
-            _ => "fluentd line format",
-        }),
+        OutputConfig::Stdout(c) => format!(
+            "stdout ({})",
+            match c.format {
+                LineFormat::Json => "json",
+                _ => "fluentd line format",
+            }
+        ),
         OutputConfig::Null => "null".into(),
         OutputConfig::File(f) => format!("file path={}", f.path),
-        OutputConfig::Copy(v) => format!("copy [{}]", v.iter().map(|(_, o)| describe_output(o)).collect::<Vec<_>>().join(", ")),
+        OutputConfig::Copy(v) => format!(
+            "copy [{}]",
+            v.iter()
+                .map(|(_, o)| describe_output(o))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         OutputConfig::Relabel(l) => format!("relabel -> {l}"),
-        OutputConfig::Elasticsearch(e) => format!("elasticsearch hosts={} (not runnable yet)", e.hosts.join(",")),
+        OutputConfig::Elasticsearch(e) => format!(
+            "elasticsearch hosts={} (not runnable yet)",
+            e.hosts.join(",")
+        ),
         OutputConfig::Forward(f) => format!(
             "forward servers={} (not runnable yet)",
-            f.servers.iter().map(|s| format!("{}:{}", s.host, s.port)).collect::<Vec<_>>().join(",")
+            f.servers
+                .iter()
+                .map(|s| format!("{}:{}", s.host, s.port))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     }
 }
@@ -517,18 +576,31 @@ const COMMON: &[&str] = &["@type", "@id", "@log_level", "@label"];
 
 impl<'a, 'e> Section<'a, 'e> {
     fn new(el: &'a Element, what: String, errors: &'e mut Vec<ConfigError>) -> Self {
-        Self { el, what, known: Vec::new(), known_children: Vec::new(), errors }
+        Self {
+            el,
+            what,
+            known: Vec::new(),
+            known_children: Vec::new(),
+            errors,
+        }
     }
     fn raw(&mut self, name: &'static str) -> Option<&'a Param> {
         self.known.push(name);
         self.el.param(name)
     }
-    fn parsed<T>(&mut self, name: &'static str, f: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    fn parsed<T>(
+        &mut self,
+        name: &'static str,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let p = self.raw(name)?;
         match f(&p.value) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.errors.push(ConfigError::at(&p.loc, format!("parameter '{name}' in {}: {e}", self.what)));
+                self.errors.push(ConfigError::at(
+                    &p.loc,
+                    format!("parameter '{name}' in {}: {e}", self.what),
+                ));
                 None
             }
         }
@@ -543,7 +615,10 @@ impl<'a, 'e> Section<'a, 'e> {
         match self.string(name) {
             Some(v) => v,
             None => {
-                self.errors.push(ConfigError::at(&self.el.loc, format!("missing required parameter '{name}' in {}", self.what)));
+                self.errors.push(ConfigError::at(
+                    &self.el.loc,
+                    format!("missing required parameter '{name}' in {}", self.what),
+                ));
                 String::new()
             }
         }
@@ -552,7 +627,11 @@ impl<'a, 'e> Section<'a, 'e> {
         self.parsed(name, values::parse_bool).unwrap_or(d)
     }
     fn int<T: std::str::FromStr>(&mut self, name: &'static str, kind: &'static str) -> Option<T> {
-        self.parsed(name, |s| s.trim().parse::<T>().map_err(|_| format!("invalid {kind} {s:?}")))
+        self.parsed(name, |s| {
+            s.trim()
+                .parse::<T>()
+                .map_err(|_| format!("invalid {kind} {s:?}"))
+        })
     }
     fn size(&mut self, name: &'static str) -> Option<u64> {
         self.parsed(name, values::parse_size)
@@ -581,7 +660,10 @@ impl<'a, 'e> Section<'a, 'e> {
     fn child(&mut self, name: &'static str) -> Option<&'a Element> {
         let v = self.children(name);
         if v.len() > 1 {
-            self.errors.push(ConfigError::at(&v[1].loc, format!("only one <{name}> section is allowed in {}", self.what)));
+            self.errors.push(ConfigError::at(
+                &v[1].loc,
+                format!("only one <{name}> section is allowed in {}", self.what),
+            ));
         }
         v.first().copied()
     }
@@ -597,17 +679,31 @@ impl<'a, 'e> Section<'a, 'e> {
             if !self.known.contains(&p.key.as_str()) && !COMMON.contains(&p.key.as_str()) {
                 self.errors.push(ConfigError::at(
                     &p.loc,
-                    format!("unknown parameter '{}' in {}; supported: {}", p.key, self.what, list_or_none(&known)),
+                    format!(
+                        "unknown parameter '{}' in {}; supported: {}",
+                        p.key,
+                        self.what,
+                        list_or_none(&known)
+                    ),
                 ));
             }
         }
         for c in &self.el.children {
             if !self.known_children.contains(&c.name.as_str()) {
-                let kc: Vec<String> = self.known_children.iter().map(|n| format!("<{n}>")).collect();
+                let kc: Vec<String> = self
+                    .known_children
+                    .iter()
+                    .map(|n| format!("<{n}>"))
+                    .collect();
                 let kc: Vec<&str> = kc.iter().map(String::as_str).collect();
                 self.errors.push(ConfigError::at(
                     &c.loc,
-                    format!("unknown section <{}> in {}; supported sections: {}", c.name, self.what, list_or_none(&kc)),
+                    format!(
+                        "unknown section <{}> in {}; supported sections: {}",
+                        c.name,
+                        self.what,
+                        list_or_none(&kc)
+                    ),
                 ));
             }
         }
@@ -620,32 +716,66 @@ fn system(el: &Element, errors: &mut Vec<ConfigError>) -> SystemConfig {
     let process_name = s.string("process_name");
     let workers: u32 = s.int("workers", "integer").unwrap_or(1);
     // Accepted and ignored: they change nothing for a single-process shipper.
-    for n in ["suppress_repeated_stacktrace", "ignore_repeated_log_interval", "ignore_same_log_interval",
-        "without_source", "rpc_endpoint", "enable_get_dump", "suppress_config_dump", "log_event_verbose",
-        "root_dir", "emit_error_log_interval", "dir_permission", "file_permission", "strict_config_value",
-        "enable_msgpack_time_support", "disable_shared_socket", "enable_input_metrics", "enable_size_metrics"] {
+    for n in [
+        "suppress_repeated_stacktrace",
+        "ignore_repeated_log_interval",
+        "ignore_same_log_interval",
+        "without_source",
+        "rpc_endpoint",
+        "enable_get_dump",
+        "suppress_config_dump",
+        "log_event_verbose",
+        "root_dir",
+        "emit_error_log_interval",
+        "dir_permission",
+        "file_permission",
+        "strict_config_value",
+        "enable_msgpack_time_support",
+        "disable_shared_socket",
+        "enable_input_metrics",
+        "enable_size_metrics",
+    ] {
         s.raw(n);
     }
     s.children("log");
     if workers != 1 {
-        s.error(&el.loc, format!("workers {workers}: logship runs exactly one worker"));
+        s.error(
+            &el.loc,
+            format!("workers {workers}: logship runs exactly one worker"),
+        );
     }
     s.finish();
-    SystemConfig { log_level, process_name, workers }
+    SystemConfig {
+        log_level,
+        process_name,
+        workers,
+    }
 }
 
 fn pattern_of(el: &Element, errors: &mut Vec<ConfigError>) -> Option<TagPattern> {
-    let arg = if el.arg.trim().is_empty() { "**" } else { el.arg.trim() };
+    let arg = if el.arg.trim().is_empty() {
+        "**"
+    } else {
+        el.arg.trim()
+    };
     match TagPattern::parse(arg) {
         Ok(p) => Some(p),
         Err(e) => {
-            errors.push(ConfigError::at(&el.loc, format!("invalid tag pattern {arg:?} in <{}>: {e}", el.name)));
+            errors.push(ConfigError::at(
+                &el.loc,
+                format!("invalid tag pattern {arg:?} in <{}>: {e}", el.name),
+            ));
             None
         }
     }
 }
 
-fn type_of<'a>(el: &'a Element, errors: &mut Vec<ConfigError>, kind: &str, supported: &[&str]) -> Option<&'a str> {
+fn type_of<'a>(
+    el: &'a Element,
+    errors: &mut Vec<ConfigError>,
+    kind: &str,
+    supported: &[&str],
+) -> Option<&'a str> {
     match el.param("@type").or_else(|| el.param("type")) {
         Some(p) => {
             if supported.contains(&p.value.as_str()) {
@@ -653,7 +783,12 @@ fn type_of<'a>(el: &'a Element, errors: &mut Vec<ConfigError>, kind: &str, suppo
             } else {
                 errors.push(ConfigError::at(
                     &p.loc,
-                    format!("unknown {kind} @type '{}' in <{}>; supported: {}", p.value, el.name, supported.join(", ")),
+                    format!(
+                        "unknown {kind} @type '{}' in <{}>; supported: {}",
+                        p.value,
+                        el.name,
+                        supported.join(", ")
+                    ),
                 ));
                 None
             }
@@ -661,7 +796,11 @@ fn type_of<'a>(el: &'a Element, errors: &mut Vec<ConfigError>, kind: &str, suppo
         None => {
             errors.push(ConfigError::at(
                 &el.loc,
-                format!("<{}> has no @type; supported: {}", el.name, supported.join(", ")),
+                format!(
+                    "<{}> has no @type; supported: {}",
+                    el.name,
+                    supported.join(", ")
+                ),
             ));
             None
         }
@@ -670,7 +809,15 @@ fn type_of<'a>(el: &'a Element, errors: &mut Vec<ConfigError>, kind: &str, suppo
 
 const SOURCE_TYPES: &[&str] = &["forward"];
 const FILTER_TYPES: &[&str] = &["parser", "record_transformer", "concat", "docker_partial"];
-const OUTPUT_TYPES: &[&str] = &["stdout", "null", "file", "copy", "relabel", "elasticsearch", "forward"];
+const OUTPUT_TYPES: &[&str] = &[
+    "stdout",
+    "null",
+    "file",
+    "copy",
+    "relabel",
+    "elasticsearch",
+    "forward",
+];
 
 fn source(el: &Element, errors: &mut Vec<ConfigError>) -> Option<SourceConfig> {
     let ty = type_of(el, errors, "input", SOURCE_TYPES)?;
@@ -705,14 +852,19 @@ fn source(el: &Element, errors: &mut Vec<ConfigError>) -> Option<SourceConfig> {
             users.push((us.required("username"), us.required("password")));
             us.finish();
         }
-        if t.children("client").iter().next().is_some() {
-            // <client> (per-host keys) is not supported: reported by finish() below.
-            t.known_children.retain(|c| *c != "client");
-        }
+        // <client> (per-host keys) is not supported: finish() reports it as unknown.
         t.finish();
-        ForwardSecurity { self_hostname, shared_key, user_auth, allow_anonymous_source, users }
+        ForwardSecurity {
+            self_hostname,
+            shared_key,
+            user_auth,
+            allow_anonymous_source,
+            users,
+        }
     });
-    let tls = s.child("transport").and_then(|tr| tls_section(tr, s.errors));
+    let tls = s
+        .child("transport")
+        .and_then(|tr| tls_section(tr, s.errors));
     s.finish();
     Some(SourceConfig {
         id,
@@ -748,7 +900,10 @@ fn tls_section(tr: &Element, errors: &mut Vec<ConfigError>) -> Option<TlsConfig>
         return None;
     }
     if arg != "tls" {
-        errors.push(ConfigError::at(&tr.loc, format!("unsupported <transport {arg}>; supported: tls, tcp")));
+        errors.push(ConfigError::at(
+            &tr.loc,
+            format!("unsupported <transport {arg}>; supported: tls, tcp"),
+        ));
         return None;
     }
     let mut t = Section::new(tr, "<transport tls>".into(), errors);
@@ -777,10 +932,20 @@ fn directive(el: &Element, errors: &mut Vec<ConfigError>) -> Option<Directive> {
     let id = el.param("@id").map(|p| p.value.clone());
     if el.name == "filter" {
         let plugin = filter_plugin(el, errors)?;
-        Some(Directive::Filter(FilterDirective { pattern: pattern?, id, plugin, loc: el.loc.clone() }))
+        Some(Directive::Filter(FilterDirective {
+            pattern: pattern?,
+            id,
+            plugin,
+            loc: el.loc.clone(),
+        }))
     } else {
         let plugin = output_plugin(el, errors)?;
-        Some(Directive::Match(MatchDirective { pattern: pattern?, id, plugin, loc: el.loc.clone() }))
+        Some(Directive::Match(MatchDirective {
+            pattern: pattern?,
+            id,
+            plugin,
+            loc: el.loc.clone(),
+        }))
     }
 }
 
@@ -801,8 +966,17 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
             let parse = match s.child("parse") {
                 Some(p) => parse_section(p, s.errors),
                 None => {
-                    s.error(&el.loc, format!("missing <parse> section in {}; supported: <parse> @type json", s.what));
-                    ParseConfig { time_key: Some("time".into()), keep_time_key: false }
+                    s.error(
+                        &el.loc,
+                        format!(
+                            "missing <parse> section in {}; supported: <parse> @type json",
+                            s.what
+                        ),
+                    );
+                    ParseConfig {
+                        time_key: Some("time".into()),
+                        keep_time_key: false,
+                    }
                 }
             };
             FilterConfig::Parser(ParserFilterConfig {
@@ -818,8 +992,14 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
         }
         "record_transformer" => {
             if s.bool("enable_ruby", false) {
-                let loc = el.param("enable_ruby").map(|p| p.loc.clone()).unwrap_or(el.loc.clone());
-                s.error(&loc, "enable_ruby true is not supported: logship runs no Ruby".into());
+                let loc = el
+                    .param("enable_ruby")
+                    .map(|p| p.loc.clone())
+                    .unwrap_or(el.loc.clone());
+                s.error(
+                    &loc,
+                    "enable_ruby true is not supported: logship runs no Ruby".into(),
+                );
             }
             s.bool("auto_typecast", false);
             let renew_record = s.bool("renew_record", false);
@@ -831,20 +1011,36 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
                     record.push((p.key.clone(), p.value.clone()));
                 }
                 for c in &r.children {
-                    s.error(&c.loc, format!("unexpected section <{}> inside <record>", c.name));
+                    s.error(
+                        &c.loc,
+                        format!("unexpected section <{}> inside <record>", c.name),
+                    );
                 }
             }
-            FilterConfig::RecordTransformer(RecordTransformerConfig { record, remove_keys, keep_keys, renew_record })
+            FilterConfig::RecordTransformer(RecordTransformerConfig {
+                record,
+                remove_keys,
+                keep_keys,
+                renew_record,
+            })
         }
         _ => {
             let docker = ty == "docker_partial";
-            let key = if docker { s.string_or("key", "log") } else { s.required("key") };
+            let key = if docker {
+                s.string_or("key", "log")
+            } else {
+                s.required("key")
+            };
             let separator = s.string_or("separator", if docker { "" } else { "\n" });
             let use_meta = s.bool("use_partial_metadata", docker);
             if !use_meta {
                 s.error(&el.loc, format!("{}: only use_partial_metadata true (Docker's partial_* fields) is supported", s.what));
             }
-            let fmt = s.one_of("partial_metadata_format", &["docker-fluentd"], "docker-fluentd");
+            let fmt = s.one_of(
+                "partial_metadata_format",
+                &["docker-fluentd"],
+                "docker-fluentd",
+            );
             let _ = fmt;
             let keep_partial_metadata = s.bool("keep_partial_metadata", false);
             let flush_interval = s.time("flush_interval").unwrap_or(Duration::from_secs(60));
@@ -873,7 +1069,11 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
     let time_key = s.string_or("time_key", "time");
     let keep_time_key = s.bool("keep_time_key", false);
     s.one_of("json_parser", &["oj", "yajl", "json"], "oj");
-    s.one_of("time_type", &["float", "unixtime", "string", "mixed"], "string");
+    s.one_of(
+        "time_type",
+        &["float", "unixtime", "string", "mixed"],
+        "string",
+    );
     s.raw("time_format");
     s.raw("null_value_pattern");
     s.raw("null_empty_string");
@@ -884,16 +1084,28 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
     s.raw("timezone");
     let _ = ty;
     s.finish();
-    ParseConfig { time_key: if time_key.is_empty() { None } else { Some(time_key) }, keep_time_key }
+    ParseConfig {
+        time_key: if time_key.is_empty() {
+            None
+        } else {
+            Some(time_key)
+        },
+        keep_time_key,
+    }
 }
 
 fn format_section(s: &mut Section<'_, '_>, default: LineFormat) -> LineFormat {
-    let Some(f) = s.child("format") else { return default };
-    let ty = f.param("@type").map(|p| p.value.as_str()).unwrap_or(match default {
-        LineFormat::Stdout => "stdout",
-        LineFormat::OutFile => "out_file",
-        LineFormat::Json => "json",
-    });
+    let Some(f) = s.child("format") else {
+        return default;
+    };
+    let ty = f
+        .param("@type")
+        .map(|p| p.value.as_str())
+        .unwrap_or(match default {
+            LineFormat::Stdout => "stdout",
+            LineFormat::OutFile => "out_file",
+            LineFormat::Json => "json",
+        });
     let out = match ty {
         "json" => LineFormat::Json,
         "stdout" => LineFormat::Stdout,
@@ -915,16 +1127,30 @@ fn format_section(s: &mut Section<'_, '_>, default: LineFormat) -> LineFormat {
 
 fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
     let b = s.child("buffer")?;
-    let ty = b.param("@type").map(|p| p.value.clone()).unwrap_or_else(|| "memory".into());
+    let ty = b
+        .param("@type")
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| "memory".into());
     if ty != "memory" && ty != "file" {
         let loc = b.param("@type").map_or(b.loc.clone(), |p| p.loc.clone());
-        s.error(&loc, format!("unknown buffer @type '{ty}'; supported: memory, file"));
+        s.error(
+            &loc,
+            format!("unknown buffer @type '{ty}'; supported: memory, file"),
+        );
     }
-    let chunk_keys: Vec<String> = b.arg.split(',').map(|k| k.trim().to_string()).filter(|k| !k.is_empty()).collect();
+    let chunk_keys: Vec<String> = b
+        .arg
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
     let mut t = Section::new(b, format!("<buffer> (@type {ty})"), s.errors);
     let file_path = t.string("path");
     if ty == "file" && file_path.is_none() {
-        t.error(&b.loc, "missing required parameter 'path' in <buffer> (@type file)".into());
+        t.error(
+            &b.loc,
+            "missing required parameter 'path' in <buffer> (@type file)".into(),
+        );
     }
     let timekey = t.time("timekey");
     if chunk_keys.iter().any(|k| k == "time") && timekey.is_none() {
@@ -939,17 +1165,31 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
         chunk_limit_size: t.size("chunk_limit_size"),
         total_limit_size: t.size("total_limit_size"),
         chunk_limit_records: t.int("chunk_limit_records", "integer"),
-        flush_mode: t.one_of("flush_mode", &["default", "lazy", "interval", "immediate"], "default"),
+        flush_mode: t.one_of(
+            "flush_mode",
+            &["default", "lazy", "interval", "immediate"],
+            "default",
+        ),
         flush_interval: t.time("flush_interval").unwrap_or(Duration::from_secs(60)),
         flush_at_shutdown: t.parsed("flush_at_shutdown", values::parse_bool),
         flush_thread_count: t.int("flush_thread_count", "integer").unwrap_or(1),
-        retry_type: t.one_of("retry_type", &["exponential_backoff", "periodic"], "exponential_backoff"),
+        retry_type: t.one_of(
+            "retry_type",
+            &["exponential_backoff", "periodic"],
+            "exponential_backoff",
+        ),
         retry_wait: t.time("retry_wait").unwrap_or(Duration::from_secs(1)),
         retry_max_interval: t.time("retry_max_interval"),
         retry_forever: t.bool("retry_forever", false),
         retry_max_times: t.int("retry_max_times", "integer"),
-        retry_timeout: t.time("retry_timeout").unwrap_or(Duration::from_secs(72 * 3600)),
-        overflow_action: t.one_of("overflow_action", &["throw_exception", "block", "drop_oldest_chunk"], "throw_exception"),
+        retry_timeout: t
+            .time("retry_timeout")
+            .unwrap_or(Duration::from_secs(72 * 3600)),
+        overflow_action: t.one_of(
+            "overflow_action",
+            &["throw_exception", "block", "drop_oldest_chunk"],
+            "throw_exception",
+        ),
     };
     t.int::<f64>("retry_exponential_backoff_base", "number");
     t.bool("retry_randomize", true);
@@ -970,7 +1210,11 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
 
 fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputConfig> {
     let ty = type_of(el, errors, "output", OUTPUT_TYPES)?;
-    let what = if el.name == "store" { format!("<store> (@type {ty})") } else { format!("<match {}> (@type {ty})", el.arg) };
+    let what = if el.name == "store" {
+        format!("<store> (@type {ty})")
+    } else {
+        format!("<match {}> (@type {ty})", el.arg)
+    };
     let mut s = Section::new(el, what, errors);
     s.known.push("type");
     let out = match ty {
@@ -978,7 +1222,6 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             s.one_of("output_type", &["json"], "json");
             let format = format_section(&mut s, LineFormat::Stdout);
             let buffer = buffer_section(&mut s);
-            s.children("inject");
             OutputConfig::Stdout(StdoutConfig { format, buffer })
         }
         "null" => {
@@ -995,10 +1238,21 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             s.raw("symlink_path");
             let format = format_section(&mut s, LineFormat::OutFile);
             let buffer = buffer_section(&mut s);
-            OutputConfig::File(FileOutputConfig { path, append, add_path_suffix, path_suffix, format, buffer })
+            OutputConfig::File(FileOutputConfig {
+                path,
+                append,
+                add_path_suffix,
+                path_suffix,
+                format,
+                buffer,
+            })
         }
         "copy" => {
-            s.one_of("copy_mode", &["no_copy", "shallow", "deep", "marshal"], "no_copy");
+            s.one_of(
+                "copy_mode",
+                &["no_copy", "shallow", "deep", "marshal"],
+                "no_copy",
+            );
             s.bool("deep_copy", false);
             let mut stores = Vec::new();
             let store_els = s.children("store");
@@ -1008,7 +1262,10 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 }
             }
             if store_els.is_empty() {
-                s.error(&el.loc, "@type copy needs at least one <store> section".into());
+                s.error(
+                    &el.loc,
+                    "@type copy needs at least one <store> section".into(),
+                );
             }
             OutputConfig::Copy(stores)
         }
@@ -1088,7 +1345,10 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 t.finish();
             }
             if servers.is_empty() {
-                s.error(&el.loc, "@type forward needs at least one <server> section".into());
+                s.error(
+                    &el.loc,
+                    "@type forward needs at least one <server> section".into(),
+                );
             }
             let (shared_key, self_hostname) = match s.child("security") {
                 Some(sec) => {
@@ -1104,10 +1364,16 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             let cfg = ForwardOutputConfig {
                 servers,
                 require_ack_response: s.bool("require_ack_response", false),
-                ack_response_timeout: s.time("ack_response_timeout").unwrap_or(Duration::from_secs(190)),
+                ack_response_timeout: s
+                    .time("ack_response_timeout")
+                    .unwrap_or(Duration::from_secs(190)),
                 send_timeout: s.time("send_timeout").unwrap_or(Duration::from_secs(60)),
                 connect_timeout: s.time("connect_timeout"),
-                heartbeat_type: s.one_of("heartbeat_type", &["transport", "tcp", "udp", "none"], "transport"),
+                heartbeat_type: s.one_of(
+                    "heartbeat_type",
+                    &["transport", "tcp", "udp", "none"],
+                    "transport",
+                ),
                 compress: s.one_of("compress", &["text", "gzip"], "text"),
                 shared_key,
                 self_hostname,
@@ -1155,10 +1421,25 @@ mod tests {
     fn unknown_things() {
         let e = check("<match **>\n  @type stdout\n  colour red\n</match>\n").unwrap_err();
         assert_eq!(e.len(), 1);
-        assert!(e[0].to_string().starts_with("t.conf:3: unknown parameter 'colour' in <match **> (@type stdout); supported: "), "{}", e[0]);
+        assert!(
+            e[0].to_string().starts_with(
+                "t.conf:3: unknown parameter 'colour' in <match **> (@type stdout); supported: "
+            ),
+            "{}",
+            e[0]
+        );
         let e = check("<match **>\n  @type kafka\n</match>\n").unwrap_err();
-        assert!(e[0].to_string().starts_with("t.conf:2: unknown output @type 'kafka'"), "{}", e[0]);
+        assert!(
+            e[0].to_string()
+                .starts_with("t.conf:2: unknown output @type 'kafka'"),
+            "{}",
+            e[0]
+        );
         let e = check("<source>\n  @type forward\n  port http\n</source>\n").unwrap_err();
-        assert!(e[0].to_string().starts_with("t.conf:3: parameter 'port'"), "{}", e[0]);
+        assert!(
+            e[0].to_string().starts_with("t.conf:3: parameter 'port'"),
+            "{}",
+            e[0]
+        );
     }
 }

@@ -105,8 +105,9 @@ pub fn parse_file(path: &Path) -> Result<Element, ConfigError> {
 
 /// Parses the file at `path` with `env` for `#{ENV[...]}`.
 pub fn parse_file_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Element, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(format!("cannot read config file {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(format!("cannot read config file {}: {e}", path.display()))
+    })?;
     parse_str_inner(&text, path, env, 0)
 }
 
@@ -231,7 +232,10 @@ impl Parser<'_, '_> {
                 }
                 return Err(ConfigError::at(
                     &el.loc,
-                    format!("section <{}> is never closed (missing </{}>)", el.name, el.name),
+                    format!(
+                        "section <{}> is never closed (missing </{}>)",
+                        el.name, el.name
+                    ),
                 ));
             };
             if c == b'<' {
@@ -241,12 +245,18 @@ impl Parser<'_, '_> {
                     let name = self.read_until_gt()?;
                     let name = name.trim();
                     if top {
-                        return Err(ConfigError::at(&loc, format!("unexpected </{name}> with no open section")));
+                        return Err(ConfigError::at(
+                            &loc,
+                            format!("unexpected </{name}> with no open section"),
+                        ));
                     }
                     if name != el.name {
                         return Err(ConfigError::at(
                             &loc,
-                            format!("</{name}> does not close <{}> opened at line {}", el.name, el.loc.line),
+                            format!(
+                                "</{name}> does not close <{}> opened at line {}",
+                                el.name, el.loc.line
+                            ),
                         ));
                     }
                     self.expect_eol("a closing tag")?;
@@ -260,8 +270,15 @@ impl Parser<'_, '_> {
                     Some(i) => (&inner[..i], inner[i..].trim()),
                     None => (inner, ""),
                 };
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                    return Err(ConfigError::at(&loc, format!("invalid section name {name:?}")));
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(ConfigError::at(
+                        &loc,
+                        format!("invalid section name {name:?}"),
+                    ));
                 }
                 self.expect_eol("a section tag")?;
                 let mut child = Element {
@@ -286,7 +303,10 @@ impl Parser<'_, '_> {
             }
             let key = self.text[start..self.pos].to_string();
             if key.contains('>') || key.contains('<') {
-                return Err(ConfigError::at(&loc, format!("invalid parameter name {key:?}")));
+                return Err(ConfigError::at(
+                    &loc,
+                    format!("invalid parameter name {key:?}"),
+                ));
             }
             self.skip_spaces();
             let value = self.value()?;
@@ -366,12 +386,17 @@ impl Parser<'_, '_> {
             match self.bump() {
                 None => {
                     return Err(ConfigError::at(
-                        &Loc { file: self.file.clone(), line: start_line },
+                        &Loc {
+                            file: self.file.clone(),
+                            line: start_line,
+                        },
                         "unterminated single-quoted string",
                     ))
                 }
                 Some(b'\'') => break,
-                Some(b'\\') if matches!(self.peek(), Some(b'\'' | b'\\')) => out.push(self.bump().unwrap_or(b'\\')),
+                Some(b'\\') if matches!(self.peek(), Some(b'\'' | b'\\')) => {
+                    out.push(self.bump().unwrap_or(b'\\'))
+                }
                 Some(c) => out.push(c),
             }
         }
@@ -384,7 +409,10 @@ impl Parser<'_, '_> {
         loop {
             let Some(c) = self.bump() else {
                 return Err(ConfigError::at(
-                    &Loc { file: self.file.clone(), line: start_line },
+                    &Loc {
+                        file: self.file.clone(),
+                        line: start_line,
+                    },
                     "unterminated double-quoted string",
                 ));
             };
@@ -461,13 +489,19 @@ impl Parser<'_, '_> {
             let inner = rest.strip_suffix(']').ok_or_else(unsupported)?;
             let name = lit(inner).ok_or_else(unsupported)?;
             return (self.env)(&name).ok_or_else(|| {
-                ConfigError::at(loc, format!("environment variable {name} is not set (used as ENV['{name}'])"))
+                ConfigError::at(
+                    loc,
+                    format!("environment variable {name} is not set (used as ENV['{name}'])"),
+                )
             });
         }
         if let Some(rest) = code.strip_prefix("ENV.fetch(") {
             let inner = rest.strip_suffix(')').ok_or_else(unsupported)?;
             let (name, default) = match split_args(inner) {
-                Some((a, b)) => (lit(a).ok_or_else(unsupported)?, Some(lit(b).ok_or_else(unsupported)?)),
+                Some((a, b)) => (
+                    lit(a).ok_or_else(unsupported)?,
+                    Some(lit(b).ok_or_else(unsupported)?),
+                ),
                 None => (lit(inner).ok_or_else(unsupported)?, None),
             };
             return match ((self.env)(&name), default) {
@@ -490,7 +524,10 @@ impl Parser<'_, '_> {
         loop {
             let Some(c) = self.bump() else {
                 return Err(ConfigError::at(
-                    &Loc { file: self.file.clone(), line: start_line },
+                    &Loc {
+                        file: self.file.clone(),
+                        line: start_line,
+                    },
                     "unterminated multi-line value: brackets never balance",
                 ));
             };
@@ -499,7 +536,10 @@ impl Parser<'_, '_> {
                     self.bump();
                 } else if c == q {
                     in_str = None;
-                } else if c == b'\n' && self.line == start_line + 1 && !self.first_line_continues(start) {
+                } else if c == b'\n'
+                    && self.line == start_line + 1
+                    && !self.first_line_continues(start)
+                {
                     return Ok(self.literal_line(start, start_line));
                 }
                 continue;
@@ -558,7 +598,10 @@ impl Parser<'_, '_> {
 
     fn include(&mut self, el: &mut Element, spec: &str, loc: &Loc) -> Result<(), ConfigError> {
         if self.depth >= MAX_INCLUDE_DEPTH {
-            return Err(ConfigError::at(loc, "@include nested too deeply (a cycle?)"));
+            return Err(ConfigError::at(
+                loc,
+                "@include nested too deeply (a cycle?)",
+            ));
         }
         if spec.is_empty() {
             return Err(ConfigError::at(loc, "@include needs a path"));
@@ -567,11 +610,17 @@ impl Parser<'_, '_> {
             return Err(ConfigError::at(loc, "@include of a URL is not supported"));
         }
         let base = self.path.parent().unwrap_or(Path::new("."));
-        let full = if Path::new(spec).is_absolute() { PathBuf::from(spec) } else { base.join(spec) };
+        let full = if Path::new(spec).is_absolute() {
+            PathBuf::from(spec)
+        } else {
+            base.join(spec)
+        };
         let files: Vec<PathBuf> = if spec.contains(['*', '?', '[']) {
             let pattern = full.to_string_lossy().into_owned();
             let mut v: Vec<PathBuf> = glob::glob(&pattern)
-                .map_err(|e| ConfigError::at(loc, format!("invalid @include pattern {spec:?}: {e}")))?
+                .map_err(|e| {
+                    ConfigError::at(loc, format!("invalid @include pattern {spec:?}: {e}"))
+                })?
                 .filter_map(Result::ok)
                 .filter(|p| p.is_file())
                 .collect();
@@ -579,13 +628,17 @@ impl Parser<'_, '_> {
             v
         } else {
             if !full.is_file() {
-                return Err(ConfigError::at(loc, format!("@include: file not found: {}", full.display())));
+                return Err(ConfigError::at(
+                    loc,
+                    format!("@include: file not found: {}", full.display()),
+                ));
             }
             vec![full]
         };
         for f in files {
-            let text = std::fs::read_to_string(&f)
-                .map_err(|e| ConfigError::at(loc, format!("@include: cannot read {}: {e}", f.display())))?;
+            let text = std::fs::read_to_string(&f).map_err(|e| {
+                ConfigError::at(loc, format!("@include: cannot read {}: {e}", f.display()))
+            })?;
             let sub = parse_str_inner(&text, &f, self.env, self.depth + 1)?;
             el.params.extend(sub.params);
             el.children.extend(sub.children);
@@ -613,7 +666,13 @@ mod tests {
     use super::*;
 
     fn parse(t: &str) -> Result<Element, ConfigError> {
-        let env = |n: &str| if n == "HOME_X" { Some("/x".to_string()) } else { None };
+        let env = |n: &str| {
+            if n == "HOME_X" {
+                Some("/x".to_string())
+            } else {
+                None
+            }
+        };
         parse_str(t, Path::new("t.conf"), &env)
     }
 
@@ -636,12 +695,25 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(parse("<a>\n x 1\n").unwrap_err().to_string(), "t.conf:1: section <a> is never closed (missing </a>)");
+        assert_eq!(
+            parse("<a>\n x 1\n").unwrap_err().to_string(),
+            "t.conf:1: section <a> is never closed (missing </a>)"
+        );
         assert_eq!(
             parse("x \"#{ENV['NOPE']}\"\n").unwrap_err().to_string(),
             "t.conf:1: environment variable NOPE is not set (used as ENV['NOPE'])"
         );
-        assert_eq!(parse("x \"#{ENV.fetch('NOPE', 'd')}\"\n").unwrap().param("x").unwrap().value, "d");
-        assert!(parse("x \"#{`ls`}\"\n").unwrap_err().message.contains("unsupported embedded Ruby"));
+        assert_eq!(
+            parse("x \"#{ENV.fetch('NOPE', 'd')}\"\n")
+                .unwrap()
+                .param("x")
+                .unwrap()
+                .value,
+            "d"
+        );
+        assert!(parse("x \"#{`ls`}\"\n")
+            .unwrap_err()
+            .message
+            .contains("unsupported embedded Ruby"));
     }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let lower = t.to_ascii_lowercase();
-    let lower = lower.strip_suffix('b').filter(|x| !x.is_empty()).unwrap_or(&lower);
+    let lower = lower
+        .strip_suffix('b')
+        .filter(|x| !x.is_empty())
+        .unwrap_or(&lower);
     let (num, mult) = match lower.as_bytes().last() {
         Some(b'k') => (&lower[..lower.len() - 1], 1u64 << 10),
         Some(b'm') => (&lower[..lower.len() - 1], 1 << 20),
@@ -15,7 +18,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some(b't') => (&lower[..lower.len() - 1], 1 << 40),
         _ => (lower, 1),
     };
-    let bad = || format!("invalid size {t:?} (expected a number with an optional k/m/g/t unit, e.g. 8m)");
+    let bad =
+        || format!("invalid size {t:?} (expected a number with an optional k/m/g/t unit, e.g. 8m)");
     if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(bad());
     }
@@ -26,7 +30,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// `5s`, `1.5m`, `2h`, `1d`, `0.5` (seconds); units s/m/h/d.
 pub fn parse_time(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    let bad = || format!("invalid time {t:?} (expected a number with an optional s/m/h/d unit, e.g. 5s)");
+    let bad =
+        || format!("invalid time {t:?} (expected a number with an optional s/m/h/d unit, e.g. 5s)");
     let (num, mult) = match t.as_bytes().last() {
         Some(b's') => (&t[..t.len() - 1], 1.0),
         Some(b'm') => (&t[..t.len() - 1], 60.0),
@@ -46,7 +51,9 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim() {
         "" | "true" | "yes" => Ok(true),
         "false" | "no" => Ok(false),
-        other => Err(format!("invalid boolean {other:?} (expected true or false)")),
+        other => Err(format!(
+            "invalid boolean {other:?} (expected true or false)"
+        )),
     }
 }
 
@@ -64,7 +71,10 @@ pub fn parse_list(s: &str) -> Result<Vec<String>, String> {
             })
             .collect());
     }
-    Ok(t.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+    Ok(t.split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect())
 }
 
 #[cfg(test)]

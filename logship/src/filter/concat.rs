@@ -28,7 +28,12 @@ use crate::config::ConcatConfig;
 use crate::event::{Event, EventBatch, EventTime};
 use crate::pipeline::record;
 
-const PARTIAL_KEYS: [&str; 4] = ["partial_message", "partial_id", "partial_ordinal", "partial_last"];
+const PARTIAL_KEYS: [&str; 4] = [
+    "partial_message",
+    "partial_id",
+    "partial_ordinal",
+    "partial_last",
+];
 
 /// Pending groups beyond this are flushed oldest first, so memory stays bounded.
 const MAX_PENDING_GROUPS: usize = 10_000;
@@ -73,7 +78,10 @@ fn ordinal(raw: Option<&[u8]>) -> Option<u64> {
 
 impl ConcatFilter {
     pub fn new(cfg: ConcatConfig) -> Self {
-        Self { cfg, pending: Mutex::new(HashMap::new()) }
+        Self {
+            cfg,
+            pending: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Number of partial groups waiting for more pieces.
@@ -114,13 +122,22 @@ impl ConcatFilter {
         if !have_key {
             pairs.push((&key_enc, &joined_enc));
         }
-        let time: EventTime = if self.cfg.use_first_timestamp { first.time } else { last.time };
-        Some(Event { time, record: Bytes::from(record::build_map(pairs)) })
+        let time: EventTime = if self.cfg.use_first_timestamp {
+            first.time
+        } else {
+            last.time
+        };
+        Some(Event {
+            time,
+            record: Bytes::from(record::build_map(pairs)),
+        })
     }
 
     fn complete(p: &Pending) -> bool {
         match p.last_ordinal {
-            Some(last) => (1..=last).all(|o| p.pieces.contains_key(&o)) || p.pieces.len() as u64 >= last,
+            Some(last) => {
+                (1..=last).all(|o| p.pieces.contains_key(&o)) || p.pieces.len() as u64 >= last
+            }
             None => false,
         }
     }
@@ -130,20 +147,31 @@ impl Filter for ConcatFilter {
     fn filter(&self, tag: &str, events: Vec<Event>) -> Vec<Event> {
         let mut out = Vec::with_capacity(events.len());
         let mut overflow: Vec<Event> = Vec::new();
-        let Ok(mut pending) = self.pending.lock() else { return events };
+        let Ok(mut pending) = self.pending.lock() else {
+            return events;
+        };
         for ev in events {
             let Ok(entries) = record::entries(&ev.record) else {
                 out.push(ev);
                 continue;
             };
-            let get = |k: &str| entries.iter().find(|e| e.key == Some(k.as_bytes())).map(|e| e.raw_value);
+            let get = |k: &str| {
+                entries
+                    .iter()
+                    .find(|e| e.key == Some(k.as_bytes()))
+                    .map(|e| e.raw_value)
+            };
             if !truthy(get("partial_message")) {
                 out.push(ev);
                 continue;
             }
-            let id = get("partial_id").and_then(|v| record::read_str(v, 0).map(|(s, _)| s.to_vec()));
+            let id =
+                get("partial_id").and_then(|v| record::read_str(v, 0).map(|(s, _)| s.to_vec()));
             let (Some(id), Some(ord)) = (id, ordinal(get("partial_ordinal"))) else {
-                tracing::warn!(tag, "concat: partial record without partial_id/partial_ordinal passed through");
+                tracing::warn!(
+                    tag,
+                    "concat: partial record without partial_id/partial_ordinal passed through"
+                );
                 out.push(ev);
                 continue;
             };
@@ -152,10 +180,14 @@ impl Filter for ConcatFilter {
                 .cfg
                 .stream_identity_key
                 .as_deref()
-                .and_then(|k| get(k))
+                .and_then(get)
                 .map(|v| v.to_vec())
                 .unwrap_or_default();
-            let key = GroupKey { tag: tag.to_string(), stream, id };
+            let key = GroupKey {
+                tag: tag.to_string(),
+                stream,
+                id,
+            };
             let now = Instant::now();
             let p = pending.entry(key.clone()).or_insert_with(|| Pending {
                 pieces: BTreeMap::new(),
@@ -177,7 +209,10 @@ impl Filter for ConcatFilter {
             }
         }
         if pending.len() > MAX_PENDING_GROUPS {
-            let mut keys: Vec<(Instant, GroupKey)> = pending.iter().map(|(k, p)| (p.created, k.clone())).collect();
+            let mut keys: Vec<(Instant, GroupKey)> = pending
+                .iter()
+                .map(|(k, p)| (p.created, k.clone()))
+                .collect();
             keys.sort_by_key(|(t, _)| *t);
             for (_, k) in keys.into_iter().take(pending.len() - MAX_PENDING_GROUPS) {
                 if let Some(p) = pending.remove(&k) {
@@ -195,17 +230,23 @@ impl Filter for ConcatFilter {
     }
 
     fn flush(&self, force: bool) -> Vec<EventBatch> {
-        let Ok(mut pending) = self.pending.lock() else { return Vec::new() };
+        let Ok(mut pending) = self.pending.lock() else {
+            return Vec::new();
+        };
         let now = Instant::now();
         let timeout = self.cfg.flush_interval;
         let expired: Vec<GroupKey> = pending
             .iter()
-            .filter(|(_, p)| force || (timeout > Duration::ZERO && now.duration_since(p.last_seen) >= timeout))
+            .filter(|(_, p)| {
+                force || (timeout > Duration::ZERO && now.duration_since(p.last_seen) >= timeout)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         let mut batches: Vec<EventBatch> = Vec::new();
         for k in expired {
-            let Some(p) = pending.remove(&k) else { continue };
+            let Some(p) = pending.remove(&k) else {
+                continue;
+            };
             tracing::warn!(
                 tag = %k.tag,
                 partial_id = %String::from_utf8_lossy(&k.id),
@@ -214,7 +255,7 @@ impl Filter for ConcatFilter {
                 "concat: flushing an incomplete partial message after timeout"
             );
             if let Some(ev) = self.join(&p) {
-                match batches.iter_mut().find(|b| &*b.tag == k.tag) {
+                match batches.iter_mut().find(|b| *b.tag == k.tag) {
                     Some(b) => b.events.push(ev),
                     None => batches.push(EventBatch::new(k.tag.as_str(), vec![ev])),
                 }

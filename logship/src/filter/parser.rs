@@ -31,7 +31,10 @@ pub struct ParserFilter {
 
 impl ParserFilter {
     pub fn new(cfg: ParserFilterConfig) -> Self {
-        Self { cfg, invalid: AtomicU64::new(0) }
+        Self {
+            cfg,
+            invalid: AtomicU64::new(0),
+        }
     }
 
     /// Records that could not be parsed since start.
@@ -64,7 +67,10 @@ impl ParserFilter {
                 }
             }
         }
-        let parsed_kept: Vec<&Entry<'_>> = parsed_entries.iter().filter(|e| skip_time_key.is_none() || e.key != skip_time_key).collect();
+        let parsed_kept: Vec<&Entry<'_>> = parsed_entries
+            .iter()
+            .filter(|e| skip_time_key.is_none() || e.key != skip_time_key)
+            .collect();
 
         let mut out = Vec::with_capacity(ev.record.len() + parsed.len());
         let mut n = 0usize;
@@ -115,7 +121,10 @@ impl ParserFilter {
         }
         record::write_map_len(&mut out, n);
         out.extend_from_slice(&body);
-        Ok(Event { time, record: Bytes::from(out) })
+        Ok(Event {
+            time,
+            record: Bytes::from(out),
+        })
     }
 }
 
@@ -125,12 +134,19 @@ fn parse_time_value(e: &Entry<'_>) -> Option<EventTime> {
         if let Some(t) = timefmt::parse_rfc3339(s) {
             return Some(t);
         }
-        return s.trim().parse::<f64>().ok().filter(|f| f.is_finite()).map(EventTime::from_f64);
+        return s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(EventTime::from_f64);
     }
     let mut rd = e.raw_value;
     let v = rmp::decode::read_f64(&mut rd).ok().or_else(|| {
         let mut rd = e.raw_value;
-        rmp::decode::read_int::<i64, _>(&mut rd).ok().map(|i| i as f64)
+        rmp::decode::read_int::<i64, _>(&mut rd)
+            .ok()
+            .map(|i| i as f64)
     })?;
     v.is_finite().then(|| EventTime::from_f64(v))
 }

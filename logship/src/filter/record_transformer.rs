@@ -16,6 +16,7 @@ use crate::event::Event;
 use crate::pipeline::record::{self, Entry};
 
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::enum_variant_names)]
 enum Part {
     Lit(String),
     Tag,
@@ -54,7 +55,11 @@ fn compile(t: &str) -> Vec<Part> {
             break;
         };
         let name = after[..j].trim();
-        let idx = |p: &str| name.strip_prefix(p).and_then(|x| x.strip_suffix(']')).and_then(|x| x.trim().parse::<i64>().ok());
+        let idx = |p: &str| {
+            name.strip_prefix(p)
+                .and_then(|x| x.strip_suffix(']'))
+                .and_then(|x| x.trim().parse::<i64>().ok())
+        };
         let part = if name == "tag" {
             Some(Part::Tag)
         } else if name == "hostname" {
@@ -71,7 +76,11 @@ fn compile(t: &str) -> Vec<Part> {
             .map(|x| x.trim().trim_matches(|c| c == '"' || c == '\''))
         {
             Some(Part::Field(k.to_string()))
-        } else if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'@' || b == b'.') {
+        } else if !name.is_empty()
+            && name.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'@' || b == b'.'
+            })
+        {
             Some(Part::Field(name.to_string()))
         } else {
             None
@@ -101,16 +110,25 @@ fn index(parts: &[&str], n: i64) -> Option<usize> {
 
 impl RecordTransformer {
     pub fn new(cfg: &RecordTransformerConfig) -> Self {
-        Self::with_hostname(cfg, gethostname::gethostname().to_string_lossy().into_owned())
+        Self::with_hostname(
+            cfg,
+            gethostname::gethostname().to_string_lossy().into_owned(),
+        )
     }
 
     pub fn with_hostname(cfg: &RecordTransformerConfig, hostname: String) -> Self {
         let fields: Vec<Field> = cfg
             .record
             .iter()
-            .map(|(k, v)| Field { key: k.as_bytes().to_vec(), raw_key: record::encode_str(k.as_bytes()), parts: compile(v) })
+            .map(|(k, v)| Field {
+                key: k.as_bytes().to_vec(),
+                raw_key: record::encode_str(k.as_bytes()),
+                parts: compile(v),
+            })
             .collect();
-        let needs_record = fields.iter().any(|f| f.parts.iter().any(|p| matches!(p, Part::Field(_))));
+        let needs_record = fields
+            .iter()
+            .any(|f| f.parts.iter().any(|p| matches!(p, Part::Field(_))));
         Self {
             fields,
             remove_keys: cfg.remove_keys.clone(),
@@ -171,18 +189,32 @@ impl RecordTransformer {
     fn transform(&self, tag: &str, tag_parts: &[&str], ev: &Event) -> Option<Event> {
         let entries = record::entries(&ev.record).ok()?;
         let _ = self.needs_record;
-        let values: Vec<Vec<u8>> = self.fields.iter().map(|f| self.value(f, tag, tag_parts, &entries)).collect();
-        let removed = |k: Option<&[u8]>| k.is_some_and(|k| self.remove_keys.iter().any(|r| r.as_bytes() == k));
+        let values: Vec<Vec<u8>> = self
+            .fields
+            .iter()
+            .map(|f| self.value(f, tag, tag_parts, &entries))
+            .collect();
+        let removed = |k: Option<&[u8]>| {
+            k.is_some_and(|k| self.remove_keys.iter().any(|r| r.as_bytes() == k))
+        };
         let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(entries.len() + values.len());
         let mut set = vec![false; self.fields.len()];
         for e in &entries {
-            if self.renew_record && !e.key.is_some_and(|k| self.keep_keys.iter().any(|kk| kk.as_bytes() == k)) {
+            if self.renew_record
+                && !e
+                    .key
+                    .is_some_and(|k| self.keep_keys.iter().any(|kk| kk.as_bytes() == k))
+            {
                 continue;
             }
             if removed(e.key) {
                 continue;
             }
-            match self.fields.iter().position(|f| Some(f.key.as_slice()) == e.key) {
+            match self
+                .fields
+                .iter()
+                .position(|f| Some(f.key.as_slice()) == e.key)
+            {
                 Some(i) => {
                     if !set[i] {
                         set[i] = true;
@@ -197,7 +229,10 @@ impl RecordTransformer {
                 pairs.push((&f.raw_key, &values[i]));
             }
         }
-        Some(Event { time: ev.time, record: Bytes::from(record::build_map(pairs)) })
+        Some(Event {
+            time: ev.time,
+            record: Bytes::from(record::build_map(pairs)),
+        })
     }
 }
 
@@ -209,7 +244,10 @@ impl Filter for RecordTransformer {
             .map(|ev| match self.transform(tag, &tag_parts, &ev) {
                 Some(e) => e,
                 None => {
-                    tracing::warn!(tag, "record_transformer: record is not a msgpack map, left unchanged");
+                    tracing::warn!(
+                        tag,
+                        "record_transformer: record is not a msgpack map, left unchanged"
+                    );
                     ev
                 }
             })
@@ -223,7 +261,10 @@ mod tests {
 
     #[test]
     fn templates() {
-        assert_eq!(compile("a${tag}b"), vec![Part::Lit("a".into()), Part::Tag, Part::Lit("b".into())]);
+        assert_eq!(
+            compile("a${tag}b"),
+            vec![Part::Lit("a".into()), Part::Tag, Part::Lit("b".into())]
+        );
         assert_eq!(compile("${tag_parts[-1]}"), vec![Part::TagPart(-1)]);
         assert_eq!(compile("${record[\"k\"]}"), vec![Part::Field("k".into())]);
         assert_eq!(compile("${ 1 + 1 }"), vec![Part::Lit("${ 1 + 1 }".into())]);

@@ -29,7 +29,11 @@ impl FileOutput {
     pub fn new(cfg: &FileOutputConfig) -> Self {
         Self {
             path: cfg.path.clone(),
-            suffix: if cfg.add_path_suffix { cfg.path_suffix.clone() } else { String::new() },
+            suffix: if cfg.add_path_suffix {
+                cfg.path_suffix.clone()
+            } else {
+                String::new()
+            },
             format: cfg.format,
             lock: Mutex::new(()),
         }
@@ -64,7 +68,11 @@ pub fn expand_tag(s: &str, tag: &str) -> String {
         let name = &after[..j];
         if name == "tag" {
             out.push_str(tag);
-        } else if let Some(n) = name.strip_prefix("tag[").and_then(|x| x.strip_suffix(']')).and_then(|x| x.parse::<i64>().ok()) {
+        } else if let Some(n) = name
+            .strip_prefix("tag[")
+            .and_then(|x| x.strip_suffix(']'))
+            .and_then(|x| x.parse::<i64>().ok())
+        {
             let idx = if n < 0 { parts.len() as i64 + n } else { n };
             if let Some(p) = usize::try_from(idx).ok().and_then(|i| parts.get(i)) {
                 out.push_str(p);
@@ -97,15 +105,24 @@ impl Output for FileOutput {
                     if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                         std::fs::create_dir_all(dir)?;
                     }
-                    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p)?;
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)?;
                     f.write_all(&buf)?;
                     f.flush()?;
                 }
                 Ok(())
             })
             .await
-            .map_err(|e| EmitError::Output { output: "file".into(), reason: e.to_string() })?
-            .map_err(|e| EmitError::Output { output: "file".into(), reason: e.to_string() })
+            .map_err(|e| EmitError::Output {
+                output: "file".into(),
+                reason: e.to_string(),
+            })?
+            .map_err(|e| EmitError::Output {
+                output: "file".into(),
+                reason: e.to_string(),
+            })
         })
     }
 }
@@ -116,7 +133,10 @@ mod tests {
 
     #[test]
     fn tag_placeholders() {
-        assert_eq!(expand_tag("/l/${tag}/${tag[1]}-${tag[-1]}", "docker.api.x"), "/l/docker.api.x/api-x");
+        assert_eq!(
+            expand_tag("/l/${tag}/${tag[1]}-${tag[-1]}", "docker.api.x"),
+            "/l/docker.api.x/api-x"
+        );
         assert_eq!(expand_tag("/l/plain", "t"), "/l/plain");
     }
 }

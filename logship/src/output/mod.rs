@@ -88,7 +88,11 @@ pub fn format_event(format: LineFormat, tag: &str, ev: &Event, out: &mut Vec<u8>
         out.truncate(mark);
         use base64::Engine as _;
         out.extend_from_slice(b"{\"$invalid_record\":\"");
-        out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(&ev.record).as_bytes());
+        out.extend_from_slice(
+            base64::engine::general_purpose::STANDARD
+                .encode(&ev.record)
+                .as_bytes(),
+        );
         out.extend_from_slice(b"\"}");
     }
     out.push(b'\n');

@@ -55,22 +55,32 @@ impl StdoutOutput {
                 }
             })
             .expect("spawn stdout writer thread");
-        Self { format, tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)) }
+        Self {
+            format,
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        }
     }
 }
 
 impl Output for StdoutOutput {
     fn emit<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, Result<(), EmitError>> {
         Box::pin(async move {
-            let mut buf = Vec::with_capacity(batch.events.iter().map(|e| e.record.len() * 2 + 64).sum());
+            let mut buf =
+                Vec::with_capacity(batch.events.iter().map(|e| e.record.len() * 2 + 64).sum());
             format_batch(self.format, batch, &mut buf);
             let tx = self.tx.lock().map_err(|_| EmitError::ShuttingDown)?.clone();
             let tx = tx.ok_or(EmitError::ShuttingDown)?;
             let (done_tx, done_rx) = oneshot::channel();
-            tx.send((buf, done_tx)).await.map_err(|_| EmitError::ShuttingDown)?;
+            tx.send((buf, done_tx))
+                .await
+                .map_err(|_| EmitError::ShuttingDown)?;
             match done_rx.await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(EmitError::Output { output: "stdout".into(), reason: e.to_string() }),
+                Ok(Err(e)) => Err(EmitError::Output {
+                    output: "stdout".into(),
+                    reason: e.to_string(),
+                }),
                 Err(_) => Err(EmitError::ShuttingDown),
             }
         })

@@ -123,7 +123,8 @@ pub fn strftime(fmt: &str, secs: i64) -> String {
                 b'M' => push2(&mut out, c.minute),
                 b'S' => push2(&mut out, c.second),
                 b'j' => {
-                    let doy = days_from_civil(c.year, c.month, c.day) - days_from_civil(c.year, 1, 1) + 1;
+                    let doy =
+                        days_from_civil(c.year, c.month, c.day) - days_from_civil(c.year, 1, 1) + 1;
                     out.extend_from_slice(format!("{doy:03}").as_bytes());
                 }
                 b'%' => out.push(b'%'),
@@ -153,10 +154,23 @@ pub fn parse_rfc3339(s: &str) -> Option<EventTime> {
             None
         }
     };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -189,11 +203,16 @@ pub fn parse_rfc3339(s: &str) -> Option<EventTime> {
                 _ => num(i + 3..i + 5)?,
             } as i64;
             let o = oh * 3600 + om * 60;
-            if sign == b'+' { o } else { -o }
+            if sign == b'+' {
+                o
+            } else {
+                -o
+            }
         }
         _ => return None,
     };
-    let secs = days_from_civil(y as i64, mo, d) * 86_400 + (h * 3600 + mi * 60 + se) as i64 - offset;
+    let secs =
+        days_from_civil(y as i64, mo, d) * 86_400 + (h * 3600 + mi * 60 + se) as i64 - offset;
     Some(EventTime::new(secs, nanos))
 }
 
@@ -205,14 +224,36 @@ mod tests {
     fn formats() {
         let mut v = Vec::new();
         write_stdout_time(&mut v, EventTime::new(1_741_964_966, 535_897_932));
-        assert_eq!(String::from_utf8(v).unwrap(), "2025-03-14 15:09:26.535897932 +0000");
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "2025-03-14 15:09:26.535897932 +0000"
+        );
         let mut v = Vec::new();
         write_iso_time(&mut v, EventTime::new(0, 0));
         assert_eq!(String::from_utf8(v).unwrap(), "1970-01-01T00:00:00+0000");
-        assert_eq!(strftime("%Y%m%d/%H%M%S %j %%", 1_741_964_966), "20250314/150926 073 %");
-        assert_eq!(civil(951_782_400), Civil { year: 2000, month: 2, day: 29, hour: 0, minute: 0, second: 0 });
-        assert_eq!(parse_rfc3339("2025-03-14T15:09:26.535Z"), Some(EventTime::new(1_741_964_966, 535_000_000)));
-        assert_eq!(parse_rfc3339("2025-03-14T16:09:26+01:00"), Some(EventTime::new(1_741_964_966, 0)));
+        assert_eq!(
+            strftime("%Y%m%d/%H%M%S %j %%", 1_741_964_966),
+            "20250314/150926 073 %"
+        );
+        assert_eq!(
+            civil(951_782_400),
+            Civil {
+                year: 2000,
+                month: 2,
+                day: 29,
+                hour: 0,
+                minute: 0,
+                second: 0
+            }
+        );
+        assert_eq!(
+            parse_rfc3339("2025-03-14T15:09:26.535Z"),
+            Some(EventTime::new(1_741_964_966, 535_000_000))
+        );
+        assert_eq!(
+            parse_rfc3339("2025-03-14T16:09:26+01:00"),
+            Some(EventTime::new(1_741_964_966, 0))
+        );
         assert_eq!(parse_rfc3339("nope"), None);
     }
 }

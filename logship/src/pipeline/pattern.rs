@@ -49,7 +49,10 @@ impl TagPattern {
         if alternatives.is_empty() {
             return Err("empty pattern".into());
         }
-        Ok(TagPattern { source: src.split_ascii_whitespace().collect::<Vec<_>>().join(" "), alternatives })
+        Ok(TagPattern {
+            source: src.split_ascii_whitespace().collect::<Vec<_>>().join(" "),
+            alternatives,
+        })
     }
 
     /// The pattern as written.
@@ -60,7 +63,9 @@ impl TagPattern {
     /// Whether `tag` matches.
     pub fn matches(&self, tag: &str) -> bool {
         let t = tag.as_bytes();
-        self.alternatives.iter().any(|nodes| m(nodes, t, 0, &mut |p| p == t.len()))
+        self.alternatives
+            .iter()
+            .any(|nodes| m(nodes, t, 0, &mut |p| p == t.len()))
     }
 }
 
@@ -109,11 +114,17 @@ fn compile(pat: &str) -> Result<Vec<Node>, String> {
             b'*' => cur.push(Node::Star),
             b'{' => {
                 stack.push(Vec::new());
-                stack.last_mut().expect("just pushed").push(std::mem::take(&mut cur));
+                stack
+                    .last_mut()
+                    .expect("just pushed")
+                    .push(std::mem::take(&mut cur));
                 // The saved prefix is stored as the group's first element; branches follow.
             }
             b',' if !stack.is_empty() => {
-                stack.last_mut().expect("non-empty").push(std::mem::take(&mut cur));
+                stack
+                    .last_mut()
+                    .expect("non-empty")
+                    .push(std::mem::take(&mut cur));
             }
             b'}' if !stack.is_empty() => {
                 let mut group = stack.pop().expect("non-empty");
@@ -154,7 +165,9 @@ fn m(nodes: &[Node], t: &[u8], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> 
             if pos == 0 && m(rest, t, 0, k) {
                 return true;
             }
-            (pos..t.len()).rev().any(|p| t[p] == b'.' && m(rest, t, p + 1, k))
+            (pos..t.len())
+                .rev()
+                .any(|p| t[p] == b'.' && m(rest, t, p + 1, k))
         }
         Node::PartEnd => (pos == t.len() || t[pos] == b'.') && m(rest, t, pos, k),
         Node::Alt(branches) => branches
@@ -203,7 +216,11 @@ mod tests {
             ("a.**.c", "a.x.y.c", true),
         ];
         for (p, t, want) in cases {
-            assert_eq!(TagPattern::parse(p).unwrap().matches(t), *want, "pattern {p:?} tag {t:?}");
+            assert_eq!(
+                TagPattern::parse(p).unwrap().matches(t),
+                *want,
+                "pattern {p:?} tag {t:?}"
+            );
         }
         assert!(TagPattern::parse("a.{b").is_err());
         assert!(TagPattern::parse("/a.*/").is_err());

@@ -151,7 +151,10 @@ pub fn find<'a>(buf: &'a [u8], key: &str) -> Result<Option<&'a [u8]>, RecordErro
 
 /// The string value of `key`, when present and a str/bin.
 pub fn find_str<'a>(buf: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    find(buf, key).ok().flatten().and_then(|v| read_str(v, 0).map(|(s, _)| s))
+    find(buf, key)
+        .ok()
+        .flatten()
+        .and_then(|v| read_str(v, 0).map(|(s, _)| s))
 }
 
 /// Writes a map header for `n` entries.
@@ -168,7 +171,8 @@ pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
 /// Builds a map from entries given as raw encoded key and value bytes.
 pub fn build_map<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
     let pairs: Vec<_> = pairs.into_iter().collect();
-    let mut out = Vec::with_capacity(5 + pairs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(5 + pairs.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>());
     write_map_len(&mut out, pairs.len());
     for (k, v) in pairs {
         out.extend_from_slice(k);
@@ -275,7 +279,11 @@ mod tests {
     #[test]
     fn json_roundtrip_keeps_order() {
         let mut out = Vec::new();
-        json_to_msgpack(br#"{"z":1,"a":[true,null,-2,1.5,"x"],"m":{"k":"v"}}"#, &mut out).unwrap();
+        json_to_msgpack(
+            br#"{"z":1,"a":[true,null,-2,1.5,"x"],"m":{"k":"v"}}"#,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(
             crate::msgpack_json::to_json_string(&out).unwrap(),
             r#"{"z":1,"a":[true,null,-2,1.5,"x"],"m":{"k":"v"}}"#

@@ -20,12 +20,20 @@ use tokio_util::sync::CancellationToken;
 use super::pattern::TagPattern;
 use crate::config::{Config, ConfigError, Directive, FilterConfig, OutputConfig};
 use crate::event::{BoxFuture, EmitError, EventBatch, EventSink};
-use crate::filter::{concat::ConcatFilter, parser::ParserFilter, record_transformer::RecordTransformer, Filter};
+use crate::filter::{
+    concat::ConcatFilter, parser::ParserFilter, record_transformer::RecordTransformer, Filter,
+};
 use crate::output::{file::FileOutput, stdout::StdoutOutput, CopyOutput, NullOutput, Output};
 
 enum Step {
-    Filter { pattern: TagPattern, filter: Arc<dyn Filter> },
-    Match { pattern: TagPattern, output: Arc<dyn Output> },
+    Filter {
+        pattern: TagPattern,
+        filter: Arc<dyn Filter>,
+    },
+    Match {
+        pattern: TagPattern,
+        output: Arc<dyn Output>,
+    },
 }
 
 struct Route {
@@ -37,15 +45,18 @@ struct Route {
 /// Cached routes per (label, tag). Cleared when it grows past this many entries.
 const MAX_CACHED_ROUTES: usize = 65_536;
 
+type RouteCache = Mutex<HashMap<(String, Arc<str>), Option<Arc<Route>>>>;
+
 pub struct Router {
     labels: HashMap<String, Vec<Step>>,
-    cache: Mutex<HashMap<(String, Arc<str>), Option<Arc<Route>>>>,
+    cache: RouteCache,
     outputs: Vec<Arc<dyn Output>>,
     shutting_down: AtomicBool,
 }
 
 /// Builds an output for a `<match>`/`<store>` (the default: [`build_output`]); tests pass their own.
-pub type OutputFactory<'a> = &'a mut dyn FnMut(&OutputConfig, Option<&str>) -> Result<Arc<dyn Output>, String>;
+pub type OutputFactory<'a> =
+    &'a mut dyn FnMut(&OutputConfig, Option<&str>) -> Result<Arc<dyn Output>, String>;
 
 /// Sends batches into one label of a router (the sink for a source with `@label`).
 pub struct LabelSink {
@@ -80,7 +91,12 @@ pub fn build_output(cfg: &OutputConfig, _id: Option<&str>) -> Result<Arc<dyn Out
         OutputConfig::Stdout(s) => Arc::new(StdoutOutput::new(s.format)),
         OutputConfig::Null => Arc::new(NullOutput),
         OutputConfig::File(f) => Arc::new(FileOutput::new(f)),
-        other => return Err(format!("output @type {} is not implemented yet (the configuration is valid)", other.type_name())),
+        other => {
+            return Err(format!(
+                "output @type {} is not implemented yet (the configuration is valid)",
+                other.type_name()
+            ))
+        }
     })
 }
 
@@ -99,29 +115,46 @@ impl Router {
     }
 
     /// Builds the router, creating outputs with `factory` (copy and relabel are handled here).
-    pub fn build_with(cfg: &Config, factory: OutputFactory<'_>) -> Result<Arc<Router>, Vec<ConfigError>> {
+    pub fn build_with(
+        cfg: &Config,
+        factory: OutputFactory<'_>,
+    ) -> Result<Arc<Router>, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut outputs: Vec<Arc<dyn Output>> = Vec::new();
         let router = Arc::new_cyclic(|weak: &Weak<Router>| {
             let mut labels = HashMap::new();
-            let all = std::iter::once((String::new(), &cfg.root)).chain(cfg.labels.iter().map(|(n, l)| (n.clone(), l)));
+            let all = std::iter::once((String::new(), &cfg.root))
+                .chain(cfg.labels.iter().map(|(n, l)| (n.clone(), l)));
             for (name, label) in all {
                 let mut steps = Vec::new();
                 for d in &label.directives {
                     match d {
-                        Directive::Filter(f) => steps.push(Step::Filter { pattern: f.pattern.clone(), filter: build_filter(&f.plugin) }),
-                        Directive::Match(m) => match make_output(&m.plugin, m.id.as_deref(), weak, factory) {
-                            Ok(o) => {
-                                outputs.push(o.clone());
-                                steps.push(Step::Match { pattern: m.pattern.clone(), output: o });
+                        Directive::Filter(f) => steps.push(Step::Filter {
+                            pattern: f.pattern.clone(),
+                            filter: build_filter(&f.plugin),
+                        }),
+                        Directive::Match(m) => {
+                            match make_output(&m.plugin, m.id.as_deref(), weak, factory) {
+                                Ok(o) => {
+                                    outputs.push(o.clone());
+                                    steps.push(Step::Match {
+                                        pattern: m.pattern.clone(),
+                                        output: o,
+                                    });
+                                }
+                                Err(e) => errors.push(ConfigError::at(&m.loc, e)),
                             }
-                            Err(e) => errors.push(ConfigError::at(&m.loc, e)),
-                        },
+                        }
                     }
                 }
                 labels.insert(name, steps);
             }
-            Router { labels, cache: Mutex::new(HashMap::new()), outputs, shutting_down: AtomicBool::new(false) }
+            Router {
+                labels,
+                cache: Mutex::new(HashMap::new()),
+                outputs,
+                shutting_down: AtomicBool::new(false),
+            }
         });
         if errors.is_empty() {
             Ok(router)
@@ -142,9 +175,14 @@ impl Router {
         let mut found = None;
         for (i, s) in steps.iter().enumerate() {
             match s {
-                Step::Filter { pattern, filter } if pattern.matches(tag) => filters.push((i, filter.clone())),
+                Step::Filter { pattern, filter } if pattern.matches(tag) => {
+                    filters.push((i, filter.clone()))
+                }
                 Step::Match { pattern, output } if pattern.matches(tag) => {
-                    found = Some(Arc::new(Route { filters, output: output.clone() }));
+                    found = Some(Arc::new(Route {
+                        filters,
+                        output: output.clone(),
+                    }));
                     break;
                 }
                 _ => {}
@@ -174,8 +212,15 @@ impl Router {
     }
 
     /// Runs the route's filters (only those after step `after`, when given) and the output.
-    async fn deliver(&self, label: &str, batch: EventBatch, after: Option<usize>) -> Result<(), EmitError> {
-        let Some(route) = self.route(label, &batch.tag) else { return Ok(()) };
+    async fn deliver(
+        &self,
+        label: &str,
+        batch: EventBatch,
+        after: Option<usize>,
+    ) -> Result<(), EmitError> {
+        let Some(route) = self.route(label, &batch.tag) else {
+            return Ok(());
+        };
         let EventBatch { tag, mut events } = batch;
         for (i, f) in &route.filters {
             if after.is_some_and(|a| *i <= a) {
@@ -195,7 +240,9 @@ impl Router {
     pub async fn flush_filters(&self, force: bool) {
         for (label, steps) in &self.labels {
             for (i, s) in steps.iter().enumerate() {
-                let Step::Filter { filter, .. } = s else { continue };
+                let Step::Filter { filter, .. } = s else {
+                    continue;
+                };
                 if !filter.has_timers() {
                     continue;
                 }
@@ -213,7 +260,10 @@ impl Router {
     }
 
     /// Periodically flushes filter timers until `cancel` fires.
-    pub fn spawn_timers(self: &Arc<Self>, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_timers(
+        self: &Arc<Self>,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -244,7 +294,10 @@ fn make_output(
     factory: OutputFactory<'_>,
 ) -> Result<Arc<dyn Output>, String> {
     match cfg {
-        OutputConfig::Relabel(l) => Ok(Arc::new(RelabelOutput { label: l.clone(), router: weak.clone() })),
+        OutputConfig::Relabel(l) => Ok(Arc::new(RelabelOutput {
+            label: l.clone(),
+            router: weak.clone(),
+        })),
         OutputConfig::Copy(stores) => {
             let mut v = Vec::new();
             for (sid, s) in stores {
