@@ -23,11 +23,19 @@ impl Rng {
 }
 
 fn opts() -> DecodeOptions {
-    DecodeOptions { max_frame_size: 1 << 20, max_depth: 64, max_decompressed_size: 4 << 20, skip_invalid_event: false }
+    DecodeOptions {
+        max_frame_size: 1 << 20,
+        max_depth: 64,
+        max_decompressed_size: 4 << 20,
+        skip_invalid_event: false,
+    }
 }
 
 fn decode_all(chunks: &[&[u8]], skip_invalid: bool) -> (Vec<Frame>, Option<FrameError>) {
-    let mut dec = ForwardDecoder::new(DecodeOptions { skip_invalid_event: skip_invalid, ..opts() });
+    let mut dec = ForwardDecoder::new(DecodeOptions {
+        skip_invalid_event: skip_invalid,
+        ..opts()
+    });
     let mut buf = BytesMut::new();
     let mut frames = Vec::new();
     for c in chunks {
@@ -117,21 +125,33 @@ fn chunked<'a>(rng: &mut Rng, data: &'a [u8]) -> Vec<&'a [u8]> {
 
 #[test]
 fn mutated_vectors_never_panic_and_chunking_is_transparent() {
-    let cases: usize = std::env::var("FORWARD_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
+    let cases: usize = std::env::var("FORWARD_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let vectors = all_vectors();
     let mut errors = 0usize;
     let mut oks = 0usize;
     for (name, bin, _) in &vectors {
         // the big py_types vector is 200 KB: fewer cases there to keep the test quick
-        let n = if bin.len() > 64 * 1024 { cases / 30 } else { cases };
+        let n = if bin.len() > 64 * 1024 {
+            cases / 30
+        } else {
+            cases
+        };
         for _ in 0..n {
             let data = mutate(&mut rng, bin);
             let skip = rng.below(2) == 0;
             let whole = decode_all(&[&data], skip);
             let parts = chunked(&mut rng, &data);
             let split = decode_all(&parts, skip);
-            assert_eq!(whole, split, "{name}: chunked decode differs (len {})", data.len());
+            assert_eq!(
+                whole,
+                split,
+                "{name}: chunked decode differs (len {})",
+                data.len()
+            );
             if whole.1.is_some() {
                 errors += 1;
             } else {

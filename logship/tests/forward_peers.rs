@@ -37,7 +37,10 @@ fn run_ok(cmd: &mut std::process::Command) -> Result<(), String> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -46,7 +49,9 @@ fn assert_exactly_once(server: &TestServer, tag: &str, n: usize) {
     let flat = flatten(&server.sink.batches.lock().unwrap());
     let mut seen = HashSet::new();
     for (t, _, _, rec) in flat.iter().filter(|e| e.0 == tag) {
-        let Canon::Map(m) = rec else { panic!("record is not a map") };
+        let Canon::Map(m) = rec else {
+            panic!("record is not a map")
+        };
         let seq = m
             .iter()
             .find(|(k, _)| *k == Canon::Str("seq".into()))
@@ -73,8 +78,16 @@ fn python_env() -> Result<PathBuf, String> {
             .is_ok_and(|s| s.success())
     };
     if !ok(&py) {
-        run_ok(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        run_ok(std::process::Command::new(venv.join("bin/pip")).args(["install", "-q", "fluent-logger==0.11.1"]))?;
+        run_ok(
+            std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv),
+        )?;
+        run_ok(std::process::Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "fluent-logger==0.11.1",
+        ]))?;
         if !ok(&py) {
             return Err("fluent-logger did not import after pip install".into());
         }
@@ -92,14 +105,30 @@ async fn python_fluent_logger_10k_events_exactly_once() {
     for mode in ["sync", "nanosecond", "async"] {
         let out = tokio::process::Command::new(&py)
             .arg(peers_dir().join("py-fluent/send.py"))
-            .args(["127.0.0.1", &server.addr.port().to_string(), &N.to_string(), mode])
+            .args([
+                "127.0.0.1",
+                &server.addr.port().to_string(),
+                &N.to_string(),
+                mode,
+            ])
             .kill_on_drop(true)
             .output();
-        let out = tokio::time::timeout(Duration::from_secs(120), out).await.expect("python finishes").unwrap();
-        assert!(out.status.success(), "python {mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::time::timeout(Duration::from_secs(120), out)
+            .await
+            .expect("python finishes")
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let tag = format!("py.{mode}");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while flatten(&server.sink.batches.lock().unwrap()).iter().filter(|e| e.0 == tag).count() < N
+        while flatten(&server.sink.batches.lock().unwrap())
+            .iter()
+            .filter(|e| e.0 == tag)
+            .count()
+            < N
             && std::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -128,13 +157,26 @@ fn go_binary() -> Result<PathBuf, String> {
 async fn go_fluent_logger_docker_shapes_10k_events_exactly_once() {
     let bin = match tokio::task::spawn_blocking(go_binary).await.unwrap() {
         Ok(b) => b,
-        Err(e) => return skip(&format!("go fluent-logger-golang peer could not be built: {e}")),
+        Err(e) => {
+            return skip(&format!(
+                "go fluent-logger-golang peer could not be built: {e}"
+            ))
+        }
     };
     let server = TestServer::start(ForwardServerConfig::default()).await;
     for mode in ["sync", "async", "subsecond", "ack", "async_ack_subsecond"] {
         let tag = format!("docker.{mode}");
         let mut child = tokio::process::Command::new(&bin)
-            .args(["-addr", &server.addr.to_string(), "-mode", mode, "-n", &N.to_string(), "-tag", &tag])
+            .args([
+                "-addr",
+                &server.addr.to_string(),
+                "-mode",
+                mode,
+                "-n",
+                &N.to_string(),
+                "-tag",
+                &tag,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -148,7 +190,11 @@ async fn go_fluent_logger_docker_shapes_10k_events_exactly_once() {
             .unwrap();
         assert_eq!(line.as_deref(), Some(&*format!("sent {N}")), "go {mode}");
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while flatten(&server.sink.batches.lock().unwrap()).iter().filter(|e| e.0 == tag).count() < N
+        while flatten(&server.sink.batches.lock().unwrap())
+            .iter()
+            .filter(|e| e.0 == tag)
+            .count()
+            < N
             && std::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -157,7 +203,10 @@ async fn go_fluent_logger_docker_shapes_10k_events_exactly_once() {
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"\n").await.unwrap();
         drop(stdin);
-        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("go exits").unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("go exits")
+            .unwrap();
         assert!(status.success(), "go {mode} exit");
         assert_exactly_once(&server, &tag, N);
     }
@@ -168,7 +217,10 @@ async fn go_fluent_logger_docker_shapes_10k_events_exactly_once() {
 
 fn node_env() -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("forward-node");
-    if !dir.join("node_modules/@fluent-org/logger/package.json").is_file() {
+    if !dir
+        .join("node_modules/@fluent-org/logger/package.json")
+        .is_file()
+    {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         run_ok(
             std::process::Command::new("npm")
@@ -192,24 +244,51 @@ async fn node_fluent_org_logger_handshake_and_ack() {
         security: Some(SecurityConfig {
             shared_key: "node-shared".into(),
             self_hostname: "logship-test".into(),
-            users: vec![UserCredential { username: "bob".into(), password: "hunter2".into() }],
+            users: vec![UserCredential {
+                username: "bob".into(),
+                password: "hunter2".into(),
+            }],
             ..Default::default()
         }),
         ..Default::default()
     })
     .await;
     let n = 2000;
-    for mode in ["Message", "Forward", "PackedForward", "CompressedPackedForward"] {
+    for mode in [
+        "Message",
+        "Forward",
+        "PackedForward",
+        "CompressedPackedForward",
+    ] {
         let out = tokio::process::Command::new("node")
             .arg(peers_dir().join("node-fluent/send.js"))
-            .args(["127.0.0.1", &server.addr.port().to_string(), &n.to_string(), mode, "node-shared", "bob", "hunter2"])
+            .args([
+                "127.0.0.1",
+                &server.addr.port().to_string(),
+                &n.to_string(),
+                mode,
+                "node-shared",
+                "bob",
+                "hunter2",
+            ])
             .env("NODE_PATH", &node_path)
             .kill_on_drop(true)
             .output();
-        let out = tokio::time::timeout(Duration::from_secs(120), out).await.expect("node finishes").unwrap();
-        assert!(out.status.success(), "node {mode}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = tokio::time::timeout(Duration::from_secs(120), out)
+            .await
+            .expect("node finishes")
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "node {mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // node exits 0 when its event loop drains with promises still pending: require the marker
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("sent {n}"), "node {mode} did not finish");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("sent {n}"),
+            "node {mode} did not finish"
+        );
         // every emit resolved only after its ack, so all events are already in the sink
         eprintln!(
             "node {mode}: {} events, acks {}, stdout {}",

@@ -17,7 +17,10 @@ fn packed_frame(events: usize) -> Vec<u8> {
     let mut entries = Vec::new();
     for i in 0..events {
         entries.push(0x92);
-        logship::forward::codec::write_event_time(&mut entries, EventTime::new(1_700_000_000 + i as i64, 5));
+        logship::forward::codec::write_event_time(
+            &mut entries,
+            EventTime::new(1_700_000_000 + i as i64, 5),
+        );
         entries.extend_from_slice(&rec);
     }
     let mut f = vec![0x93];

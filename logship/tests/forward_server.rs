@@ -10,15 +10,19 @@ use common::*;
 use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::handshake::ServerHandshake;
 use logship::forward::{
-    encode_record_from_json, ClientConfig, ClientError, ForwardClient, ForwardServerConfig, HandshakeError,
-    SecurityConfig, TlsConfig, UserCredential,
+    encode_record_from_json, ClientConfig, ClientError, ForwardClient, ForwardServerConfig,
+    HandshakeError, SecurityConfig, TlsConfig, UserCredential,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn client_cfg(server: &TestServer) -> ClientConfig {
-    ClientConfig { addr: server.addr.to_string(), timeout: Duration::from_secs(10), ..Default::default() }
+    ClientConfig {
+        addr: server.addr.to_string(),
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    }
 }
 
 fn batch(tag: &str, from: usize, n: usize) -> EventBatch {
@@ -34,17 +38,34 @@ fn batch(tag: &str, from: usize, n: usize) -> EventBatch {
 }
 
 fn security(key: &str) -> SecurityConfig {
-    SecurityConfig { shared_key: key.into(), self_hostname: "server.test".into(), ..Default::default() }
+    SecurityConfig {
+        shared_key: key.into(),
+        self_hostname: "server.test".into(),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
 async fn client_packed_forward_with_ack() {
     let server = TestServer::start(ForwardServerConfig::default()).await;
-    let mut c = ForwardClient::connect(ClientConfig { require_ack: true, ..client_cfg(&server) }).await.unwrap();
+    let mut c = ForwardClient::connect(ClientConfig {
+        require_ack: true,
+        ..client_cfg(&server)
+    })
+    .await
+    .unwrap();
     for i in 0..10 {
-        c.send_batch(&batch("app.test", i * 100, 100)).await.unwrap();
+        c.send_batch(&batch("app.test", i * 100, 100))
+            .await
+            .unwrap();
     }
-    c.send_message("app.single", EventTime::new(5, 6), &encode_record_from_json(&json!({"a": 1}))).await.unwrap();
+    c.send_message(
+        "app.single",
+        EventTime::new(5, 6),
+        &encode_record_from_json(&json!({"a": 1})),
+    )
+    .await
+    .unwrap();
     c.close().await.unwrap();
     server.wait_events(1001, 10).await;
     let batches = server.sink.take();
@@ -61,9 +82,17 @@ async fn client_packed_forward_with_ack() {
 async fn ack_withheld_when_sink_refuses() {
     let server = TestServer::start(ForwardServerConfig::default()).await;
     server.sink.fail.store(true, Ordering::SeqCst);
-    let mut c = ForwardClient::connect(ClientConfig { require_ack: true, ..client_cfg(&server) }).await.unwrap();
+    let mut c = ForwardClient::connect(ClientConfig {
+        require_ack: true,
+        ..client_cfg(&server)
+    })
+    .await
+    .unwrap();
     let err = c.send_batch(&batch("t", 0, 3)).await.unwrap_err();
-    assert!(matches!(err, ClientError::Closed | ClientError::Io(_)), "{err:?}");
+    assert!(
+        matches!(err, ClientError::Closed | ClientError::Io(_)),
+        "{err:?}"
+    );
     assert_eq!(counter(&server.metrics.acks_sent), 0);
     assert_eq!(counter(&server.metrics.emit_failures), 1);
     server.stop().await;
@@ -78,7 +107,9 @@ async fn ack_mismatch_is_an_error() {
         let (mut s, _) = l.accept().await.unwrap();
         let mut buf = vec![0u8; 65536];
         let _ = s.read(&mut buf).await.unwrap();
-        s.write_all(&logship::forward::codec::encode_ack(b"not-your-chunk")).await.unwrap();
+        s.write_all(&logship::forward::codec::encode_ack(b"not-your-chunk"))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
     });
     let mut c = ForwardClient::connect(ClientConfig {
@@ -95,8 +126,11 @@ async fn ack_mismatch_is_an_error() {
 
 #[tokio::test]
 async fn handshake_right_key() {
-    let server =
-        TestServer::start(ForwardServerConfig { security: Some(security("s3cret")), ..Default::default() }).await;
+    let server = TestServer::start(ForwardServerConfig {
+        security: Some(security("s3cret")),
+        ..Default::default()
+    })
+    .await;
     let mut c = ForwardClient::connect(ClientConfig {
         shared_key: Some("s3cret".into()),
         require_ack: true,
@@ -113,13 +147,21 @@ async fn handshake_right_key() {
 
 #[tokio::test]
 async fn handshake_wrong_key_gets_pong_false_and_close() {
-    let server =
-        TestServer::start(ForwardServerConfig { security: Some(security("s3cret")), ..Default::default() }).await;
-    let err = ForwardClient::connect(ClientConfig { shared_key: Some("wrong".into()), ..client_cfg(&server) })
-        .await
-        .unwrap_err();
+    let server = TestServer::start(ForwardServerConfig {
+        security: Some(security("s3cret")),
+        ..Default::default()
+    })
+    .await;
+    let err = ForwardClient::connect(ClientConfig {
+        shared_key: Some("wrong".into()),
+        ..client_cfg(&server)
+    })
+    .await
+    .unwrap_err();
     match err {
-        ClientError::Handshake(HandshakeError::Refused(reason)) => assert_eq!(reason, "shared_key mismatch"),
+        ClientError::Handshake(HandshakeError::Refused(reason)) => {
+            assert_eq!(reason, "shared_key mismatch")
+        }
         e => panic!("unexpected {e:?}"),
     }
     // raw: the PONG bytes are ["PONG", false, reason, "", ""] and the connection closes
@@ -127,13 +169,20 @@ async fn handshake_wrong_key_gets_pong_false_and_close() {
     let mut helo = vec![0u8; 256];
     let n = s.read(&mut helo).await.unwrap();
     assert!(n > 0);
-    let helo = logship::forward::handshake::parse_helo(&bytes::Bytes::copy_from_slice(&helo[..n])).unwrap();
+    let helo = logship::forward::handshake::parse_helo(&bytes::Bytes::copy_from_slice(&helo[..n]))
+        .unwrap();
     let hs = logship::forward::handshake::ClientHandshake::new("c".into(), "bad".into(), None);
     s.write_all(&hs.ping(&helo)).await.unwrap();
     let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
     let v = rmpv::decode::read_value(&mut &rest[..]).unwrap();
-    assert_eq!(v.to_string(), r#"["PONG", false, "shared_key mismatch", "", ""]"#);
+    assert_eq!(
+        v.to_string(),
+        r#"["PONG", false, "shared_key mismatch", "", ""]"#
+    );
     assert_eq!(counter(&server.metrics.handshake_failures), 2);
     assert_eq!(server.sink.event_count(), 0);
     server.stop().await;
@@ -141,8 +190,11 @@ async fn handshake_wrong_key_gets_pong_false_and_close() {
 
 #[tokio::test]
 async fn handshake_data_before_ping_is_refused() {
-    let server =
-        TestServer::start(ForwardServerConfig { security: Some(security("k")), ..Default::default() }).await;
+    let server = TestServer::start(ForwardServerConfig {
+        security: Some(security("k")),
+        ..Default::default()
+    })
+    .await;
     let mut c = ForwardClient::connect(client_cfg(&server)).await.unwrap(); // no shared key: skips the handshake
     let _ = c.send_batch(&batch("t", 0, 1)).await;
     drop(c);
@@ -155,8 +207,15 @@ async fn handshake_data_before_ping_is_refused() {
 #[tokio::test]
 async fn handshake_user_auth() {
     let mut sec = security("k");
-    sec.users = vec![UserCredential { username: "alice".into(), password: "pw".into() }];
-    let server = TestServer::start(ForwardServerConfig { security: Some(sec), ..Default::default() }).await;
+    sec.users = vec![UserCredential {
+        username: "alice".into(),
+        password: "pw".into(),
+    }];
+    let server = TestServer::start(ForwardServerConfig {
+        security: Some(sec),
+        ..Default::default()
+    })
+    .await;
     let ok = ClientConfig {
         shared_key: Some("k".into()),
         username: Some("alice".into()),
@@ -167,13 +226,27 @@ async fn handshake_user_auth() {
     let mut c = ForwardClient::connect(ok.clone()).await.unwrap();
     c.send_batch(&batch("auth", 0, 2)).await.unwrap();
     c.close().await.unwrap();
-    let err = ForwardClient::connect(ClientConfig { password: Some("nope".into()), ..ok.clone() }).await.unwrap_err();
+    let err = ForwardClient::connect(ClientConfig {
+        password: Some("nope".into()),
+        ..ok.clone()
+    })
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, ClientError::Handshake(HandshakeError::Refused(r)) if r == "username/password mismatch"),
         "{err:?}"
     );
-    let err = ForwardClient::connect(ClientConfig { username: None, password: None, ..ok }).await.unwrap_err();
-    assert!(matches!(&err, ClientError::Handshake(HandshakeError::Refused(_))), "{err:?}");
+    let err = ForwardClient::connect(ClientConfig {
+        username: None,
+        password: None,
+        ..ok
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Handshake(HandshakeError::Refused(_))),
+        "{err:?}"
+    );
     server.wait_events(2, 5).await;
     assert_eq!(counter(&server.metrics.handshake_failures), 2);
     server.stop().await;
@@ -181,7 +254,10 @@ async fn handshake_user_auth() {
 
 #[test]
 fn helo_has_fixed_layout() {
-    let sec = SecurityConfig { fixed_nonce: Some(vec![7; 16]), ..security("k") };
+    let sec = SecurityConfig {
+        fixed_nonce: Some(vec![7; 16]),
+        ..security("k")
+    };
     let hs = ServerHandshake::new(&sec);
     let helo = hs.helo();
     let v = rmpv::decode::read_value(&mut &helo[..]).unwrap();
@@ -200,7 +276,10 @@ async fn tls_with_handshake() {
     std::fs::write(&cp, cert.cert.pem()).unwrap();
     std::fs::write(&kp, cert.key_pair.serialize_pem()).unwrap();
     let server = TestServer::start(ForwardServerConfig {
-        tls: Some(TlsConfig { cert_path: cp.clone(), key_path: kp }),
+        tls: Some(TlsConfig {
+            cert_path: cp.clone(),
+            key_path: kp,
+        }),
         security: Some(security("tlskey")),
         ..Default::default()
     })
@@ -260,27 +339,55 @@ async fn tag_rewrite_and_source_keys() {
         ..Default::default()
     })
     .await;
-    let mut c = ForwardClient::connect(ClientConfig { require_ack: true, ..client_cfg(&server) }).await.unwrap();
+    let mut c = ForwardClient::connect(ClientConfig {
+        require_ack: true,
+        ..client_cfg(&server)
+    })
+    .await
+    .unwrap();
     c.send_batch(&batch("app", 0, 20)).await.unwrap(); // 2-key maps → fixmap bump
-    let big: serde_json::Map<String, serde_json::Value> = (0..20).map(|i| (format!("k{i}"), json!(i))).collect();
-    c.send_message("app", EventTime::new(1, 0), &encode_record_from_json(&serde_json::Value::Object(big)))
-        .await
-        .unwrap(); // map16
+    let big: serde_json::Map<String, serde_json::Value> =
+        (0..20).map(|i| (format!("k{i}"), json!(i))).collect();
+    c.send_message(
+        "app",
+        EventTime::new(1, 0),
+        &encode_record_from_json(&serde_json::Value::Object(big)),
+    )
+    .await
+    .unwrap(); // map16
     c.close().await.unwrap();
     server.wait_events(21, 5).await;
     let flat = flatten(&server.sink.take());
     for (tag, _, _, rec) in &flat {
         assert_eq!(tag, "in.app");
         let Canon::Map(m) = rec else { panic!() };
-        assert!(m.contains(&(Canon::Str("src_addr".into()), Canon::Str("127.0.0.1".into()))), "{m:?}");
-        assert!(m.contains(&(Canon::Str("src_host".into()), Canon::Str("127.0.0.1".into()))));
+        assert!(
+            m.contains(&(
+                Canon::Str("src_addr".into()),
+                Canon::Str("127.0.0.1".into())
+            )),
+            "{m:?}"
+        );
+        assert!(m.contains(&(
+            Canon::Str("src_host".into()),
+            Canon::Str("127.0.0.1".into())
+        )));
     }
     let Canon::Map(m) = &flat[20].3 else { panic!() };
     assert_eq!(m.len(), 22);
     server.stop().await;
 
-    let server = TestServer::start(ForwardServerConfig { tag: Some("fixed".into()), ..Default::default() }).await;
-    let mut c = ForwardClient::connect(ClientConfig { require_ack: true, ..client_cfg(&server) }).await.unwrap();
+    let server = TestServer::start(ForwardServerConfig {
+        tag: Some("fixed".into()),
+        ..Default::default()
+    })
+    .await;
+    let mut c = ForwardClient::connect(ClientConfig {
+        require_ack: true,
+        ..client_cfg(&server)
+    })
+    .await
+    .unwrap();
     c.send_batch(&batch("whatever", 0, 1)).await.unwrap();
     server.wait_events(1, 5).await;
     assert_eq!(&*server.sink.take()[0].tag, "fixed");
@@ -321,7 +428,10 @@ async fn bad_input_closes_only_that_connection() {
     let bad_inputs: Vec<(&str, Vec<u8>)> = vec![
         ("garbage", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         ("reserved byte", vec![0xc1, 0, 0, 0]),
-        ("1 GB bin", vec![0x93, 0xa1, b't', 0xc6, 0x40, 0x00, 0x00, 0x00, 0x01, 0x02]),
+        (
+            "1 GB bin",
+            vec![0x93, 0xa1, b't', 0xc6, 0x40, 0x00, 0x00, 0x00, 0x01, 0x02],
+        ),
         ("1 GB str tag", vec![0x93, 0xdb, 0x40, 0x00, 0x00, 0x00]),
         ("huge array count", vec![0xdd, 0xff, 0xff, 0xff, 0xff]),
         ("deep nesting", deep),
@@ -329,8 +439,17 @@ async fn bad_input_closes_only_that_connection() {
         ("record not a map", vec![0x93, 0xa1, b't', 0x01, 0x05]),
         ("bad time", vec![0x93, 0xa1, b't', 0xc3, 0x80]),
         ("not an array", vec![0x81, 0xa1, b'a', 0x01]),
-        ("packed entry truncated", vec![0x92, 0xa1, b't', 0xc4, 0x03, 0x92, 0x01, 0x81]),
-        ("bad gzip", vec![0x93, 0xa1, b't', 0xc4, 0x02, 0x1f, 0x8b, 0x81, 0xaa, b'c', b'o', b'm', b'p', b'r', b'e', b's', b's', b'e', b'd', 0xa4, b'g', b'z', b'i', b'p']),
+        (
+            "packed entry truncated",
+            vec![0x92, 0xa1, b't', 0xc4, 0x03, 0x92, 0x01, 0x81],
+        ),
+        (
+            "bad gzip",
+            vec![
+                0x93, 0xa1, b't', 0xc4, 0x02, 0x1f, 0x8b, 0x81, 0xaa, b'c', b'o', b'm', b'p', b'r',
+                b'e', b's', b's', b'e', b'd', 0xa4, b'g', b'z', b'i', b'p',
+            ],
+        ),
         ("truncated then EOF", vec![0x93, 0xa1, b't', 0x01]),
     ];
     let n_bad = bad_inputs.len() as u64;
@@ -352,7 +471,10 @@ async fn bad_input_closes_only_that_connection() {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(&[0x93, 0xa4, b's', b'l']).await.unwrap();
     let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut reply)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(t0.elapsed() >= Duration::from_millis(400));
     // slow-loris dribbling a byte at a time also gets cut off
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -369,14 +491,21 @@ async fn bad_input_closes_only_that_connection() {
             break;
         }
     }
-    assert!(closed && t0.elapsed() < Duration::from_secs(4), "dribbler not closed");
+    assert!(
+        closed && t0.elapsed() < Duration::from_secs(4),
+        "dribbler not closed"
+    );
 
     healthy.await.unwrap();
     server.wait_events(1000, 10).await;
     let flat = flatten(&server.sink.take());
     assert_eq!(flat.len(), 1000);
     assert!(flat.iter().all(|e| e.0 == "healthy"));
-    assert!(counter(&server.metrics.frames_malformed) >= n_bad, "{}", counter(&server.metrics.frames_malformed));
+    assert!(
+        counter(&server.metrics.frames_malformed) >= n_bad,
+        "{}",
+        counter(&server.metrics.frames_malformed)
+    );
     drop(s);
     for _ in 0..100 {
         if counter(&server.metrics.connections_active) == 0 {
@@ -390,12 +519,16 @@ async fn bad_input_closes_only_that_connection() {
 
 #[tokio::test]
 async fn skip_invalid_event_keeps_good_ones() {
-    let server = TestServer::start(ForwardServerConfig { skip_invalid_event: true, ..Default::default() }).await;
+    let server = TestServer::start(ForwardServerConfig {
+        skip_invalid_event: true,
+        ..Default::default()
+    })
+    .await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     // Forward mode: [tag, [[1, {a:1}], [2, 5], [3, {b:2}]], {chunk: "c1"}]
     let frame = [
-        0x93, 0xa1, b't', 0x93, 0x92, 0x01, 0x81, 0xa1, b'a', 0x01, 0x92, 0x02, 0x05, 0x92, 0x03, 0x81, 0xa1, b'b',
-        0x02, 0x81, 0xa5, b'c', b'h', b'u', b'n', b'k', 0xa2, b'c', b'1',
+        0x93, 0xa1, b't', 0x93, 0x92, 0x01, 0x81, 0xa1, b'a', 0x01, 0x92, 0x02, 0x05, 0x92, 0x03,
+        0x81, 0xa1, b'b', 0x02, 0x81, 0xa5, b'c', b'h', b'u', b'n', b'k', 0xa2, b'c', b'1',
     ];
     s.write_all(&frame).await.unwrap();
     let mut ack = [0u8; 8];
@@ -414,7 +547,18 @@ async fn compressed_multi_member_gzip() {
     for i in 0..3u8 {
         let mut entries = Vec::new();
         for j in 0..4u8 {
-            entries.extend_from_slice(&[0x92, 0xce, 0x65, 0x00, 0x00, i * 4 + j, 0x81, 0xa1, b'n', i * 4 + j]);
+            entries.extend_from_slice(&[
+                0x92,
+                0xce,
+                0x65,
+                0x00,
+                0x00,
+                i * 4 + j,
+                0x81,
+                0xa1,
+                b'n',
+                i * 4 + j,
+            ]);
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&entries).unwrap();
@@ -450,7 +594,10 @@ async fn udp_heartbeat_gets_one_byte() {
     let u = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     u.send_to(b"\0", server.addr).await.unwrap();
     let mut b = [0u8; 16];
-    let (n, from) = tokio::time::timeout(Duration::from_secs(5), u.recv_from(&mut b)).await.unwrap().unwrap();
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), u.recv_from(&mut b))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((n, b[0], from), (1, 0, server.addr));
     server.stop().await;
 }
@@ -463,7 +610,12 @@ async fn max_connections_and_graceful_shutdown() {
         ..Default::default()
     })
     .await;
-    let mut c1 = ForwardClient::connect(ClientConfig { require_ack: true, ..client_cfg(&server) }).await.unwrap();
+    let mut c1 = ForwardClient::connect(ClientConfig {
+        require_ack: true,
+        ..client_cfg(&server)
+    })
+    .await
+    .unwrap();
     c1.send_batch(&batch("a", 0, 1)).await.unwrap();
     // second connection is accepted by the kernel but not served while c1 is open
     let mut c2 = ForwardClient::connect(ClientConfig {
@@ -473,10 +625,18 @@ async fn max_connections_and_graceful_shutdown() {
     })
     .await
     .unwrap();
-    assert!(matches!(c2.send_batch(&batch("b", 0, 1)).await, Err(ClientError::Timeout(_))));
+    assert!(matches!(
+        c2.send_batch(&batch("b", 0, 1)).await,
+        Err(ClientError::Timeout(_))
+    ));
     drop(c2);
     c1.close().await.unwrap();
-    let mut c3 = ForwardClient::connect(ClientConfig { require_ack: true, ..client_cfg(&server) }).await.unwrap();
+    let mut c3 = ForwardClient::connect(ClientConfig {
+        require_ack: true,
+        ..client_cfg(&server)
+    })
+    .await
+    .unwrap();
     c3.send_batch(&batch("c", 0, 1)).await.unwrap();
     // shutdown with an idle connection open and a frame half-sent on another: returns in time
     let t0 = std::time::Instant::now();
@@ -497,7 +657,12 @@ async fn unix_socket_listener() {
     };
     let sink = Arc::new(RecordingSink::default());
     let sd = tokio_util::sync::CancellationToken::new();
-    let h = tokio::spawn(logship::forward::run(listeners, ForwardServerConfig::default(), sink.clone(), sd.clone()));
+    let h = tokio::spawn(logship::forward::run(
+        listeners,
+        ForwardServerConfig::default(),
+        sink.clone(),
+        sd.clone(),
+    ));
     let mut c = ForwardClient::connect(ClientConfig {
         addr: format!("unix://{}", path.display()),
         require_ack: true,

@@ -37,11 +37,31 @@ fn check_pings(name: &str, json: &serde_json::Value, pings: &[logship::forward::
     if hs.is_object() {
         assert_eq!(pings.len(), 1, "{name}: one PING");
         let p = &pings[0];
-        assert_eq!(&p.client_hostname[..], hs["client_hostname"].as_str().unwrap().as_bytes(), "{name}");
-        assert_eq!(&p.shared_key_salt[..], hs["shared_key_salt"].as_str().unwrap().as_bytes(), "{name}");
-        assert_eq!(&p.shared_key_hexdigest[..], hs["client_digest"].as_str().unwrap().as_bytes(), "{name}");
-        assert_eq!(&p.username[..], hs["username"].as_str().unwrap().as_bytes(), "{name}");
-        assert_eq!(&p.password_digest[..], hs["password_digest"].as_str().unwrap().as_bytes(), "{name}");
+        assert_eq!(
+            &p.client_hostname[..],
+            hs["client_hostname"].as_str().unwrap().as_bytes(),
+            "{name}"
+        );
+        assert_eq!(
+            &p.shared_key_salt[..],
+            hs["shared_key_salt"].as_str().unwrap().as_bytes(),
+            "{name}"
+        );
+        assert_eq!(
+            &p.shared_key_hexdigest[..],
+            hs["client_digest"].as_str().unwrap().as_bytes(),
+            "{name}"
+        );
+        assert_eq!(
+            &p.username[..],
+            hs["username"].as_str().unwrap().as_bytes(),
+            "{name}"
+        );
+        assert_eq!(
+            &p.password_digest[..],
+            hs["password_digest"].as_str().unwrap().as_bytes(),
+            "{name}"
+        );
     } else {
         assert!(pings.is_empty(), "{name}: no PING expected");
     }
@@ -52,7 +72,13 @@ fn every_vector_decodes_whole_and_split() {
     let vectors = all_vectors();
     let bins = std::fs::read_dir(vectors_dir())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "bin"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "bin")
+        })
         .count();
     assert_eq!(vectors.len(), bins, "index.json lists every .bin");
     assert!(vectors.len() >= 24);
@@ -65,7 +91,11 @@ fn every_vector_decodes_whole_and_split() {
     };
     for (name, bin, json) in &vectors {
         let expected = expected_events(json);
-        assert_eq!(expected.len() as u64, json["event_count"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            expected.len() as u64,
+            json["event_count"].as_u64().unwrap(),
+            "{name}"
+        );
 
         // whole
         let (batches, pings) = decode_chunks(&[bin]);
@@ -73,7 +103,11 @@ fn every_vector_decodes_whole_and_split() {
         check_pings(name, json, &pings);
         // frame count = messages count
         let frames = batches.len() + pings.len();
-        assert_eq!(frames, json["messages"].as_array().unwrap().len(), "{name}: frames");
+        assert_eq!(
+            frames,
+            json["messages"].as_array().unwrap().len(),
+            "{name}: frames"
+        );
 
         // one byte at a time (every boundary in one pass)
         let bytes: Vec<&[u8]> = bin.chunks(1).collect();
@@ -100,7 +134,6 @@ fn every_vector_decodes_whole_and_split() {
                 assert_eq!(b, batches, "{name}: random chunks");
             }
         }
-
     }
 }
 
@@ -111,12 +144,17 @@ fn hex_decode(s: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_vector_replays_over_tcp_with_exact_replies() {
     for (name, bin, json) in all_vectors() {
-        let mut cfg = ForwardServerConfig { read_timeout: Duration::from_secs(10), ..Default::default() };
+        let mut cfg = ForwardServerConfig {
+            read_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
         let hs = &json["handshake"];
         if hs.is_object() {
             let nonce = {
                 use base64::Engine;
-                base64::engine::general_purpose::STANDARD.decode(hs["nonce"]["$bin"].as_str().unwrap()).unwrap()
+                base64::engine::general_purpose::STANDARD
+                    .decode(hs["nonce"]["$bin"].as_str().unwrap())
+                    .unwrap()
             };
             cfg.security = Some(SecurityConfig {
                 shared_key: hs["shared_key"].as_str().unwrap().into(),
@@ -136,18 +174,33 @@ async fn every_vector_replays_over_tcp_with_exact_replies() {
             .expect("server closes the connection")
             .unwrap();
         let expected_replies = hex_decode(json["server_bytes_hex"].as_str().unwrap());
-        assert_eq!(hex::encode(&replies), hex::encode(&expected_replies), "{name}: server replies");
+        assert_eq!(
+            hex::encode(&replies),
+            hex::encode(&expected_replies),
+            "{name}: server replies"
+        );
         if hs.is_object() {
             let helo = hex_decode(hs["helo_hex"].as_str().unwrap());
             assert!(replies.starts_with(&helo), "{name}: HELO bytes");
         }
-        server.wait_events(json["event_count"].as_u64().unwrap() as usize, 10).await;
+        server
+            .wait_events(json["event_count"].as_u64().unwrap() as usize, 10)
+            .await;
         let got = flatten(&server.sink.take());
         assert_eq!(got, expected_events(&json), "{name}: emitted events");
         assert_eq!(counter(&server.metrics.frames_malformed), 0, "{name}");
         assert_eq!(counter(&server.metrics.handshake_failures), 0, "{name}");
-        assert_eq!(counter(&server.metrics.bytes_received), bin.len() as u64, "{name}");
-        let acks = json["server_replies"].as_array().unwrap().iter().filter(|r| r["value"].get("ack").is_some()).count();
+        assert_eq!(
+            counter(&server.metrics.bytes_received),
+            bin.len() as u64,
+            "{name}"
+        );
+        let acks = json["server_replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["value"].get("ack").is_some())
+            .count();
         assert_eq!(counter(&server.metrics.acks_sent), acks as u64, "{name}");
         server.stop().await;
     }
@@ -163,14 +216,28 @@ fn handshake_digests_match_vectors() {
         }
         let nonce = {
             use base64::Engine;
-            base64::engine::general_purpose::STANDARD.decode(hs["nonce"]["$bin"].as_str().unwrap()).unwrap()
+            base64::engine::general_purpose::STANDARD
+                .decode(hs["nonce"]["$bin"].as_str().unwrap())
+                .unwrap()
         };
         let key = hs["shared_key"].as_str().unwrap().as_bytes();
         let salt = hs["shared_key_salt"].as_str().unwrap().as_bytes();
         let client = hs["client_hostname"].as_str().unwrap().as_bytes();
         let server = hs["server_hostname"].as_str().unwrap().as_bytes();
-        assert_eq!(sha512_hex(&[salt, client, &nonce, key]), hs["expected_digest"].as_str().unwrap(), "{name}");
-        assert_eq!(sha512_hex(&[salt, client, &nonce, key]), hs["client_digest"].as_str().unwrap(), "{name}");
-        assert_eq!(sha512_hex(&[salt, server, &nonce, key]), hs["pong_digest"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            sha512_hex(&[salt, client, &nonce, key]),
+            hs["expected_digest"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            sha512_hex(&[salt, client, &nonce, key]),
+            hs["client_digest"].as_str().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            sha512_hex(&[salt, server, &nonce, key]),
+            hs["pong_digest"].as_str().unwrap(),
+            "{name}"
+        );
     }
 }

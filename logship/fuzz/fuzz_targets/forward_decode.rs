@@ -41,7 +41,9 @@ fn decode(chunks: &mut dyn Iterator<Item = &[u8]>, skip: bool) -> (Vec<Frame>, O
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&ctl, data)) = data.split_first() else { return };
+    let Some((&ctl, data)) = data.split_first() else {
+        return;
+    };
     let skip = ctl & 0x80 != 0;
     let step = (ctl & 0x7f) as usize + 1;
     let whole = decode(&mut std::iter::once(data), skip);

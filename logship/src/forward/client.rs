@@ -28,7 +28,8 @@ use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{
-    parse_ack, write_array_len, write_bin, write_event_time, write_map_len, write_str, FrameError, FrameScanner,
+    parse_ack, write_array_len, write_bin, write_event_time, write_map_len, write_str, FrameError,
+    FrameScanner,
 };
 use super::handshake::{parse_helo, ClientHandshake, HandshakeError, UserCredential};
 use crate::event::{EventBatch, EventTime};
@@ -125,7 +126,9 @@ pub struct ForwardClient {
 
 impl std::fmt::Debug for ForwardClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForwardClient").field("addr", &self.cfg.addr).finish()
+        f.debug_struct("ForwardClient")
+            .field("addr", &self.cfg.addr)
+            .finish()
     }
 }
 
@@ -134,7 +137,9 @@ async fn with_timeout<T>(
     what: &'static str,
     f: impl std::future::Future<Output = Result<T, ClientError>>,
 ) -> Result<T, ClientError> {
-    tokio::time::timeout(d, f).await.map_err(|_| ClientError::Timeout(what))?
+    tokio::time::timeout(d, f)
+        .await
+        .map_err(|_| ClientError::Timeout(what))?
 }
 
 impl ForwardClient {
@@ -143,16 +148,24 @@ impl ForwardClient {
         let t = cfg.timeout;
         let mut cfg = cfg;
         let addr = cfg.addr.clone();
-        let io: Box<dyn Io> = if let Some(path) = addr.strip_prefix("unix://").or(addr.starts_with('/').then_some(addr.as_str())) {
+        let io: Box<dyn Io> = if let Some(path) = addr
+            .strip_prefix("unix://")
+            .or(addr.starts_with('/').then_some(addr.as_str()))
+        {
             #[cfg(unix)]
             {
-                let s = with_timeout(t, "connect", async { Ok(tokio::net::UnixStream::connect(path).await?) }).await?;
+                let s = with_timeout(t, "connect", async {
+                    Ok(tokio::net::UnixStream::connect(path).await?)
+                })
+                .await?;
                 Box::new(s)
             }
             #[cfg(not(unix))]
             {
                 let _ = path;
-                return Err(ClientError::Config("unix sockets are not supported here".into()));
+                return Err(ClientError::Config(
+                    "unix sockets are not supported here".into(),
+                ));
             }
         } else {
             let hostport = if let Some(h) = addr.strip_prefix("tls://") {
@@ -161,16 +174,26 @@ impl ForwardClient {
             } else {
                 addr.strip_prefix("tcp://").unwrap_or(&addr)
             };
-            let tcp = with_timeout(t, "connect", async { Ok(tokio::net::TcpStream::connect(hostport).await?) }).await?;
+            let tcp = with_timeout(t, "connect", async {
+                Ok(tokio::net::TcpStream::connect(hostport).await?)
+            })
+            .await?;
             let _ = tcp.set_nodelay(true);
             if cfg.tls {
                 let host = cfg.tls_server_name.clone().unwrap_or_else(|| {
-                    hostport.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(hostport).to_string()
+                    hostport
+                        .rsplit_once(':')
+                        .map(|(h, _)| h.trim_matches(['[', ']']))
+                        .unwrap_or(hostport)
+                        .to_string()
                 });
                 let connector = tls_connector(&cfg)?;
                 let name = rustls_pki_types::ServerName::try_from(host)
                     .map_err(|e| ClientError::Config(format!("TLS server name: {e}")))?;
-                let s = with_timeout(t, "TLS handshake", async { Ok(connector.connect(name, tcp).await?) }).await?;
+                let s = with_timeout(t, "TLS handshake", async {
+                    Ok(connector.connect(name, tcp).await?)
+                })
+                .await?;
                 Box::new(s)
             } else {
                 Box::new(tcp)
@@ -187,7 +210,10 @@ impl ForwardClient {
             with_timeout(t, "forward handshake", async {
                 let helo = parse_helo(&c.read_frame().await?)?;
                 let user = match (&c.cfg.username, &c.cfg.password) {
-                    (Some(u), Some(p)) => Some(UserCredential { username: u.clone(), password: p.clone() }),
+                    (Some(u), Some(p)) => Some(UserCredential {
+                        username: u.clone(),
+                        password: p.clone(),
+                    }),
                     _ => None,
                 };
                 let hs = ClientHandshake::new(c.cfg.self_hostname.clone(), key, user);
@@ -234,9 +260,13 @@ impl ForwardClient {
         r?;
         if let Some(chunk) = chunk {
             let reply = with_timeout(t, "ack", self.read_frame()).await?;
-            let got = parse_ack(&reply).ok_or_else(|| ClientError::Protocol("reply is not {\"ack\": chunk}".into()))?;
+            let got = parse_ack(&reply)
+                .ok_or_else(|| ClientError::Protocol("reply is not {\"ack\": chunk}".into()))?;
             if got != chunk.as_bytes() {
-                return Err(ClientError::AckMismatch { sent: chunk, got: String::from_utf8_lossy(got).into_owned() });
+                return Err(ClientError::AckMismatch {
+                    sent: chunk,
+                    got: String::from_utf8_lossy(got).into_owned(),
+                });
             }
         }
         Ok(())
@@ -277,7 +307,12 @@ impl ForwardClient {
     }
 
     /// Sends one event in Message mode `[tag, time, record, option]`.
-    pub async fn send_message(&mut self, tag: &str, time: EventTime, record: &[u8]) -> Result<(), ClientError> {
+    pub async fn send_message(
+        &mut self,
+        tag: &str,
+        time: EventTime,
+        record: &[u8],
+    ) -> Result<(), ClientError> {
         self.wbuf.clear();
         write_array_len(&mut self.wbuf, 4);
         write_str(&mut self.wbuf, tag.as_bytes());
@@ -402,7 +437,9 @@ fn tls_connector(cfg: &ClientConfig) -> Result<tokio_rustls::TlsConnector, Clien
                 .map_err(|e| ClientError::Config(format!("{}: {e}", p.display())))?
             {
                 let c = c.map_err(|e| ClientError::Config(format!("{}: {e}", p.display())))?;
-                roots.add(c).map_err(|e| ClientError::Config(e.to_string()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| ClientError::Config(e.to_string()))?;
             }
         }
         builder.with_root_certificates(roots).with_no_client_auth()
@@ -430,7 +467,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -438,7 +480,12 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()

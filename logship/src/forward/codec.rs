@@ -75,7 +75,9 @@ impl FrameError {
     pub fn connection_can_continue(&self) -> bool {
         !matches!(
             self,
-            FrameError::FrameTooLarge { .. } | FrameError::TooDeep { .. } | FrameError::InvalidMsgpack(_)
+            FrameError::FrameTooLarge { .. }
+                | FrameError::TooDeep { .. }
+                | FrameError::InvalidMsgpack(_)
         )
     }
 }
@@ -134,8 +136,14 @@ fn read_head(b: &[u8]) -> Result<Option<Head>, FrameError> {
     let need = |n: usize| b.len() < n;
     match m {
         0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => leaf(1, 0),
-        0x80..=0x8f => Ok(Some(Head::Container { hdr: 1, children: 2 * (m & 0x0f) as u64 })),
-        0x90..=0x9f => Ok(Some(Head::Container { hdr: 1, children: (m & 0x0f) as u64 })),
+        0x80..=0x8f => Ok(Some(Head::Container {
+            hdr: 1,
+            children: 2 * (m & 0x0f) as u64,
+        })),
+        0x90..=0x9f => Ok(Some(Head::Container {
+            hdr: 1,
+            children: (m & 0x0f) as u64,
+        })),
         0xa0..=0xbf => leaf(1, (m & 0x1f) as u64),
         0xc1 => Err(FrameError::InvalidMsgpack("reserved byte 0xc1")),
         // bin8/str8
@@ -192,25 +200,37 @@ fn read_head(b: &[u8]) -> Result<Option<Head>, FrameError> {
             if need(3) {
                 return Ok(None);
             }
-            Ok(Some(Head::Container { hdr: 3, children: be_u16(&b[1..]) }))
+            Ok(Some(Head::Container {
+                hdr: 3,
+                children: be_u16(&b[1..]),
+            }))
         }
         0xdd => {
             if need(5) {
                 return Ok(None);
             }
-            Ok(Some(Head::Container { hdr: 5, children: be_u32(&b[1..]) }))
+            Ok(Some(Head::Container {
+                hdr: 5,
+                children: be_u32(&b[1..]),
+            }))
         }
         0xde => {
             if need(3) {
                 return Ok(None);
             }
-            Ok(Some(Head::Container { hdr: 3, children: 2 * be_u16(&b[1..]) }))
+            Ok(Some(Head::Container {
+                hdr: 3,
+                children: 2 * be_u16(&b[1..]),
+            }))
         }
         0xdf => {
             if need(5) {
                 return Ok(None);
             }
-            Ok(Some(Head::Container { hdr: 5, children: 2 * be_u32(&b[1..]) }))
+            Ok(Some(Head::Container {
+                hdr: 5,
+                children: 2 * be_u32(&b[1..]),
+            }))
         }
     }
 }
@@ -237,7 +257,13 @@ pub struct FrameScanner {
 impl FrameScanner {
     /// A scanner enforcing `max_size` bytes per object and `max_depth` nesting.
     pub fn new(max_size: usize, max_depth: usize) -> Self {
-        Self { pos: 0, started: false, stack: Vec::with_capacity(16), max_size, max_depth }
+        Self {
+            pos: 0,
+            started: false,
+            stack: Vec::with_capacity(16),
+            max_size,
+            max_depth,
+        }
     }
 
     /// Forgets any partial progress.
@@ -269,13 +295,18 @@ impl FrameScanner {
                 return Ok(None);
             }
             let p = self.pos as usize;
-            let Some(head) = read_head(&buf[p..])? else { return Ok(None) };
+            let Some(head) = read_head(&buf[p..])? else {
+                return Ok(None);
+            };
             let limit = self.max_size as u64;
             match head {
                 Head::Leaf { hdr, payload } => {
                     let end = self.pos + hdr as u64 + payload;
                     if end > limit {
-                        return Err(FrameError::FrameTooLarge { needed: end, limit: self.max_size });
+                        return Err(FrameError::FrameTooLarge {
+                            needed: end,
+                            limit: self.max_size,
+                        });
                     }
                     self.pos = end;
                     self.started = true;
@@ -297,7 +328,9 @@ impl FrameScanner {
                     }
                     if children > 0 {
                         if self.stack.len() + 1 > self.max_depth {
-                            return Err(FrameError::TooDeep { limit: self.max_depth });
+                            return Err(FrameError::TooDeep {
+                                limit: self.max_depth,
+                            });
                         }
                         self.stack.push(children);
                     } else {
@@ -339,7 +372,9 @@ fn object_len(b: &[u8], scratch: &mut FrameScanner) -> Result<usize, FrameError>
     // items left in the innermost open container (the top level counts as one item)
     let mut remaining: u64 = 1;
     loop {
-        let Some(&m) = b.get(pos) else { return Err(TRUNC) };
+        let Some(&m) = b.get(pos) else {
+            return Err(TRUNC);
+        };
         let children: u64 = match m {
             0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {
                 pos += 1;
@@ -475,7 +510,11 @@ impl<'a> Cur<'a> {
     }
     fn array_len(&mut self) -> Result<Option<u64>, FrameError> {
         match read_head(&self.b[self.p..])? {
-            Some(Head::Container { hdr, children }) if self.b[self.p] & 0xf0 == 0x90 || self.b[self.p] == 0xdc || self.b[self.p] == 0xdd => {
+            Some(Head::Container { hdr, children })
+                if self.b[self.p] & 0xf0 == 0x90
+                    || self.b[self.p] == 0xdc
+                    || self.b[self.p] == 0xdd =>
+            {
                 self.p += hdr;
                 Ok(Some(children))
             }
@@ -484,9 +523,13 @@ impl<'a> Cur<'a> {
         }
     }
     fn map_len(&mut self) -> Result<Option<u64>, FrameError> {
-        let m = self.peek().ok_or(FrameError::Truncated("unexpected end of data"))?;
+        let m = self
+            .peek()
+            .ok_or(FrameError::Truncated("unexpected end of data"))?;
         match read_head(&self.b[self.p..])? {
-            Some(Head::Container { hdr, children }) if (0x80..=0x8f).contains(&m) || m == 0xde || m == 0xdf => {
+            Some(Head::Container { hdr, children })
+                if (0x80..=0x8f).contains(&m) || m == 0xde || m == 0xdf =>
+            {
                 self.p += hdr;
                 Ok(Some(children / 2))
             }
@@ -496,7 +539,9 @@ impl<'a> Cur<'a> {
     }
     /// A str or bin: returns (is_str, byte range within the frame).
     fn str_or_bin(&mut self) -> Result<Option<(bool, std::ops::Range<usize>)>, FrameError> {
-        let m = self.peek().ok_or(FrameError::Truncated("unexpected end of data"))?;
+        let m = self
+            .peek()
+            .ok_or(FrameError::Truncated("unexpected end of data"))?;
         let is_str = matches!(m, 0xa0..=0xbf | 0xd9..=0xdb);
         let is_bin = matches!(m, 0xc4..=0xc6);
         if !is_str && !is_bin {
@@ -541,7 +586,10 @@ fn read_time(c: &mut Cur<'_>) -> Result<Option<EventTime>, FrameError> {
         0xcf => {
             let b = c.take(9)?;
             let v = u64::from_be_bytes(b[1..9].try_into().unwrap());
-            EventTime::new(i64::try_from(v).map_err(|_| FrameError::BadTime("integer time out of range"))?, 0)
+            EventTime::new(
+                i64::try_from(v).map_err(|_| FrameError::BadTime("integer time out of range"))?,
+                0,
+            )
         }
         0xd0 => EventTime::new(c.take(2)?[1] as i8 as i64, 0),
         0xd1 => {
@@ -585,12 +633,18 @@ fn read_time(c: &mut Cur<'_>) -> Result<Option<EventTime>, FrameError> {
             let b = c.take(3)?;
             if b[1] != 8 || b[2] != 0 {
                 c.p -= 3;
-                return Err(FrameError::BadTime("ext8 time must have length 8 and type 0"));
+                return Err(FrameError::BadTime(
+                    "ext8 time must have length 8 and type 0",
+                ));
             }
             let d = c.take(8)?;
             event_time_from_ext(d)?
         }
-        _ => return Err(FrameError::BadTime("time must be an integer, float or EventTime")),
+        _ => {
+            return Err(FrameError::BadTime(
+                "time must be an integer, float or EventTime",
+            ))
+        }
     };
     if matches!(m, 0x00..=0x7f | 0xe0..=0xff) {
         c.p += 1;
@@ -638,7 +692,9 @@ fn read_options(c: &mut Cur<'_>, scratch: &mut FrameScanner) -> Result<Options, 
         c.p += 1;
         return Ok(o);
     }
-    let n = c.map_len()?.ok_or(FrameError::BadOption("option is not a map"))?;
+    let n = c
+        .map_len()?
+        .ok_or(FrameError::BadOption("option is not a map"))?;
     for _ in 0..n {
         let key = c.str_or_bin()?;
         let key = match key {
@@ -703,15 +759,26 @@ impl FrameParser {
         if c.peek() == Some(0xc0) && b.len() == 1 {
             return Ok(Frame::Heartbeat);
         }
-        let n = c.array_len()?.ok_or(FrameError::BadShape("top-level object is not an array"))?;
+        let n = c
+            .array_len()?
+            .ok_or(FrameError::BadShape("top-level object is not an array"))?;
         if !(2..=6).contains(&n) {
-            return Err(FrameError::BadShape("top-level array must have 2 to 4 elements (6 for PING)"));
+            return Err(FrameError::BadShape(
+                "top-level array must have 2 to 4 elements (6 for PING)",
+            ));
         }
-        let (tag_is_str, tag_r) = c.str_or_bin()?.ok_or(FrameError::BadTag("tag is not a str"))?;
+        let (tag_is_str, tag_r) = c
+            .str_or_bin()?
+            .ok_or(FrameError::BadTag("tag is not a str"))?;
         let tag_bytes = &b[tag_r.clone()];
-        let second = c.peek().ok_or(FrameError::Truncated("missing second element"))?;
+        let second = c
+            .peek()
+            .ok_or(FrameError::Truncated("missing second element"))?;
         // PING: 6 elements, second is a str (a Message's second element is a time).
-        if n == 6 && tag_bytes == b"PING" && matches!(second, 0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6) {
+        if n == 6
+            && tag_bytes == b"PING"
+            && matches!(second, 0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6)
+        {
             let mut fields: [Bytes; 5] = Default::default();
             for f in fields.iter_mut() {
                 let (_, r) = c
@@ -719,7 +786,8 @@ impl FrameParser {
                     .ok_or(FrameError::BadShape("PING fields must be strings"))?;
                 *f = frame.slice(r);
             }
-            let [client_hostname, shared_key_salt, shared_key_hexdigest, username, password_digest] = fields;
+            let [client_hostname, shared_key_salt, shared_key_hexdigest, username, password_digest] =
+                fields;
             return Ok(Frame::Ping(PingFrame {
                 client_hostname,
                 shared_key_salt,
@@ -754,7 +822,11 @@ impl FrameParser {
                         skipped += 1;
                     }
                 }
-                let o = if n == 3 { read_options(&mut c, &mut self.scratch)? } else { Options::default() };
+                let o = if n == 3 {
+                    read_options(&mut c, &mut self.scratch)?
+                } else {
+                    Options::default()
+                };
                 self.finish(&c)?;
                 Ok(Frame::Events(EventsFrame {
                     mode: Mode::Forward,
@@ -768,10 +840,16 @@ impl FrameParser {
             // PackedForward: bin or str
             0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6 => {
                 if n > 3 {
-                    return Err(FrameError::BadShape("PackedForward mode has at most 3 elements"));
+                    return Err(FrameError::BadShape(
+                        "PackedForward mode has at most 3 elements",
+                    ));
                 }
                 let (_, r) = c.str_or_bin()?.expect("checked marker");
-                let o = if n == 3 { read_options(&mut c, &mut self.scratch)? } else { Options::default() };
+                let o = if n == 3 {
+                    read_options(&mut c, &mut self.scratch)?
+                } else {
+                    Options::default()
+                };
                 self.finish(&c)?;
                 let (mode, payload) = match &o.compressed {
                     None => (Mode::PackedForward, frame.slice(r)),
@@ -808,7 +886,10 @@ impl FrameParser {
                 let time_start = c.p;
                 let time = read_time(&mut c);
                 let time = match time {
-                    Ok(t) => Some(t.filter(|t| *t != EventTime::default()).unwrap_or_else(EventTime::now)),
+                    Ok(t) => Some(
+                        t.filter(|t| *t != EventTime::default())
+                            .unwrap_or_else(EventTime::now),
+                    ),
                     Err(e) => {
                         if !skip_invalid {
                             return Err(e);
@@ -823,12 +904,19 @@ impl FrameParser {
                 let rr = c.skip(&mut self.scratch)?;
                 match time {
                     Some(time) if is_map_marker(rec_marker) => {
-                        events.push(Event { time, record: frame.slice(rr) });
+                        events.push(Event {
+                            time,
+                            record: frame.slice(rr),
+                        });
                     }
                     Some(_) if !skip_invalid => return Err(FrameError::RecordNotMap),
                     _ => skipped += 1,
                 }
-                let o = if n == 4 { read_options(&mut c, &mut self.scratch)? } else { Options::default() };
+                let o = if n == 4 {
+                    read_options(&mut c, &mut self.scratch)?
+                } else {
+                    Options::default()
+                };
                 self.finish(&c)?;
                 Ok(Frame::Events(EventsFrame {
                     mode: Mode::Message,
@@ -866,7 +954,12 @@ impl FrameParser {
     /// Decodes one `[time, record]` entry from `c`, pushing an event. Returns `Ok(false)` (with
     /// the cursor past the entry) when the entry is well-formed msgpack but not a valid event.
     #[inline]
-    fn entry(&mut self, src: &Bytes, c: &mut Cur<'_>, out: &mut Vec<Event>) -> Result<bool, FrameError> {
+    fn entry(
+        &mut self,
+        src: &Bytes,
+        c: &mut Cur<'_>,
+        out: &mut Vec<Event>,
+    ) -> Result<bool, FrameError> {
         let start = c.p;
         // fast path: fixarray(2)
         let n = match c.array_len()? {
@@ -882,7 +975,9 @@ impl FrameParser {
             return Ok(false);
         }
         let time = match read_time(c) {
-            Ok(t) => t.filter(|t| *t != EventTime::default()).unwrap_or_else(EventTime::now),
+            Ok(t) => t
+                .filter(|t| *t != EventTime::default())
+                .unwrap_or_else(EventTime::now),
             Err(FrameError::Truncated(m)) => return Err(FrameError::Truncated(m)),
             Err(_) => {
                 c.p = start;
@@ -895,14 +990,24 @@ impl FrameParser {
         if !is_map_marker(m) {
             return Ok(false);
         }
-        out.push(Event { time, record: src.slice(rr) });
+        out.push(Event {
+            time,
+            record: src.slice(rr),
+        });
         Ok(true)
     }
 
     /// Splits a PackedForward payload into events (records are slices of `payload`).
-    pub fn split_packed(&mut self, payload: &Bytes, size_hint: Option<u64>) -> Result<(Vec<Event>, usize), FrameError> {
+    pub fn split_packed(
+        &mut self,
+        payload: &Bytes,
+        size_hint: Option<u64>,
+    ) -> Result<(Vec<Event>, usize), FrameError> {
         // `size` is a hint only: cap what we pre-allocate by what the payload could hold.
-        let cap = size_hint.unwrap_or(0).min(payload.len() as u64 / 3).min(65536) as usize;
+        let cap = size_hint
+            .unwrap_or(0)
+            .min(payload.len() as u64 / 3)
+            .min(65536) as usize;
         let mut events = Vec::with_capacity(cap);
         let mut c = Cur { b: payload, p: 0 };
         let mut skipped = 0;
@@ -923,9 +1028,12 @@ impl FrameParser {
         let mut out = Vec::with_capacity((data.len() * 4).min(limit).min(1 << 20));
         let dec = flate2::read::MultiGzDecoder::new(data);
         let mut r = dec.take(limit as u64 + 1);
-        r.read_to_end(&mut out).map_err(|e| FrameError::Decompress(e.to_string()))?;
+        r.read_to_end(&mut out)
+            .map_err(|e| FrameError::Decompress(e.to_string()))?;
         if out.len() > limit {
-            return Err(FrameError::Decompress(format!("decompressed size exceeds {limit} bytes")));
+            return Err(FrameError::Decompress(format!(
+                "decompressed size exceeds {limit} bytes"
+            )));
         }
         Ok(Bytes::from(out))
     }
@@ -941,7 +1049,10 @@ pub struct ForwardDecoder {
 impl ForwardDecoder {
     /// A decoder with these options.
     pub fn new(opts: DecodeOptions) -> Self {
-        Self { scanner: FrameScanner::new(opts.max_frame_size, opts.max_depth), parser: FrameParser::new(opts) }
+        Self {
+            scanner: FrameScanner::new(opts.max_frame_size, opts.max_depth),
+            parser: FrameParser::new(opts),
+        }
     }
 
     /// True when part of a frame is buffered (used for the slow-loris timeout and for EOF checks).
@@ -984,7 +1095,9 @@ impl Decoder for ForwardDecoder {
         match self.decode(buf)? {
             Some(f) => Ok(Some(f)),
             None if buf.is_empty() => Ok(None),
-            None => Err(DecodeError::Frame(FrameError::Truncated("stream ended inside a frame"))),
+            None => Err(DecodeError::Frame(FrameError::Truncated(
+                "stream ended inside a frame",
+            ))),
         }
     }
 }
@@ -1131,7 +1244,12 @@ pub(crate) mod raw {
         Other,
     }
 
-    fn value(frame: &Bytes, c: &mut Cur<'_>, scratch: &mut FrameScanner, depth: usize) -> Result<Raw, FrameError> {
+    fn value(
+        frame: &Bytes,
+        c: &mut Cur<'_>,
+        scratch: &mut FrameScanner,
+        depth: usize,
+    ) -> Result<Raw, FrameError> {
         let m = c.peek().ok_or(FrameError::Truncated("unexpected end"))?;
         match m {
             0xc0 => {

@@ -88,7 +88,9 @@ impl ServerHandshake {
         let auth_salt = if cfg.users.is_empty() {
             Vec::new()
         } else {
-            cfg.fixed_auth_salt.clone().unwrap_or_else(|| random_bytes(16))
+            cfg.fixed_auth_salt
+                .clone()
+                .unwrap_or_else(|| random_bytes(16))
         };
         Self { nonce, auth_salt }
     }
@@ -143,7 +145,12 @@ impl ServerHandshake {
     }
 
     /// The PONG for `result` (the outcome of [`ServerHandshake::check_ping`]).
-    pub fn pong(&self, cfg: &SecurityConfig, ping: &PingFrame, result: &Result<(), String>) -> Vec<u8> {
+    pub fn pong(
+        &self,
+        cfg: &SecurityConfig,
+        ping: &PingFrame,
+        result: &Result<(), String>,
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
         write_array_len(&mut out, 5);
         write_str(&mut out, b"PONG");
@@ -194,7 +201,11 @@ pub fn parse_helo(frame: &Bytes) -> Result<Helo, HandshakeError> {
     let v = raw::array(frame).map_err(|_| HandshakeError::Invalid("HELO is not an array"))?;
     match v.as_slice() {
         [Raw::Bytes(h), Raw::Map(opts)] if &h[..] == b"HELO" => {
-            let mut helo = Helo { nonce: Bytes::new(), auth_salt: Bytes::new(), keepalive: true };
+            let mut helo = Helo {
+                nonce: Bytes::new(),
+                auth_salt: Bytes::new(),
+                keepalive: true,
+            };
             for (k, val) in opts {
                 match (&k[..], val) {
                     (b"nonce", Raw::Bytes(b)) => helo.nonce = b.clone(),
@@ -227,7 +238,12 @@ pub struct ClientHandshake {
 impl ClientHandshake {
     /// A client handshake with a fresh salt (32 hex chars, like fluentd's out_forward).
     pub fn new(self_hostname: String, shared_key: String, user: Option<UserCredential>) -> Self {
-        Self { self_hostname, shared_key, user, salt: hex::encode(random_bytes(16)) }
+        Self {
+            self_hostname,
+            shared_key,
+            user,
+            salt: hex::encode(random_bytes(16)),
+        }
     }
 
     /// The PING answering `helo`.
@@ -241,7 +257,11 @@ impl ClientHandshake {
         let (user, pass) = match (&self.user, helo.auth_salt.is_empty()) {
             (Some(u), false) => (
                 u.username.clone(),
-                sha512_hex(&[&helo.auth_salt, u.username.as_bytes(), u.password.as_bytes()]),
+                sha512_hex(&[
+                    &helo.auth_salt,
+                    u.username.as_bytes(),
+                    u.password.as_bytes(),
+                ]),
             ),
             _ => (String::new(), String::new()),
         };
@@ -269,19 +289,27 @@ impl ClientHandshake {
                     return Err(HandshakeError::Refused(r));
                 }
                 let (Raw::Bytes(host), Raw::Bytes(digest)) = (host, digest) else {
-                    return Err(HandshakeError::Invalid("PONG hostname/digest must be strings"));
+                    return Err(HandshakeError::Invalid(
+                        "PONG hostname/digest must be strings",
+                    ));
                 };
                 if &host[..] == self.self_hostname.as_bytes() {
                     return Err(HandshakeError::SameHostname);
                 }
-                let expected =
-                    sha512_hex(&[self.salt.as_bytes(), host, &helo.nonce, self.shared_key.as_bytes()]);
+                let expected = sha512_hex(&[
+                    self.salt.as_bytes(),
+                    host,
+                    &helo.nonce,
+                    self.shared_key.as_bytes(),
+                ]);
                 if !constant_time_eq(expected.as_bytes(), digest) {
                     return Err(HandshakeError::DigestMismatch);
                 }
                 Ok(())
             }
-            _ => Err(HandshakeError::Invalid("expected [\"PONG\", bool, reason, hostname, digest]")),
+            _ => Err(HandshakeError::Invalid(
+                "expected [\"PONG\", bool, reason, hostname, digest]",
+            )),
         }
     }
 }

@@ -65,6 +65,12 @@ pub mod handshake;
 pub mod server;
 
 pub use client::{encode_record_from_json, ClientConfig, ClientError, ForwardClient};
-pub use codec::{DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser, FrameScanner, Mode, PingFrame};
+pub use codec::{
+    DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser, FrameScanner, Mode,
+    PingFrame,
+};
 pub use handshake::{HandshakeError, SecurityConfig, UserCredential};
-pub use server::{run, serve, ForwardError, ForwardListeners, ForwardMetrics, ForwardServer, ForwardServerConfig, TlsConfig};
+pub use server::{
+    run, serve, ForwardError, ForwardListeners, ForwardMetrics, ForwardServer, ForwardServerConfig,
+    TlsConfig,
+};

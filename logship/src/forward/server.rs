@@ -165,7 +165,11 @@ impl ForwardListeners {
     pub async fn bind(cfg: &ForwardServerConfig) -> Result<Self, ForwardError> {
         let tcp = TcpListener::bind((cfg.bind.as_str(), cfg.port)).await?;
         let port = tcp.local_addr()?.port();
-        let udp = if cfg.udp_heartbeat { Some(UdpSocket::bind((cfg.bind.as_str(), port)).await?) } else { None };
+        let udp = if cfg.udp_heartbeat {
+            Some(UdpSocket::bind((cfg.bind.as_str(), port)).await?)
+        } else {
+            None
+        };
         #[cfg(unix)]
         let unix = match &cfg.unix_path {
             Some(p) => {
@@ -204,7 +208,11 @@ impl ForwardServer {
             Some(t) => Some(load_tls(t)?),
             None => None,
         };
-        Ok(Self { cfg, metrics: Arc::new(ForwardMetrics::default()), tls })
+        Ok(Self {
+            cfg,
+            metrics: Arc::new(ForwardMetrics::default()),
+            tls,
+        })
     }
 
     /// The server's counters.
@@ -228,7 +236,12 @@ impl ForwardServer {
             skip_invalid_event: cfg.skip_invalid_event,
         };
         let grace = cfg.shutdown_grace;
-        let ctx = Arc::new(Ctx { cfg, sink, metrics, decode });
+        let ctx = Arc::new(Ctx {
+            cfg,
+            sink,
+            metrics,
+            decode,
+        });
         let limit = Arc::new(Semaphore::new(ctx.cfg.max_connections.max(1)));
         let tracker = TaskTracker::new();
         let mut any = false;
@@ -240,7 +253,13 @@ impl ForwardServer {
         }
         if let Some(tcp) = listeners.tcp {
             any = true;
-            let (ctx, sd, lim, tr, tls) = (ctx.clone(), shutdown.clone(), limit.clone(), tracker.clone(), tls.clone());
+            let (ctx, sd, lim, tr, tls) = (
+                ctx.clone(),
+                shutdown.clone(),
+                limit.clone(),
+                tracker.clone(),
+                tls.clone(),
+            );
             tracker.spawn(async move {
                 if let Ok(a) = tcp.local_addr() {
                     info!(address = %a, tls = tls.is_some(), "forward input listening");
@@ -259,9 +278,22 @@ impl ForwardServer {
         #[cfg(unix)]
         if let Some(unix) = listeners.unix {
             any = true;
-            let (ctx, sd, lim, tr) = (ctx.clone(), shutdown.clone(), limit.clone(), tracker.clone());
+            let (ctx, sd, lim, tr) = (
+                ctx.clone(),
+                shutdown.clone(),
+                limit.clone(),
+                tracker.clone(),
+            );
             tracker.spawn(async move {
-                accept_loop(|| async { unix.accept().await.map(|(s, _)| (s, None)) }, None, ctx, sd, lim, tr).await
+                accept_loop(
+                    || async { unix.accept().await.map(|(s, _)| (s, None)) },
+                    None,
+                    ctx,
+                    sd,
+                    lim,
+                    tr,
+                )
+                .await
             });
         }
         if !any {
@@ -269,8 +301,13 @@ impl ForwardServer {
         }
         shutdown.cancelled().await;
         tracker.close();
-        if tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait()).await.is_err() {
-            warn!("forward input: some connections did not finish within the shutdown grace period");
+        if tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "forward input: some connections did not finish within the shutdown grace period"
+            );
         }
         Ok(())
     }
@@ -283,7 +320,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ForwardError> {
     let listeners = ForwardListeners::bind(&cfg).await?;
-    ForwardServer::new(cfg)?.run(listeners, sink, shutdown).await
+    ForwardServer::new(cfg)?
+        .run(listeners, sink, shutdown)
+        .await
 }
 
 /// Serves already-bound `listeners` with `cfg` until `shutdown`. See [`ForwardServer::run`].
@@ -293,7 +332,9 @@ pub async fn run(
     sink: Arc<dyn EventSink>,
     shutdown: CancellationToken,
 ) -> Result<(), ForwardError> {
-    ForwardServer::new(cfg)?.run(listeners, sink, shutdown).await
+    ForwardServer::new(cfg)?
+        .run(listeners, sink, shutdown)
+        .await
 }
 
 fn load_tls(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ForwardError> {
@@ -304,7 +345,10 @@ fn load_tls(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ForwardError> {
         .collect::<Result<_, _>>()
         .map_err(|e| ForwardError::Tls(format!("{}: {e}", t.cert_path.display())))?;
     if certs.is_empty() {
-        return Err(ForwardError::Tls(format!("{}: no certificate found", t.cert_path.display())));
+        return Err(ForwardError::Tls(format!(
+            "{}: no certificate found",
+            t.cert_path.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(&t.key_path)
         .map_err(|e| ForwardError::Tls(format!("{}: {e}", t.key_path.display())))?;
@@ -480,7 +524,9 @@ where
                     state = State::Ready;
                 }
                 (State::AwaitPing(_), _) => {
-                    return Err(ConnError::Handshake("expected PING as the first message".into()));
+                    return Err(ConnError::Handshake(
+                        "expected PING as the first message".into(),
+                    ));
                 }
                 (State::Ready, Frame::Heartbeat) => {}
                 (State::Ready, Frame::Ping(_)) => {
@@ -551,7 +597,9 @@ where
         }
         let read = async {
             match deadline {
-                Some(d) => tokio::time::timeout_at(d, rd.read_buf(&mut buf)).await.map_err(|_| ()),
+                Some(d) => tokio::time::timeout_at(d, rd.read_buf(&mut buf))
+                    .await
+                    .map_err(|_| ()),
                 None => Ok(rd.read_buf(&mut buf).await),
             }
         };
@@ -569,7 +617,9 @@ where
         };
         if n == 0 {
             if !buf.is_empty() {
-                return Err(ConnError::Frame(FrameError::Truncated("connection closed inside a frame")));
+                return Err(ConnError::Frame(FrameError::Truncated(
+                    "connection closed inside a frame",
+                )));
             }
             return Ok(());
         }

@@ -16,7 +16,11 @@ pub fn vectors_dir() -> PathBuf {
         Some(d) => PathBuf::from(d),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/forward"),
     };
-    assert!(d.join("index.json").is_file(), "golden vectors missing at {}", d.display());
+    assert!(
+        d.join("index.json").is_file(),
+        "golden vectors missing at {}",
+        d.display()
+    );
     d
 }
 
@@ -31,8 +35,10 @@ pub fn all_vectors() -> Vec<(String, Vec<u8>, serde_json::Value)> {
         .map(|v| {
             let name = v["name"].as_str().unwrap().to_string();
             let bin = std::fs::read(d.join(v["bin"].as_str().unwrap())).unwrap();
-            let json: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(d.join(v["json"].as_str().unwrap())).unwrap()).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(d.join(v["json"].as_str().unwrap())).unwrap(),
+            )
+            .unwrap();
             (name, bin, json)
         })
         .collect()
@@ -73,7 +79,12 @@ pub fn from_msgpack(v: &rmpv::Value) -> Canon {
     match v {
         Value::Nil => Canon::Nil,
         Value::Boolean(b) => Canon::Bool(*b),
-        Value::Integer(i) => Canon::Int(i.as_i64().map(|x| x as i128).or(i.as_u64().map(|x| x as i128)).unwrap()),
+        Value::Integer(i) => Canon::Int(
+            i.as_i64()
+                .map(|x| x as i128)
+                .or(i.as_u64().map(|x| x as i128))
+                .unwrap(),
+        ),
         Value::F32(f) => float_canon(*f as f64),
         Value::F64(f) => float_canon(*f),
         Value::String(s) => match s.as_str() {
@@ -82,7 +93,11 @@ pub fn from_msgpack(v: &rmpv::Value) -> Canon {
         },
         Value::Binary(b) => Canon::Bin(b.clone()),
         Value::Array(a) => Canon::Arr(a.iter().map(from_msgpack).collect()),
-        Value::Map(m) => sort_map(m.iter().map(|(k, v)| (from_msgpack(k), from_msgpack(v))).collect()),
+        Value::Map(m) => sort_map(
+            m.iter()
+                .map(|(k, v)| (from_msgpack(k), from_msgpack(v)))
+                .collect(),
+        ),
         Value::Ext(t, d) => Canon::Ext(*t, d.clone()),
     }
 }
@@ -122,12 +137,19 @@ pub fn from_json(v: &serde_json::Value) -> Canon {
                         })
                     }
                     "$ext" => {
-                        return Canon::Ext(x["type"].as_i64().unwrap() as i8, b64(x["data"].as_str().unwrap()))
+                        return Canon::Ext(
+                            x["type"].as_i64().unwrap() as i8,
+                            b64(x["data"].as_str().unwrap()),
+                        )
                     }
                     _ => {}
                 }
             }
-            sort_map(m.iter().map(|(k, x)| (Canon::Str(k.clone()), from_json(x))).collect())
+            sort_map(
+                m.iter()
+                    .map(|(k, x)| (Canon::Str(k.clone()), from_json(x)))
+                    .collect(),
+            )
         }
     }
 }
@@ -164,9 +186,14 @@ pub fn flatten(batches: &[EventBatch]) -> Vec<Flat> {
     batches
         .iter()
         .flat_map(|b| {
-            b.events
-                .iter()
-                .map(move |e| (b.tag.to_string(), e.time.secs, e.time.nanos, record_canon(&e.record)))
+            b.events.iter().map(move |e| {
+                (
+                    b.tag.to_string(),
+                    e.time.secs,
+                    e.time.nanos,
+                    record_canon(&e.record),
+                )
+            })
         })
         .collect()
 }
@@ -191,7 +218,10 @@ impl EventSink for RecordingSink {
     fn emit(&self, batch: EventBatch) -> BoxFuture<'_, Result<(), EmitError>> {
         Box::pin(async move {
             if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(EmitError::Output { output: "test".into(), reason: "refused".into() });
+                return Err(EmitError::Output {
+                    output: "test".into(),
+                    reason: "refused".into(),
+                });
             }
             self.batches.lock().unwrap().push(batch);
             Ok(())
@@ -217,9 +247,19 @@ impl TestServer {
         let server = ForwardServer::new(cfg).expect("server config");
         let metrics = server.metrics();
         let shutdown = CancellationToken::new();
-        let listeners = ForwardListeners { tcp: Some(tcp), udp, ..Default::default() };
+        let listeners = ForwardListeners {
+            tcp: Some(tcp),
+            udp,
+            ..Default::default()
+        };
         let handle = tokio::spawn(server.run(listeners, sink.clone(), shutdown.clone()));
-        TestServer { addr, sink, metrics, shutdown, handle }
+        TestServer {
+            addr,
+            sink,
+            metrics,
+            shutdown,
+            handle,
+        }
     }
 
     pub async fn stop(self) {
