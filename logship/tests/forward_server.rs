@@ -677,3 +677,47 @@ async fn unix_socket_listener() {
     h.await.unwrap().unwrap();
     let _ = std::fs::remove_file(&path);
 }
+
+/// On shutdown the server stops accepting but lets a frame that is in flight complete.
+#[tokio::test]
+async fn shutdown_lets_the_frame_in_flight_finish() {
+    let server = TestServer::start(ForwardServerConfig {
+        shutdown_grace: Duration::from_secs(3),
+        ..Default::default()
+    })
+    .await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    let frame = b"\x94\xa1t\x01\x81\xa1k\xa1v\x81\xa5chunk\xa2c9";
+    s.write_all(&frame[..6]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // no new connections once shutdown started
+    let refused = match TcpStream::connect(server.addr).await {
+        Err(_) => true,
+        Ok(mut c) => {
+            let mut b = [0u8; 1];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(2), c.read(&mut b)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        }
+    };
+    assert!(refused, "accepted a new connection after shutdown");
+    s.write_all(&frame[6..]).await.unwrap();
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).await.unwrap();
+    assert_eq!(&ack, b"\x81\xa3ack\xa2c9");
+    assert_eq!(server.sink.event_count(), 1);
+    // the connection is then closed by the server
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
