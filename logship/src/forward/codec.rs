@@ -7,7 +7,7 @@
 //!    it remembers how far it got (position plus the stack of open containers) so the next
 //!    read continues from there instead of re-scanning from the start. Limits (frame size,
 //!    nesting depth, container counts) are enforced as soon as the offending header is seen.
-//! 2. [`parse_frame`] classifies one complete frame (Message, Forward, PackedForward,
+//! 2. [`FrameParser::parse`] classifies one complete frame (Message, Forward, PackedForward,
 //!    CompressedPackedForward, PING, heartbeat `nil`) and splits it into events whose records
 //!    are zero-copy [`Bytes`] slices of the frame.
 //!
@@ -961,7 +961,23 @@ impl FrameParser {
         out: &mut Vec<Event>,
     ) -> Result<bool, FrameError> {
         let start = c.p;
-        // fast path: fixarray(2)
+        // fast path: [EventTime (fixext8 type 0), fixmap record], the common PackedForward entry
+        if let Some(h) = c.b.get(start..start + 12) {
+            if h[0] == 0x92 && h[1] == 0xd7 && h[2] == 0x00 && (0x81..=0x8f).contains(&h[11]) {
+                let secs = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as i64;
+                let nanos = u32::from_be_bytes([h[7], h[8], h[9], h[10]]);
+                if secs != 0 && nanos < 1_000_000_000 {
+                    let rs = start + 11;
+                    let n = object_len(&c.b[rs..], &mut self.scratch)?;
+                    c.p = rs + n;
+                    out.push(Event {
+                        time: EventTime::new(secs, nanos),
+                        record: src.slice(rs..rs + n),
+                    });
+                    return Ok(true);
+                }
+            }
+        }
         let n = match c.array_len()? {
             Some(n) => n,
             None => {
