@@ -25,7 +25,7 @@
 //!
 //! Pools are created lazily (`connect_lazy_with`): the service starts while
 //! the database is down, and recovers by itself when it comes back (dead
-//! connections fail `test_before_acquire` and are replaced). Acquiring a
+//! connections fail their ping or query and are replaced). Acquiring a
 //! connection is bounded by `DATABASE_CONNECT_TIMEOUT`, so requests fail fast
 //! with [`DbError::Unavailable`] (→ 503) instead of hanging.
 //!
@@ -42,10 +42,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::migrate::Migrator;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+use sqlx::{Connection, FromRow, QueryBuilder};
 use utoipa::ToSchema;
 
 use crate::config::{Backend, DatabaseSettings};
@@ -94,6 +95,14 @@ impl From<sqlx::Error> for DbError {
         match &e {
             sqlx::Error::RowNotFound => DbError::NotFound,
             sqlx::Error::Database(d) if d.is_unique_violation() => DbError::DuplicateEmail,
+            // SQLSTATE class 08 (connection exception) and 57P01-57P03
+            // (server shutting down / starting up): the database went away.
+            sqlx::Error::Database(d)
+                if d.code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")) =>
+            {
+                DbError::Unavailable(e.to_string())
+            }
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
@@ -132,6 +141,30 @@ pub enum Db {
     Sqlite(SqlitePool),
 }
 
+/// Pool options shared by all backends.
+///
+/// `test_before_acquire` (a ping round trip on *every* checkout) is replaced
+/// by a ping only for connections idle longer than [`PING_IF_IDLE_FOR`]: busy
+/// connections are known-good, and a connection that died under load fails
+/// its query (→ 503) and is discarded, so the pool still heals by itself.
+fn pool_options<DB: sqlx::Database>(max: u32, acquire: Duration) -> PoolOptions<DB> {
+    PoolOptions::<DB>::new()
+        .max_connections(max)
+        .acquire_timeout(acquire)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// Connections idle at least this long are pinged before use.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Run the same body against whichever pool is inside a [`Db`].
 macro_rules! dispatch {
     ($db:expr, $pool:ident => $body:expr) => {
@@ -155,21 +188,11 @@ impl Db {
         Ok(match s.backend {
             Backend::MySql => {
                 let opts = MySqlConnectOptions::from_str(&s.url).map_err(url_err)?;
-                Db::MySql(
-                    MySqlPoolOptions::new()
-                        .max_connections(max)
-                        .acquire_timeout(acquire)
-                        .connect_lazy_with(opts),
-                )
+                Db::MySql(pool_options::<sqlx::MySql>(max, acquire).connect_lazy_with(opts))
             }
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(&s.url).map_err(url_err)?;
-                Db::Postgres(
-                    PgPoolOptions::new()
-                        .max_connections(max)
-                        .acquire_timeout(acquire)
-                        .connect_lazy_with(opts),
-                )
+                Db::Postgres(pool_options::<sqlx::Postgres>(max, acquire).connect_lazy_with(opts))
             }
             Backend::Sqlite => {
                 let opts = SqliteConnectOptions::from_str(&s.url)
@@ -177,12 +200,7 @@ impl Db {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(5));
-                Db::Sqlite(
-                    SqlitePoolOptions::new()
-                        .max_connections(max)
-                        .acquire_timeout(acquire)
-                        .connect_lazy_with(opts),
-                )
+                Db::Sqlite(pool_options::<sqlx::Sqlite>(max, acquire).connect_lazy_with(opts))
             }
         })
     }
