@@ -9,20 +9,19 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=GIT_SHA");
-    for head in ["../.git/HEAD", ".git/HEAD"] {
-        if Path::new(head).exists() {
-            println!("cargo:rerun-if-changed={head}");
+    // Rebuild when HEAD moves: watch HEAD itself (branch switches) and the
+    // branch ref it points at (new commits), plus packed-refs.
+    if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let git_dir = Path::new(&git_dir);
+        let mut watch = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
+        if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            watch.push(git_dir.join(r));
+        }
+        for p in watch.iter().filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", p.display());
         }
     }
-    let from_git = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    let sha = from_git
+    let sha = git(&["rev-parse", "--short", "HEAD"])
         .or_else(|| {
             std::env::var("GIT_SHA")
                 .ok()
@@ -30,4 +29,16 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=API_GIT_SHA={sha}");
+}
+
+/// Run git; `None` if git is missing, fails, or prints nothing.
+fn git(args: &[&str]) -> Option<String> {
+    Command::new("git")
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
