@@ -3,6 +3,12 @@
 //! # Layout
 //! - [`event`]: the event model (tag, time, msgpack record kept in wire form) and the
 //!   [`event::EventSink`] trait through which inputs hand events to the pipeline.
+//! - [`config`]: Fluentd-syntax config files → a syntax tree → typed plugin configs.
+//! - [`pipeline`]: tag patterns, the router (filters, then the first matching `<match>`).
+//! - [`filter`]: `parser`, `record_transformer`, `concat` (Docker partial lines).
+//! - [`output`]: `stdout`, `file`, `null`, `copy`.
+//! - [`msgpack_json`]: msgpack → JSON without a value tree.
+//! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 
 pub mod cli;
 pub mod config;

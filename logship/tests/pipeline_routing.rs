@@ -251,3 +251,77 @@ async fn shutdown_refuses_new_events() {
         Err(EmitError::ShuttingDown)
     ));
 }
+
+#[tokio::test]
+async fn concat_timeouts_continue_down_the_chain_or_to_timeout_label() {
+    let (r, log) = router(
+        r#"
+<filter docker.**>
+  @type concat
+  key log
+  use_partial_metadata true
+  separator ""
+  flush_interval 0.05s
+</filter>
+<filter docker.**>
+  @type record_transformer
+  <record>
+    after concat
+  </record>
+</filter>
+<match docker.**>
+  @type null
+  @id main
+</match>
+<filter late.**>
+  @type concat
+  key log
+  use_partial_metadata true
+  flush_interval 0.05s
+  timeout_label @TIMEOUT
+</filter>
+<match late.**>
+  @type null
+  @id late
+</match>
+<label @TIMEOUT>
+  <match **>
+    @type null
+    @id timeout
+  </match>
+</label>
+"#,
+    );
+    let part = |id: &str| json!({"log": "piece", "partial_message": "true", "partial_id": id, "partial_ordinal": "1", "partial_last": "false"});
+    r.emit(batch("docker.a", &[part("A")])).await.unwrap();
+    r.emit(batch("late.b", &[part("B")])).await.unwrap();
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "held back until complete or timed out"
+    );
+    r.flush_filters(false).await;
+    assert!(log.lock().unwrap().is_empty(), "not expired yet");
+    tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    r.flush_filters(false).await;
+    let mut l = log.lock().unwrap().clone();
+    l.sort();
+    assert_eq!(
+        l,
+        vec![
+            (
+                "main".into(),
+                "docker.a".into(),
+                r#"{"log":"piece","after":"concat"}"#.into()
+            ),
+            (
+                "timeout".into(),
+                "late.b".into(),
+                r#"{"log":"piece"}"#.into()
+            ),
+        ]
+    );
+    // Shutdown flushes whatever is still held.
+    r.emit(batch("docker.c", &[part("C")])).await.unwrap();
+    r.shutdown().await;
+    assert_eq!(log.lock().unwrap().len(), 3);
+}

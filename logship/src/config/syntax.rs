@@ -694,6 +694,21 @@ mod tests {
     }
 
     #[test]
+    fn multi_line_quoted_and_hash_values() {
+        let e = parse("<a>\n  s \"line1\n  line2\"\n  h {\"k\": \"v\",\n   \"n\": [1, 2]}\n  lit [%s] x\n  crlf v\r\n</a>\r\n").unwrap();
+        let a = &e.children[0];
+        assert_eq!(a.param("s").unwrap().value, "line1\n  line2");
+        assert_eq!(
+            a.param("h").unwrap().value,
+            "{\"k\": \"v\",\n   \"n\": [1, 2]}"
+        );
+        assert_eq!(a.param("h").unwrap().loc.line, 4);
+        assert_eq!(a.param("lit").unwrap().value, "[%s] x");
+        assert_eq!(a.param("lit").unwrap().loc.line, 6);
+        assert_eq!(a.param("crlf").unwrap().value, "v");
+    }
+
+    #[test]
     fn errors() {
         assert_eq!(
             parse("<a>\n x 1\n").unwrap_err().to_string(),
