@@ -46,6 +46,19 @@ async fn main() -> ExitCode {
         eprintln!("error: cannot install logger: {e}");
         return ExitCode::FAILURE;
     }
+    // Panics become JSON log records on stdout (with location and the current
+    // request's span fields) instead of free text on stderr. Handler panics are
+    // additionally caught by CatchPanic and answered with a 500 problem.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let payload = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %payload, location = %location, "panic");
+    }));
     match run(cli, &env).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

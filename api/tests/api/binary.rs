@@ -210,6 +210,19 @@ async fn panic_in_handler_is_500_problem_and_process_survives() {
     assert!(records
         .iter()
         .any(|r| r["level"] == 50 && r["msg"].as_str().unwrap().contains("handler panicked")));
+    let hook = records
+        .iter()
+        .find(|r| r["msg"].as_str().unwrap().ends_with("panic"))
+        .expect("panic hook record");
+    assert!(hook["location"].as_str().unwrap().contains("test_hooks.rs"));
+    assert_eq!(
+        hook["path"], "/__test/panic",
+        "logged inside the request span"
+    );
+    assert!(
+        !app.stderr_text().contains("panicked at"),
+        "no free-text panic on stderr"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
