@@ -19,7 +19,8 @@
 # stderr and every service log to $SERVICES_DIR/<name>/*.log.
 #
 # Environment:
-#   SERVICES_DIR      state and data (default <repo>/target/services; wiped by `start`)
+#   SERVICES_DIR      state and data (default $CARGO_TARGET_DIR/services, else
+#                     <repo>/target/services; wiped by `start`)
 #   OPENSEARCH_HEAP   JVM heap of the OpenSearch node (default 512m)
 #   SERVICES_TIMEOUT  seconds to wait for MariaDB/PostgreSQL/Redis (default 60);
 #                     OpenSearch gets 3x that
@@ -27,7 +28,9 @@ set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
 REPO="$(cd "$(dirname "$SCRIPT")/.." && pwd)"
-SERVICES_DIR="${SERVICES_DIR:-$REPO/target/services}"
+# Each cargo target dir gets its own services, so checkouts sharing a tree
+# with different CARGO_TARGET_DIRs do not stop each other's.
+SERVICES_DIR="${SERVICES_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/services}"
 mkdir -p "$SERVICES_DIR"
 SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd)"
 OPENSEARCH_HEAP="${OPENSEARCH_HEAP:-512m}"
@@ -61,7 +64,9 @@ now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # kv_get FILE KEY / kv_set FILE KEY VALUE / kv_del FILE KEY: tiny "KEY VALUE" files.
-kv_get() { [[ -f "$1" ]] && awk -v k="$2" '$1 == k { print $2 }' "$1" | tail -n 1 || true; }
+kv_get() {
+    if [[ -f "$1" ]]; then awk -v k="$2" '$1 == k { print $2 }' "$1" | tail -n 1; fi
+}
 kv_del() {
     [[ -f "$1" ]] || return 0
     awk -v k="$2" '$1 != k' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
@@ -78,8 +83,8 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # below the kernel's ephemeral range, so outgoing connections do not grab them
 # meanwhile, and are never one handed out earlier in this run.
 pick_port() {
-    local port tries
-    for tries in $(seq 1 200); do
+    local port _
+    for _ in $(seq 1 200); do
         port=$((20000 + RANDOM % 12000))
         grep -qx "[^ ]* $port" "$PORTS_FILE" 2>/dev/null && continue
         port_in_use "$port" && continue
@@ -131,7 +136,11 @@ show_log() {
 # ------------------------------------------------------------------- install
 
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
-pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+pg_bindir() {
+    local d
+    d="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+    if [[ -d "$d" ]]; then echo "$d"; fi
+}
 
 cmd_install() {
     local missing=()
@@ -329,7 +338,7 @@ start_redis() {
     t0="$(now)"
     # No persistence: a restart starts empty, like a cache would.
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize no \
-        --save '' --appendonly no --logfile "$dir/redis.log" --pidfile "$dir/redis.pid" \
+        --save '' --appendonly no --pidfile "$dir/redis.pid" \
         </dev/null >>"$dir/redis.log" 2>&1 &
     pid=$!
     kv_set "$PIDS_FILE" redis "$pid"
@@ -431,7 +440,7 @@ stop_one() {
         if ((SECONDS >= deadline)); then
             log "$name (pid $pid) did not stop in 30 s; killing it"
             kill -s KILL "$pid" 2>/dev/null || true
-            [[ "$name" == postgres ]] && pkill -KILL -P "$pid" 2>/dev/null || true
+            if [[ "$name" == postgres ]]; then pkill -KILL -P "$pid" 2>/dev/null || true; fi
             sleep 0.5
             break
         fi
@@ -543,7 +552,10 @@ start) cmd_start ;;
 stop) cmd_stop ;;
 stop-service) cmd_stop_service "${2:-}" ;;
 start-service) cmd_start_service "${2:-}" ;;
-env) [[ -f "$ENV_FILE" ]] && cat "$ENV_FILE" || die "services are not started" ;;
+env)
+    [[ -f "$ENV_FILE" ]] || die "services are not started"
+    cat "$ENV_FILE"
+    ;;
 *)
     sed -n '2,/^set -euo/p' "$SCRIPT" | sed '$d' | sed 's/^# \{0,1\}//' >&2
     exit 2

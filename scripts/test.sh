@@ -26,8 +26,8 @@ if ! command -v cargo >/dev/null; then
 fi
 
 SERVICES=scripts/test-services.sh
-mkdir -p target
-STOP_LOG="$PWD/target/test-services-stop.log"
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+STOP_LOG="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/test-services-stop.log"
 # Stop the services however we leave; its messages go to a log file so that
 # cargo test's summary stays the last thing printed.
 trap '"$SERVICES" stop >>"$STOP_LOG" 2>&1 || echo "test.sh: stopping the services failed, see $STOP_LOG" >&2' EXIT
