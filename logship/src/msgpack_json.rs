@@ -316,6 +316,11 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 /// Writes bytes as a JSON string, replacing invalid UTF-8 sequences with U+FFFD.
 pub fn write_str_lossy(out: &mut Vec<u8>, mut b: &[u8]) {
     out.push(b'"');
+    if b.is_ascii() {
+        escape_valid(out, b);
+        out.push(b'"');
+        return;
+    }
     loop {
         match std::str::from_utf8(b) {
             Ok(s) => {
@@ -336,35 +341,133 @@ pub fn write_str_lossy(out: &mut Vec<u8>, mut b: &[u8]) {
     out.push(b'"');
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in each byte of `w` that is a control character, `"` or `\\` (the lowest set
+/// bit is exact: the subtraction tricks can only flag false positives above a true one).
+#[inline]
+fn escape_mask(w: u64) -> u64 {
+    let ctl = w.wrapping_sub(LO * 0x20) & !w;
+    let q = w ^ (LO * b'"' as u64);
+    let q = q.wrapping_sub(LO) & !q;
+    let bs = w ^ (LO * b'\\' as u64);
+    let bs = bs.wrapping_sub(LO) & !bs;
+    (ctl | q | bs) & HI
+}
+
+/// Appends `b` (valid UTF-8) JSON-escaped, without quotes.
+///
+/// The output is grown once (2 bytes per input byte plus slack; a `\\u00XX` escape grows it
+/// further) and written by index. Words of 8 bytes with nothing to escape are stored at once;
+/// a word holding a `"` or `\\` is written a byte at a time without branches on the byte's
+/// class. Log lines that embed JSON have a quote every few bytes, so this is the common case.
 fn escape_valid(out: &mut Vec<u8>, b: &[u8]) {
-    let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let e = ESCAPE[c as usize];
-        if e == 0 {
-            continue;
-        }
-        if start < i {
-            out.extend_from_slice(&b[start..i]);
-        }
-        if e == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(c >> 4) as usize]);
-            out.push(HEX[(c & 0xf) as usize]);
+    let n = b.len();
+    let mut j = out.len();
+    out.resize(j + 2 * n + SLACK, 0);
+    let mut i = 0;
+    // Invariant: out.len() >= j + 2 * (n - i) + SLACK.
+    while let Some(w) = b.get(i..i + 8) {
+        let w: [u8; 8] = w.try_into().expect("8 bytes");
+        let v = u64::from_le_bytes(w);
+        let m = escape_mask(v);
+        if m == 0 {
+            out[j..j + 8].copy_from_slice(&w);
+            j += 8;
         } else {
-            out.push(b'\\');
-            out.push(e);
+            if v.wrapping_sub(LO * 0x20) & !v & HI != 0 {
+                // a control character: `\\u00XX` needs up to 4 more bytes per input byte
+                out.resize(out.len() + 32, 0);
+            }
+            for c in w {
+                j = escape_byte(out, j, c);
+            }
         }
-        start = i + 1;
+        i += 8;
     }
-    if start < b.len() {
-        out.extend_from_slice(&b[start..]);
+    for &c in &b[i..] {
+        if ESCAPE[c as usize] == b'u' {
+            out.resize(out.len() + 4, 0);
+        }
+        j = escape_byte(out, j, c);
     }
+    out.truncate(j);
+}
+
+/// Room beyond the 2-per-byte worst case: a byte's second write lands one past it.
+const SLACK: usize = 8;
+
+/// Writes `c` at `out[j..]` (escaped if needed); returns the new write position. For a plain
+/// byte the second store is scratch that the next byte overwrites.
+#[inline(always)]
+fn escape_byte(out: &mut [u8], j: usize, c: u8) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let t = ESCAPE[c as usize];
+    if t == b'u' {
+        out[j..j + 6].copy_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[(c >> 4) as usize],
+            HEX[(c & 0xf) as usize],
+        ]);
+        return j + 6;
+    }
+    let esc = t != 0;
+    out[j] = if esc { b'\\' } else { c };
+    out[j + 1] = t;
+    j + 1 + esc as usize
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escapes_at_every_offset() {
+        // Every special byte at every position of strings around the 8-byte step.
+        for len in 0..20 {
+            for pos in 0..len {
+                for special in [0u8, 0x1f, b'"', b'\\', b'\n', 0x7f, b' ', b'~'] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = special;
+                    let mut out = Vec::new();
+                    write_str_lossy(&mut out, &s);
+                    let want = serde_json::to_string(std::str::from_utf8(&s).unwrap()).unwrap();
+                    assert_eq!(String::from_utf8(out).unwrap(), want, "len {len} pos {pos}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn escapes_mixed_strings() {
+        // Deterministic pseudo-random strings over an alphabet of plain, special, and
+        // multi-byte characters, compared with serde_json's escaping.
+        let alphabet = [
+            "a", "Z", " ", "\"", "\\", "\n", "\t", "\u{1}", "\u{1f}", "é", "€", "😀", "{",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let len = (x >> 58) as usize;
+            let mut s = String::new();
+            for _ in 0..len {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                s.push_str(alphabet[(x >> 33) as usize % alphabet.len()]);
+            }
+            let mut out = b"prefix".to_vec();
+            write_str_lossy(&mut out, s.as_bytes());
+            let want = format!("prefix{}", serde_json::to_string(&s).unwrap());
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
 
     #[test]
     fn ints_and_strings() {

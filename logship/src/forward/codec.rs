@@ -281,6 +281,19 @@ impl FrameScanner {
     /// Scans `buf` (which must start with the object and keep every byte seen before).
     /// `Ok(Some(n))`: the first `n` bytes are one complete object. `Ok(None)`: need more bytes.
     pub fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        // Fast path: the whole object is usually buffered already (a Docker Message frame is
+        // a few hundred bytes), so walk it once with the tight non-resumable loop. Only on a
+        // fresh object, so a large frame arriving piecewise costs at most one extra partial
+        // walk; when the buffer cannot hold a frame over the limit, every complete object is
+        // within it. Anything but success (incomplete, or an error) falls back to the
+        // resumable walk, which then keeps its progress and reports errors canonically.
+        if !self.started && !buf.is_empty() && buf.len() <= self.max_size {
+            let fast = object_len(buf, self);
+            self.stack.clear();
+            if let Ok(n) = fast {
+                return Ok(Some(n));
+            }
+        }
         let len = buf.len() as u64;
         loop {
             if self.started && self.stack.is_empty() {
@@ -391,6 +404,14 @@ fn object_len(b: &[u8], scratch: &mut FrameScanner) -> Result<usize, FrameError>
             0x90..=0x9f => {
                 pos += 1;
                 (m & 0x0f) as u64
+            }
+            // str8: longer strings such as a container id or a log line
+            0xd9 => {
+                let Some(&l) = b.get(pos + 1) else {
+                    return Err(TRUNC);
+                };
+                pos += 2 + l as usize;
+                0
             }
             _ => match read_head(&b[pos..])? {
                 None => return Err(TRUNC),
@@ -738,13 +759,20 @@ fn is_map_marker(m: u8) -> bool {
 pub struct FrameParser {
     opts: DecodeOptions,
     scratch: FrameScanner,
+    /// The tag of the previous frame: a connection usually repeats one tag, so frames share
+    /// one `Arc<str>` (no allocation or UTF-8 check per Message frame).
+    last_tag: Option<Arc<str>>,
 }
 
 impl FrameParser {
     /// A parser with these options.
     pub fn new(opts: DecodeOptions) -> Self {
         let scratch = FrameScanner::new(usize::MAX, opts.max_depth);
-        Self { opts, scratch }
+        Self {
+            opts,
+            scratch,
+            last_tag: None,
+        }
     }
 
     /// The options in force.
@@ -799,9 +827,16 @@ impl FrameParser {
         if !tag_is_str {
             return Err(FrameError::BadTag("tag is a bin, not a str"));
         }
-        let tag: Arc<str> = std::str::from_utf8(tag_bytes)
-            .map_err(|_| FrameError::BadTag("tag is not valid UTF-8"))?
-            .into();
+        let tag: Arc<str> = match &self.last_tag {
+            Some(t) if t.as_bytes() == tag_bytes => t.clone(),
+            _ => {
+                let t: Arc<str> = std::str::from_utf8(tag_bytes)
+                    .map_err(|_| FrameError::BadTag("tag is not valid UTF-8"))?
+                    .into();
+                self.last_tag = Some(t.clone());
+                t
+            }
+        };
         let skip_invalid = self.opts.skip_invalid_event;
         let mut skipped = 0usize;
         match second {

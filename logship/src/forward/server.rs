@@ -474,6 +474,21 @@ enum State {
     Ready,
 }
 
+/// Frames with the same tag are joined into one batch until it holds this many events.
+const COALESCE_EVENTS: usize = 1000;
+
+/// Hands `batch` to the pipeline; waits until it is held (this is the backpressure: while
+/// the pipeline is slow the connection is not read).
+async fn emit(ctx: &Ctx, batch: EventBatch) -> Result<(), ConnError> {
+    let n = batch.events.len() as u64;
+    if let Err(e) = ctx.sink.emit(batch).await {
+        inc(&ctx.metrics.emit_failures, 1);
+        return Err(ConnError::Emit(e.to_string()));
+    }
+    inc(&ctx.metrics.events_received, n);
+    Ok(())
+}
+
 async fn handle_connection<S>(
     stream: S,
     peer: Option<SocketAddr>,
@@ -504,11 +519,26 @@ where
         matches!(state, State::AwaitPing(_)).then(|| Instant::now() + cfg.read_timeout);
     let mut shutdown_deadline: Option<Instant> = None;
 
+    // Events of consecutive frames with one tag, not yet emitted: (tag as decoded, batch).
+    let mut pending: Option<(Arc<str>, EventBatch)> = None;
     loop {
         // Drain complete frames.
-        while let Some(raw) = dec.next_raw(&mut buf)? {
+        loop {
+            let next = dec
+                .next_raw(&mut buf)
+                .and_then(|r| r.map(|raw| dec.parse(raw)).transpose());
+            let frame = match next {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    // The frames before the broken one still go to the pipeline.
+                    if let Some((_, p)) = pending.take() {
+                        emit(&ctx, p).await?;
+                    }
+                    return Err(e.into());
+                }
+            };
             frame_deadline = None;
-            let frame = dec.parse(raw)?;
             match (&mut state, frame) {
                 (State::AwaitPing(hs), Frame::Ping(ping)) => {
                     let sec = cfg.security.as_ref().expect("security configured");
@@ -530,6 +560,9 @@ where
                 }
                 (State::Ready, Frame::Heartbeat) => {}
                 (State::Ready, Frame::Ping(_)) => {
+                    if let Some((_, p)) = pending.take() {
+                        emit(&ctx, p).await?;
+                    }
                     return Err(ConnError::Frame(FrameError::BadShape("unexpected PING")));
                 }
                 (State::Ready, Frame::Events(ev)) => {
@@ -538,12 +571,6 @@ where
                         warn!(tag = %ev.tag, skipped = ev.skipped, "skipped invalid events");
                     }
                     if !ev.events.is_empty() {
-                        let tag: Arc<str> = match (&cfg.tag, &cfg.add_tag_prefix) {
-                            (Some(t), Some(p)) => format!("{p}.{t}").into(),
-                            (Some(t), None) => t.as_str().into(),
-                            (None, Some(p)) => format!("{p}.{}", ev.tag).into(),
-                            (None, None) => ev.tag,
-                        };
                         let mut events = ev.events;
                         let mut pairs: Vec<(&str, &str)> = Vec::new();
                         if let Some(k) = &cfg.source_hostname_key {
@@ -559,21 +586,50 @@ where
                                 }
                             }
                         }
-                        let n = events.len() as u64;
-                        let batch = EventBatch { tag, events };
-                        if let Err(e) = ctx.sink.emit(batch).await {
-                            inc(&ctx.metrics.emit_failures, 1);
-                            return Err(ConnError::Emit(e.to_string()));
+                        // Consecutive frames with the same tag (the decoder hands out one
+                        // shared `Arc` per repeated tag) join one batch: a Docker client sends
+                        // one Message frame per line, and one pipeline pass per line would
+                        // cost more than decoding it. The batch is emitted before the
+                        // next socket read, before an ack, and once it is large enough.
+                        match &mut pending {
+                            Some((src, p))
+                                if Arc::ptr_eq(src, &ev.tag)
+                                    && p.events.len() < COALESCE_EVENTS =>
+                            {
+                                p.events.append(&mut events);
+                            }
+                            _ => {
+                                if let Some((_, p)) = pending.take() {
+                                    emit(&ctx, p).await?;
+                                }
+                                let tag: Arc<str> = match (&cfg.tag, &cfg.add_tag_prefix) {
+                                    (Some(t), Some(p)) => format!("{p}.{t}").into(),
+                                    (Some(t), None) => t.as_str().into(),
+                                    (None, Some(p)) => format!("{p}.{}", ev.tag).into(),
+                                    (None, None) => ev.tag.clone(),
+                                };
+                                if events.capacity() < 16 {
+                                    let mut v = Vec::with_capacity(64);
+                                    v.append(&mut events);
+                                    events = v;
+                                }
+                                pending = Some((ev.tag, EventBatch { tag, events }));
+                            }
                         }
-                        inc(&ctx.metrics.events_received, n);
                     }
                     if let Some(chunk) = ev.chunk {
+                        if let Some((_, p)) = pending.take() {
+                            emit(&ctx, p).await?;
+                        }
                         wr.write_all(&encode_ack(&chunk)).await?;
                         wr.flush().await?;
                         inc(&ctx.metrics.acks_sent, 1);
                     }
                 }
             }
+        }
+        if let Some((_, p)) = pending.take() {
+            emit(&ctx, p).await?;
         }
         if !buf.is_empty() && frame_deadline.is_none() {
             frame_deadline = Some(Instant::now() + cfg.read_timeout);
