@@ -91,7 +91,25 @@ fn main() -> ExitCode {
         let code = cli::check::check_config(config, &mut std::io::stdout(), &mut std::io::stderr());
         return ExitCode::from(code as u8);
     }
-    cli::telemetry::init("info");
+    // `run` reads its config first so that `<system> log_level` can set the default level
+    // (RUST_LOG / LOG_LEVEL still win).
+    let mut run_config = None;
+    let mut default_level = "info".to_string();
+    if let Command::Run { config } = &args.command {
+        match cli::run::load(config.as_deref()) {
+            Ok(cfg) => {
+                if let Some(l) = &cfg.system.log_level {
+                    default_level = l.clone();
+                }
+                run_config = Some(cfg);
+            }
+            Err(e) => {
+                eprintln!("logship: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    cli::telemetry::init(&default_level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,7 +122,10 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<i32> = rt.block_on(async move {
         match args.command {
-            Command::Run { config } => cli::run::run(config.as_deref()).await.map(|()| 0),
+            Command::Run { .. } => {
+                let cfg = run_config.expect("loaded above");
+                cli::run::run(cfg).await.map(|()| 0)
+            }
             Command::Cat {
                 tag,
                 host,

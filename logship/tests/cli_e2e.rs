@@ -340,3 +340,61 @@ fn run_refuses_an_invalid_config() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("bad_size.conf:4"));
     assert!(r.stdout.is_empty());
 }
+
+#[test]
+fn exec_of_a_missing_command_exits_127() {
+    let r = Command::new(BIN)
+        .args([
+            "exec",
+            "--tag",
+            "t",
+            "--port",
+            "1",
+            "--",
+            "/nonexistent/command-xyz",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("cannot run"));
+}
+
+#[test]
+fn system_log_level_sets_the_default_level() {
+    // The port is held by this test, so `run` fails right after start-up. With
+    // `<system> log_level warn` the info lines are not printed; the error is.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiet.conf");
+    let conf = CONF.replace("port 0", &format!("port {port}"));
+    std::fs::write(
+        &path,
+        format!("<system>\n  log_level warn\n</system>\n{conf}"),
+    )
+    .unwrap();
+    let run = |level: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(["run", "-c"])
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_LEVEL");
+        if let Some(l) = level {
+            c.env("LOG_LEVEL", l);
+        }
+        c.output().unwrap()
+    };
+    let r = run(None);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!err.contains("\"level\":\"INFO\""), "{err}");
+    assert!(err.contains("\"level\":\"ERROR\""), "{err}");
+    assert!(err.contains("cannot listen on 127.0.0.1"), "{err}");
+    assert!(r.stdout.is_empty());
+    // LOG_LEVEL overrides <system>: with `off` no JSON log line, only the plain error message.
+    let r = run(Some("off"));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!err.contains("\"level\""), "{err}");
+    assert!(err.contains("logship: cannot listen on 127.0.0.1"), "{err}");
+    drop(held);
+}

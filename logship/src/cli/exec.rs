@@ -263,13 +263,24 @@ pub async fn exec(opts: ExecOptions) -> anyhow::Result<i32> {
         dropped: AtomicU64::new(0),
         notify: Notify::new(),
     });
-    let mut child = tokio::process::Command::new(prog)
+    let child = tokio::process::Command::new(prog)
         .args(args)
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run {prog:?}: {e}"))?;
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            // As a shell would: 127 when the command is not found, 126 when it can't run.
+            eprintln!("logship exec: cannot run {prog:?}: {e}");
+            return Ok(if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
     let stop = tokio_util::sync::CancellationToken::new();

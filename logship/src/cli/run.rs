@@ -149,9 +149,8 @@ pub async fn wait_for_signal() {
     }
 }
 
-/// `logship run`: load, serve until a signal.
-pub async fn run(path: Option<&Path>) -> anyhow::Result<()> {
-    let cfg = load(path)?;
+/// `logship run`: serve `cfg` (see [`load`]) until a signal.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let sd = shutdown.clone();
     tokio::spawn(async move {
