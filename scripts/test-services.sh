@@ -439,8 +439,9 @@ stop_one() {
     while alive "$pid"; do
         if ((SECONDS >= deadline)); then
             log "$name (pid $pid) did not stop in 30 s; killing it"
-            kill -s KILL "$pid" 2>/dev/null || true
+            # PostgreSQL's backends first, while they are still the postmaster's children
             if [[ "$name" == postgres ]]; then pkill -KILL -P "$pid" 2>/dev/null || true; fi
+            kill -s KILL "$pid" 2>/dev/null || true
             sleep 0.5
             break
         fi
@@ -452,7 +453,7 @@ stop_one() {
 cmd_stop() {
     [[ -f "$PIDS_FILE" ]] || return 0
     local name
-    # Stop in parallel-free reverse order; each waits for its process to exit.
+    # One after the other, in reverse start order; each waits for its process to exit.
     for name in opensearch redis postgres mysql; do stop_one "$name"; done
     rm -f "$PIDS_FILE"
 }
