@@ -154,6 +154,92 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Enable test-only routes under `/__test/` (`API_TEST_HOOKS=1`; off by default).
     pub test_hooks: bool,
+    /// Session store (`REDIS_URL`; unset = sessions table in the database).
+    pub redis_url: Option<String>,
+    /// Session lifetime (`SESSION_TTL`, default 24h).
+    pub session_ttl: Duration,
+    /// Background job settings (`JOB_*`).
+    pub jobs: JobSettings,
+    /// Cron expressions (`CRON_*`).
+    pub cron: CronSettings,
+}
+
+/// Settings of `api worker`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSettings {
+    /// Lease of a claimed job, renewed per batch (`JOB_LEASE`, default 60s).
+    pub lease: Duration,
+    /// Lines per transaction (`JOB_BATCH_SIZE`, default 500).
+    pub batch_size: usize,
+    /// Idle poll interval when no job is ready (`JOB_POLL_INTERVAL`, default 1s).
+    pub poll_interval: Duration,
+    /// Pause between batches, to limit database load (`JOB_BATCH_PAUSE`, default 0).
+    pub batch_pause: Duration,
+    /// Attempts before a job is marked failed (`JOB_MAX_ATTEMPTS`, default 5).
+    pub max_attempts: i64,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            batch_pause: Duration::ZERO,
+            max_attempts: 5,
+        }
+    }
+}
+
+/// Settings of `api cron`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSettings {
+    /// Purge expired sessions and old finished jobs (`CRON_PURGE`).
+    pub purge: String,
+    /// Log a `users.stats` event (`CRON_STATS`).
+    pub stats: String,
+    /// Finished jobs older than this are purged (`JOB_RETENTION`, default 7d).
+    pub job_retention: Duration,
+}
+
+impl Default for CronSettings {
+    fn default() -> Self {
+        Self {
+            purge: DEFAULT_CRON_PURGE.to_owned(),
+            stats: DEFAULT_CRON_STATS.to_owned(),
+            job_retention: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+/// Default `CRON_PURGE`: at second 0 of every minute (sec min hour dom month dow).
+pub const DEFAULT_CRON_PURGE: &str = "0 * * * * *";
+/// Default `CRON_STATS`: at second 0 of every minute.
+pub const DEFAULT_CRON_STATS: &str = "0 * * * * *";
+
+fn cron_expr(var: &'static str, v: &str) -> Result<String, ConfigError> {
+    use std::str::FromStr;
+    cron::Schedule::from_str(v)
+        .map(|_| v.to_owned())
+        .map_err(|e| ConfigError::new(var, format!("invalid cron expression {v:?}: {e}")))
+}
+
+fn positive_duration(var: &'static str, v: &str) -> Result<Duration, ConfigError> {
+    match parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(ConfigError::new(var, "must be > 0")),
+        Err(r) => Err(ConfigError::new(var, r)),
+    }
+}
+
+fn int_in(var: &'static str, v: &str, lo: i64, hi: i64) -> Result<i64, ConfigError> {
+    match v.parse::<i64>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            format!("expected an integer {lo}-{hi}, got {v:?}"),
+        )),
+    }
 }
 
 impl Settings {
@@ -217,11 +303,59 @@ impl Settings {
             Some(v) => parse_bool(v).map_err(|r| ConfigError::new("AUTO_MIGRATE", r))?,
         };
 
+        let redis_url = match get("REDIS_URL") {
+            None => None,
+            Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
+                Some(v.to_owned())
+            }
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "REDIS_URL",
+                    format!("expected redis:// or rediss://, got {}", redact_url(v)),
+                ))
+            }
+        };
+        let session_ttl = match get("SESSION_TTL") {
+            None => Duration::from_secs(86_400),
+            Some(v) => positive_duration("SESSION_TTL", v)?,
+        };
+        let mut jobs = JobSettings::default();
+        if let Some(v) = get("JOB_LEASE") {
+            jobs.lease = positive_duration("JOB_LEASE", v)?;
+        }
+        if let Some(v) = get("JOB_BATCH_SIZE") {
+            jobs.batch_size = int_in("JOB_BATCH_SIZE", v, 1, 10_000)? as usize;
+        }
+        if let Some(v) = get("JOB_POLL_INTERVAL") {
+            jobs.poll_interval = positive_duration("JOB_POLL_INTERVAL", v)?;
+        }
+        if let Some(v) = get("JOB_BATCH_PAUSE") {
+            jobs.batch_pause =
+                parse_duration(v).map_err(|r| ConfigError::new("JOB_BATCH_PAUSE", r))?;
+        }
+        if let Some(v) = get("JOB_MAX_ATTEMPTS") {
+            jobs.max_attempts = int_in("JOB_MAX_ATTEMPTS", v, 1, 1000)?;
+        }
+        let mut cron = CronSettings::default();
+        if let Some(v) = get("CRON_PURGE") {
+            cron.purge = cron_expr("CRON_PURGE", v)?;
+        }
+        if let Some(v) = get("CRON_STATS") {
+            cron.stats = cron_expr("CRON_STATS", v)?;
+        }
+        if let Some(v) = get("JOB_RETENTION") {
+            cron.job_retention = positive_duration("JOB_RETENTION", v)?;
+        }
+
         Ok(Settings {
             host,
             port,
             shutdown_timeout,
             test_hooks,
+            redis_url,
+            session_ttl,
+            jobs,
+            cron,
             database: DatabaseSettings {
                 url,
                 backend,
@@ -375,7 +509,7 @@ pub fn redact_url(url: &str) -> String {
     )
 }
 
-/// Parse `30`, `30s`, `500ms`, `2m` into a duration (bare number = seconds).
+/// Parse `30`, `30s`, `500ms`, `2m`, `24h`, `7d` into a duration (bare number = seconds).
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let v = v.trim();
     let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
@@ -389,6 +523,8 @@ pub fn parse_duration(v: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        "d" => Ok(Duration::from_secs(n.saturating_mul(86_400))),
         _ => Err(format!(
             "expected a duration like 30, 30s or 500ms, got {v:?}"
         )),
@@ -421,7 +557,9 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("abc").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("5w").is_err());
         assert!(parse_duration("-1").is_err());
     }
 
@@ -443,6 +581,36 @@ mod tests {
         assert!(s.database.is_embedded_default);
         assert!(s.database.auto_migrate);
         assert_eq!(s.database.url, DEFAULT_DATABASE_URL);
+        assert_eq!(s.redis_url, None);
+        assert_eq!(s.session_ttl, Duration::from_secs(86_400));
+        assert_eq!(s.jobs, JobSettings::default());
+        assert_eq!(s.cron, CronSettings::default());
+    }
+
+    #[test]
+    fn worker_and_cron_vars() {
+        let s = Settings::from_env_map(&env(&[
+            ("REDIS_URL", "redis://127.0.0.1:6379/"),
+            ("SESSION_TTL", "2s"),
+            ("JOB_LEASE", "2s"),
+            ("JOB_BATCH_SIZE", "100"),
+            ("CRON_STATS", "* * * * * *"),
+        ]))
+        .unwrap();
+        assert_eq!(s.redis_url.as_deref(), Some("redis://127.0.0.1:6379/"));
+        assert_eq!(s.session_ttl, Duration::from_secs(2));
+        assert_eq!(s.jobs.lease, Duration::from_secs(2));
+        assert_eq!(s.jobs.batch_size, 100);
+        assert_eq!(s.cron.stats, "* * * * * *");
+        for (k, v) in [
+            ("REDIS_URL", "http://x"),
+            ("SESSION_TTL", "0"),
+            ("JOB_BATCH_SIZE", "0"),
+            ("CRON_PURGE", "every minute"),
+        ] {
+            let e = Settings::from_env_map(&env(&[(k, v)])).unwrap_err();
+            assert_eq!(e.var, k);
+        }
     }
 
     #[test]

@@ -175,6 +175,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 impl Db {
     /// Create a lazy pool: no connection is attempted until first use.
@@ -243,7 +244,7 @@ impl Db {
     }
 
     /// Placeholder `n` (1-based) in this backend's syntax.
-    fn ph(&self, n: usize) -> String {
+    pub(crate) fn ph(&self, n: usize) -> String {
         match self {
             Db::Postgres(_) => format!("${n}"),
             _ => "?".to_owned(),
@@ -274,18 +275,43 @@ impl Db {
         row.ok_or(DbError::NotFound)
     }
 
-    /// Insert a user (name and email already validated).
-    pub async fn create_user(&self, name: &str, email: &str) -> Result<User, DbError> {
+    /// Id and password hash (if any) of the user with this (normalised) email.
+    pub async fn get_credentials(
+        &self,
+        email: &str,
+    ) -> Result<Option<(i64, Option<String>)>, DbError> {
+        let sql = format!(
+            "SELECT id, password_hash FROM users WHERE email = {}",
+            self.ph(1)
+        );
+        Ok(
+            dispatch!(self, p => sqlx::query_as::<_, (i64, Option<String>)>(&sql)
+            .bind(email)
+            .fetch_optional(p)
+            .await?),
+        )
+    }
+
+    /// Insert a user (name and email already validated; `password_hash` is
+    /// an argon2id PHC string or `None`).
+    pub async fn create_user(
+        &self,
+        name: &str,
+        email: &str,
+        password_hash: Option<&str>,
+    ) -> Result<User, DbError> {
         let now = now();
         match self {
             Db::MySql(p) => {
                 let res = sqlx::query(
-                    "INSERT INTO users (name, email, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO users (name, email, created_at, updated_at, password_hash) \
+                     VALUES (?, ?, ?, ?, ?)",
                 )
                 .bind(name)
                 .bind(email)
                 .bind(now)
                 .bind(now)
+                .bind(password_hash)
                 .execute(p)
                 .await?;
                 let id = i64::try_from(res.last_insert_id())
@@ -300,12 +326,13 @@ impl Db {
             }
             _ => {
                 let sql = format!(
-                    "INSERT INTO users (name, email, created_at, updated_at) \
-                     VALUES ({}, {}, {}, {}) RETURNING {COLUMNS}",
+                    "INSERT INTO users (name, email, created_at, updated_at, password_hash) \
+                     VALUES ({}, {}, {}, {}, {}) RETURNING {COLUMNS}",
                     self.ph(1),
                     self.ph(2),
                     self.ph(3),
-                    self.ph(4)
+                    self.ph(4),
+                    self.ph(5)
                 );
                 match self {
                     Db::Postgres(p) => Ok(sqlx::query_as::<_, User>(&sql)
@@ -313,6 +340,7 @@ impl Db {
                         .bind(email)
                         .bind(now)
                         .bind(now)
+                        .bind(password_hash)
                         .fetch_one(p)
                         .await?),
                     Db::Sqlite(p) => Ok(sqlx::query_as::<_, User>(&sql)
@@ -320,6 +348,7 @@ impl Db {
                         .bind(email)
                         .bind(now)
                         .bind(now)
+                        .bind(password_hash)
                         .fetch_one(p)
                         .await?),
                     Db::MySql(_) => unreachable!("handled above"),
@@ -408,8 +437,19 @@ impl Db {
     }
 }
 
+/// Milliseconds since the Unix epoch (the time type of sessions, jobs and
+/// cron leases on every backend).
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
 /// Current time truncated to microseconds (the precision all backends store).
 fn now() -> DateTime<Utc> {
     let t = Utc::now();
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Current time truncated to microseconds, for other modules' user rows.
+pub(crate) fn now_micros() -> DateTime<Utc> {
+    now()
 }

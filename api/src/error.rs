@@ -52,6 +52,9 @@ pub enum ApiError {
     /// Body exceeds the configured limit (413).
     #[error("payload too large")]
     PayloadTooLarge,
+    /// Missing, expired or revoked credentials (401, with `WWW-Authenticate: Bearer`).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// Resource or route does not exist (404).
     #[error("not found: {0}")]
     NotFound(String),
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -101,6 +105,7 @@ impl ApiError {
                 "request body exceeds the size limit".to_owned(),
                 None,
             ),
+            ApiError::Unauthorized(d) => ("unauthorized", d.clone(), None),
             ApiError::NotFound(d) => ("not-found", d.clone(), None),
             ApiError::MethodNotAllowed => (
                 "method-not-allowed",
@@ -141,10 +146,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             ApiError::Internal(msg) => tracing::error!(error = %msg, "internal error"),
-            ApiError::Unavailable(msg) => tracing::warn!(error = %msg, "database unavailable"),
+            ApiError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "backing service unavailable")
+            }
             _ => {}
         }
-        problem_response(&self.to_problem())
+        let mut resp = problem_response(&self.to_problem());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
     }
 }
 

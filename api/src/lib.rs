@@ -17,13 +17,22 @@
 //! * [`shutdown`] — SIGTERM/SIGINT handling for graceful shutdown.
 //! * [`startup`] — [`startup::Application`] wires everything together.
 //! * [`seed`] — bulk generation of fake users for benchmarks and demos.
+//! * [`sessions`] — passwords (argon2id) and bearer-token sessions in Redis
+//!   or the database.
+//! * [`jobs`] — the jobs table, bulk user imports and the `api worker` loop.
+//! * [`cron`] — the `api cron` scheduler with per-tick leases.
+//! * [`healthcheck`] — `api healthcheck`, a dependency-free HTTP probe.
 
 pub mod config;
+pub mod cron;
 pub mod db;
 pub mod error;
+pub mod healthcheck;
+pub mod jobs;
 pub mod request_log;
 pub mod routes;
 pub mod seed;
+pub mod sessions;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

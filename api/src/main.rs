@@ -10,7 +10,7 @@ use anyhow::Context;
 use api::config::{log_filter, Settings};
 use api::db::Db;
 use api::startup::Application;
-use api::telemetry::{get_subscriber, init_subscriber};
+use api::telemetry::{get_process_subscriber, init_subscriber};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -26,6 +26,12 @@ enum Command {
     Serve,
     /// Apply database migrations for the configured backend, then exit.
     Migrate,
+    /// Process background jobs (bulk imports) until SIGTERM/SIGINT.
+    Worker,
+    /// Run scheduled tasks (CRON_PURGE, CRON_STATS) until SIGTERM/SIGINT.
+    Cron,
+    /// GET http://127.0.0.1:$PORT/healthz; exit 0 on 200, else 1 (for HEALTHCHECK).
+    Healthcheck,
     /// Insert N generated users (batched), then exit.
     Seed {
         /// Number of users to create.
@@ -41,7 +47,16 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let subscriber = get_subscriber("api", &log_filter(&env), std::io::stdout);
+    let process_type = match &cli.command {
+        None | Some(Command::Serve) => "web",
+        Some(Command::Migrate) => "migrate",
+        Some(Command::Worker) => "worker",
+        Some(Command::Cron) => "cron",
+        Some(Command::Seed { .. }) => "seed",
+        Some(Command::Healthcheck) => return healthcheck(&env).await,
+    };
+    let subscriber =
+        get_process_subscriber("api", process_type, &log_filter(&env), std::io::stdout);
     if let Err(e) = init_subscriber(subscriber) {
         eprintln!("error: cannot install logger: {e}");
         return ExitCode::FAILURE;
@@ -69,6 +84,40 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `api healthcheck`: no logger, one line on stdout or stderr, exit 0 or 1.
+async fn healthcheck(env: &HashMap<String, String>) -> ExitCode {
+    let port = match env.get("PORT").map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        None => api::config::DEFAULT_PORT,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                eprintln!("unhealthy: invalid PORT {p:?}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match api::healthcheck::check(port, api::healthcheck::TIMEOUT).await {
+        Ok(()) => {
+            println!("healthy: GET http://127.0.0.1:{port}/healthz -> 200");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A receiver that turns true on SIGTERM/SIGINT.
+fn shutdown_flag() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        api::shutdown::shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 async fn run(cli: Cli, env: &HashMap<String, String>) -> anyhow::Result<()> {
     let settings = Settings::from_env_map(env)?;
     match cli.command.unwrap_or(Command::Serve) {
@@ -87,6 +136,23 @@ async fn run(cli: Cli, env: &HashMap<String, String>) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             db.close().await;
         }
+        Command::Worker => {
+            let db = Db::connect_lazy(&settings.database)?;
+            if settings.database.auto_migrate {
+                db.migrate().await?;
+            }
+            api::jobs::run_worker(db.clone(), settings.jobs.clone(), shutdown_flag()).await;
+            db.close().await;
+        }
+        Command::Cron => {
+            let db = Db::connect_lazy(&settings.database)?;
+            if settings.database.auto_migrate {
+                db.migrate().await?;
+            }
+            api::cron::run_cron(db.clone(), settings.cron.clone(), shutdown_flag()).await;
+            db.close().await;
+        }
+        Command::Healthcheck => unreachable!("handled before logging is set up"),
         Command::Seed { count, batch_size } => {
             let db = Db::connect_lazy(&settings.database)?;
             if settings.database.auto_migrate {

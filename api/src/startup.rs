@@ -22,6 +22,7 @@ use crate::db::{Db, SetupError};
 use crate::error::panic_response;
 use crate::request_log::log_request;
 use crate::routes::{router, AppState};
+use crate::sessions::SessionStore;
 use crate::shutdown::shutdown_signal;
 
 /// Errors that prevent the service from starting.
@@ -30,6 +31,9 @@ pub enum StartupError {
     /// Database URL or migration problem.
     #[error(transparent)]
     Database(#[from] SetupError),
+    /// `REDIS_URL` could not be used.
+    #[error("session store: {0}")]
+    Sessions(String),
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -75,7 +79,19 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?
             .port();
-        let app = router(AppState { db: db.clone() }, settings.test_hooks)
+        let sessions = SessionStore::new(
+            settings.redis_url.as_deref(),
+            db.clone(),
+            settings.session_ttl,
+        )
+        .map_err(|e| StartupError::Sessions(e.to_string()))?;
+        tracing::info!(store = sessions.kind(), "session store");
+        let state = AppState {
+            db: db.clone(),
+            sessions,
+            job_max_attempts: settings.jobs.max_attempts,
+        };
+        let app = router(state, settings.test_hooks)
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(axum::middleware::from_fn_with_state(
                 dbs.backend,

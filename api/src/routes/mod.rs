@@ -4,19 +4,24 @@
 //! route is documented in the generated OpenAPI (`/openapi.json`), except the
 //! test-only hooks that exist only when `API_TEST_HOOKS=1`.
 
+pub mod auth;
 pub mod health;
+pub mod jobs;
 pub mod openapi;
+pub mod sessions;
 pub mod test_hooks;
 pub mod users;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::db::Db;
 use crate::error;
+use crate::sessions::SessionStore;
 
-/// Maximum accepted request body size (64 KiB); larger bodies get a 413 problem.
+/// Maximum accepted request body size (64 KiB; `POST /users/import` allows
+/// 64 MiB); larger bodies get a 413 problem.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Shared state of all handlers.
@@ -24,6 +29,10 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 pub struct AppState {
     /// The database.
     pub db: Db,
+    /// Where sessions live (Redis or the database).
+    pub sessions: SessionStore,
+    /// `max_attempts` of newly queued jobs.
+    pub job_max_attempts: i64,
 }
 
 /// Build the router (without the request-logging and panic layers, which
@@ -37,6 +46,13 @@ pub fn router(state: AppState, test_hooks: bool) -> Router {
                 .patch(users::update_user)
                 .delete(users::delete_user),
         )
+        .route(
+            "/users/import",
+            post(jobs::import_users).layer(DefaultBodyLimit::max(jobs::IMPORT_LIMIT_BYTES)),
+        )
+        .route("/jobs/{id}", get(jobs::get_job))
+        .route("/sessions", post(sessions::create_session))
+        .route("/sessions/current", delete(sessions::delete_session))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/openapi.json", get(openapi::openapi_json));

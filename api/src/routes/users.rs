@@ -7,12 +7,13 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::require_session;
 use super::AppState;
 use crate::db::User;
 use crate::error::{ApiError, Problem};
@@ -43,12 +44,25 @@ pub struct UserPage {
 }
 
 /// Body of `POST /users`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewUser {
     /// 1–100 characters after trimming.
     pub name: Option<String>,
     /// A syntactically valid address; stored lower-cased.
     pub email: Option<String>,
+    /// Optional password (at least 8 characters) for `POST /sessions`;
+    /// stored as an argon2id hash, never returned or logged.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// Body of `PATCH /users/{id}`; absent fields are left unchanged.
@@ -147,10 +161,26 @@ pub async fn create_user(
             None
         }
     };
+    if let Some(p) = &body.password {
+        if p.chars().count() < crate::jobs::PASSWORD_MIN_CHARS {
+            errors.push(FieldError::new(
+                "password",
+                "length",
+                format!(
+                    "must be at least {} characters",
+                    crate::jobs::PASSWORD_MIN_CHARS
+                ),
+            ));
+        }
+    }
     let (Some(name), Some(email), true) = (name, email, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let user = state.db.create_user(&name, &email).await?;
+    let hash = match body.password {
+        Some(p) => Some(crate::sessions::hash_password(p).await?),
+        None => None,
+    };
+    let user = state.db.create_user(&name, &email, hash.as_deref()).await?;
     let location = format!("/users/{}", user.id);
     Ok((
         StatusCode::CREATED,
@@ -160,20 +190,24 @@ pub async fn create_user(
         .into_response())
 }
 
-/// Change a user's name and/or email.
+/// Change a user's name and/or email (requires a session).
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UserPatch,
+    security(("bearer" = [])),
     params(("id" = i64, Path, description = "User id")),
     responses(
         (status = 200, description = "The updated user", body = User),
+        (status = 401, description = "Missing, expired or revoked bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Email already used", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
     State(state): State<AppState>,
+    headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
     body: Result<Json<UserPatch>, JsonRejection>,
 ) -> Result<Json<User>, ApiError> {
+    require_session(&state, &headers).await?;
     let Path(id) = id?;
     let Json(body) = body?;
     let mut errors = Vec::new();
@@ -194,17 +228,21 @@ pub async fn update_user(
     ))
 }
 
-/// Delete a user.
+/// Delete a user (requires a session).
 #[utoipa::path(delete, path = "/users/{id}", tag = "users",
+    security(("bearer" = [])),
     params(("id" = i64, Path, description = "User id")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing, expired or revoked bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_user(
     State(state): State<AppState>,
+    headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
+    require_session(&state, &headers).await?;
     let Path(id) = id?;
     state.db.delete_user(id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -55,6 +55,7 @@ async fn every_log_line_is_bunyan_json_with_request_fields() {
             assert!(!r[key].is_null(), "missing {key} in {r}");
         }
         assert_eq!(r["name"], "api");
+        assert_eq!(r["process_type"], "web", "process_type in {r}");
     }
     let completed: Vec<&Value> = records
         .iter()
@@ -392,4 +393,53 @@ async fn migrate_and_seed_subcommands() {
     let settings = api::config::DatabaseSettings::from_url(&url).unwrap();
     let db = api::db::Db::connect_lazy(&settings).unwrap();
     assert_eq!(db.count_users().await.unwrap(), 1244);
+}
+
+fn healthcheck(port: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .arg("healthcheck")
+        .env_clear()
+        .env("PORT", port)
+        .output()
+        .expect("run api healthcheck")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_subcommand_exits_0_on_200_else_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_env(&dir);
+    let mut app = BinaryApp::spawn(
+        &["serve"],
+        &[("DATABASE_URL", &url), ("PORT", "0")],
+        dir.path(),
+    );
+    let port = app.port.expect("server port").to_string();
+    let out = tokio::task::spawn_blocking(move || healthcheck(&port))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("healthy"));
+
+    // Nothing listens on the port once the server is gone.
+    let port = app.port.unwrap().to_string();
+    app.signal("TERM");
+    assert!(app.wait_exit(Duration::from_secs(10)).success());
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking(move || healthcheck(&port))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unhealthy"));
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    // A listener that never answers: bounded by the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking(move || healthcheck(&port))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(silent);
 }

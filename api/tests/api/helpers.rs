@@ -27,6 +27,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Db,
     pub backend: TestBackend,
+    /// URL of the app's (migrated) database, for child processes.
+    pub db_url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -150,27 +152,39 @@ pub async fn spawn_app_with(
 ) -> Option<TestApp> {
     init_tracing();
     let (database, dir) = fresh_database(backend).await?;
-    let mut settings = Settings {
-        host: "127.0.0.1".into(),
-        port: 0,
-        shutdown_timeout: Duration::from_secs(5),
-        database,
-        test_hooks: false,
-    };
+    let db_url = database.url.clone();
+    let mut settings = Settings::from_env_map(&Default::default()).expect("default settings");
+    settings.host = "127.0.0.1".into();
+    settings.port = 0;
+    settings.shutdown_timeout = Duration::from_secs(5);
+    settings.database = database;
     tweak(&mut settings);
     let app = Application::build(settings).await.expect("build app");
     let port = app.port();
     let db = app.db().clone();
     tokio::spawn(app.run_with_shutdown(std::future::pending()));
+    // The default client carries a valid bearer token (a database session of
+    // a user id no row has), so PATCH/DELETE tests need no log-in; tests of
+    // authentication itself use their own clients.
+    let store = api::sessions::SessionStore::new(None, db.clone(), Duration::from_secs(3600))
+        .expect("session store");
+    let token = store.create(0).await.expect("test session").token;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
     Some(TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()
             .unwrap(),
         db,
         backend,
+        db_url,
         _dir: dir,
     })
 }
@@ -232,6 +246,38 @@ impl BinaryApp {
             std::thread::sleep(Duration::from_millis(5));
         }
         app
+    }
+
+    /// Start `api <args>` (a worker, cron, ...) without waiting for anything.
+    pub fn spawn_process(args: &[&str], envs: &[(&str, &str)], cwd: &std::path::Path) -> BinaryApp {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(envs.iter().copied())
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn api binary");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        pump(child.stdout.take().unwrap(), stdout.clone());
+        pump(child.stderr.take().unwrap(), stderr.clone());
+        BinaryApp {
+            child,
+            port: None,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Parsed JSON log records of stdout so far.
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        self.stdout_lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     fn find_port(&self) -> Option<u16> {
@@ -296,6 +342,40 @@ impl Drop for BinaryApp {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Create a user with a password and log in; returns (user id, token).
+pub async fn sign_up_and_log_in(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> (i64, String) {
+    let r = client
+        .post(format!("{base}/users"))
+        .json(&serde_json::json!({"name": "Session User", "email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let user: serde_json::Value = r.json().await.unwrap();
+    assert!(user.get("password").is_none() && user.get("password_hash").is_none());
+    let token = log_in(client, base, email, password).await;
+    (user["id"].as_i64().unwrap(), token)
+}
+
+/// POST /sessions; returns the token (asserts 201).
+pub async fn log_in(client: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let r = client
+        .post(format!("{base}/sessions"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["expires_at"].is_string());
+    body["token"].as_str().unwrap().to_owned()
 }
 
 /// Assert a response is an RFC 9457 problem with this status; return the body.

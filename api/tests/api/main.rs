@@ -6,4 +6,5 @@
 mod binary;
 mod config;
 mod helpers;
+mod sessions;
 mod users;
