@@ -393,6 +393,11 @@ async fn migrate_and_seed_subcommands() {
     let settings = api::config::DatabaseSettings::from_url(&url).unwrap();
     let db = api::db::Db::connect_lazy(&settings).unwrap();
     assert_eq!(db.count_users().await.unwrap(), 1244);
+    for (p, kind) in [(&m, "migrate"), (&s, "seed")] {
+        for r in parse_all(&p.stdout_lines()) {
+            assert_eq!(r["process_type"], kind, "{r}");
+        }
+    }
 }
 
 fn healthcheck(port: &str) -> std::process::Output {

@@ -479,8 +479,24 @@ async fn health_ready_and_openapi(app: TestApp) {
         .await
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for p in ["/users", "/users/{id}", "/healthz", "/readyz"] {
+    for p in [
+        "/users",
+        "/users/{id}",
+        "/healthz",
+        "/readyz",
+        "/sessions",
+        "/sessions/current",
+        "/users/import",
+        "/jobs/{id}",
+    ] {
         assert!(doc["paths"][p].is_object(), "missing {p}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert!(doc["components"]["schemas"]["Job"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["paths"]["/users/{id}"]["patch"]["security"].is_array());
+    assert!(doc["paths"]["/users/{id}"]["patch"]["responses"]["401"].is_object());
 }
