@@ -155,13 +155,41 @@ pub struct Settings {
     /// Enable test-only routes under `/__test/` (`API_TEST_HOOKS=1`; off by default).
     pub test_hooks: bool,
     /// Session store (`REDIS_URL`; unset = sessions table in the database).
-    pub redis_url: Option<String>,
+    pub redis_url: Option<RedisUrl>,
     /// Session lifetime (`SESSION_TTL`, default 24h).
     pub session_ttl: Duration,
     /// Background job settings (`JOB_*`).
     pub jobs: JobSettings,
     /// Cron expressions (`CRON_*`).
     pub cron: CronSettings,
+}
+
+/// A Redis URL; its `Debug` form hides any password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(pub String);
+
+impl RedisUrl {
+    /// The full URL (may contain a password: do not log).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl From<String> for RedisUrl {
+    fn from(s: String) -> Self {
+        RedisUrl(s)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted())
+    }
 }
 
 /// Settings of `api worker`.
@@ -306,7 +334,7 @@ impl Settings {
         let redis_url = match get("REDIS_URL") {
             None => None,
             Some(v) if v.starts_with("redis://") || v.starts_with("rediss://") => {
-                Some(v.to_owned())
+                Some(RedisUrl(v.to_owned()))
             }
             Some(v) => {
                 return Err(ConfigError::new(
@@ -597,7 +625,13 @@ mod tests {
             ("CRON_STATS", "* * * * * *"),
         ]))
         .unwrap();
-        assert_eq!(s.redis_url.as_deref(), Some("redis://127.0.0.1:6379/"));
+        assert_eq!(
+            s.redis_url.as_ref().map(RedisUrl::as_str),
+            Some("redis://127.0.0.1:6379/")
+        );
+        let with_pw =
+            Settings::from_env_map(&env(&[("REDIS_URL", "redis://:s3cret@r:6379/0")])).unwrap();
+        assert!(!format!("{with_pw:?}").contains("s3cret"));
         assert_eq!(s.session_ttl, Duration::from_secs(2));
         assert_eq!(s.jobs.lease, Duration::from_secs(2));
         assert_eq!(s.jobs.batch_size, 100);

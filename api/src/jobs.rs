@@ -735,23 +735,29 @@ async fn process_import(
     let mut done = job.progress_done.clamp(0, total);
     while done < total {
         let end = (done + settings.batch_size as i64).min(total);
-        let mut users = Vec::with_capacity((end - done) as usize);
+        let mut parsed = Vec::with_capacity((end - done) as usize);
         let mut errors = 0i64;
         for line in &recs[done as usize..end as usize] {
             match parse_record(line, format, csv) {
-                Ok((name, email, password)) => {
-                    let hash = match password {
-                        Some(p) => Some(
-                            sessions::hash_password(p)
-                                .await
-                                .map_err(|e| e.to_string())?,
-                        ),
-                        None => None,
-                    };
-                    users.push((name, email, hash));
-                }
+                Ok(u) => parsed.push(u),
                 Err(_) => errors += 1,
             }
+        }
+        // argon2 is CPU-bound: hash the batch's passwords in parallel on
+        // blocking threads.
+        let hashes = futures_util::future::join_all(parsed.iter_mut().map(|(_, _, pw)| {
+            let pw = pw.take();
+            async move {
+                match pw {
+                    Some(p) => sessions::hash_password(p).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        }))
+        .await;
+        let mut users = Vec::with_capacity(parsed.len());
+        for ((name, email, _), hash) in parsed.into_iter().zip(hashes) {
+            users.push((name, email, hash.map_err(|e| e.to_string())?));
         }
         let held = db
             .commit_batch(job.id, worker, done, end, &users, errors, settings.lease)

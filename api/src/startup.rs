@@ -80,12 +80,21 @@ impl Application {
             .map_err(|source| StartupError::Bind { addr, source })?
             .port();
         let sessions = SessionStore::new(
-            settings.redis_url.as_deref(),
+            settings.redis_url.as_ref().map(|u| u.as_str()),
             db.clone(),
             settings.session_ttl,
         )
         .map_err(|e| StartupError::Sessions(e.to_string()))?;
-        tracing::info!(store = sessions.kind(), "session store");
+        tracing::info!(
+            store = sessions.kind(),
+            redis_url = settings
+                .redis_url
+                .as_ref()
+                .map(|u| u.redacted())
+                .unwrap_or_default(),
+            session_ttl_s = settings.session_ttl.as_secs(),
+            "session store"
+        );
         let state = AppState {
             db: db.clone(),
             sessions,

@@ -55,7 +55,7 @@ async fn redis_outage_gives_503_for_authenticated_calls_and_recovers() {
         return;
     };
     // SQLite, so the PostgreSQL outage test running alongside cannot interfere.
-    let app = helpers::spawn_app_with(TestBackend::Sqlite, |s| s.redis_url = Some(redis))
+    let app = helpers::spawn_app_with(TestBackend::Sqlite, |s| s.redis_url = Some(redis.into()))
         .await
         .unwrap();
     let c = reqwest::Client::new();

@@ -143,7 +143,7 @@ async fn redis_store_login_logout() {
     let Some(redis) = service_url("TEST_REDIS_URL") else {
         return;
     };
-    let app = spawn_app_with(TestBackend::Sqlite, |s| s.redis_url = Some(redis))
+    let app = spawn_app_with(TestBackend::Sqlite, |s| s.redis_url = Some(redis.into()))
         .await
         .unwrap();
     login_flow(app).await;
@@ -165,7 +165,7 @@ async fn redis_sessions_expire() {
         return;
     };
     let app = spawn_app_with(TestBackend::Sqlite, |s| {
-        s.redis_url = Some(redis);
+        s.redis_url = Some(redis.into());
         s.session_ttl = Duration::from_secs(1);
     })
     .await
