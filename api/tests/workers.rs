@@ -435,3 +435,53 @@ async fn postgres_two_cron_processes_run_each_tick_once() {
 async fn sqlite_two_cron_processes_run_each_tick_once() {
     two_cron_processes_run_each_tick_once(TestBackend::Sqlite).await;
 }
+
+/// The purge task deletes expired database sessions and finished jobs older
+/// than `JOB_RETENTION`, and keeps everything else.
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_task_deletes_expired_sessions_and_old_jobs() {
+    let app = spawn_app(TestBackend::Sqlite).await.unwrap();
+    let short =
+        api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_millis(1)).unwrap();
+    let expired = short.create(1).await.unwrap().token;
+    let long =
+        api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_secs(3600)).unwrap();
+    let live = long.create(1).await.unwrap().token;
+    let dir = tempfile::tempdir().unwrap();
+    let id = upload(&app, ndjson(3, "purge"), "application/x-ndjson").await;
+    let queued = upload(&app, ndjson(3, "purge2"), "application/x-ndjson").await;
+    let mut w = worker(&app, &dir, &[]);
+    wait_job(&app, id, Duration::from_secs(30), |j| j["state"] == "done").await;
+    wait_job(&app, queued, Duration::from_secs(30), |j| {
+        j["state"] == "done"
+    })
+    .await;
+    w.signal("TERM");
+    assert!(w.wait_exit(Duration::from_secs(10)).success());
+    let third = upload(&app, ndjson(3, "purge3"), "application/x-ndjson").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let cron = api::config::CronSettings {
+        job_retention: Duration::from_millis(10),
+        ..Default::default()
+    };
+    api::cron::run_task(&app.db, &cron, api::cron::Task::Purge, 0)
+        .await
+        .unwrap();
+    assert_eq!(short.validate(&expired).await.unwrap(), None);
+    assert_eq!(long.validate(&live).await.unwrap(), Some(1));
+    let Db::Sqlite(p) = &app.db else {
+        unreachable!()
+    };
+    let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 2, "the live session and the test client's remain");
+    assert!(app.db.get_job(id).await.unwrap().is_none());
+    assert!(app.db.get_job(queued).await.unwrap().is_none());
+    assert_eq!(
+        app.db.get_job(third).await.unwrap().unwrap().state,
+        "queued"
+    );
+}
