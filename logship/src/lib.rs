@@ -6,10 +6,12 @@
 //! - [`config`]: Fluentd-syntax config files → a syntax tree → typed plugin configs.
 //! - [`pipeline`]: tag patterns, the router (filters, then the first matching `<match>`).
 //! - [`filter`]: `parser`, `record_transformer`, `concat` (Docker partial lines).
-//! - [`output`]: `stdout`, `file`, `null`, `copy`.
+//! - [`output`]: `stdout`, `file`, `null`, `copy`, `elasticsearch`.
+//! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 
+pub mod buffer;
 pub mod cli;
 pub mod config;
 pub mod event;

@@ -315,7 +315,7 @@ fn check_config_good_and_broken() {
         .unwrap();
     assert_eq!(es.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&es.stderr).contains(
-        "warning: output @type elasticsearch is parsed and checked but not implemented yet"
+        "warning: output @type elasticsearch with <buffer> @type file is parsed and checked but not implemented yet"
     ));
 
     let bad = Command::new(BIN)

@@ -190,8 +190,8 @@ pub enum OutputConfig {
     /// `<store>`s with their `@id`.
     Copy(Vec<(Option<String>, OutputConfig)>),
     Relabel(String),
-    /// Parsed and checked; not runnable yet (a later issue).
-    Elasticsearch(ElasticsearchConfig),
+    /// `output::elasticsearch` (memory buffer only; `<buffer @type file>` is refused by `run`).
+    Elasticsearch(Box<ElasticsearchConfig>),
     /// Parsed and checked; not runnable yet (a later issue).
     Forward(ForwardOutputConfig),
 }
@@ -282,6 +282,19 @@ pub struct ElasticsearchConfig {
     pub request_timeout: Duration,
     pub ssl_verify: bool,
     pub suppress_type_name: bool,
+    pub logstash_prefix_separator: String,
+    pub utc_index: bool,
+    /// `create` (default) or `index`.
+    pub write_operation: String,
+    pub template_name: Option<String>,
+    pub template_file: Option<String>,
+    pub template_overwrite: bool,
+    /// Largest `_bulk` body in bytes before a chunk is split into several requests.
+    pub bulk_message_request_threshold: Option<u64>,
+    /// gzip level 0..=9 for request bodies; `None` = no compression.
+    pub compression_level: Option<u32>,
+    /// JSON-lines file for events Elasticsearch rejected (or `<secondary> @type file path`).
+    pub dead_letter_path: Option<String>,
     pub buffer: Option<BufferConfig>,
 }
 
@@ -532,8 +545,21 @@ fn describe_output(o: &OutputConfig) -> String {
         ),
         OutputConfig::Relabel(l) => format!("relabel -> {l}"),
         OutputConfig::Elasticsearch(e) => format!(
-            "elasticsearch hosts={} (not runnable yet)",
-            e.hosts.join(",")
+            "elasticsearch hosts={} index={}{}",
+            e.hosts.join(","),
+            if e.logstash_format {
+                format!(
+                    "{}{}{}",
+                    e.logstash_prefix, e.logstash_prefix_separator, e.logstash_dateformat
+                )
+            } else {
+                e.index_name.clone()
+            },
+            if e.buffer.as_ref().is_some_and(|b| b.is_file) {
+                " (<buffer @type file>: not runnable yet)"
+            } else {
+                ""
+            }
         ),
         OutputConfig::Forward(f) => format!(
             "forward servers={} (not runnable yet)",
@@ -1287,7 +1313,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             if hosts.is_empty() {
                 hosts.push(format!("{host}:{port}"));
             }
-            let cfg = ElasticsearchConfig {
+            let mut cfg = ElasticsearchConfig {
                 hosts,
                 scheme,
                 path: s.string("path"),
@@ -1305,28 +1331,54 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 request_timeout: s.time("request_timeout").unwrap_or(Duration::from_secs(5)),
                 ssl_verify: s.bool("ssl_verify", true),
                 suppress_type_name: s.bool("suppress_type_name", false),
+                logstash_prefix_separator: s.string_or("logstash_prefix_separator", "-"),
+                utc_index: s.bool("utc_index", true),
+                write_operation: s.one_of("write_operation", &["create", "index"], "create"),
+                template_name: s.string("template_name"),
+                template_file: s.string("template_file"),
+                template_overwrite: s.bool("template_overwrite", false),
+                bulk_message_request_threshold: s.size("bulk_message_request_threshold"),
+                compression_level: s.int::<u32>("compression_level", "integer"),
+                dead_letter_path: s.string("dead_letter_path"),
                 buffer: buffer_section(&mut s),
             };
+            if let Some(l) = cfg.compression_level {
+                if l > 9 {
+                    s.error(&el.loc, format!("compression_level must be 0..9, got {l}"));
+                }
+            }
+            if cfg.template_name.is_some() != cfg.template_file.is_some() {
+                s.error(
+                    &el.loc,
+                    "template_name and template_file must be given together".into(),
+                );
+            }
+            for sec in s.children("secondary") {
+                let ty = sec.param("@type").map(|p| p.value.as_str()).unwrap_or("");
+                match (ty, sec.param("path")) {
+                    ("file" | "secondary_file", Some(p)) if cfg.dead_letter_path.is_none() => {
+                        cfg.dead_letter_path = Some(p.value.clone());
+                    }
+                    _ => s.error(
+                        &sec.loc,
+                        "<secondary> of @type elasticsearch must be '@type file' with a 'path' (or use dead_letter_path)".into(),
+                    ),
+                }
+            }
             s.raw("type_name");
-            s.raw("logstash_prefix_separator");
             s.bool("reconnect_on_error", false);
             s.bool("reload_connections", true);
             s.bool("reload_on_failure", false);
             s.bool("log_es_400_reason", false);
             s.bool("verify_es_version_at_startup", true);
             s.int::<u32>("default_elasticsearch_version", "integer");
-            s.bool("utc_index", true);
             s.raw("target_index_key");
-            s.raw("template_name");
-            s.raw("template_file");
-            s.bool("template_overwrite", false);
             s.int::<u32>("max_retry_putting_template", "integer");
             s.bool("with_transporter_log", false);
-            s.size("bulk_message_request_threshold");
             s.one_of("http_backend", &["excon", "typhoeus"], "excon");
             s.raw("ssl_version");
             s.raw("ca_file");
-            OutputConfig::Elasticsearch(cfg)
+            OutputConfig::Elasticsearch(Box::new(cfg))
         }
         _ => {
             let mut servers = Vec::new();

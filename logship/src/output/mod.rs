@@ -1,9 +1,10 @@
-//! Outputs: where matched events go. `stdout`, `null`, `file`, `copy` (and `relabel`, which
-//! the router handles).
+//! Outputs: where matched events go. `stdout`, `null`, `file`, `copy`, `elasticsearch` (and
+//! `relabel`, which the router handles).
 //!
 //! An output's `emit` resolves once it **holds** the batch: for stdout and file that means
 //! written (and flushed) — this issue has no buffering, so an output writes through.
 
+pub mod elasticsearch;
 pub mod file;
 pub mod stdout;
 pub mod timefmt;

@@ -86,11 +86,15 @@ impl Output for RelabelOutput {
 }
 
 /// Builds the output for `cfg` (stdout, null, file, copy). Relabel is built by the router.
-pub fn build_output(cfg: &OutputConfig, _id: Option<&str>) -> Result<Arc<dyn Output>, String> {
+pub fn build_output(cfg: &OutputConfig, id: Option<&str>) -> Result<Arc<dyn Output>, String> {
     Ok(match cfg {
         OutputConfig::Stdout(s) => Arc::new(StdoutOutput::new(s.format)),
         OutputConfig::Null => Arc::new(NullOutput),
         OutputConfig::File(f) => Arc::new(FileOutput::new(f)),
+        OutputConfig::Elasticsearch(e) => Arc::new(
+            crate::output::elasticsearch::ElasticsearchOutput::new(e, id)
+                .map_err(|e| format!("@type elasticsearch: {e}"))?,
+        ),
         other => {
             return Err(format!(
                 "output @type {} is not implemented yet (the configuration is valid)",

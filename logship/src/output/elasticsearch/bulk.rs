@@ -1,0 +1,255 @@
+//! HTTP to Elasticsearch: one keep-alive client per output, hosts in round robin with failover,
+//! and classification of `_bulk` responses item by item.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::config::EsSettings;
+
+/// Why a request got no HTTP response from any host.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// A response: status and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
+/// The HTTP side of an output.
+pub struct EsHttp {
+    client: reqwest::Client,
+    bases: Vec<String>,
+    next: AtomicUsize,
+    user: Option<String>,
+    password: Option<String>,
+    compression: Option<u32>,
+}
+
+impl EsHttp {
+    pub fn new(s: &EsSettings) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(s.request_timeout)
+            .connect_timeout(s.request_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            bases: s.base_urls.clone(),
+            next: AtomicUsize::new(0),
+            user: s.user.clone(),
+            password: s.password.clone(),
+            compression: s.compression_level,
+        })
+    }
+
+    /// Sends `method path` to the next host; on a transport error tries the others in turn.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&[u8], &'static str)>,
+    ) -> Result<Response, TransportError> {
+        let n = self.bases.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut errors = Vec::new();
+        let payload = match (body, self.compression) {
+            (Some((b, _)), Some(level)) => {
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(b.len() / 4),
+                    flate2::Compression::new(level),
+                );
+                enc.write_all(b)
+                    .and_then(|()| enc.finish())
+                    .map(Some)
+                    .map_err(|e| TransportError(format!("gzip: {e}")))?
+            }
+            (Some((b, _)), None) => Some(b.to_vec()),
+            (None, _) => None,
+        };
+        for i in 0..n {
+            let base = &self.bases[(start + i) % n];
+            let url = format!("{base}/{path}");
+            let mut req = self.client.request(method.clone(), &url);
+            if let Some(u) = &self.user {
+                req = req.basic_auth(u, self.password.as_ref());
+            }
+            if let (Some(p), Some((_, ct))) = (&payload, body) {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, ct)
+                    .body(p.clone());
+                if self.compression.is_some() {
+                    req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+                }
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    match resp.bytes().await {
+                        Ok(body) => return Ok(Response { status, body }),
+                        Err(e) => errors.push(format!("{base}: reading the response: {e}")),
+                    }
+                }
+                Err(e) => errors.push(format!("{base}: {}", error_chain(&e))),
+            }
+        }
+        Err(TransportError(errors.join("; ")))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// What happened to one item of a bulk request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ItemOutcome {
+    /// 200/201.
+    Indexed,
+    /// 409 on `create`: the document is already there (a resend).
+    Duplicate,
+    /// 429 or 5xx: send it again later.
+    Retry(String),
+    /// Any other failure (mapping conflict, bad document): goes to the dead letter.
+    Reject(serde_json::Value),
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    #[serde(default)]
+    errors: bool,
+    #[serde(default)]
+    items: Vec<std::collections::HashMap<String, BulkItem>>,
+}
+
+#[derive(Deserialize)]
+struct BulkItem {
+    status: u16,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+/// What a whole `_bulk` response means for its `n` items.
+#[derive(Debug)]
+pub enum BulkOutcome {
+    /// One outcome per item, in request order.
+    Items(Vec<ItemOutcome>),
+    /// The request as a whole should be retried (429/5xx, unreadable or mismatched response).
+    RetryAll(String),
+    /// The request as a whole was refused (4xx other than 429): every item to the dead letter.
+    RejectAll(serde_json::Value),
+}
+
+/// Classifies a `_bulk` response for a request of `n` items sent with `create` or `index`.
+pub fn classify(status: u16, body: &[u8], n: usize, create: bool) -> BulkOutcome {
+    let text = || String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
+    if status == 429 || status >= 500 {
+        return BulkOutcome::RetryAll(format!("HTTP {status}: {}", text()));
+    }
+    if !(200..300).contains(&status) {
+        let err = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("error").cloned())
+            .unwrap_or_else(|| serde_json::Value::String(text()));
+        return BulkOutcome::RejectAll(serde_json::json!({"status": status, "error": err}));
+    }
+    let resp: BulkResponse = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return BulkOutcome::RetryAll(format!("unreadable bulk response ({e}): {}", text()))
+        }
+    };
+    if !resp.errors && resp.items.is_empty() {
+        // Some proxies strip items; without errors everything was stored.
+        return BulkOutcome::Items(vec![ItemOutcome::Indexed; n]);
+    }
+    if resp.items.len() != n {
+        return BulkOutcome::RetryAll(format!(
+            "bulk response has {} items for {n} sent",
+            resp.items.len()
+        ));
+    }
+    BulkOutcome::Items(
+        resp.items
+            .into_iter()
+            .map(|m| {
+                let Some(item) = m.into_values().next() else {
+                    return ItemOutcome::Retry("empty bulk item".into());
+                };
+                match item.status {
+                    200..=299 => ItemOutcome::Indexed,
+                    409 if create => ItemOutcome::Duplicate,
+                    429 | 500..=599 => ItemOutcome::Retry(format!(
+                        "status {}: {}",
+                        item.status,
+                        item.error.map(|e| e.to_string()).unwrap_or_default()
+                    )),
+                    s => ItemOutcome::Reject(serde_json::json!({
+                        "status": s,
+                        "error": item.error.unwrap_or(serde_json::Value::Null),
+                    })),
+                }
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_item_classification() {
+        let body = br#"{"took":1,"errors":true,"items":[
+            {"create":{"status":201}},
+            {"create":{"status":409,"error":{"type":"version_conflict_engine_exception"}}},
+            {"create":{"status":429,"error":{"type":"es_rejected_execution_exception"}}},
+            {"create":{"status":400,"error":{"type":"mapper_parsing_exception","reason":"failed to parse field [status]"}}},
+            {"create":{"status":503}}]}"#;
+        let BulkOutcome::Items(o) = classify(200, body, 5, true) else {
+            panic!()
+        };
+        assert_eq!(o[0], ItemOutcome::Indexed);
+        assert_eq!(o[1], ItemOutcome::Duplicate);
+        assert!(matches!(o[2], ItemOutcome::Retry(_)));
+        assert!(
+            matches!(&o[3], ItemOutcome::Reject(v) if v["error"]["type"] == "mapper_parsing_exception")
+        );
+        assert!(matches!(o[4], ItemOutcome::Retry(_)));
+        assert!(matches!(
+            classify(503, b"", 5, true),
+            BulkOutcome::RetryAll(_)
+        ));
+        assert!(matches!(
+            classify(200, b"{\"errors\":true,\"items\":[]}", 5, true),
+            BulkOutcome::RetryAll(_)
+        ));
+        assert!(matches!(
+            classify(400, b"{\"error\":\"x\"}", 5, true),
+            BulkOutcome::RejectAll(_)
+        ));
+        let BulkOutcome::Items(o) = classify(
+            200,
+            br#"{"errors":true,"items":[{"index":{"status":409}}]}"#,
+            1,
+            false,
+        ) else {
+            panic!()
+        };
+        assert!(matches!(o[0], ItemOutcome::Reject(_)));
+    }
+}

@@ -1,0 +1,299 @@
+//! Deterministic document ids, and the few msgpack look-ups the encoder needs.
+//!
+//! `_id` = lower-case hex of xxh3-128 over: the tag, the event time (seconds and nanoseconds,
+//! little endian) and the record in **canonical form**: map entries sorted by their canonical
+//! key, recursively; integers by value whatever their width; str and bin by content; float32
+//! widened to float64. Two encodings of the same record (Docker's Go client writes map keys in
+//! random order) therefore get the same id, so a resent chunk or a retried bulk request hits
+//! the existing document (409 with `create`) instead of indexing it twice.
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::event::EventTime;
+
+const MAX_DEPTH: usize = 128;
+
+/// A record that is not well-formed msgpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed;
+
+fn take<'a>(b: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], Malformed> {
+    let end = pos.checked_add(n).ok_or(Malformed)?;
+    let s = b.get(*pos..end).ok_or(Malformed)?;
+    *pos = end;
+    Ok(s)
+}
+
+fn be(b: &[u8], pos: &mut usize, n: usize) -> Result<u64, Malformed> {
+    Ok(take(b, pos, n)?
+        .iter()
+        .fold(0u64, |a, &x| (a << 8) | u64::from(x)))
+}
+
+/// The header of the value at `pos`.
+enum Head {
+    Int(i128),
+    Nil,
+    Bool(bool),
+    F64(f64),
+    /// str or bin content.
+    Bytes(usize, usize),
+    Ext(i8, usize, usize),
+    Array(usize),
+    Map(usize),
+}
+
+fn head(b: &[u8], pos: &mut usize) -> Result<Head, Malformed> {
+    let m = *take(b, pos, 1)?.first().ok_or(Malformed)?;
+    let bytes = |pos: &mut usize, n: usize| -> Result<Head, Malformed> {
+        let start = *pos;
+        take(b, pos, n)?;
+        Ok(Head::Bytes(start, n))
+    };
+    Ok(match m {
+        0x00..=0x7f => Head::Int(i128::from(m)),
+        0xe0..=0xff => Head::Int(i128::from(m as i8)),
+        0x80..=0x8f => Head::Map((m & 0x0f) as usize),
+        0x90..=0x9f => Head::Array((m & 0x0f) as usize),
+        0xa0..=0xbf => return bytes(pos, (m & 0x1f) as usize),
+        0xc0 => Head::Nil,
+        0xc2 => Head::Bool(false),
+        0xc3 => Head::Bool(true),
+        0xc4 | 0xd9 => {
+            let n = be(b, pos, 1)? as usize;
+            return bytes(pos, n);
+        }
+        0xc5 | 0xda => {
+            let n = be(b, pos, 2)? as usize;
+            return bytes(pos, n);
+        }
+        0xc6 | 0xdb => {
+            let n = be(b, pos, 4)? as usize;
+            return bytes(pos, n);
+        }
+        0xc7..=0xc9 => {
+            let n = be(b, pos, 1 << (m - 0xc7))? as usize;
+            let ty = be(b, pos, 1)? as u8 as i8;
+            let start = *pos;
+            take(b, pos, n)?;
+            Head::Ext(ty, start, n)
+        }
+        0xca => Head::F64(f64::from(f32::from_bits(be(b, pos, 4)? as u32))),
+        0xcb => Head::F64(f64::from_bits(be(b, pos, 8)?)),
+        0xcc..=0xcf => Head::Int(i128::from(be(b, pos, 1 << (m - 0xcc))?)),
+        0xd0 => Head::Int(i128::from(be(b, pos, 1)? as u8 as i8)),
+        0xd1 => Head::Int(i128::from(be(b, pos, 2)? as u16 as i16)),
+        0xd2 => Head::Int(i128::from(be(b, pos, 4)? as u32 as i32)),
+        0xd3 => Head::Int(i128::from(be(b, pos, 8)? as i64)),
+        0xd4..=0xd8 => {
+            let ty = be(b, pos, 1)? as u8 as i8;
+            let n = 1usize << (m - 0xd4);
+            let start = *pos;
+            take(b, pos, n)?;
+            Head::Ext(ty, start, n)
+        }
+        0xdc => Head::Array(be(b, pos, 2)? as usize),
+        0xdd => Head::Array(be(b, pos, 4)? as usize),
+        0xde => Head::Map(be(b, pos, 2)? as usize),
+        0xdf => Head::Map(be(b, pos, 4)? as usize),
+        _ => return Err(Malformed),
+    })
+}
+
+/// Skips the value at `pos`.
+pub fn skip(b: &[u8], pos: &mut usize) -> Result<(), Malformed> {
+    // Iterative: count of values still to skip.
+    let mut left: usize = 1;
+    while left > 0 {
+        left -= 1;
+        match head(b, pos)? {
+            Head::Array(n) => left = left.checked_add(n).ok_or(Malformed)?,
+            Head::Map(n) => {
+                left = left
+                    .checked_add(n.checked_mul(2).ok_or(Malformed)?)
+                    .ok_or(Malformed)?
+            }
+            _ => {}
+        }
+        if left > b.len() {
+            return Err(Malformed);
+        }
+    }
+    Ok(())
+}
+
+/// For a record (a msgpack map): the byte range of the value of each top-level string key
+/// in `keys` that is present. `Err` when the record is not a well-formed map.
+pub fn find_keys<const N: usize>(
+    record: &[u8],
+    keys: [Option<&str>; N],
+) -> Result<[Option<(usize, usize)>; N], Malformed> {
+    let mut pos = 0;
+    let Head::Map(n) = head(record, &mut pos)? else {
+        return Err(Malformed);
+    };
+    let mut found = [None; N];
+    for _ in 0..n {
+        let k = head(record, &mut pos)?;
+        let vstart = pos;
+        skip(record, &mut pos)?;
+        if let Head::Bytes(s, l) = k {
+            let key = &record[s..s + l];
+            for (i, want) in keys.iter().enumerate() {
+                if want.is_some_and(|w| w.as_bytes() == key) && found[i].is_none() {
+                    found[i] = Some((vstart, pos));
+                }
+            }
+        }
+    }
+    if pos != record.len() {
+        return Err(Malformed);
+    }
+    Ok(found)
+}
+
+/// The string content of the value at `range` of `record`, if it is a str/bin (or an integer,
+/// as text).
+pub fn value_as_string(record: &[u8], range: (usize, usize)) -> Option<String> {
+    let mut pos = range.0;
+    match head(record, &mut pos).ok()? {
+        Head::Bytes(s, l) => Some(String::from_utf8_lossy(&record[s..s + l]).into_owned()),
+        Head::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Appends the canonical encoding of the value at `pos` to `out`.
+fn canon(b: &[u8], pos: &mut usize, out: &mut Vec<u8>, depth: usize) -> Result<(), Malformed> {
+    if depth > MAX_DEPTH {
+        return Err(Malformed);
+    }
+    match head(b, pos)? {
+        Head::Int(i) => {
+            out.push(b'i');
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Head::Nil => out.push(b'n'),
+        Head::Bool(v) => out.push(if v { b't' } else { b'f' }),
+        Head::F64(f) => {
+            out.push(b'd');
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Head::Bytes(s, l) => {
+            out.push(b's');
+            out.extend_from_slice(&(l as u64).to_le_bytes());
+            out.extend_from_slice(&b[s..s + l]);
+        }
+        Head::Ext(ty, s, l) => {
+            out.push(b'e');
+            out.push(ty as u8);
+            out.extend_from_slice(&(l as u64).to_le_bytes());
+            out.extend_from_slice(&b[s..s + l]);
+        }
+        Head::Array(n) => {
+            out.push(b'a');
+            out.extend_from_slice(&(n as u64).to_le_bytes());
+            for _ in 0..n {
+                canon(b, pos, out, depth + 1)?;
+            }
+        }
+        Head::Map(n) => {
+            if n > b.len() {
+                return Err(Malformed);
+            }
+            let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(n);
+            for _ in 0..n {
+                let mut k = Vec::new();
+                canon(b, pos, &mut k, depth + 1)?;
+                let mut v = Vec::new();
+                canon(b, pos, &mut v, depth + 1)?;
+                entries.push((k, v));
+            }
+            entries.sort_unstable();
+            out.push(b'm');
+            out.extend_from_slice(&(n as u64).to_le_bytes());
+            for (k, v) in entries {
+                out.extend_from_slice(&k);
+                out.extend_from_slice(&v);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The 128-bit id of an event.
+pub fn doc_id_u128(tag: &str, time: EventTime, record: &[u8]) -> Result<u128, Malformed> {
+    let mut c = Vec::with_capacity(record.len() + 64);
+    let mut pos = 0;
+    canon(record, &mut pos, &mut c, 0)?;
+    if pos != record.len() {
+        return Err(Malformed);
+    }
+    let mut h = Xxh3::new();
+    h.update(&(tag.len() as u64).to_le_bytes());
+    h.update(tag.as_bytes());
+    h.update(&time.secs.to_le_bytes());
+    h.update(&time.nanos.to_le_bytes());
+    h.update(&c);
+    Ok(h.digest128())
+}
+
+/// Appends the 32 hex digits of the id of an event to `out`.
+pub fn write_doc_id(
+    out: &mut Vec<u8>,
+    tag: &str,
+    time: EventTime,
+    record: &[u8],
+) -> Result<(), Malformed> {
+    let id = doc_id_u128(tag, time, record)?;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..32).rev() {
+        out.push(HEX[((id >> (i * 4)) & 0xf) as usize]);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mp(v: &serde_json::Value) -> Vec<u8> {
+        crate::forward::client::encode_record_from_json(v).to_vec()
+    }
+
+    #[test]
+    fn key_order_and_int_width_do_not_change_the_id() {
+        let t = EventTime::new(1_700_000_000, 5);
+        // {"a":1,"b":{"x":"y","z":[1]}} and the same with keys reversed and a wide int.
+        let a = mp(&serde_json::json!({"a":1,"b":{"x":"y","z":[1]}}));
+        let mut b = vec![
+            0x82, 0xa1, b'b', 0x82, 0xa1, b'z', 0x91, 0x01, 0xa1, b'x', 0xa1, b'y',
+        ];
+        b.extend_from_slice(&[0xa1, b'a', 0xcd, 0x00, 0x01]);
+        assert_eq!(
+            doc_id_u128("t", t, &a).unwrap(),
+            doc_id_u128("t", t, &b).unwrap()
+        );
+        assert_ne!(
+            doc_id_u128("t", t, &a).unwrap(),
+            doc_id_u128("u", t, &a).unwrap()
+        );
+        assert_ne!(
+            doc_id_u128("t", t, &a).unwrap(),
+            doc_id_u128("t", EventTime::new(1_700_000_000, 6), &a).unwrap()
+        );
+        let mut s = Vec::new();
+        write_doc_id(&mut s, "t", t, &a).unwrap();
+        assert_eq!(s.len(), 32);
+        assert!(doc_id_u128("t", t, &[0x82, 0xa1]).is_err());
+    }
+
+    #[test]
+    fn finds_top_level_keys() {
+        let r = mp(&serde_json::json!({"log":"x","@timestamp":"now","n":{"@timestamp":1}}));
+        let [ts, tag, log] = find_keys(&r, [Some("@timestamp"), Some("tag"), Some("log")]).unwrap();
+        assert!(ts.is_some() && tag.is_none());
+        assert_eq!(value_as_string(&r, log.unwrap()).as_deref(), Some("x"));
+        assert!(find_keys(&[0x91, 0x01], [Some("a")]).is_err());
+    }
+}

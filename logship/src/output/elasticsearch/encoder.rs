@@ -1,0 +1,280 @@
+//! Events → `_bulk` NDJSON bodies, transcoded straight from the msgpack records.
+//!
+//! For each event two lines are written:
+//! `{"create":{"_index":"INDEX","_id":"ID"}}` and the record as JSON with `@timestamp`
+//! (RFC 3339, UTC, nanoseconds) and, with `include_tag_key`, the tag added in front — unless
+//! the record already has that key, which then wins. The record's own JSON comes from
+//! [`crate::msgpack_json::write_json`]; its opening `{` is spliced onto the added fields, so
+//! nothing is decoded into a value tree.
+
+use super::config::EsSettings;
+use super::doc_id;
+use crate::event::{Event, EventTime};
+use crate::msgpack_json::{write_json, write_json_str};
+use crate::output::timefmt::civil;
+
+/// Where an item of a bulk body came from: (batch index, event index) in the chunk.
+pub type ItemRef = (usize, usize);
+
+/// One `_bulk` request body and the events it holds, in order.
+#[derive(Debug, Default)]
+pub struct BulkBody {
+    pub body: Vec<u8>,
+    pub items: Vec<ItemRef>,
+}
+
+/// An event that cannot be sent (its record is not a msgpack map).
+#[derive(Debug)]
+pub struct Unencodable {
+    pub item: ItemRef,
+    pub reason: String,
+}
+
+fn push2(out: &mut Vec<u8>, v: u32) {
+    out.push(b'0' + (v / 10 % 10) as u8);
+    out.push(b'0' + (v % 10) as u8);
+}
+
+/// `2025-03-14T15:09:26.535897932Z`.
+pub fn write_rfc3339_nanos(out: &mut Vec<u8>, t: EventTime) {
+    let c = civil(t.secs);
+    if (0..=9999).contains(&c.year) {
+        push2(out, (c.year / 100) as u32);
+        push2(out, (c.year % 100) as u32);
+    } else {
+        out.extend_from_slice(c.year.to_string().as_bytes());
+    }
+    out.push(b'-');
+    push2(out, c.month);
+    out.push(b'-');
+    push2(out, c.day);
+    out.push(b'T');
+    push2(out, c.hour);
+    out.push(b':');
+    push2(out, c.minute);
+    out.push(b':');
+    push2(out, c.second);
+    out.push(b'.');
+    let mut v = t.nanos.min(999_999_999);
+    let mut d = [b'0'; 9];
+    for x in d.iter_mut().rev() {
+        *x = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&d);
+    out.push(b'Z');
+}
+
+/// Builds bulk bodies, splitting when one would exceed the threshold.
+pub struct Encoder<'s> {
+    settings: &'s EsSettings,
+    last_index: Option<(String, i64, String)>,
+    pub bodies: Vec<BulkBody>,
+    pub rejected: Vec<Unencodable>,
+}
+
+impl<'s> Encoder<'s> {
+    pub fn new(settings: &'s EsSettings) -> Self {
+        Self {
+            settings,
+            last_index: None,
+            bodies: vec![BulkBody::default()],
+            rejected: Vec::new(),
+        }
+    }
+
+    fn index(&mut self, tag: &str, secs: i64) -> String {
+        if let Some((t, s, i)) = &self.last_index {
+            if t == tag && *s == secs {
+                return i.clone();
+            }
+        }
+        let i = self.settings.index_for(tag, EventTime::new(secs, 0));
+        self.last_index = Some((tag.to_string(), secs, i.clone()));
+        i
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, item: ItemRef, tag: &str, ev: &Event) {
+        let s = self.settings;
+        let rec = &ev.record[..];
+        let found = match doc_id::find_keys(
+            rec,
+            [
+                Some("@timestamp"),
+                if s.include_tag_key {
+                    Some(s.tag_key.as_str())
+                } else {
+                    None
+                },
+                s.id_key.as_deref(),
+            ],
+        ) {
+            Ok(f) => f,
+            Err(_) => {
+                self.rejected.push(Unencodable {
+                    item,
+                    reason: "the record is not a well-formed msgpack map".into(),
+                });
+                return;
+            }
+        };
+        let index = self.index(tag, ev.time.secs);
+        let body = self.bodies.last_mut().expect("at least one body");
+        let mark = body.body.len();
+        let out = &mut body.body;
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(s.write_operation.as_str().as_bytes());
+        out.extend_from_slice(b"\":{\"_index\":");
+        write_json_str(out, &index);
+        out.extend_from_slice(b",\"_id\":");
+        match found[2].and_then(|r| doc_id::value_as_string(rec, r)) {
+            Some(id) => write_json_str(out, &id),
+            None => {
+                out.push(b'"');
+                if doc_id::write_doc_id(out, tag, ev.time, rec).is_err() {
+                    out.truncate(mark);
+                    self.rejected.push(Unencodable {
+                        item,
+                        reason: "the record is not well-formed msgpack".into(),
+                    });
+                    return;
+                }
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(b"}}\n");
+        let mut opened = false;
+        out.push(b'{');
+        if found[0].is_none() {
+            out.extend_from_slice(b"\"@timestamp\":\"");
+            write_rfc3339_nanos(out, ev.time);
+            out.push(b'"');
+            opened = true;
+        }
+        if s.include_tag_key && found[1].is_none() {
+            if opened {
+                out.push(b',');
+            }
+            write_json_str(out, &s.tag_key);
+            out.push(b':');
+            write_json_str(out, tag);
+            opened = true;
+        }
+        let rec_at = out.len();
+        if write_json(rec, out).is_err() {
+            out.truncate(mark);
+            self.rejected.push(Unencodable {
+                item,
+                reason: "the record is not well-formed msgpack".into(),
+            });
+            return;
+        }
+        // out[rec_at] is the record's '{': drop it, joining with ',' when needed.
+        let empty = out.get(rec_at + 1) == Some(&b'}');
+        if !opened {
+            out.remove(rec_at);
+        } else if empty {
+            out.truncate(rec_at);
+            out.push(b'}');
+        } else {
+            out[rec_at] = b',';
+        }
+        out.push(b'\n');
+        let len = out.len();
+        body.items.push(item);
+        if len >= s.bulk_threshold {
+            self.bodies.push(BulkBody::default());
+        }
+    }
+
+    /// The non-empty bodies.
+    pub fn finish(mut self) -> (Vec<BulkBody>, Vec<Unencodable>) {
+        self.bodies.retain(|b| !b.items.is_empty());
+        (self.bodies, self.rejected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use bytes::Bytes;
+
+    fn settings(extra: &str) -> EsSettings {
+        let cfg = Config::from_str_at(
+            &format!("<match **>\n@type elasticsearch\n{extra}\n</match>"),
+            std::path::Path::new("t.conf"),
+        )
+        .unwrap();
+        let crate::config::Directive::Match(m) = &cfg.root.directives[0] else {
+            panic!()
+        };
+        let crate::config::OutputConfig::Elasticsearch(e) = &m.plugin else {
+            panic!()
+        };
+        EsSettings::from_config(e).unwrap()
+    }
+
+    fn ev(v: serde_json::Value) -> Event {
+        Event {
+            time: EventTime::new(1_700_000_000, 123),
+            record: crate::forward::client::encode_record_from_json(&v),
+        }
+    }
+
+    #[test]
+    fn bulk_lines() {
+        let s = settings("logstash_format true\nlogstash_prefix fluentd\nlogstash_dateformat %Y%m%d\ninclude_tag_key true");
+        let mut e = Encoder::new(&s);
+        e.push(
+            (0, 0),
+            "docker.api",
+            &ev(serde_json::json!({"msg":"hi","level":30})),
+        );
+        e.push((0, 1), "docker.api", &ev(serde_json::json!({})));
+        e.push(
+            (0, 2),
+            "docker.api",
+            &ev(serde_json::json!({"@timestamp":"x"})),
+        );
+        e.push(
+            (0, 3),
+            "docker.api",
+            &Event {
+                time: EventTime::new(0, 0),
+                record: Bytes::from_static(&[0x91, 0x01]),
+            },
+        );
+        let (bodies, rejected) = e.finish();
+        assert_eq!(rejected.len(), 1);
+        let text = String::from_utf8(bodies[0].body.clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[0]["create"]["_index"], "fluentd-20231114");
+        assert_eq!(lines[0]["create"]["_id"].as_str().unwrap().len(), 32);
+        assert_eq!(lines[1]["@timestamp"], "2023-11-14T22:13:20.000000123Z");
+        assert_eq!(lines[1]["tag"], "docker.api");
+        assert_eq!(lines[1]["level"], 30);
+        assert_eq!(lines[3]["tag"], "docker.api");
+        assert_eq!(lines[5]["@timestamp"], "x");
+        assert_eq!(lines[5]["tag"], "docker.api");
+    }
+
+    #[test]
+    fn index_name_placeholders_id_key_and_split() {
+        let s = settings("index_name logs.${tag}.%Y\nid_key rid\nwrite_operation index\nbulk_message_request_threshold 10");
+        let mut e = Encoder::new(&s);
+        e.push((0, 0), "App", &ev(serde_json::json!({"rid":"abc"})));
+        e.push((0, 1), "App", &ev(serde_json::json!({"rid":"abd"})));
+        let (bodies, _) = e.finish();
+        assert_eq!(bodies.len(), 2);
+        let l: serde_json::Value =
+            serde_json::from_slice(bodies[0].body.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        assert_eq!(l["index"]["_index"], "logs.app.2023");
+        assert_eq!(l["index"]["_id"], "abc");
+    }
+}

@@ -1,0 +1,98 @@
+//! `@type elasticsearch`: a memory-buffered output that writes events to Elasticsearch (or
+//! OpenSearch) with `_bulk`.
+//!
+//! - [`config`]: parameters → checked [`config::EsSettings`] (URLs, index naming);
+//! - [`encoder`]: events → NDJSON bulk bodies straight from msgpack;
+//! - [`doc_id`]: the deterministic `_id` (xxh3-128 of tag, time and canonical record);
+//! - [`bulk`]: HTTP (round robin + failover) and per-item response classification;
+//! - [`service`]: flush workers, retries with backoff, template install, dead letter.
+//!
+//! `emit` resolves once the batch is in the buffer (that is when the Forward input acks).
+//! See `docs/elasticsearch.md`.
+
+pub mod bulk;
+pub mod config;
+pub mod doc_id;
+pub mod encoder;
+pub mod service;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::buffer::MemoryBuffer;
+use crate::config::ElasticsearchConfig;
+use crate::event::{BoxFuture, EmitError, EventBatch};
+use crate::output::Output;
+
+pub use config::EsSettings;
+pub use service::{EsStats, Service};
+
+/// How long shutdown keeps retrying what is still buffered before dead-lettering it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The output.
+pub struct ElasticsearchOutput {
+    service: Arc<Service>,
+    workers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl ElasticsearchOutput {
+    /// Checks `cfg`, reads the template and starts the flush workers (needs a Tokio runtime).
+    pub fn new(cfg: &ElasticsearchConfig, id: Option<&str>) -> Result<Self, String> {
+        if cfg.buffer.as_ref().is_some_and(|b| b.is_file) {
+            return Err(
+                "<buffer> @type file is not implemented yet for this output; use @type memory"
+                    .into(),
+            );
+        }
+        let settings = EsSettings::from_config(cfg)?;
+        let name = id.unwrap_or("elasticsearch").to_string();
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|_| "the elasticsearch output needs a Tokio runtime".to_string())?;
+        let buffer = Arc::new(MemoryBuffer::new(name.clone(), settings.buffer.clone()));
+        let threads = settings.flush_thread_count;
+        let service = Arc::new(Service::new(name, settings, buffer)?);
+        let workers = (0..threads)
+            .map(|_| rt.spawn(service.clone().worker()))
+            .collect();
+        Ok(Self {
+            service,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EsStats {
+        &self.service.stats
+    }
+}
+
+impl Output for ElasticsearchOutput {
+    fn emit<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, Result<(), EmitError>> {
+        Box::pin(async move {
+            let n = batch.len() as u64;
+            self.service.buffer.push(batch.clone()).await?;
+            self.service.stats.received.fetch_add(n, Ordering::Relaxed);
+            Ok(())
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.service.give_up_at(Instant::now() + SHUTDOWN_GRACE);
+            self.service.buffer.close();
+            let workers = std::mem::take(&mut *self.workers.lock().unwrap());
+            for w in workers {
+                let _ = w.await;
+            }
+            let s = self.service.stats.snapshot();
+            tracing::info!(
+                output = %self.service.name,
+                received = s[0].1, indexed = s[1].1, duplicates = s[2].1, retried = s[3].1,
+                dead_lettered = s[4].1, bulk_requests = s[5].1, failed_requests = s[6].1,
+                "elasticsearch output stopped"
+            );
+        })
+    }
+}

@@ -1,0 +1,322 @@
+//! The delivery side: flush workers take chunks from the buffer, install the index template,
+//! send `_bulk` requests, retry what may succeed later and dead-letter what never will.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+
+use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome};
+use super::config::{EsSettings, WriteOperation};
+use super::encoder::{write_rfc3339_nanos, Encoder, ItemRef};
+use crate::buffer::{Chunk, MemoryBuffer};
+use crate::event::Event;
+
+/// Counters of an Elasticsearch output.
+#[derive(Debug, Default)]
+pub struct EsStats {
+    /// Events accepted into the buffer.
+    pub received: AtomicU64,
+    /// Documents created/indexed (2xx items).
+    pub indexed: AtomicU64,
+    /// Items answered 409 on `create`: already there, counted as delivered.
+    pub duplicates: AtomicU64,
+    /// Item retries (429/5xx items, or all items of a failed request).
+    pub retried: AtomicU64,
+    /// Events written to the dead letter (or logged at ERROR when there is none).
+    pub dead_lettered: AtomicU64,
+    /// `_bulk` requests sent.
+    pub bulk_requests: AtomicU64,
+    /// Requests that got no response, or a 429/5xx for the whole request.
+    pub failed_requests: AtomicU64,
+}
+
+impl EsStats {
+    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("received", g(&self.received)),
+            ("indexed", g(&self.indexed)),
+            ("duplicates", g(&self.duplicates)),
+            ("retried", g(&self.retried)),
+            ("dead_lettered", g(&self.dead_lettered)),
+            ("bulk_requests", g(&self.bulk_requests)),
+            ("failed_requests", g(&self.failed_requests)),
+        ]
+    }
+}
+
+/// Shared state of the flush workers.
+pub struct Service {
+    pub name: String,
+    pub settings: EsSettings,
+    pub http: EsHttp,
+    pub buffer: Arc<MemoryBuffer>,
+    pub stats: EsStats,
+    template_ok: AtomicBool,
+    dead_letter: Mutex<Option<std::fs::File>>,
+    /// Set at shutdown: retries stop at this instant and what is left is dead-lettered.
+    give_up_at: Mutex<Option<Instant>>,
+}
+
+impl Service {
+    pub fn new(
+        name: String,
+        settings: EsSettings,
+        buffer: Arc<MemoryBuffer>,
+    ) -> Result<Self, String> {
+        let http = EsHttp::new(&settings)?;
+        let dead_letter = match &settings.dead_letter_path {
+            Some(p) => {
+                if let Some(dir) = std::path::Path::new(p).parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                    }
+                }
+                Some(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .map_err(|e| format!("cannot open dead_letter_path {p}: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        Ok(Self {
+            template_ok: AtomicBool::new(settings.template.is_none()),
+            name,
+            settings,
+            http,
+            buffer,
+            stats: EsStats::default(),
+            dead_letter: Mutex::new(dead_letter),
+            give_up_at: Mutex::new(None),
+        })
+    }
+
+    /// A flush worker: delivers chunks until the buffer is closed and drained.
+    pub async fn worker(self: Arc<Self>) {
+        while let Some(chunk) = self.buffer.take().await {
+            self.deliver(&chunk).await;
+            self.buffer.release(&chunk);
+        }
+    }
+
+    /// From now on, retries end at `deadline`.
+    pub fn give_up_at(&self, deadline: Instant) {
+        *self.give_up_at.lock().unwrap() = Some(deadline);
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.retry_wait.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
+        let capped = base.min(self.settings.retry_max_interval.as_secs_f64());
+        // ±12.5 % jitter so that several outputs do not retry in lockstep.
+        let j = rand::thread_rng().gen_range(0.875..1.125);
+        Duration::from_secs_f64((capped * j).max(0.01))
+    }
+
+    /// Installs the template if configured and not yet known to be there.
+    async fn ensure_template(&self) -> Result<(), String> {
+        if self.template_ok.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let Some(t) = &self.settings.template else {
+            return Ok(());
+        };
+        let path = t.api_path();
+        if !self.settings.template_overwrite {
+            let r = self
+                .http
+                .send(reqwest::Method::GET, &path, None)
+                .await
+                .map_err(|e| e.0)?;
+            if r.status == 200 {
+                self.template_ok.store(true, Ordering::Release);
+                return Ok(());
+            }
+        }
+        let r = self
+            .http
+            .send(
+                reqwest::Method::PUT,
+                &path,
+                Some((t.body.as_bytes(), "application/json")),
+            )
+            .await
+            .map_err(|e| e.0)?;
+        if (200..300).contains(&r.status) {
+            tracing::info!(output = %self.name, template = %t.name, "index template installed");
+            self.template_ok.store(true, Ordering::Release);
+            Ok(())
+        } else {
+            Err(format!(
+                "PUT {path}: HTTP {}: {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ))
+        }
+    }
+
+    fn event(chunk: &Chunk, (b, e): ItemRef) -> (&str, &Event) {
+        let batch = &chunk.batches[b];
+        (&batch.tag, &batch.events[e])
+    }
+
+    /// Delivers a chunk: returns once every event is indexed, a duplicate, or dead-lettered.
+    pub async fn deliver(&self, chunk: &Chunk) {
+        let mut pending: Vec<ItemRef> = chunk
+            .batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.events.len()).map(move |e| (b, e)))
+            .collect();
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let create = self.settings.write_operation == WriteOperation::Create;
+        while !pending.is_empty() {
+            let mut enc = Encoder::new(&self.settings);
+            for &item in &pending {
+                let (tag, ev) = Self::event(chunk, item);
+                enc.push(item, tag, ev);
+            }
+            let (bodies, rejected) = enc.finish();
+            for r in rejected {
+                let (tag, ev) = Self::event(chunk, r.item);
+                self.dead_letter(tag, ev, &serde_json::json!({"reason": r.reason}));
+            }
+            let mut retry: Vec<ItemRef> = Vec::new();
+            let mut last_error = String::new();
+            for body in bodies {
+                if let Err(e) = self.ensure_template().await {
+                    last_error = format!("installing the index template: {e}");
+                    retry.extend(&body.items);
+                    continue;
+                }
+                self.stats.bulk_requests.fetch_add(1, Ordering::Relaxed);
+                let outcome = match self
+                    .http
+                    .send(
+                        reqwest::Method::POST,
+                        "_bulk",
+                        Some((&body.body, "application/x-ndjson")),
+                    )
+                    .await
+                {
+                    Err(e) => {
+                        // The node may come back empty (a fresh data dir): check the
+                        // template again before the next request.
+                        if self.settings.template.is_some() {
+                            self.template_ok.store(false, Ordering::Release);
+                        }
+                        BulkOutcome::RetryAll(e.0)
+                    }
+                    Ok(r) => classify(r.status, &r.body, body.items.len(), create),
+                };
+                match outcome {
+                    BulkOutcome::RetryAll(e) => {
+                        self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                        last_error = e;
+                        retry.extend(&body.items);
+                    }
+                    BulkOutcome::RejectAll(err) => {
+                        for &item in &body.items {
+                            let (tag, ev) = Self::event(chunk, item);
+                            self.dead_letter(tag, ev, &err);
+                        }
+                    }
+                    BulkOutcome::Items(outcomes) => {
+                        for (&item, o) in body.items.iter().zip(outcomes) {
+                            match o {
+                                ItemOutcome::Indexed => {
+                                    self.stats.indexed.fetch_add(1, Ordering::Relaxed);
+                                }
+                                ItemOutcome::Duplicate => {
+                                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                                }
+                                ItemOutcome::Retry(e) => {
+                                    last_error = e;
+                                    retry.push(item);
+                                }
+                                ItemOutcome::Reject(err) => {
+                                    let (tag, ev) = Self::event(chunk, item);
+                                    self.dead_letter(tag, ev, &err);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if retry.is_empty() {
+                break;
+            }
+            let wait = self.backoff(attempt);
+            let shutdown_deadline = *self.give_up_at.lock().unwrap();
+            let past_timeout = !self.settings.retry_forever
+                && started.elapsed() + wait > self.settings.retry_timeout;
+            let past_shutdown = shutdown_deadline.is_some_and(|d| Instant::now() + wait > d);
+            if past_timeout || past_shutdown {
+                let why = if past_timeout {
+                    "retry_timeout exceeded"
+                } else {
+                    "still failing at shutdown"
+                };
+                tracing::error!(output = %self.name, events = retry.len(), error = %last_error, "giving up: {why}");
+                for item in retry {
+                    let (tag, ev) = Self::event(chunk, item);
+                    self.dead_letter(
+                        tag,
+                        ev,
+                        &serde_json::json!({"reason": why, "last_error": last_error}),
+                    );
+                }
+                break;
+            }
+            self.stats
+                .retried
+                .fetch_add(retry.len() as u64, Ordering::Relaxed);
+            tracing::warn!(output = %self.name, events = retry.len(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %last_error, "bulk delivery failed; will retry");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            pending = retry;
+        }
+    }
+
+    /// Writes `{tag,time,record,error}` as a JSON line to the dead letter, or logs it at ERROR
+    /// when there is no dead letter. Never silent.
+    pub fn dead_letter(&self, tag: &str, ev: &Event, error: &serde_json::Value) {
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let mut line = Vec::with_capacity(ev.record.len() + 128);
+        line.extend_from_slice(b"{\"tag\":");
+        crate::msgpack_json::write_json_str(&mut line, tag);
+        line.extend_from_slice(b",\"time\":\"");
+        write_rfc3339_nanos(&mut line, ev.time);
+        line.extend_from_slice(b"\",\"record\":");
+        let mark = line.len();
+        if crate::msgpack_json::write_json(&ev.record, &mut line).is_err() {
+            use base64::Engine as _;
+            line.truncate(mark);
+            crate::msgpack_json::write_json_str(
+                &mut line,
+                &base64::engine::general_purpose::STANDARD.encode(&ev.record),
+            );
+        }
+        line.extend_from_slice(b",\"error\":");
+        line.extend_from_slice(error.to_string().as_bytes());
+        line.extend_from_slice(b"}\n");
+        let mut f = self.dead_letter.lock().unwrap();
+        match f.as_mut() {
+            Some(file) => {
+                if let Err(e) = file.write_all(&line) {
+                    tracing::error!(output = %self.name, error = %e, event = %String::from_utf8_lossy(&line).trim_end(), "cannot write the dead letter; event rejected by Elasticsearch");
+                }
+            }
+            None => {
+                tracing::error!(output = %self.name, event = %String::from_utf8_lossy(&line).trim_end(), "event rejected by Elasticsearch (no dead_letter_path configured)");
+            }
+        }
+    }
+}
