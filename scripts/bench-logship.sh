@@ -4,6 +4,7 @@
 #   scripts/bench-logship.sh            # runs the matrix, rewrites the "## logship" figures in BENCHMARKS.md
 #   RUNS=3 scripts/bench-logship.sh     # fewer repetitions
 #   NO_WRITE=1 scripts/bench-logship.sh # print the table only
+#   LOGSHIP_BIN=/path/to/other/logship NO_WRITE=1 scripts/bench-logship.sh  # e.g. an older build
 #
 # Builds the release `logship` binary and the `loadgen` example (not part of the shipped
 # binary), starts `logship run` with logship/benches/configs/{null,stdout_json}.conf, and runs
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-5}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo build --release --quiet -p logship --bin logship --example loadgen
-bin="$CARGO_TARGET_DIR/release/logship"
+bin="${LOGSHIP_BIN:-$CARGO_TARGET_DIR/release/logship}"
 gen="$CARGO_TARGET_DIR/release/examples/loadgen"
 out="$(mktemp -d)"
 
@@ -53,31 +54,31 @@ scenario() { # output name args...
   for i in $(seq "$RUNS"); do
     local line
     line=$("$gen" --timeout-secs 20 "$@" 2>/dev/null) || line="FAILED"
-    echo "$output	$name	$(cut -f1-4 /proc/loadavg | tr ' ' '/')	$line" >>"$out/runs.tsv"
+    echo "$output	$name	$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')	$line" >>"$out/runs.tsv"
   done
   echo "bench: $output / $name done" >&2
 }
 
 # Loopback baseline: the same bytes into a discard sink inside the load generator.
-scenario sink "PackedForward 1000/chunk, 1 conn" --sink --mode packed --events 4000000
-scenario sink "Message (Docker), 8 conns" --sink --mode message --conns 8 --events 2000000
+scenario sink "PackedForward 1000/chunk, 1 conn" --sink --mode packed --events 5000000
+scenario sink "Message EventTime {}, 8 conns" --sink --mode message --conns 8 --events 2000000
 
 start_server logship/benches/configs/null.conf 24311
 p=(--port 24311 --pid "$server_pid")
-scenario null "PackedForward 1000/chunk, 1 conn, ack last" "${p[@]}" --mode packed --events 2000000
+scenario null "PackedForward 1000/chunk, 1 conn, ack last" "${p[@]}" --mode packed --events 5000000
 scenario null "PackedForward 1000/chunk, 1 conn, ack every chunk" "${p[@]}" --mode packed --ack every --events 1000000
-scenario null "PackedForward 1000/chunk, 8 conns, ack last" "${p[@]}" --mode packed --conns 8 --events 2000000
-scenario null "CompressedPackedForward 1000/chunk, 1 conn, ack last" "${p[@]}" --mode compressed --events 1000000
-scenario null "Message EventTime {}, 8 conns, ack last" "${p[@]}" --mode message --conns 8 --events 1000000
-scenario null "Message int32 {}, 8 conns, ack last" "${p[@]}" --mode message --int-time --conns 8 --events 1000000
+scenario null "PackedForward 1000/chunk, 8 conns, ack last" "${p[@]}" --mode packed --conns 8 --events 5000000
+scenario null "CompressedPackedForward 1000/chunk, 1 conn, ack last" "${p[@]}" --mode compressed --events 2000000
+scenario null "Message EventTime {}, 8 conns, ack last" "${p[@]}" --mode message --conns 8 --events 2000000
+scenario null "Message int32 {}, 8 conns, ack last" "${p[@]}" --mode message --int-time --conns 8 --events 2000000
 scenario null "Message EventTime {}, 1 conn, ack last" "${p[@]}" --mode message --events 1000000
 scenario null "Message EventTime, 1 conn, ack every message" "${p[@]}" --mode message --ack every --events 20000
 stop_server
 
 start_server logship/benches/configs/stdout_json.conf 24312
 p=(--port 24312 --pid "$server_pid")
-scenario stdout-json "PackedForward 1000/chunk, 1 conn, ack last" "${p[@]}" --mode packed --events 1000000
-scenario stdout-json "Message EventTime {}, 8 conns, ack last" "${p[@]}" --mode message --conns 8 --events 500000
+scenario stdout-json "PackedForward 1000/chunk, 1 conn, ack last" "${p[@]}" --mode packed --events 2000000
+scenario stdout-json "Message EventTime {}, 8 conns, ack last" "${p[@]}" --mode message --conns 8 --events 1000000
 stop_server
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet -- logship || echo "+dirty")

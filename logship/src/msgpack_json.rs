@@ -341,6 +341,12 @@ pub fn write_str_lossy(out: &mut Vec<u8>, mut b: &[u8]) {
     out.push(b'"');
 }
 
+/// High bit set in exactly the bytes of `v` below 0x20 (control characters).
+#[inline(always)]
+fn control_bytes(v: u64) -> u64 {
+    !(((v & !HI) + LO * 0x60) | v) & HI
+}
+
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
@@ -376,12 +382,25 @@ fn escape_valid(out: &mut Vec<u8>, b: &[u8]) {
             out[j..j + 8].copy_from_slice(&w);
             j += 8;
         } else {
-            if v.wrapping_sub(LO * 0x20) & !v & HI != 0 {
-                // a control character: `\\u00XX` needs up to 4 more bytes per input byte
+            if control_bytes(v) != 0 {
+                // `\\u00XX` needs up to 4 more bytes per input byte (rare)
                 out.resize(out.len() + 32, 0);
-            }
-            for c in w {
-                j = escape_byte(out, j, c);
+                for c in w {
+                    j = escape_byte(out, j, c);
+                }
+            } else {
+                // Only `"` and `\\`, whose escape is a backslash in front: every byte is
+                // stored twice (a backslash or the byte, then the byte) and the position
+                // moves by one or two. No branch depends on the data.
+                let dst: &mut [u8; 32] = (&mut out[j..j + 32]).try_into().expect("32 bytes");
+                let mut k = 0usize;
+                for c in w {
+                    let esc = (c == b'"') | (c == b'\\');
+                    dst[k & 31] = if esc { b'\\' } else { c };
+                    dst[(k + 1) & 31] = c;
+                    k += 1 + esc as usize;
+                }
+                j += k;
             }
         }
         i += 8;
@@ -395,8 +414,8 @@ fn escape_valid(out: &mut Vec<u8>, b: &[u8]) {
     out.truncate(j);
 }
 
-/// Room beyond the 2-per-byte worst case: a byte's second write lands one past it.
-const SLACK: usize = 8;
+/// Room beyond the 2-per-byte worst case: a word with escapes is written through a 32-byte window.
+const SLACK: usize = 16;
 
 /// Writes `c` at `out[j..]` (escaped if needed); returns the new write position. For a plain
 /// byte the second store is scratch that the next byte overwrites.
