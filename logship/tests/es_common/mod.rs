@@ -1,0 +1,266 @@
+//! Shared by the `es_*` tests: the OpenSearch URL from `TEST_ELASTICSEARCH_URL` (skip or fail
+//! per `REQUIRE_SERVICES`), `logship run -c fluentd/fluentd.conf` as a child process, Docker
+//! shaped records sent with logship's own Forward client, and small OpenSearch queries.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use logship::event::EventTime;
+use logship::forward::{ClientConfig, ForwardClient};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_logship");
+
+/// Every test of a binary that talks to the node takes this lock: the outage test restarts
+/// the node (which comes back empty), so nothing else may run meanwhile.
+pub fn node_lock() -> &'static tokio::sync::Mutex<()> {
+    static L: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    L.get_or_init(|| tokio::sync::Mutex::new(()))
+}
+
+/// The node's URL without a trailing slash; `None` means "skip".
+pub fn es_url() -> Option<String> {
+    match std::env::var("TEST_ELASTICSEARCH_URL") {
+        Ok(u) if !u.trim().is_empty() => Some(u.trim().trim_end_matches('/').to_string()),
+        _ if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("TEST_ELASTICSEARCH_URL is not set but REQUIRE_SERVICES=1")
+        }
+        _ => {
+            eprintln!("skipping: TEST_ELASTICSEARCH_URL is not set (run scripts/test.sh)");
+            None
+        }
+    }
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A random hex id that marks the documents of one test.
+pub fn run_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// `fluentd-YYYYMMDD` for now (UTC).
+pub fn today_index() -> String {
+    format!(
+        "fluentd-{}",
+        logship::output::timefmt::strftime("%Y%m%d", EventTime::now().secs)
+    )
+}
+
+/// A running `logship run`.
+pub struct Logship {
+    pub child: Child,
+    pub port: u16,
+    pub lines: Arc<Mutex<Vec<String>>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Logship {
+    /// Starts `logship run` on fluentd/fluentd.conf pointed at `es` (host, port, template by
+    /// env), listening on a free port, with `edits` (from, to) applied to the config text.
+    pub fn start(es: &str, edits: &[(&str, &str)]) -> Logship {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conf = std::fs::read_to_string(repo().join("fluentd/fluentd.conf")).unwrap();
+        conf = conf.replace("port 24224", "port 0");
+        for (from, to) in edits {
+            assert!(conf.contains(from), "fluentd.conf has no '{from}'");
+            conf = conf.replace(from, to);
+        }
+        let path = dir.path().join("fluentd.conf");
+        std::fs::write(&path, conf).unwrap();
+        let u = reqwest::Url::parse(es).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("ELASTICSEARCH_HOST", u.host_str().unwrap())
+            .env("ELASTICSEARCH_PORT", u.port().unwrap().to_string())
+            .env(
+                "FLUENTD_TEMPLATE_FILE",
+                repo().join("elk/fluentd-template.json"),
+            )
+            .env("LOG_LEVEL", "info")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let l2 = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                l2.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("no 'listening' log line");
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["fields"]["message"] == "listening" {
+                let addr: std::net::SocketAddr =
+                    v["fields"]["address"].as_str().unwrap().parse().unwrap();
+                break addr.port();
+            }
+        };
+        Logship {
+            child,
+            port,
+            lines,
+            dir,
+        }
+    }
+
+    pub async fn client(&self) -> ForwardClient {
+        ForwardClient::connect(ClientConfig {
+            addr: format!("127.0.0.1:{}", self.port),
+            require_ack: true,
+            timeout: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    /// SIGTERM, wait, and return the fields of the "elasticsearch output stopped" line.
+    pub fn stop(mut self) -> Value {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "logship did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "elasticsearch output stopped")
+            .map(|v| v["fields"].clone())
+            .unwrap_or_else(|| panic!("no stats line in:\n{}", lines.join("\n")))
+    }
+
+    pub fn dead_letter_path(&self) -> PathBuf {
+        self.dir.path().join("dead-letter.jsonl")
+    }
+}
+
+impl Drop for Logship {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A msgpack map of string pairs, in the given key order (as Docker's driver would send, in
+/// any order).
+pub fn mp_map(pairs: &[(&str, &str)]) -> Bytes {
+    let mut out = Vec::new();
+    rmp::encode::write_map_len(&mut out, pairs.len() as u32).unwrap();
+    for (k, v) in pairs {
+        rmp::encode::write_str(&mut out, k).unwrap();
+        rmp::encode::write_str(&mut out, v).unwrap();
+    }
+    Bytes::from(out)
+}
+
+const LEVELS: [u8; 3] = [30, 40, 50];
+
+/// A bunyan line of the api (request log) for `run`, number `i`.
+pub fn bunyan_line(run: &str, i: usize, time: EventTime, status: Value) -> String {
+    let t = String::from_utf8({
+        let mut b = Vec::new();
+        logship::output::elasticsearch::encoder::write_rfc3339_nanos(&mut b, time);
+        b
+    })
+    .unwrap();
+    serde_json::json!({
+        "v": 0, "name": "api", "msg": format!("request completed {i}"),
+        "level": LEVELS[i % 3], "hostname": "api-1", "pid": 7, "time": t,
+        "target": "api::request_log", "line": 59, "file": "api/src/request_log.rs",
+        "request_id": format!("{run}-{i}"), "method": "GET", "path": "/users",
+        "status": status, "latency_ms": 1.25 + i as f64, "user_agent": "curl/8",
+        "db_backend": "sqlite", "process_type": "web", "run": run,
+    })
+    .to_string()
+}
+
+/// The Docker record for a log line (keys in Docker's order or reversed).
+pub fn docker_record(line: &str, reversed: bool) -> Bytes {
+    let mut pairs = vec![
+        (
+            "container_id",
+            "4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a",
+        ),
+        ("container_name", "/api"),
+        ("source", "stdout"),
+        ("log", line),
+    ];
+    if reversed {
+        pairs.reverse();
+    }
+    mp_map(&pairs)
+}
+
+pub async fn json(req: reqwest::RequestBuilder) -> Value {
+    let r = req.send().await.expect("request to OpenSearch");
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(status.is_success(), "HTTP {status}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `_count` of documents with `run:RUN` in `fluentd-*` (after a refresh).
+pub async fn count(es: &str, run: &str) -> u64 {
+    let c = http();
+    let _ = c.post(format!("{es}/fluentd-*/_refresh")).send().await;
+    let r = match c
+        .get(format!("{es}/fluentd-*/_count"))
+        .query(&[("q", format!("run:{run}"))])
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => return 0,
+    };
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    v["count"].as_u64().unwrap_or(0)
+}
+
+/// Waits until `count` reaches `n` (panics after `secs`), then checks it stays there.
+pub async fn wait_count(es: &str, run: &str, n: u64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let c = count(es, run).await;
+        if c == n {
+            break;
+        }
+        assert!(c < n, "more documents than sent: {c} > {n}");
+        assert!(
+            Instant::now() < deadline,
+            "only {c} of {n} documents after {secs}s"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(count(es, run).await, n, "count changed after settling");
+}
