@@ -80,6 +80,11 @@ impl Logship {
             assert!(conf.contains(from), "fluentd.conf has no '{from}'");
             conf = conf.replace(from, to);
         }
+        Self::start_conf(es, &conf, dir)
+    }
+
+    /// Starts `logship run` on the config text `conf` (env as for [`Logship::start`]).
+    pub fn start_conf(es: &str, conf: &str, dir: tempfile::TempDir) -> Logship {
         let path = dir.path().join("fluentd.conf");
         std::fs::write(&path, conf).unwrap();
         let u = reqwest::Url::parse(es).unwrap();
@@ -113,7 +118,12 @@ impl Logship {
         let port = loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("no 'listening' log line");
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "no 'listening' log line ({e}); stderr:\n{}",
+                        lines.lock().unwrap().join("\n")
+                    )
+                });
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             if v["fields"]["message"] == "listening" {
                 let addr: std::net::SocketAddr =
