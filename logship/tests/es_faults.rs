@@ -8,7 +8,6 @@ mod es_common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use es_common::*;
 use logship::event::EventTime;
