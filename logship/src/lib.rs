@@ -10,6 +10,7 @@
 //! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
+//! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
 
 pub mod buffer;
 pub mod cli;
@@ -20,3 +21,4 @@ pub mod forward;
 pub mod msgpack_json;
 pub mod output;
 pub mod pipeline;
+pub mod tail;

@@ -75,6 +75,46 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Show (and follow) the log documents in Elasticsearch, oldest first.
+    Tail {
+        /// Elasticsearch URL.
+        #[arg(
+            long,
+            env = "ELASTICSEARCH_URL",
+            default_value = "http://localhost:9200"
+        )]
+        url: String,
+        /// Index or pattern to read.
+        #[arg(long, default_value = "fluentd-*")]
+        index: String,
+        /// Keep polling and show new documents as they arrive.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only documents since this long ago (30s, 10m, 2h, 1d) or this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// How many of the latest documents to show first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// An Elasticsearch query_string, e.g. 'status:>=500 AND method:POST'.
+        #[arg(long)]
+        query: Option<String>,
+        /// Container name (with or without the leading /) or id prefix.
+        #[arg(long)]
+        container: Option<String>,
+        /// Exact tag, e.g. docker.api.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Minimum level: trace, debug, info, warn, error, fatal or a bunyan number.
+        #[arg(long)]
+        level: Option<String>,
+        /// Print each document's JSON on one line instead of the pretty format.
+        #[arg(long)]
+        json: bool,
+        /// Poll interval while following, in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
 }
 
 fn addr(host: &str, port: u16) -> String {
@@ -166,6 +206,36 @@ fn main() -> ExitCode {
                     command,
                 })
                 .await
+            }
+            Command::Tail {
+                url,
+                index,
+                follow,
+                since,
+                lines,
+                query,
+                container,
+                tag,
+                level,
+                json,
+                interval,
+            } => {
+                let opts = logship::tail::TailOptions {
+                    url,
+                    index,
+                    follow,
+                    since,
+                    lines,
+                    query,
+                    container,
+                    tag,
+                    level,
+                    json,
+                    color: logship::tail::TailOptions::default_color(),
+                    interval: Duration::from_secs_f64(interval.clamp(0.05, 3600.0)),
+                };
+                let mut out = std::io::stdout();
+                logship::tail::tail(opts, &mut out).await
             }
             Command::CheckConfig { .. } => unreachable!("handled above"),
         }

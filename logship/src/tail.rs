@@ -1,0 +1,407 @@
+//! `logship tail`: show (and follow) the log documents in Elasticsearch.
+//!
+//! Documents are read in `(@timestamp, _id)` order with `search_after`, so while following
+//! each document is shown once, in time order: a poll asks only for what sorts after the last
+//! document shown. (A document indexed later with a `@timestamp` older than the last one shown
+//! is not shown — Elasticsearch cannot tell it is new.) Connection errors while following are
+//! reported once on stderr and retried until Elasticsearch is back.
+
+use std::io::{IsTerminal as _, Write};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// What to show.
+#[derive(Debug, Clone)]
+pub struct TailOptions {
+    pub url: String,
+    pub index: String,
+    pub follow: bool,
+    /// `10m`, `2h`, `30s`, `1d`, or an RFC 3339 timestamp.
+    pub since: Option<String>,
+    /// How many of the latest documents to show first.
+    pub lines: usize,
+    pub query: Option<String>,
+    pub container: Option<String>,
+    pub tag: Option<String>,
+    /// Minimum level: a bunyan number or trace/debug/info/warn/error/fatal.
+    pub level: Option<String>,
+    pub json: bool,
+    pub color: bool,
+    /// Poll interval while following.
+    pub interval: Duration,
+}
+
+impl TailOptions {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset.
+    pub fn default_color() -> bool {
+        std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    }
+}
+
+/// Parses `--level`.
+pub fn parse_level(s: &str) -> Result<u64, String> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "trace" => 10,
+        "debug" => 20,
+        "info" => 30,
+        "warn" | "warning" => 40,
+        "error" => 50,
+        "fatal" => 60,
+        n => n.parse().map_err(|_| {
+            format!("invalid level '{s}' (a number or trace/debug/info/warn/error/fatal)")
+        })?,
+    })
+}
+
+/// `--since`: a duration back from now (`90s`, `10m`, `2h`, `1d`) or a timestamp.
+pub fn parse_since(s: &str, now_secs: i64) -> Result<String, String> {
+    let s = s.trim();
+    if let Some(t) = crate::output::timefmt::parse_rfc3339(s) {
+        let mut out = Vec::new();
+        crate::output::elasticsearch::encoder::write_rfc3339_nanos(&mut out, t);
+        return Ok(String::from_utf8_lossy(&out).into_owned());
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("invalid --since '{s}' (e.g. 10m, 2h, or 2025-03-14T15:00:00Z)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("invalid --since unit in '{s}' (s, m, h or d)")),
+    };
+    let mut out = Vec::new();
+    crate::output::elasticsearch::encoder::write_rfc3339_nanos(
+        &mut out,
+        crate::event::EventTime::new(now_secs - secs, 0),
+    );
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The `query` part of the search.
+pub fn build_query(o: &TailOptions) -> Result<Value, String> {
+    let mut filter = Vec::new();
+    if let Some(s) = &o.since {
+        let from = parse_since(s, crate::event::EventTime::now().secs)?;
+        filter.push(json!({"range": {"@timestamp": {"gte": from}}}));
+    }
+    if let Some(q) = &o.query {
+        filter.push(json!({"query_string": {"query": q}}));
+    }
+    if let Some(c) = &o.container {
+        let name = c.trim_start_matches('/');
+        filter.push(json!({"bool": {"minimum_should_match": 1, "should": [
+            {"term": {"container_name": format!("/{name}")}},
+            {"term": {"container_name": name}},
+            {"prefix": {"container_id": name}},
+        ]}}));
+    }
+    if let Some(t) = &o.tag {
+        filter.push(json!({"term": {"tag": t}}));
+    }
+    if let Some(l) = &o.level {
+        filter.push(json!({"range": {"level": {"gte": parse_level(l)?}}}));
+    }
+    Ok(json!({"bool": {"filter": filter}}))
+}
+
+struct Es {
+    http: reqwest::Client,
+    url: String,
+    index: String,
+}
+
+impl Es {
+    async fn search(&self, body: &Value) -> Result<Value, String> {
+        let r = self
+            .http
+            .post(format!("{}/{}/_search", self.url, self.index))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let mut s = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(c) = src {
+                    s = format!("{s}: {c}");
+                    src = c.source();
+                }
+                s
+            })?;
+        let status = r.status();
+        let text = r.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}: {}", &text[..text.len().min(300)]));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("unreadable response: {e}"))
+    }
+}
+
+const PAGE: usize = 1000;
+
+fn sort(order: &str) -> Value {
+    json!([
+        {"@timestamp": {"order": order, "unmapped_type": "date_nanos"}},
+        {"_id": {"order": order}}
+    ])
+}
+
+/// Runs `tail`; returns the exit code (0, also on Ctrl-C; 1 on an error when not following).
+pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<i32> {
+    let query = build_query(&o).map_err(anyhow::Error::msg)?;
+    let es = Es {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        url: o.url.trim_end_matches('/').to_string(),
+        index: o.index.clone(),
+    };
+    let mut printer = Printer::new(o.json, o.color);
+    let run = async {
+        // The latest `lines` documents (newest first from ES), shown oldest first; the newest
+        // becomes the cursor. With -n 0 only the cursor is fetched.
+        let mut cursor: Option<Value> = None;
+        let mut failing = false;
+        loop {
+            let body = json!({"size": o.lines.max(1), "query": query, "sort": sort("desc")});
+            match es.search(&body).await {
+                Ok(r) => {
+                    let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
+                    if let Some(h) = hits.first() {
+                        cursor = Some(h["sort"].clone());
+                    }
+                    if o.lines > 0 {
+                        for h in hits.iter().rev() {
+                            printer.print(out, h)?;
+                        }
+                    }
+                    if failing {
+                        eprintln!("logship tail: connected to {}", es.url);
+                    }
+                    break;
+                }
+                Err(e) if o.follow => {
+                    if !failing {
+                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url);
+                        failing = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => anyhow::bail!("{}: {e}", es.url),
+            }
+        }
+        out.flush()?;
+        if !o.follow {
+            return Ok::<i32, anyhow::Error>(0);
+        }
+        loop {
+            let mut body = json!({"size": PAGE, "query": query, "sort": sort("asc")});
+            if let Some(c) = &cursor {
+                body["search_after"] = c.clone();
+            }
+            match es.search(&body).await {
+                Ok(r) => {
+                    if failing {
+                        eprintln!("logship tail: {} is back", es.url);
+                        failing = false;
+                    }
+                    let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
+                    for h in &hits {
+                        printer.print(out, h)?;
+                        cursor = Some(h["sort"].clone());
+                    }
+                    out.flush()?;
+                    if hits.len() == PAGE {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url);
+                        failing = true;
+                    }
+                }
+            }
+            tokio::time::sleep(o.interval).await;
+        }
+    };
+    tokio::select! {
+        r = run => match r {
+            Ok(c) => Ok(c),
+            // stdout closed (e.g. `| head`): not an error.
+            Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) => Ok(0),
+            Err(e) => Err(e),
+        },
+        _ = tokio::signal::ctrl_c() => Ok(0),
+    }
+}
+
+const SOURCE_COLORS: [&str; 6] = ["36", "35", "34", "32", "33", "96"];
+
+/// Formats documents.
+pub struct Printer {
+    json: bool,
+    color: bool,
+}
+
+/// Fields shown in their own columns (or noise) and left out of the key=value rest.
+const SKIP: &[&str] = &[
+    "@timestamp",
+    "msg",
+    "message",
+    "level",
+    "container_name",
+    "container_id",
+    "tag",
+    "source",
+    "v",
+    "name",
+    "hostname",
+    "pid",
+    "time",
+];
+
+impl Printer {
+    pub fn new(json: bool, color: bool) -> Self {
+        Self { json, color }
+    }
+
+    fn paint(&self, out: &mut String, code: &str, s: &str) {
+        if self.color {
+            out.push_str(&format!("\x1b[{code}m{s}\x1b[0m"));
+        } else {
+            out.push_str(s);
+        }
+    }
+
+    /// One line for a search hit.
+    pub fn format(&self, hit: &Value) -> String {
+        let src = &hit["_source"];
+        if self.json {
+            return src.to_string();
+        }
+        let mut line = String::new();
+        let ts = src["@timestamp"].as_str().unwrap_or("-");
+        // 2025-03-14T15:09:26.535897932Z → 2025-03-14 15:09:26.535
+        let short = if ts.len() >= 23 && ts.as_bytes().get(10) == Some(&b'T') {
+            format!("{} {}", &ts[..10], &ts[11..23])
+        } else {
+            ts.to_string()
+        };
+        self.paint(&mut line, "2", &short);
+        line.push(' ');
+        let source = src["container_name"]
+            .as_str()
+            .map(|s| s.trim_start_matches('/').to_string())
+            .or_else(|| src["tag"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into());
+        let h = source
+            .bytes()
+            .fold(0usize, |a, b| a.wrapping_mul(31).wrapping_add(b as usize));
+        self.paint(&mut line, SOURCE_COLORS[h % SOURCE_COLORS.len()], &source);
+        line.push(' ');
+        let level = src["level"].as_u64();
+        let (name, code) = match level {
+            Some(l) if l >= 60 => ("FATAL", "1;31"),
+            Some(l) if l >= 50 => ("ERROR", "31"),
+            Some(l) if l >= 40 => ("WARN ", "33"),
+            Some(l) if l >= 30 => ("INFO ", "32"),
+            Some(l) if l >= 20 => ("DEBUG", "34"),
+            Some(_) => ("TRACE", "2"),
+            None => ("     ", "0"),
+        };
+        self.paint(&mut line, code, name);
+        line.push(' ');
+        let msg_key = ["msg", "message", "log"]
+            .into_iter()
+            .find(|k| src[*k].is_string());
+        if let Some(k) = msg_key {
+            line.push_str(src[k].as_str().unwrap_or_default().trim_end());
+        }
+        if let Some(obj) = src.as_object() {
+            for (k, v) in obj {
+                if SKIP.contains(&k.as_str())
+                    || Some(k.as_str()) == msg_key
+                    || (k == "log" && msg_key != Some("log") && msg_key.is_some())
+                {
+                    continue;
+                }
+                line.push(' ');
+                let val = match v {
+                    Value::String(s) if !s.is_empty() && !s.contains([' ', '"', '=']) => s.clone(),
+                    other => other.to_string(),
+                };
+                self.paint(&mut line, "2", &format!("{k}="));
+                line.push_str(&val);
+            }
+        }
+        line
+    }
+
+    fn print(&mut self, out: &mut (dyn Write + Send), hit: &Value) -> std::io::Result<()> {
+        let mut l = self.format(hit);
+        l.push('\n');
+        out.write_all(l.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pretty_and_json_lines() {
+        let hit = json!({"_source": {"@timestamp": "2025-03-14T15:09:26.535897932Z",
+            "container_name": "/api", "level": 50, "msg": "boom", "status": 500,
+            "path": "/users", "user_agent": "curl 8", "log": "{...}", "pid": 1}});
+        let p = Printer::new(false, false);
+        assert_eq!(
+            p.format(&hit),
+            "2025-03-14 15:09:26.535 api ERROR boom path=/users status=500 user_agent=\"curl 8\""
+        );
+        let c = Printer::new(false, true).format(&hit);
+        assert!(c.contains("\x1b[31mERROR\x1b[0m"), "{c}");
+        assert_eq!(
+            Printer::new(true, false).format(&hit),
+            hit["_source"].to_string()
+        );
+    }
+
+    #[test]
+    fn query_and_options() {
+        assert_eq!(parse_level("warn").unwrap(), 40);
+        assert_eq!(parse_level("35").unwrap(), 35);
+        assert!(parse_level("loud").is_err());
+        assert_eq!(
+            parse_since("10m", 1_700_000_600).unwrap(),
+            "2023-11-14T22:13:20.000000000Z"
+        );
+        assert_eq!(
+            parse_since("2025-03-14T16:09:26+01:00", 0).unwrap(),
+            "2025-03-14T15:09:26.000000000Z"
+        );
+        assert!(parse_since("10w", 0).is_err());
+        let o = TailOptions {
+            url: "http://x".into(),
+            index: "fluentd-*".into(),
+            follow: false,
+            since: None,
+            lines: 10,
+            query: Some("status:500".into()),
+            container: Some("api".into()),
+            tag: Some("docker.api".into()),
+            level: Some("error".into()),
+            json: false,
+            color: false,
+            interval: Duration::from_secs(1),
+        };
+        let q = build_query(&o).unwrap();
+        let f = q["bool"]["filter"].as_array().unwrap();
+        assert_eq!(f.len(), 4);
+        assert_eq!(f[0]["query_string"]["query"], "status:500");
+        assert_eq!(f[3]["range"]["level"]["gte"], 50);
+    }
+}
