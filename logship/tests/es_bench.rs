@@ -1,0 +1,155 @@
+//! Throughput of logship → OpenSearch against the same documents pre-encoded as `_bulk`
+//! bodies and posted by a minimal loader (the node's own ceiling). Ignored by default; run:
+//!
+//! ```sh
+//! cargo test --release -p logship --test es_bench -- --ignored --nocapture
+//! ```
+//!
+//! Prints one tab-separated line per variant: `variant events secs docs_per_s`.
+
+mod es_common;
+
+use std::time::{Duration, Instant};
+
+use es_common::*;
+use logship::event::{Event, EventBatch, EventTime};
+use serde_json::{json, Value};
+
+const N: usize = 200_000;
+const BATCH: usize = 1_000;
+
+async fn wait_index_count(es: &str, index: &str, n: u64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let c = http();
+        let _ = c.post(format!("{es}/{index}/_refresh")).send().await;
+        let v: Value = match c.get(format!("{es}/{index}/_count")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if v["count"].as_u64() == Some(n) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{index}: {v} of {n}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn events(run: &str, base: EventTime) -> Vec<(EventTime, String)> {
+    (0..N)
+        .map(|i| {
+            let t = EventTime::new(
+                base.secs + (i / 1_000_000) as i64,
+                (i % 1_000_000) as u32 * 1000,
+            );
+            (t, bunyan_line(run, i, t, json!(200)))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+async fn bench_logship_vs_preencoded_bulk() {
+    let Some(es) = es_url() else { return };
+    let _g = node_lock().lock().await;
+    let run = run_id();
+    let evs = events(&run, EventTime::now());
+    let docker_id = "4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a";
+
+    // Baseline: the documents logship would write, pre-encoded into ~5 MB `_bulk` bodies,
+    // posted one after another by reqwest (a tiny loader; curl would be the same).
+    let index_b = format!("fluentd-bench-bulk-{run}");
+    let mut bodies = vec![Vec::new()];
+    for (i, (t, line)) in evs.iter().enumerate() {
+        let mut doc: serde_json::Map<String, Value> = serde_json::from_str(line).unwrap();
+        doc.remove("time");
+        let mut ts = Vec::new();
+        logship::output::elasticsearch::encoder::write_rfc3339_nanos(&mut ts, *t);
+        doc.insert("@timestamp".into(), json!(String::from_utf8(ts).unwrap()));
+        doc.insert("tag".into(), json!("docker.api"));
+        doc.insert("container_id".into(), json!(docker_id));
+        doc.insert("container_name".into(), json!("/api"));
+        doc.insert("source".into(), json!("stdout"));
+        doc.insert("log".into(), json!(line));
+        let b = bodies.last_mut().unwrap();
+        b.extend_from_slice(
+            json!({"create": {"_index": index_b, "_id": format!("{run}-{i}")}})
+                .to_string()
+                .as_bytes(),
+        );
+        b.push(b'\n');
+        b.extend_from_slice(Value::Object(doc).to_string().as_bytes());
+        b.push(b'\n');
+        if b.len() > 5 << 20 {
+            bodies.push(Vec::new());
+        }
+    }
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    let c = http();
+    let t0 = Instant::now();
+    for b in bodies {
+        let r = c
+            .post(format!("{es}/_bulk"))
+            .header("content-type", "application/x-ndjson")
+            .body(b)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["errors"], false);
+    }
+    wait_index_count(&es, &index_b, N as u64, 600).await;
+    let bulk_secs = t0.elapsed().as_secs_f64();
+
+    // logship: fluentd.conf (parser filter, template, memory buffer, 2 flush threads), fed
+    // with PackedForward batches of 1000 Docker records, each batch acked.
+    let index_l = format!("fluentd-bench-ls-{run}");
+    let ls = Logship::start(
+        &es,
+        &[
+            (
+                "  logstash_format true\n",
+                &format!("  logstash_format false\n  index_name {index_l}\n"),
+            ),
+            ("request_timeout 15s", "request_timeout 60s"),
+        ],
+    );
+    let batches: Vec<EventBatch> = evs
+        .chunks(BATCH)
+        .map(|c| {
+            EventBatch::new(
+                "docker.api",
+                c.iter()
+                    .map(|(t, line)| Event {
+                        time: *t,
+                        record: docker_record(line, false),
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let mut client = ls.client().await;
+    let t0 = Instant::now();
+    for b in &batches {
+        client.send_batch(b).await.unwrap();
+    }
+    let acked = t0.elapsed().as_secs_f64();
+    wait_index_count(&es, &index_l, N as u64, 600).await;
+    let ls_secs = t0.elapsed().as_secs_f64();
+    drop(client);
+    let stats = ls.stop();
+
+    println!("variant\tevents\tsecs\tdocs_per_s");
+    println!(
+        "bulk_preencoded({} MB)\t{N}\t{bulk_secs:.2}\t{:.0}",
+        bytes >> 20,
+        N as f64 / bulk_secs
+    );
+    println!(
+        "logship(acked in {acked:.2}s)\t{N}\t{ls_secs:.2}\t{:.0}",
+        N as f64 / ls_secs
+    );
+    println!("logship stats: {stats}");
+    let _ = c.delete(format!("{es}/{index_b}")).send().await;
+    let _ = c.delete(format!("{es}/{index_l}")).send().await;
+}
