@@ -1,12 +1,15 @@
 //! Throughput of logship → OpenSearch against the same documents pre-encoded as `_bulk`
-//! bodies and posted by a minimal loader (the node's own ceiling). Ignored by default; run:
+//! bodies and posted by a minimal loader (the node's own ceiling). A bench binary (not a test):
+//! it needs a running node, e.g. from `scripts/test-services.sh start`:
 //!
 //! ```sh
-//! cargo test --release -p logship --test es_bench -- --ignored --nocapture
+//! eval "$(scripts/test-services.sh start)"
+//! cargo bench -p logship --bench es_bench
 //! ```
 //!
 //! Prints one tab-separated line per variant: `variant events secs docs_per_s`.
 
+#[path = "../tests/es_common/mod.rs"]
 mod es_common;
 
 use std::time::{Duration, Instant};
@@ -47,8 +50,15 @@ fn events(run: &str, base: EventTime) -> Vec<(EventTime, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run with --release -- --ignored --nocapture"]
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(bench_logship_vs_preencoded_bulk());
+}
+
 async fn bench_logship_vs_preencoded_bulk() {
     let Some(es) = es_url() else { return };
     let _g = node_lock().lock().await;
