@@ -152,6 +152,8 @@ cmd_install() {
     command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
     command -v curl >/dev/null || missing+=(curl)
     command -v runuser >/dev/null || missing+=(util-linux)
+    # Not a service, but a test peer: logship's `tail` is driven in a real terminal (tmux).
+    command -v tmux >/dev/null || missing+=(tmux)
     ((${#missing[@]} == 0)) && return 0
 
     log "installing ${missing[*]} with apt-get"

@@ -3,6 +3,7 @@
 # (installing what is missing), then runs
 #   cargo fmt --all -- --check
 #   cargo clippy --workspace --all-targets --locked -- -D warnings
+#   scripts/lint-dockerfiles.sh   (hadolint)
 #   cargo test --workspace --locked [ARGS...]
 # and stops the services on exit, whatever happened.
 #
@@ -47,6 +48,8 @@ echo "==> cargo fmt --all -- --check" >&2
 cargo fmt --all -- --check || failed+=(fmt)
 echo "==> cargo clippy --workspace --all-targets --locked -- -D warnings" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings || failed+=(clippy)
+echo "==> scripts/lint-dockerfiles.sh" >&2
+scripts/lint-dockerfiles.sh >&2 || failed+=(hadolint)
 
 echo "==> cargo test --workspace --locked $*" >&2
 rc=0
