@@ -67,6 +67,7 @@ async fn fluentd_conf_indexes_docker_bunyan_lines_once_with_the_template_mapping
     assert_eq!(p["msg"]["fields"]["keyword"]["type"], "keyword");
     assert_eq!(p["container_name"]["type"], "keyword");
     assert_eq!(p["request_id"]["type"], "keyword");
+    dashboard_fields_exist_in(p, &m);
 
     // One document as stored: bunyan fields parsed out of `log`, @timestamp with nanoseconds.
     let hit = json(
@@ -225,4 +226,58 @@ async fn an_outage_of_the_node_loses_and_duplicates_nothing() {
     assert_eq!(stats["indexed"], (n + 1) as u64, "{stats}");
     assert_eq!(stats["duplicates"], n as u64, "{stats}");
     assert!(stats["failed_requests"].as_u64().unwrap() > 0, "{stats}");
+}
+
+/// Every field the Kibana dashboards (`dashboards/api-logs.ndjson`, summarised in
+/// `dashboards/fields.json`) aggregate on or query exists in the mapping the real node produced
+/// after logship indexed the api's lines, with a type the aggregation can use.
+fn dashboard_fields_exist_in(properties: &Value, mapping: &Value) {
+    let path = repo().join("dashboards/fields.json");
+    let fields: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let numeric = [
+        "long",
+        "integer",
+        "short",
+        "byte",
+        "double",
+        "float",
+        "half_float",
+        "scaled_float",
+    ];
+    let field_type = |name: &str| -> String {
+        properties[name]["type"]
+            .as_str()
+            .unwrap_or_else(|| {
+                panic!("dashboard field {name} is not in the real mapping: {mapping}")
+            })
+            .to_owned()
+    };
+    let aggregated = fields["aggregated"]
+        .as_object()
+        .expect("fields.json: aggregated");
+    assert!(!aggregated.is_empty());
+    for (name, aggs) in aggregated {
+        let ty = field_type(name);
+        for agg in aggs.as_array().unwrap() {
+            let ok = match agg.as_str().unwrap() {
+                "date_histogram" => ty == "date" || ty == "date_nanos",
+                "percentiles" | "avg" | "sum" | "max" | "min" | "range" | "histogram" => {
+                    numeric.contains(&ty.as_str())
+                }
+                // terms and filters need doc values: keyword, numbers, dates, booleans — not text.
+                _ => ty != "text",
+            };
+            assert!(
+                ok,
+                "dashboard aggregates {name} with {agg}, but it is mapped as {ty}"
+            );
+        }
+    }
+    for name in fields["queried"].as_array().expect("fields.json: queried") {
+        field_type(name.as_str().unwrap());
+    }
+    assert_eq!(
+        field_type(fields["index_pattern"]["time_field"].as_str().unwrap()),
+        "date_nanos"
+    );
 }
