@@ -4,6 +4,7 @@
 #   cargo fmt --all -- --check
 #   cargo clippy --workspace --all-targets --locked -- -D warnings
 #   scripts/lint-dockerfiles.sh   (hadolint)
+#   scripts/build-release.sh      (the Dockerfiles' cargo build --release --locked)
 #   cargo test --workspace --locked [ARGS...]
 # and stops the services on exit, whatever happened.
 #
@@ -50,6 +51,9 @@ echo "==> cargo clippy --workspace --all-targets --locked -- -D warnings" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings || failed+=(clippy)
 echo "==> scripts/lint-dockerfiles.sh" >&2
 scripts/lint-dockerfiles.sh >&2 || failed+=(hadolint)
+# The images' exact cargo command (api/tests/deploy_dockerfiles.rs keeps them in step).
+echo "==> scripts/build-release.sh" >&2
+scripts/build-release.sh >&2 || failed+=(release-build)
 
 echo "==> cargo test --workspace --locked $*" >&2
 rc=0
