@@ -63,47 +63,52 @@ fn push_year(out: &mut Vec<u8>, y: i64) {
     }
 }
 
-/// `2025-03-14 15:09:26.535897932 +0000` — out_stdout's `%Y-%m-%d %H:%M:%S.%N %z`, in UTC.
-pub fn write_stdout_time(out: &mut Vec<u8>, t: EventTime) {
-    let c = civil(t.secs);
+/// `YYYY-MM-DD{sep}HH:MM:SS` in UTC: the part every format below shares.
+fn write_date_time(out: &mut Vec<u8>, secs: i64, sep: u8) {
+    let c = civil(secs);
     push_year(out, c.year);
     out.push(b'-');
     push2(out, c.month);
     out.push(b'-');
     push2(out, c.day);
-    out.push(b' ');
+    out.push(sep);
     push2(out, c.hour);
     out.push(b':');
     push2(out, c.minute);
     out.push(b':');
     push2(out, c.second);
-    out.push(b'.');
-    let n = t.nanos.min(999_999_999);
+}
+
+/// `.NNNNNNNNN`: nanoseconds, always nine digits.
+fn write_nanos(out: &mut Vec<u8>, nanos: u32) {
+    let mut v = nanos.min(999_999_999);
     let mut digits = [b'0'; 9];
-    let mut v = n;
     for d in digits.iter_mut().rev() {
         *d = b'0' + (v % 10) as u8;
         v /= 10;
     }
+    out.push(b'.');
     out.extend_from_slice(&digits);
+}
+
+/// `2025-03-14 15:09:26.535897932 +0000` — out_stdout's `%Y-%m-%d %H:%M:%S.%N %z`, in UTC.
+pub fn write_stdout_time(out: &mut Vec<u8>, t: EventTime) {
+    write_date_time(out, t.secs, b' ');
+    write_nanos(out, t.nanos);
     out.extend_from_slice(b" +0000");
 }
 
 /// `2025-03-14T15:09:26+0000` — out_file's default `%Y-%m-%dT%H:%M:%S%z`, in UTC.
 pub fn write_iso_time(out: &mut Vec<u8>, t: EventTime) {
-    let c = civil(t.secs);
-    push_year(out, c.year);
-    out.push(b'-');
-    push2(out, c.month);
-    out.push(b'-');
-    push2(out, c.day);
-    out.push(b'T');
-    push2(out, c.hour);
-    out.push(b':');
-    push2(out, c.minute);
-    out.push(b':');
-    push2(out, c.second);
+    write_date_time(out, t.secs, b'T');
     out.extend_from_slice(b"+0000");
+}
+
+/// `2025-03-14T15:09:26.535897932Z` — RFC 3339 with nanoseconds (Elasticsearch's `@timestamp`).
+pub fn write_rfc3339_nanos(out: &mut Vec<u8>, t: EventTime) {
+    write_date_time(out, t.secs, b'T');
+    write_nanos(out, t.nanos);
+    out.push(b'Z');
 }
 
 /// Expands `%Y %m %d %H %M %S %y %j %%` (UTC) in `fmt`; other `%x` are kept as written.

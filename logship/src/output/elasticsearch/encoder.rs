@@ -11,7 +11,6 @@ use super::config::EsSettings;
 use super::doc_id;
 use crate::event::{Event, EventTime};
 use crate::msgpack_json::{write_json, write_json_str};
-use crate::output::timefmt::civil;
 
 /// Where an item of a bulk body came from: (batch index, event index) in the chunk.
 pub type ItemRef = (usize, usize);
@@ -30,40 +29,8 @@ pub struct Unencodable {
     pub reason: String,
 }
 
-fn push2(out: &mut Vec<u8>, v: u32) {
-    out.push(b'0' + (v / 10 % 10) as u8);
-    out.push(b'0' + (v % 10) as u8);
-}
-
-/// `2025-03-14T15:09:26.535897932Z`.
-pub fn write_rfc3339_nanos(out: &mut Vec<u8>, t: EventTime) {
-    let c = civil(t.secs);
-    if (0..=9999).contains(&c.year) {
-        push2(out, (c.year / 100) as u32);
-        push2(out, (c.year % 100) as u32);
-    } else {
-        out.extend_from_slice(c.year.to_string().as_bytes());
-    }
-    out.push(b'-');
-    push2(out, c.month);
-    out.push(b'-');
-    push2(out, c.day);
-    out.push(b'T');
-    push2(out, c.hour);
-    out.push(b':');
-    push2(out, c.minute);
-    out.push(b':');
-    push2(out, c.second);
-    out.push(b'.');
-    let mut v = t.nanos.min(999_999_999);
-    let mut d = [b'0'; 9];
-    for x in d.iter_mut().rev() {
-        *x = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    out.extend_from_slice(&d);
-    out.push(b'Z');
-}
+/// `2025-03-14T15:09:26.535897932Z` (kept here too: the bulk encoder is where `@timestamp` is made).
+pub use crate::output::timefmt::write_rfc3339_nanos;
 
 /// Builds bulk bodies, splitting when one would exceed the threshold.
 pub struct Encoder<'s> {
