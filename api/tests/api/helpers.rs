@@ -212,26 +212,7 @@ impl BinaryApp {
     /// Start `api <args>` with a clean environment plus `envs`, in `cwd`, and
     /// wait (up to 10 s) for the "listening" log line (unless it exits first).
     pub fn spawn(args: &[&str], envs: &[(&str, &str)], cwd: &std::path::Path) -> BinaryApp {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_api"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(envs.iter().copied())
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn api binary");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        pump(child.stdout.take().unwrap(), stdout.clone());
-        pump(child.stderr.take().unwrap(), stderr.clone());
-        let mut app = BinaryApp {
-            child,
-            port: None,
-            stdout,
-            stderr,
-        };
+        let mut app = BinaryApp::spawn_process(args, envs, cwd);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Some(port) = app.find_port() {
