@@ -1,28 +1,46 @@
-//! The memory buffer of buffered outputs (`<buffer>` with `@type memory`).
+//! Buffers of the buffered outputs (`<buffer>` in Fluentd's syntax): [`Buffer`] is what an
+//! output uses, whatever the `@type`.
 //!
-//! Batches are appended to the **staged** chunk; a chunk is **enqueued** once it reaches
-//! `chunk_limit_size` bytes or `chunk_limit_records` events, or when it is older than
-//! `flush_interval`. Flush workers [`take`](MemoryBuffer::take) enqueued chunks and call
-//! [`release`](MemoryBuffer::release) once a chunk is delivered (or dead-lettered): the bytes
-//! of a chunk count against `total_limit_size` until then, in flight included.
+//! - [`memory`]: `@type memory`, chunks in RAM (lost on `kill -9`);
+//! - [`file`]: `@type file`, chunks in append-only files under `path`, a push resolves only
+//!   once its bytes are written **and fsynced** (group commit);
+//! - [`chunk_file`]: the on-disk format (header, framed records with length + xxh3 checksum);
+//! - [`recovery`]: the start-up scan of a file buffer's directory (resume, cut torn tails, move
+//!   corrupt files aside) and the lock that keeps two processes off one directory.
 //!
-//! When a push would exceed `total_limit_size`, `overflow_action` decides:
-//! - `block`: [`push`](MemoryBuffer::push) waits for space, so the input's `emit` waits, so
-//!   the Forward server stops reading its sockets — backpressure over TCP;
-//! - `drop_oldest_chunk`: the oldest enqueued (not yet taken) chunk is discarded (counted and
-//!   logged at WARN);
-//! - `throw_exception`: the push fails with [`EmitError::BufferOverflow`]; the client gets no
-//!   ack and resends.
+//! # Life of a chunk
+//! Pushed batches are appended to the **staged** chunk. It is **queued** when it reaches
+//! `chunk_limit_size` bytes or `chunk_limit_records` events, after every push with
+//! `flush_mode immediate`, once it is `flush_interval` old with `flush_mode interval`
+//! (never by age with `lazy`), and at shutdown when `flush_at_shutdown` is true. A flush
+//! worker [`take`](Buffer::take)s a queued chunk (it is then **in flight**), delivers it and
+//! calls [`release`](Buffer::release): the chunk is **deleted** (its file unlinked). A chunk
+//! counts against `total_limit_size` from push to release.
+//!
+//! # Full buffer (`overflow_action`)
+//! - `block`: [`push`](Buffer::push) waits for space, so the input's `emit` waits, so the
+//!   Forward server stops reading its sockets — backpressure over TCP;
+//! - `drop_oldest_chunk`: the oldest queued (not in flight) chunk is discarded, counted in
+//!   [`BufferStats::dropped_chunks`]/[`BufferStats::dropped_records`] and logged at WARN;
+//! - `throw_exception`: the push fails with [`EmitError::BufferOverflow`]; the client gets
+//!   no ack and resends.
+//!
+//! See `docs/durability.md` for the guarantees.
 
-use std::collections::VecDeque;
+pub mod chunk_file;
+pub mod file;
+pub mod memory;
+pub mod recovery;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use tokio::sync::Notify;
 
 use crate::config::BufferConfig;
 use crate::event::{EmitError, EventBatch};
+
+pub use file::FileBuffer;
+pub use memory::MemoryBuffer;
 
 /// What to do when the buffer is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,33 +50,70 @@ pub enum OverflowAction {
     ThrowException,
 }
 
-/// Limits and timing of a [`MemoryBuffer`].
+/// When the staged chunk is queued for delivery (besides being full).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushMode {
+    /// Once the staged chunk is `flush_interval` old.
+    Interval,
+    /// After every push (file buffer: after every group commit).
+    Immediate,
+    /// Only when full (or at shutdown with `flush_at_shutdown`).
+    Lazy,
+}
+
+/// Default `total_limit_size` of a memory buffer (Fluentd's 512 MiB).
+pub const MEMORY_TOTAL_LIMIT: u64 = 512 * 1024 * 1024;
+/// Default `total_limit_size` of a file buffer: 1 GiB (Fluentd's 64 GiB would fill the disk
+/// of a small host long before anybody noticed an outage).
+pub const FILE_TOTAL_LIMIT: u64 = 1024 * 1024 * 1024;
+/// Default `chunk_limit_size` of both buffers: 8 MiB (Fluentd's file default of 256 MiB would
+/// make every delivery and every replay after a crash a very large read).
+pub const CHUNK_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Limits and timing of a buffer.
 #[derive(Debug, Clone)]
 pub struct BufferSettings {
     pub chunk_limit_size: u64,
     pub chunk_limit_records: u64,
     pub total_limit_size: u64,
+    /// Used with [`FlushMode::Interval`]; `Duration::ZERO` behaves as `Immediate`.
     pub flush_interval: Duration,
+    pub flush_mode: FlushMode,
     pub overflow_action: OverflowAction,
+    /// Queue the staged chunk and deliver everything at shutdown. Default: true for memory
+    /// (or it is lost), false for file (chunks stay on disk and are resumed at the next start,
+    /// so shutdown is quick even when the destination is down).
+    pub flush_at_shutdown: bool,
+    /// `Some(dir)` for a file buffer.
+    pub path: Option<PathBuf>,
 }
 
 impl Default for BufferSettings {
     fn default() -> Self {
         Self {
-            chunk_limit_size: 8 * 1024 * 1024,
+            chunk_limit_size: CHUNK_LIMIT,
             chunk_limit_records: u64::MAX,
-            total_limit_size: 512 * 1024 * 1024,
+            total_limit_size: MEMORY_TOTAL_LIMIT,
             flush_interval: Duration::from_secs(60),
+            flush_mode: FlushMode::Interval,
             overflow_action: OverflowAction::ThrowException,
+            flush_at_shutdown: true,
+            path: None,
         }
     }
 }
 
 impl BufferSettings {
-    /// From a `<buffer>` section (Fluentd's memory-buffer defaults for what is unset).
+    /// From a `<buffer>` section (Fluentd's defaults for what is unset, except the limits
+    /// documented on [`FILE_TOTAL_LIMIT`] and [`CHUNK_LIMIT`]).
     pub fn from_config(b: Option<&BufferConfig>) -> Self {
         let mut s = Self::default();
         if let Some(b) = b {
+            if b.is_file {
+                s.total_limit_size = FILE_TOTAL_LIMIT;
+                s.flush_at_shutdown = false;
+                s.path = b.file_path.as_ref().map(PathBuf::from);
+            }
             if let Some(v) = b.chunk_limit_size {
                 s.chunk_limit_size = v.max(1);
             }
@@ -68,9 +123,20 @@ impl BufferSettings {
             if let Some(v) = b.total_limit_size {
                 s.total_limit_size = v.max(1);
             }
+            if let Some(v) = b.flush_at_shutdown {
+                s.flush_at_shutdown = v;
+            }
             s.flush_interval = b.flush_interval;
-            if b.flush_mode == "immediate" {
-                s.flush_interval = Duration::ZERO;
+            s.flush_mode = match b.flush_mode.as_str() {
+                "immediate" => FlushMode::Immediate,
+                "lazy" => FlushMode::Lazy,
+                "interval" => FlushMode::Interval,
+                // "default": lazy when chunks are keyed by time, interval otherwise (Fluentd)
+                _ if b.chunk_keys.iter().any(|k| k == "time") => FlushMode::Lazy,
+                _ => FlushMode::Interval,
+            };
+            if s.flush_mode == FlushMode::Interval && s.flush_interval.is_zero() {
+                s.flush_mode = FlushMode::Immediate;
             }
             s.overflow_action = match b.overflow_action.as_str() {
                 "block" => OverflowAction::Block,
@@ -82,13 +148,16 @@ impl BufferSettings {
     }
 }
 
-/// A unit of delivery: batches appended in order.
+/// A unit of delivery: batches in the order they were pushed.
 #[derive(Debug, Default)]
 pub struct Chunk {
     pub batches: Vec<EventBatch>,
     pub records: u64,
+    /// Bytes this chunk counts against `total_limit_size`.
     pub bytes: u64,
     created: Option<Instant>,
+    /// The file behind a file-buffer chunk (deleted on release).
+    file: Option<file::ChunkRef>,
 }
 
 impl Chunk {
@@ -102,33 +171,6 @@ impl Chunk {
     }
 }
 
-#[derive(Default)]
-struct State {
-    staged: Chunk,
-    queue: VecDeque<Chunk>,
-    /// Staged + queued + in flight.
-    total: u64,
-    closed: bool,
-}
-
-/// Counters of a buffer.
-#[derive(Debug, Default)]
-pub struct BufferStats {
-    pub dropped_chunks: AtomicU64,
-    pub dropped_records: AtomicU64,
-    pub overflows: AtomicU64,
-}
-
-/// The memory buffer; shared between the output's `emit` and its flush workers.
-pub struct MemoryBuffer {
-    name: String,
-    settings: BufferSettings,
-    state: Mutex<State>,
-    space: Notify,
-    data: Notify,
-    pub stats: BufferStats,
-}
-
 /// Approximate memory of a batch: record bytes plus a per-event overhead.
 pub fn batch_bytes(b: &EventBatch) -> u64 {
     b.events
@@ -138,247 +180,171 @@ pub fn batch_bytes(b: &EventBatch) -> u64 {
         + b.tag.len() as u64
 }
 
-impl MemoryBuffer {
-    pub fn new(name: impl Into<String>, settings: BufferSettings) -> Self {
-        Self {
-            name: name.into(),
-            settings,
-            state: Mutex::new(State::default()),
-            space: Notify::new(),
-            data: Notify::new(),
-            stats: BufferStats::default(),
+/// Live counters of a buffer (monotonic; read them with [`Buffer::stats`]).
+#[derive(Debug, Default)]
+pub struct BufferCounters {
+    pub pushed_records: AtomicU64,
+    pub dropped_chunks: AtomicU64,
+    pub dropped_records: AtomicU64,
+    pub overflows: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub recovered_chunks: AtomicU64,
+    pub recovered_records: AtomicU64,
+    pub torn_bytes: AtomicU64,
+    pub corrupt_files: AtomicU64,
+}
+
+/// A snapshot of a buffer's gauges and counters, for logs and a metrics endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Gauge: chunks queued for delivery (not counting in flight or staged).
+    pub queue_length: u64,
+    /// Gauge: bytes of the queued chunks.
+    pub queued_bytes: u64,
+    /// Gauge: bytes held (staged, queued and in flight) — what `total_limit_size` limits.
+    pub total_bytes: u64,
+    /// Counter: events accepted by `push`.
+    pub pushed_records: u64,
+    /// Counter: chunks / events discarded by `overflow_action drop_oldest_chunk`.
+    pub dropped_chunks: u64,
+    pub dropped_records: u64,
+    /// Counter: pushes that found the buffer full (whatever the action).
+    pub overflows: u64,
+    /// Counter (file): fsync calls of group commits.
+    pub fsyncs: u64,
+    /// Counter (file): chunks and events resumed from disk at start-up.
+    pub recovered_chunks: u64,
+    pub recovered_records: u64,
+    /// Counter (file): bytes of torn tails cut off at start-up.
+    pub torn_bytes: u64,
+    /// Counter (file): files moved to `corrupt/`.
+    pub corrupt_files: u64,
+}
+
+impl BufferCounters {
+    fn snapshot(&self, queue_length: u64, queued_bytes: u64, total_bytes: u64) -> BufferStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BufferStats {
+            queue_length,
+            queued_bytes,
+            total_bytes,
+            pushed_records: g(&self.pushed_records),
+            dropped_chunks: g(&self.dropped_chunks),
+            dropped_records: g(&self.dropped_records),
+            overflows: g(&self.overflows),
+            fsyncs: g(&self.fsyncs),
+            recovered_chunks: g(&self.recovered_chunks),
+            recovered_records: g(&self.recovered_records),
+            torn_bytes: g(&self.torn_bytes),
+            corrupt_files: g(&self.corrupt_files),
         }
+    }
+}
+
+/// Why a buffer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    #[error("<buffer @type file> needs a 'path'")]
+    NoPath,
+    #[error("buffer path {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("buffer path {0} is in use by another logship process (lock file {0}/buffer.lock is held); give each process and each output its own path")]
+    Locked(PathBuf),
+}
+
+enum Inner {
+    Memory(Box<MemoryBuffer>),
+    File(FileBuffer),
+}
+
+/// The buffer of an output: memory or file, chosen by `<buffer @type>`.
+pub struct Buffer {
+    inner: Inner,
+}
+
+impl Buffer {
+    /// The buffer for `<buffer>` section `cfg` (memory when absent). A file buffer creates its
+    /// directory, takes its lock and resumes the chunks left there (see [`recovery`]).
+    pub fn from_config(name: &str, cfg: Option<&BufferConfig>) -> Result<Buffer, BufferError> {
+        Self::with_settings(name, BufferSettings::from_config(cfg))
+    }
+
+    /// The buffer for checked `settings` (`path` set = file buffer).
+    pub fn with_settings(name: &str, settings: BufferSettings) -> Result<Buffer, BufferError> {
+        let inner = if settings.path.is_some() {
+            Inner::File(FileBuffer::open(name, settings)?)
+        } else {
+            Inner::Memory(Box::new(MemoryBuffer::new(name, settings)))
+        };
+        Ok(Buffer { inner })
     }
 
     pub fn settings(&self) -> &BufferSettings {
-        &self.settings
+        match &self.inner {
+            Inner::Memory(m) => m.settings(),
+            Inner::File(f) => f.settings(),
+        }
+    }
+
+    /// True for a file buffer: what is not delivered at shutdown stays on disk.
+    pub fn is_persistent(&self) -> bool {
+        matches!(self.inner, Inner::File(_))
+    }
+
+    /// Appends `batch`; resolves once the buffer holds it (file: written and fsynced). That is
+    /// when an input may ack it.
+    pub async fn push(&self, batch: EventBatch) -> Result<(), EmitError> {
+        match &self.inner {
+            Inner::Memory(m) => m.push(batch).await,
+            Inner::File(f) => f.push(batch).await,
+        }
+    }
+
+    /// Waits for the next chunk to deliver. `None` once closed and (with
+    /// `flush_at_shutdown`) drained.
+    pub async fn take(&self) -> Option<Chunk> {
+        match &self.inner {
+            Inner::Memory(m) => m.take().await,
+            Inner::File(f) => f.take().await,
+        }
+    }
+
+    /// Marks `chunk` as done (delivered or dead-lettered): frees its bytes, deletes its file.
+    /// A chunk taken and never released stays on disk (file buffer) and is resumed at the
+    /// next start.
+    pub fn release(&self, chunk: &Chunk) {
+        match &self.inner {
+            Inner::Memory(m) => m.release(chunk),
+            Inner::File(f) => f.release(chunk),
+        }
+    }
+
+    /// Stops accepting; [`take`](Self::take) then hands out what is left (with
+    /// `flush_at_shutdown`) and returns `None`.
+    pub fn close(&self) {
+        match &self.inner {
+            Inner::Memory(m) => m.close(),
+            Inner::File(f) => f.close(),
+        }
     }
 
     /// Bytes held (staged, queued and in flight).
     pub fn total_bytes(&self) -> u64 {
-        self.state.lock().unwrap().total
-    }
-
-    /// Appends `batch`; resolves once the buffer holds it (see the module docs for overflow).
-    pub async fn push(&self, batch: EventBatch) -> Result<(), EmitError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let bytes = batch_bytes(&batch);
-        loop {
-            let notified = self.space.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut st = self.state.lock().unwrap();
-                if st.closed {
-                    return Err(EmitError::ShuttingDown);
-                }
-                // A batch larger than the whole buffer is accepted into an empty buffer.
-                let fits = st.total == 0 || st.total + bytes <= self.settings.total_limit_size;
-                if fits {
-                    self.append(&mut st, batch, bytes);
-                    return Ok(());
-                }
-                self.stats.overflows.fetch_add(1, Ordering::Relaxed);
-                match self.settings.overflow_action {
-                    OverflowAction::ThrowException => {
-                        return Err(EmitError::BufferOverflow {
-                            output: self.name.clone(),
-                            reason: format!(
-                                "total_limit_size {} bytes reached ({} held)",
-                                self.settings.total_limit_size, st.total
-                            ),
-                        })
-                    }
-                    OverflowAction::DropOldestChunk => {
-                        if let Some(old) = st.queue.pop_front() {
-                            st.total -= old.bytes;
-                            self.stats.dropped_chunks.fetch_add(1, Ordering::Relaxed);
-                            self.stats
-                                .dropped_records
-                                .fetch_add(old.records, Ordering::Relaxed);
-                            tracing::warn!(output = %self.name, records = old.records, "buffer full: dropped the oldest chunk (overflow_action drop_oldest_chunk)");
-                            continue;
-                        }
-                        // Nothing queued to drop (all in flight): wait like `block`.
-                    }
-                    OverflowAction::Block => {}
-                }
-            }
-            notified.await;
+        match &self.inner {
+            Inner::Memory(m) => m.total_bytes(),
+            Inner::File(f) => f.total_bytes(),
         }
     }
 
-    fn append(&self, st: &mut State, batch: EventBatch, bytes: u64) {
-        st.total += bytes;
-        let first = st.staged.created.is_none();
-        st.staged.push(batch, bytes);
-        if st.staged.bytes >= self.settings.chunk_limit_size
-            || st.staged.records >= self.settings.chunk_limit_records
-            || self.settings.flush_interval.is_zero()
-        {
-            let c = std::mem::take(&mut st.staged);
-            st.queue.push_back(c);
-            self.data.notify_one();
-        } else if first {
-            // Wake a worker so that it starts the flush_interval clock of the new chunk.
-            self.data.notify_one();
+    /// Gauges and counters.
+    pub fn stats(&self) -> BufferStats {
+        match &self.inner {
+            Inner::Memory(m) => m.stats(),
+            Inner::File(f) => f.stats(),
         }
-    }
-
-    /// Waits for the next chunk to deliver: an enqueued one, or the staged one once it is
-    /// `flush_interval` old. `None` once closed and drained.
-    pub async fn take(&self) -> Option<Chunk> {
-        loop {
-            let notified = self.data.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let wait = {
-                let mut st = self.state.lock().unwrap();
-                if let Some(c) = st.queue.pop_front() {
-                    if !st.queue.is_empty() {
-                        self.data.notify_one();
-                    }
-                    return Some(c);
-                }
-                match st.staged.created {
-                    Some(t) if st.closed || t.elapsed() >= self.settings.flush_interval => {
-                        return Some(std::mem::take(&mut st.staged));
-                    }
-                    Some(t) => Some(self.settings.flush_interval - t.elapsed()),
-                    None if st.closed => return None,
-                    None => None,
-                }
-            };
-            match wait {
-                Some(d) => {
-                    let _ = tokio::time::timeout(d, notified).await;
-                }
-                None => notified.await,
-            }
-        }
-    }
-
-    /// Marks `chunk` as done (delivered or dead-lettered): frees its bytes.
-    pub fn release(&self, chunk: &Chunk) {
-        let mut st = self.state.lock().unwrap();
-        st.total = st.total.saturating_sub(chunk.bytes);
-        drop(st);
-        self.space.notify_waiters();
-    }
-
-    /// Stops accepting; [`take`](Self::take) then hands out what is left and returns `None`.
-    pub fn close(&self) {
-        self.state.lock().unwrap().closed = true;
-        self.data.notify_waiters();
-        self.space.notify_waiters();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Event, EventTime};
-    use bytes::Bytes;
-    use std::sync::Arc;
-
-    fn batch(n: usize) -> EventBatch {
-        EventBatch::new(
-            "t",
-            (0..n)
-                .map(|_| Event {
-                    time: EventTime::new(1, 0),
-                    record: Bytes::from_static(&[0x80]),
-                })
-                .collect(),
-        )
-    }
-
-    #[tokio::test]
-    async fn records_limit_enqueues_and_interval_flushes_staged() {
-        let b = MemoryBuffer::new(
-            "t",
-            BufferSettings {
-                chunk_limit_records: 3,
-                flush_interval: Duration::from_millis(50),
-                ..Default::default()
-            },
-        );
-        b.push(batch(3)).await.unwrap();
-        b.push(batch(1)).await.unwrap();
-        let c = b.take().await.unwrap();
-        assert_eq!(c.records, 3);
-        let t0 = Instant::now();
-        let c2 = b.take().await.unwrap();
-        // a worker already waiting when the first batch arrives flushes it after the interval
-        let b = Arc::new(b);
-        let b2 = b.clone();
-        let waiter = tokio::spawn(async move {
-            let c = b2.take().await.unwrap();
-            b2.release(&c);
-            c.records
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        b.push(batch(2)).await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(2), waiter).await;
-        assert_eq!(got.expect("flushed after flush_interval").unwrap(), 2);
-        assert_eq!(c2.records, 1);
-        assert!(t0.elapsed() >= Duration::from_millis(30));
-        b.release(&c);
-        b.release(&c2);
-        assert_eq!(b.total_bytes(), 0);
-        b.close();
-        assert!(b.take().await.is_none());
-    }
-
-    #[tokio::test]
-    async fn overflow_actions() {
-        let one = batch_bytes(&batch(1));
-        let s = BufferSettings {
-            chunk_limit_records: 1,
-            total_limit_size: one * 2,
-            ..Default::default()
-        };
-        let b = MemoryBuffer::new("t", s.clone());
-        b.push(batch(1)).await.unwrap();
-        b.push(batch(1)).await.unwrap();
-        assert!(matches!(
-            b.push(batch(1)).await,
-            Err(EmitError::BufferOverflow { .. })
-        ));
-
-        let b = MemoryBuffer::new(
-            "t",
-            BufferSettings {
-                overflow_action: OverflowAction::DropOldestChunk,
-                ..s.clone()
-            },
-        );
-        for _ in 0..3 {
-            b.push(batch(1)).await.unwrap();
-        }
-        assert_eq!(b.stats.dropped_chunks.load(Ordering::Relaxed), 1);
-
-        let b = Arc::new(MemoryBuffer::new(
-            "t",
-            BufferSettings {
-                overflow_action: OverflowAction::Block,
-                ..s
-            },
-        ));
-        b.push(batch(1)).await.unwrap();
-        b.push(batch(1)).await.unwrap();
-        let b2 = b.clone();
-        let blocked = tokio::spawn(async move { b2.push(batch(1)).await });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!blocked.is_finished(), "push must wait for space");
-        let c = b.take().await.unwrap();
-        b.release(&c);
-        tokio::time::timeout(Duration::from_secs(2), blocked)
-            .await
-            .expect("push resumes once space is freed")
-            .unwrap()
-            .unwrap();
     }
 }

@@ -20,11 +20,7 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
             {
                 if let Directive::Match(m) = d {
                     if not_runnable(&m.plugin) {
-                        let what = if es_file_buffer(&m.plugin) {
-                            "elasticsearch with <buffer> @type file".to_string()
-                        } else {
-                            m.plugin.type_name().to_string()
-                        };
+                        let what = m.plugin.type_name();
                         let _ = writeln!(
                             err,
                             "{}: warning: output @type {what} is parsed and checked but not implemented yet; `logship run` refuses this config",
@@ -53,13 +49,7 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
 fn not_runnable(o: &OutputConfig) -> bool {
     match o {
         OutputConfig::Forward(_) => true,
-        OutputConfig::Elasticsearch(_) => es_file_buffer(o),
         OutputConfig::Copy(v) => v.iter().any(|(_, o)| not_runnable(o)),
         _ => false,
     }
-}
-
-/// The Elasticsearch output has a memory buffer only.
-fn es_file_buffer(o: &OutputConfig) -> bool {
-    matches!(o, OutputConfig::Elasticsearch(e) if e.buffer.as_ref().is_some_and(|b| b.is_file))
 }

@@ -190,7 +190,7 @@ pub enum OutputConfig {
     /// `<store>`s with their `@id`.
     Copy(Vec<(Option<String>, OutputConfig)>),
     Relabel(String),
-    /// `output::elasticsearch` (memory buffer only; `<buffer @type file>` is refused by `run`).
+    /// `output::elasticsearch` (memory or file buffer).
     Elasticsearch(Box<ElasticsearchConfig>),
     /// Parsed and checked; not runnable yet (a later issue).
     Forward(ForwardOutputConfig),
@@ -238,7 +238,8 @@ pub struct FileOutputConfig {
     pub buffer: Option<BufferConfig>,
 }
 
-/// `<buffer CHUNK_KEYS>`: parsed and checked; this issue writes through (no buffering).
+/// `<buffer CHUNK_KEYS>`: used by the elasticsearch output (memory or file, see
+/// `crate::buffer`); parsed and checked elsewhere.
 #[derive(Debug, Clone)]
 pub struct BufferConfig {
     pub chunk_keys: Vec<String>,
@@ -555,10 +556,12 @@ fn describe_output(o: &OutputConfig) -> String {
             } else {
                 e.index_name.clone()
             },
-            if e.buffer.as_ref().is_some_and(|b| b.is_file) {
-                " (<buffer @type file>: not runnable yet)"
-            } else {
-                ""
+            match e.buffer.as_ref() {
+                Some(b) if b.is_file => format!(
+                    " (file buffer {})",
+                    b.file_path.as_deref().unwrap_or_default()
+                ),
+                _ => String::new(),
             }
         ),
         OutputConfig::Forward(f) => format!(

@@ -1,4 +1,4 @@
-//! `@type elasticsearch`: a memory-buffered output that writes events to Elasticsearch (or
+//! `@type elasticsearch`: a buffered (memory or file) output that writes events to Elasticsearch (or
 //! OpenSearch) with `_bulk`.
 //!
 //! - [`config`]: parameters → checked [`config::EsSettings`] (URLs, index naming);
@@ -7,7 +7,8 @@
 //! - [`bulk`]: HTTP (round robin + failover) and per-item response classification;
 //! - [`service`]: flush workers, retries with backoff, template install, dead letter.
 //!
-//! `emit` resolves once the batch is in the buffer (that is when the Forward input acks).
+//! `emit` resolves once the batch is in the buffer (memory: appended; file: written and
+//! fsynced) — that is when the Forward input acks.
 //! See `docs/elasticsearch.md`.
 
 pub mod bulk;
@@ -20,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::buffer::MemoryBuffer;
+use crate::buffer::Buffer;
 use crate::config::ElasticsearchConfig;
 use crate::event::{BoxFuture, EmitError, EventBatch};
 use crate::output::Output;
@@ -40,17 +41,13 @@ pub struct ElasticsearchOutput {
 impl ElasticsearchOutput {
     /// Checks `cfg`, reads the template and starts the flush workers (needs a Tokio runtime).
     pub fn new(cfg: &ElasticsearchConfig, id: Option<&str>) -> Result<Self, String> {
-        if cfg.buffer.as_ref().is_some_and(|b| b.is_file) {
-            return Err(
-                "<buffer> @type file is not implemented yet for this output; use @type memory"
-                    .into(),
-            );
-        }
         let settings = EsSettings::from_config(cfg)?;
         let name = id.unwrap_or("elasticsearch").to_string();
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|_| "the elasticsearch output needs a Tokio runtime".to_string())?;
-        let buffer = Arc::new(MemoryBuffer::new(name.clone(), settings.buffer.clone()));
+        let buffer = Arc::new(
+            Buffer::with_settings(&name, settings.buffer.clone()).map_err(|e| e.to_string())?,
+        );
         let threads = settings.flush_thread_count;
         let service = Arc::new(Service::new(name, settings, buffer)?);
         let workers = (0..threads)
@@ -80,7 +77,15 @@ impl Output for ElasticsearchOutput {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            self.service.give_up_at(Instant::now() + SHUTDOWN_GRACE);
+            // A file buffer without flush_at_shutdown keeps what is not delivered on disk:
+            // no reason to keep retrying.
+            let b = &self.service.buffer;
+            let grace = if b.is_persistent() && !b.settings().flush_at_shutdown {
+                Duration::ZERO
+            } else {
+                SHUTDOWN_GRACE
+            };
+            self.service.give_up_at(Instant::now() + grace);
             self.service.buffer.close();
             let workers = std::mem::take(&mut *self.workers.lock().unwrap());
             for w in workers {

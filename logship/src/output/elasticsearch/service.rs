@@ -11,7 +11,7 @@ use rand::Rng as _;
 use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome};
 use super::config::{EsSettings, WriteOperation};
 use super::encoder::{write_rfc3339_nanos, Encoder, ItemRef};
-use crate::buffer::{Chunk, MemoryBuffer};
+use crate::buffer::{Buffer, Chunk};
 use crate::event::Event;
 
 /// Counters of an Elasticsearch output.
@@ -53,7 +53,7 @@ pub struct Service {
     pub name: String,
     pub settings: EsSettings,
     pub http: EsHttp,
-    pub buffer: Arc<MemoryBuffer>,
+    pub buffer: Arc<Buffer>,
     pub stats: EsStats,
     template_ok: AtomicBool,
     dead_letter: Mutex<Option<std::fs::File>>,
@@ -62,11 +62,7 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(
-        name: String,
-        settings: EsSettings,
-        buffer: Arc<MemoryBuffer>,
-    ) -> Result<Self, String> {
+    pub fn new(name: String, settings: EsSettings, buffer: Arc<Buffer>) -> Result<Self, String> {
         let http = EsHttp::new(&settings)?;
         let dead_letter = match &settings.dead_letter_path {
             Some(p) => {
@@ -101,8 +97,9 @@ impl Service {
     /// A flush worker: delivers chunks until the buffer is closed and drained.
     pub async fn worker(self: Arc<Self>) {
         while let Some(chunk) = self.buffer.take().await {
-            self.deliver(&chunk).await;
-            self.buffer.release(&chunk);
+            if self.deliver(&chunk).await {
+                self.buffer.release(&chunk);
+            }
         }
     }
 
@@ -166,8 +163,11 @@ impl Service {
         (&batch.tag, &batch.events[e])
     }
 
-    /// Delivers a chunk: returns once every event is indexed, a duplicate, or dead-lettered.
-    pub async fn deliver(&self, chunk: &Chunk) {
+    /// Delivers a chunk: returns `true` once every event is indexed, a duplicate, or
+    /// dead-lettered; `false` when shutdown came first and the buffer is a file buffer (the
+    /// chunk stays on disk and is delivered after the next start — never dead-lettered for
+    /// that reason).
+    pub async fn deliver(&self, chunk: &Chunk) -> bool {
         let mut pending: Vec<ItemRef> = chunk
             .batches
             .iter()
@@ -258,6 +258,10 @@ impl Service {
             let past_timeout = !self.settings.retry_forever
                 && started.elapsed() + wait > self.settings.retry_timeout;
             let past_shutdown = shutdown_deadline.is_some_and(|d| Instant::now() + wait > d);
+            if past_shutdown && !past_timeout && self.buffer.is_persistent() {
+                tracing::info!(output = %self.name, events = retry.len(), error = %last_error, "shutdown: chunk not delivered; it stays in the file buffer for the next start");
+                return false;
+            }
             if past_timeout || past_shutdown {
                 let why = if past_timeout {
                     "retry_timeout exceeded"
@@ -283,6 +287,7 @@ impl Service {
             attempt += 1;
             pending = retry;
         }
+        true
     }
 
     /// Writes `{tag,time,record,error}` as a JSON line to the dead letter, or logs it at ERROR
