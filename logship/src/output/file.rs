@@ -4,9 +4,11 @@
 //! The file written is the expanded `path` plus `path_suffix` (default `.log`) when
 //! `add_path_suffix` is true (the default). Lines are Fluentd's out_file format
 //! (`TIME<TAB>TAG<TAB>JSON`) by default, or the record alone with `<format> @type json`.
-//! Missing directories are created. This issue has no buffering: each batch is written and
-//! flushed before `emit` resolves (the `append` flag changes nothing: files are always
-//! appended to; Fluentd's per-chunk file names come with the buffer issue).
+//! Missing directories are created. No `<buffer>`: each batch is written through (`write(2)`)
+//! before `emit` resolves, so an acked event is in the page cache — it survives `kill -9` of
+//! logship, not a power loss (no fsync: the output file is itself the durable store, and a
+//! file buffer in front of it would only write every event twice). The `append` flag changes
+//! nothing: files are always appended to.
 
 use std::io::Write;
 use std::path::PathBuf;

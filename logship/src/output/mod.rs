@@ -2,7 +2,8 @@
 //! `relabel`, which the router handles).
 //!
 //! An output's `emit` resolves once it **holds** the batch: for stdout and file that means
-//! written (and flushed) — this issue has no buffering, so an output writes through.
+//! written through; for elasticsearch, in its buffer (memory: appended; file: fsynced — see
+//! `crate::buffer`).
 
 pub mod elasticsearch;
 pub mod file;
