@@ -225,3 +225,42 @@ async fn sigterm_under_load_exits_0_and_keeps_everything() {
     wait_exact(&es, &index, N, seq_sum(N), 240).await;
     delete_index(&es, &index).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_buffer_path_is_refused() {
+    let Some(es) = es_url() else { return };
+    let buf = tempfile::tempdir().unwrap();
+    let conf = conf(&es, &format!("dur-lock-{}", run_id()), buf.path());
+    let _first = start(&conf);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("second.conf");
+    std::fs::write(&path, &conf).unwrap();
+    let mut second = std::process::Command::new(es_common::BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = second.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second logship on the same buffer path kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "buffer path {} is in use by another logship process",
+            buf.path().display()
+        )),
+        "{err}"
+    );
+}

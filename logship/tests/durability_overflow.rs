@@ -92,6 +92,8 @@ async fn block_holds_the_client_back_and_drops_nothing() {
     assert!(sigterm(&mut l, 30).success());
     let closed = log_fields(&l, "file buffer closed");
     assert_eq!(closed[0]["dropped_records"], 0, "{closed:?}");
+    // Everything was delivered, so a clean shutdown leaves no chunk file behind.
+    assert_eq!(chunk_bytes(buf.path()).1, 0);
     assert!(log_fields(
         &l,
         "buffer full: dropped the oldest chunk (overflow_action drop_oldest_chunk)"

@@ -103,6 +103,8 @@ enum Cmd {
     Delete(PathBuf),
     /// Move an unreadable chunk to `corrupt/`.
     MoveAside(PathBuf, String),
+    /// Answered once everything sent before it is done.
+    Barrier(oneshot::Sender<()>),
 }
 
 /// The file buffer. See the module docs.
@@ -389,6 +391,15 @@ impl FileBuffer {
         }
     }
 
+    /// Waits until the writer has done everything asked before (deletes of released chunks
+    /// included), so that a clean shutdown leaves only undelivered chunks on disk.
+    pub async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::Barrier(tx)) {
+            let _ = rx.await;
+        }
+    }
+
     /// Stops accepting pushes (see the module docs for what `take` does then).
     pub fn close(&self) {
         self.shared.state.lock().unwrap().closed = true;
@@ -447,6 +458,7 @@ impl Writer {
         let mut full: Vec<Staged> = Vec::new();
         let mut new_file = false;
         let mut rotate = false;
+        let mut barriers = Vec::new();
         for cmd in group {
             match cmd {
                 Cmd::Append {
@@ -501,6 +513,7 @@ impl Writer {
                         }
                     }
                 }
+                Cmd::Barrier(done) => barriers.push(done),
                 Cmd::MoveAside(path, why) => recovery::move_aside(
                     &self.shared.name,
                     &self.shared.dir,
@@ -569,6 +582,9 @@ impl Writer {
                 (_, r) => r,
             };
             let _ = reply.send(r);
+        }
+        for b in barriers {
+            let _ = b.send(());
         }
     }
 

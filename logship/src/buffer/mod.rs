@@ -332,6 +332,14 @@ impl Buffer {
         }
     }
 
+    /// Waits until pending file work (deletes of released chunks) is done; call it after the
+    /// flush workers stopped. Nothing to do for a memory buffer.
+    pub async fn sync(&self) {
+        if let Inner::File(f) = &self.inner {
+            f.sync().await;
+        }
+    }
+
     /// Bytes held (staged, queued and in flight).
     pub fn total_bytes(&self) -> u64 {
         match &self.inner {

@@ -91,6 +91,7 @@ impl Output for ElasticsearchOutput {
             for w in workers {
                 let _ = w.await;
             }
+            self.service.buffer.sync().await;
             let s = self.service.stats.snapshot();
             tracing::info!(
                 output = %self.service.name,
