@@ -52,7 +52,7 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
 
 fn not_runnable(o: &OutputConfig) -> bool {
     match o {
-        OutputConfig::Forward(_) => true,
+        OutputConfig::Forward(f) => f.buffer.as_ref().is_some_and(|b| b.is_file),
         OutputConfig::Elasticsearch(_) => es_file_buffer(o),
         OutputConfig::Copy(v) => v.iter().any(|(_, o)| not_runnable(o)),
         _ => false,

@@ -192,7 +192,7 @@ pub enum OutputConfig {
     Relabel(String),
     /// `output::elasticsearch` (memory buffer only; `<buffer @type file>` is refused by `run`).
     Elasticsearch(Box<ElasticsearchConfig>),
-    /// Parsed and checked; not runnable yet (a later issue).
+    /// `output::forward` (see docs/forward-output.md).
     Forward(ForwardOutputConfig),
 }
 
@@ -311,6 +311,16 @@ pub struct ForwardOutputConfig {
     pub shared_key: Option<String>,
     pub self_hostname: Option<String>,
     pub buffer: Option<BufferConfig>,
+    /// `transport tls`.
+    pub tls: bool,
+    /// PEM file with the CA certificates to trust (`tls_cert_path`).
+    pub tls_cert_path: Option<String>,
+    pub tls_verify_hostname: bool,
+    pub tls_insecure_mode: bool,
+    /// Time between heartbeats (`heartbeat_interval`, default 1s).
+    pub heartbeat_interval: Duration,
+    /// How long a server must answer heartbeats before it takes traffic again (default 10s).
+    pub recover_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +331,8 @@ pub struct ForwardServerTarget {
     pub weight: u32,
     pub standby: bool,
     pub shared_key: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 impl Config {
@@ -562,10 +574,15 @@ fn describe_output(o: &OutputConfig) -> String {
             }
         ),
         OutputConfig::Forward(f) => format!(
-            "forward servers={} (not runnable yet)",
+            "forward servers={}",
             f.servers
                 .iter()
-                .map(|s| format!("{}:{}", s.host, s.port))
+                .map(|s| format!(
+                    "{}:{}{}",
+                    s.host,
+                    s.port,
+                    if s.standby { " (standby)" } else { "" }
+                ))
                 .collect::<Vec<_>>()
                 .join(",")
         ),
@@ -1391,9 +1408,9 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                     weight: t.int("weight", "integer").unwrap_or(60),
                     standby: t.bool("standby", false),
                     shared_key: t.string("shared_key"),
+                    username: t.string("username"),
+                    password: t.string("password"),
                 });
-                t.raw("username");
-                t.raw("password");
                 t.finish();
             }
             if servers.is_empty() {
@@ -1430,12 +1447,20 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 shared_key,
                 self_hostname,
                 buffer: buffer_section(&mut s),
+                tls: s.one_of("transport", &["tcp", "tls"], "tcp") == "tls",
+                tls_cert_path: s.string("tls_cert_path"),
+                tls_verify_hostname: s.bool("tls_verify_hostname", true),
+                tls_insecure_mode: s.bool("tls_insecure_mode", false),
+                heartbeat_interval: s
+                    .time("heartbeat_interval")
+                    .unwrap_or(Duration::from_secs(1)),
+                recover_wait: s.time("recover_wait").unwrap_or(Duration::from_secs(10)),
             };
-            s.one_of("transport", &["tcp", "tls"], "tcp");
-            s.time("heartbeat_interval");
+            if cfg.heartbeat_interval.is_zero() {
+                s.error(&el.loc, "heartbeat_interval must be greater than 0".into());
+            }
             s.int::<u32>("phi_threshold", "integer");
             s.time("hard_timeout");
-            s.time("recover_wait");
             s.bool("keepalive", false);
             s.time("keepalive_timeout");
             s.time("expire_dns_cache");
@@ -1443,9 +1468,6 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             s.bool("ignore_network_errors_at_startup", false);
             s.bool("verify_connection_at_startup", false);
             s.raw("tls_version");
-            s.raw("tls_cert_path");
-            s.bool("tls_verify_hostname", true);
-            s.bool("tls_insecure_mode", false);
             s.children("secondary");
             OutputConfig::Forward(cfg)
         }
