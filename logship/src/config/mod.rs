@@ -1459,6 +1459,13 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             if cfg.heartbeat_interval.is_zero() {
                 s.error(&el.loc, "heartbeat_interval must be greater than 0".into());
             }
+            if cfg.tls && !cfg.tls_insecure_mode && cfg.tls_cert_path.is_none() {
+                s.error(
+                    &el.loc,
+                    "transport tls needs tls_cert_path (the CA to trust) or tls_insecure_mode true"
+                        .into(),
+                );
+            }
             s.int::<u32>("phi_threshold", "integer");
             s.time("hard_timeout");
             s.bool("keepalive", false);

@@ -125,11 +125,6 @@ fn client_config(cfg: &ForwardOutputConfig, i: usize) -> Result<ClientConfig, St
         .self_hostname
         .clone()
         .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
-    if cfg.tls && !cfg.tls_insecure_mode && cfg.tls_cert_path.is_none() {
-        return Err(
-            "transport tls needs tls_cert_path (the CA to trust) or tls_insecure_mode true".into(),
-        );
-    }
     if let Some(p) = &cfg.tls_cert_path {
         if !std::path::Path::new(p).is_file() {
             return Err(format!("tls_cert_path {p}: no such file"));
