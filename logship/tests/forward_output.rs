@@ -401,3 +401,64 @@ async fn ack_timeout_resends_elsewhere_at_least_once() {
         "A can only hold the first chunk"
     );
 }
+
+/// The messages the output writes, read back by the project's decoder (the one the golden
+/// vectors test): mode, tag, `chunk`, `size`, and every event byte for byte.
+#[test]
+fn encoded_messages_decode_with_the_forward_decoder() {
+    use bytes::BytesMut;
+    use logship::forward::{encode_packed_forward, ForwardDecoder, Frame, Mode};
+    let b = batch("app.enc", 0, 50);
+    for gzip in [false, true] {
+        let mut out = Vec::new();
+        encode_packed_forward(&mut out, "app.enc", &b.events, Some("id-1"), gzip).unwrap();
+        encode_packed_forward(&mut out, "app.other", &b.events[..3], None, gzip).unwrap();
+        let mut buf = BytesMut::from(&out[..]);
+        let mut dec = ForwardDecoder::default();
+        let first = dec.next_raw(&mut buf).unwrap().expect("a whole frame");
+        let Frame::Events(f) = dec.parse(first).unwrap() else {
+            panic!("not events")
+        };
+        let mode = if gzip {
+            Mode::CompressedPackedForward
+        } else {
+            Mode::PackedForward
+        };
+        assert_eq!(f.mode, mode);
+        assert_eq!(&*f.tag, "app.enc");
+        assert_eq!(f.chunk.as_deref(), Some(&b"id-1"[..]));
+        assert_eq!(f.size_hint, Some(50));
+        assert_eq!(f.events, b.events);
+        let second = dec.next_raw(&mut buf).unwrap().expect("a second frame");
+        let Frame::Events(g) = dec.parse(second).unwrap() else {
+            panic!("not events")
+        };
+        assert_eq!(
+            (&*g.tag, g.chunk.is_none(), g.events.len()),
+            ("app.other", true, 3)
+        );
+        assert!(buf.is_empty());
+    }
+}
+
+/// SIGTERM-like shutdown delivers what is still staged (a 60 s flush_interval never fired).
+#[tokio::test]
+async fn shutdown_flushes_the_staged_chunk() {
+    let a = TestServer::start(ForwardServerConfig::default()).await;
+    let out = edge(&format!(
+        "  require_ack_response true\n{}  <buffer>\n    flush_interval 60s\n  </buffer>\n",
+        server(a.addr.port(), ""),
+    ));
+    for i in 0..3u64 {
+        out.emit(&batch("late", i * 10, 10)).await.unwrap();
+    }
+    assert_eq!(
+        a.sink.event_count(),
+        0,
+        "nothing is due before the interval"
+    );
+    out.shutdown().await;
+    assert_eq!(a.sink.event_count(), 30);
+    assert_eq!(get(&out.stats().delivered_events), 30);
+    a.stop().await;
+}
