@@ -462,3 +462,27 @@ async fn shutdown_flushes_the_staged_chunk() {
     assert_eq!(get(&out.stats().delivered_events), 30);
     a.stop().await;
 }
+
+/// Nobody listens: each attempt fails, the worker waits between rounds, and after
+/// `retry_max_times` retries the chunk is given up and counted.
+#[tokio::test]
+async fn retry_max_times_gives_up_and_counts() {
+    let port = free_port(); // nothing listens there
+    let out = edge(&format!(
+        "  heartbeat_type none\n  recover_wait 0s\n{}  <buffer>\n    flush_mode immediate\n    retry_wait 0.1s\n    retry_max_times 3\n  </buffer>\n",
+        server(port, ""),
+    ));
+    out.emit(&batch("nowhere", 0, 5)).await.unwrap();
+    wait_for("the chunk is given up", 60, || {
+        get(&out.stats().dropped_events) == 5
+    })
+    .await;
+    assert_eq!(get(&out.stats().dropped_chunks), 1);
+    assert_eq!(
+        get(&out.stats().failed_sends),
+        4,
+        "the first try and 3 retries"
+    );
+    assert_eq!(get(&out.stats().delivered_events), 0);
+    out.shutdown().await;
+}

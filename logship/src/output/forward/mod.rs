@@ -18,8 +18,8 @@
 //! the chunk — Fluentd's default too).
 //!
 //! A failed send (connect, handshake, write, ack timeout, wrong ack) marks that server down
-//! and the same chunk is sent **at once to another available server**; when none is available
-//! the worker waits (`retry_wait` doubling up to `retry_max_interval`, ±12.5 % jitter) and
+//! and the same chunk is sent **at once to another available server** that has not failed it
+//! since the last wait; when there is none the worker waits (`retry_wait` doubling up to `retry_max_interval`, ±12.5 % jitter) and
 //! tries again. It gives up (ERROR log, `dropped_*` counters) after `retry_max_times` failed
 //! attempts or `retry_timeout`, unless `retry_forever`. The buffer frees a chunk only after it
 //! is delivered or given up.
@@ -320,11 +320,18 @@ impl Inner {
         let mut failures = 0u64;
         let mut waits = 0u32;
         let mut last_error = String::new();
+        let mut tried = vec![false; self.servers.len()];
         loop {
             if self.give_up.is_cancelled() {
                 return self.give_up(chunk, "still undelivered at shutdown", &last_error);
             }
-            let Some(i) = self.balancer.pick(|i| self.health[i].is_available()) else {
+            // A server that already failed this chunk since the last wait is not retried
+            // before the next wait (no busy loop when servers come back at once).
+            let pick = self
+                .balancer
+                .pick(|i| self.health[i].is_available() && !tried[i]);
+            let Some(i) = pick else {
+                tried.iter_mut().for_each(|t| *t = false);
                 let wait = self.backoff(waits);
                 waits += 1;
                 if !self.settings.retry_forever
@@ -359,6 +366,7 @@ impl Inner {
                     return;
                 }
                 Err(e) => {
+                    tried[i] = true;
                     failures += 1;
                     server.stats.failures.fetch_add(1, Ordering::Relaxed);
                     self.stats.failed_sends.fetch_add(1, Ordering::Relaxed);
