@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::config::{Config, Directive, OutputConfig};
+use crate::config::Config;
 
 /// Runs the check, writing the report to `out` and errors/warnings to `err`; returns the exit code.
 pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
@@ -12,23 +12,6 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
         Ok(cfg) => {
             let _ = writeln!(out, "configuration OK: {}", path.display());
             let _ = write!(out, "{}", cfg.describe());
-            for d in cfg
-                .root
-                .directives
-                .iter()
-                .chain(cfg.labels.values().flat_map(|l| l.directives.iter()))
-            {
-                if let Directive::Match(m) = d {
-                    if not_runnable(&m.plugin) {
-                        let what = m.plugin.type_name();
-                        let _ = writeln!(
-                            err,
-                            "{}: warning: output @type {what} is parsed and checked but not implemented yet; `logship run` refuses this config",
-                            m.loc,
-                        );
-                    }
-                }
-            }
             0
         }
         Err(errors) => {
@@ -43,13 +26,5 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
             );
             1
         }
-    }
-}
-
-fn not_runnable(o: &OutputConfig) -> bool {
-    match o {
-        OutputConfig::Forward(_) => true,
-        OutputConfig::Copy(v) => v.iter().any(|(_, o)| not_runnable(o)),
-        _ => false,
     }
 }

@@ -192,7 +192,7 @@ pub enum OutputConfig {
     Relabel(String),
     /// `output::elasticsearch` (memory or file buffer).
     Elasticsearch(Box<ElasticsearchConfig>),
-    /// Parsed and checked; not runnable yet (a later issue).
+    /// `output::forward` (see docs/forward-output.md).
     Forward(ForwardOutputConfig),
 }
 
@@ -312,6 +312,16 @@ pub struct ForwardOutputConfig {
     pub shared_key: Option<String>,
     pub self_hostname: Option<String>,
     pub buffer: Option<BufferConfig>,
+    /// `transport tls`.
+    pub tls: bool,
+    /// PEM file with the CA certificates to trust (`tls_cert_path`).
+    pub tls_cert_path: Option<String>,
+    pub tls_verify_hostname: bool,
+    pub tls_insecure_mode: bool,
+    /// Time between heartbeats (`heartbeat_interval`, default 1s).
+    pub heartbeat_interval: Duration,
+    /// How long a server must answer heartbeats before it takes traffic again (default 10s).
+    pub recover_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -322,6 +332,8 @@ pub struct ForwardServerTarget {
     pub weight: u32,
     pub standby: bool,
     pub shared_key: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 impl Config {
@@ -565,10 +577,15 @@ fn describe_output(o: &OutputConfig) -> String {
             }
         ),
         OutputConfig::Forward(f) => format!(
-            "forward servers={} (not runnable yet)",
+            "forward servers={}",
             f.servers
                 .iter()
-                .map(|s| format!("{}:{}", s.host, s.port))
+                .map(|s| format!(
+                    "{}:{}{}",
+                    s.host,
+                    s.port,
+                    if s.standby { " (standby)" } else { "" }
+                ))
                 .collect::<Vec<_>>()
                 .join(",")
         ),
@@ -1394,9 +1411,9 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                     weight: t.int("weight", "integer").unwrap_or(60),
                     standby: t.bool("standby", false),
                     shared_key: t.string("shared_key"),
+                    username: t.string("username"),
+                    password: t.string("password"),
                 });
-                t.raw("username");
-                t.raw("password");
                 t.finish();
             }
             if servers.is_empty() {
@@ -1433,12 +1450,27 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 shared_key,
                 self_hostname,
                 buffer: buffer_section(&mut s),
+                tls: s.one_of("transport", &["tcp", "tls"], "tcp") == "tls",
+                tls_cert_path: s.string("tls_cert_path"),
+                tls_verify_hostname: s.bool("tls_verify_hostname", true),
+                tls_insecure_mode: s.bool("tls_insecure_mode", false),
+                heartbeat_interval: s
+                    .time("heartbeat_interval")
+                    .unwrap_or(Duration::from_secs(1)),
+                recover_wait: s.time("recover_wait").unwrap_or(Duration::from_secs(10)),
             };
-            s.one_of("transport", &["tcp", "tls"], "tcp");
-            s.time("heartbeat_interval");
+            if cfg.heartbeat_interval.is_zero() {
+                s.error(&el.loc, "heartbeat_interval must be greater than 0".into());
+            }
+            if cfg.tls && !cfg.tls_insecure_mode && cfg.tls_cert_path.is_none() {
+                s.error(
+                    &el.loc,
+                    "transport tls needs tls_cert_path (the CA to trust) or tls_insecure_mode true"
+                        .into(),
+                );
+            }
             s.int::<u32>("phi_threshold", "integer");
             s.time("hard_timeout");
-            s.time("recover_wait");
             s.bool("keepalive", false);
             s.time("keepalive_timeout");
             s.time("expire_dns_cache");
@@ -1446,9 +1478,6 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             s.bool("ignore_network_errors_at_startup", false);
             s.bool("verify_connection_at_startup", false);
             s.raw("tls_version");
-            s.raw("tls_cert_path");
-            s.bool("tls_verify_hostname", true);
-            s.bool("tls_insecure_mode", false);
             s.children("secondary");
             OutputConfig::Forward(cfg)
         }

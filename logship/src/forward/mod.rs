@@ -64,7 +64,10 @@ pub mod codec;
 pub mod handshake;
 pub mod server;
 
-pub use client::{encode_record_from_json, ClientConfig, ClientError, ForwardClient};
+pub use client::{
+    encode_packed_forward, encode_record_from_json, new_chunk_id, ClientConfig, ClientError,
+    ForwardClient,
+};
 pub use codec::{
     DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser, FrameScanner, Mode,
     PingFrame,

@@ -1,4 +1,4 @@
-//! Outputs: where matched events go. `stdout`, `null`, `file`, `copy`, `elasticsearch` (and
+//! Outputs: where matched events go. `stdout`, `null`, `file`, `copy`, `elasticsearch`, `forward` (and
 //! `relabel`, which the router handles).
 //!
 //! An output's `emit` resolves once it **holds** the batch: for stdout and file that means
@@ -7,6 +7,7 @@
 
 pub mod elasticsearch;
 pub mod file;
+pub mod forward;
 pub mod stdout;
 pub mod timefmt;
 

@@ -95,6 +95,10 @@ pub fn build_output(cfg: &OutputConfig, id: Option<&str>) -> Result<Arc<dyn Outp
             crate::output::elasticsearch::ElasticsearchOutput::new(e, id)
                 .map_err(|e| format!("@type elasticsearch: {e}"))?,
         ),
+        OutputConfig::Forward(f) => Arc::new(
+            crate::output::forward::ForwardOutput::new(f, id)
+                .map_err(|e| format!("@type forward: {e}"))?,
+        ),
         other => {
             return Err(format!(
                 "output @type {} is not implemented yet (the configuration is valid)",
