@@ -159,6 +159,11 @@ impl MemoryBuffer {
         self.state.lock().unwrap().total
     }
 
+    /// Chunks enqueued and not yet taken by a flush worker (read by the monitor).
+    pub fn queue_length(&self) -> usize {
+        self.state.lock().unwrap().queue.len()
+    }
+
     /// Appends `batch`; resolves once the buffer holds it (see the module docs for overflow).
     pub async fn push(&self, batch: EventBatch) -> Result<(), EmitError> {
         if batch.is_empty() {

@@ -95,4 +95,22 @@ impl Output for ElasticsearchOutput {
             );
         })
     }
+
+    fn stats(&self) -> crate::metrics::OutputStats {
+        let st = &self.service.stats;
+        let b = &self.service.buffer;
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        crate::metrics::OutputStats {
+            retries: Some(g(&st.retried)),
+            dead_lettered: Some(g(&st.dead_lettered)),
+            requests: Some(g(&st.bulk_requests)),
+            failed_requests: Some(g(&st.failed_requests)),
+            buffer: Some(crate::metrics::BufferGauges {
+                queue_length: b.queue_length() as u64,
+                total_bytes: b.total_bytes(),
+                limit_bytes: b.settings().total_limit_size,
+                dropped_chunks: g(&b.stats.dropped_chunks),
+            }),
+        }
+    }
 }
