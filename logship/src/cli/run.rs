@@ -107,7 +107,7 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
     // Monitor sources first, so that /metrics and /healthz answer before any input accepts.
     let monitor_stop = CancellationToken::new();
     let mut monitor_servers = Vec::new();
-    for (src, id) in cfg.sources.iter().zip(&ids) {
+    for (position, (src, id)) in cfg.sources.iter().zip(&ids).enumerate() {
         let SourcePlugin::Monitor(m) = &src.plugin else {
             continue;
         };
@@ -128,6 +128,7 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
             type_name: m.kind.type_name(),
             forward: None,
             listening: listening.clone(),
+            position,
         });
         let (m, mon, sd) = (m.clone(), monitor.clone(), monitor_stop.clone());
         monitor_servers.push(tokio::spawn(async move {
@@ -141,7 +142,7 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
     let sampler =
         (!monitor_servers.is_empty()).then(|| monitor.spawn_sampler(monitor_stop.clone()));
     let mut servers = Vec::new();
-    for (src, id) in cfg.sources.iter().zip(&ids) {
+    for (position, (src, id)) in cfg.sources.iter().zip(&ids).enumerate() {
         let SourcePlugin::Forward(f) = &src.plugin else {
             continue;
         };
@@ -160,6 +161,7 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
             type_name: "forward",
             forward: Some(server.metrics()),
             listening: listening.clone(),
+            position,
         });
         if let Some(addr) = listeners.tcp.as_ref().and_then(|l| l.local_addr().ok()) {
             tracing::info!(address = %addr, source = "forward", plugin_id = %id, label = src.label.as_deref().unwrap_or("(root)"), "listening");

@@ -1626,6 +1626,39 @@ mod tests {
     }
 
     #[test]
+    fn monitor_sources_have_fluentds_defaults() {
+        let c = check("<source>\n  @type prometheus\n</source>\n<source>\n  @type monitor_agent\n  bind 127.0.0.1\n</source>\n").unwrap();
+        let m: Vec<&MonitorSourceConfig> = c
+            .sources
+            .iter()
+            .map(|s| match &s.plugin {
+                SourcePlugin::Monitor(m) => m,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(m[0].kind, MonitorKind::Prometheus);
+        assert_eq!((m[0].bind.as_str(), m[0].port), ("0.0.0.0", 24231));
+        assert_eq!(m[0].metrics_path, "/metrics");
+        assert_eq!(
+            m[0].aggregated_metrics_path.as_deref(),
+            Some("/aggregated_metrics")
+        );
+        assert_eq!(m[0].health_failing_after, Duration::from_secs(60));
+        assert_eq!(m[1].kind, MonitorKind::MonitorAgent);
+        assert_eq!((m[1].bind.as_str(), m[1].port), ("127.0.0.1", 24220));
+        assert_eq!(m[1].aggregated_metrics_path, None);
+        let e =
+            check("<source>\n  @type prometheus\n  @label @X\n</source>\n<label @X>\n</label>\n")
+                .unwrap_err();
+        assert!(
+            e[0].to_string()
+                .starts_with("t.conf:3: @label has no meaning"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
     fn unknown_things() {
         let e = check("<match **>\n  @type stdout\n  colour red\n</match>\n").unwrap_err();
         assert_eq!(e.len(), 1);

@@ -43,6 +43,8 @@ pub struct InputEntry {
     pub forward: Option<Arc<ForwardMetrics>>,
     /// True while the source's socket is bound and served.
     pub listening: Arc<AtomicBool>,
+    /// Position of the source in the config (inputs are listed in this order).
+    pub position: usize,
 }
 
 /// Everything a scrape reads: the sources, the router (filters, outputs), health state.
@@ -70,12 +72,11 @@ impl Monitor {
         })
     }
 
-    /// Adds a source (in config order).
+    /// Adds a source (listed by [`InputEntry::position`]).
     pub fn add_input(&self, e: InputEntry) {
-        self.inputs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(e);
+        let mut v = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+        v.push(e);
+        v.sort_by_key(|e| e.position);
     }
 
     /// The sources added so far.

@@ -142,6 +142,8 @@ pub struct BufferGauges {
 /// What an output counts itself (`None`: the output has no such thing).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutputStats {
+    /// Events delivered downstream (Elasticsearch: indexed, or already there on `create`).
+    pub delivered: Option<u64>,
     /// Event retries (an event retried twice counts 2).
     pub retries: Option<u64>,
     /// Events given up on (dead letter file or ERROR log).

@@ -192,6 +192,14 @@ fn gather(m: &Monitor) -> Families {
                 );
                 let Some(o) = &p.output else { continue };
                 let s = o.stats();
+                if let Some(v) = s.delivered {
+                    f.counter(
+                        "logship_output_delivered_events",
+                        "Events delivered downstream (Elasticsearch: indexed, or already there)",
+                        &l,
+                        v,
+                    );
+                }
                 if let Some(v) = s.retries {
                     f.counter(
                         "logship_output_retries",

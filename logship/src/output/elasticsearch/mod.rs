@@ -101,6 +101,7 @@ impl Output for ElasticsearchOutput {
         let b = &self.service.buffer;
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         crate::metrics::OutputStats {
+            delivered: Some(g(&st.indexed) + g(&st.duplicates)),
             retries: Some(g(&st.retried)),
             dead_lettered: Some(g(&st.dead_lettered)),
             requests: Some(g(&st.bulk_requests)),
