@@ -154,6 +154,8 @@ cmd_install() {
     command -v runuser >/dev/null || missing+=(util-linux)
     # Not a service, but a test peer: logship's `tail` is driven in a real terminal (tmux).
     command -v tmux >/dev/null || missing+=(tmux)
+    # Not a service either: promtool (Debian's prometheus package) validates logship's /metrics.
+    command -v promtool >/dev/null || missing+=(prometheus)
     ((${#missing[@]} == 0)) && return 0
 
     log "installing ${missing[*]} with apt-get"

@@ -317,6 +317,8 @@ fn api_services_log_to_the_published_fluentd_port() {
     let ports = published_ports(fluentd);
     assert!(ports.contains(&(24224, "tcp".to_owned())), "{ports:?}");
     assert!(ports.contains(&(24224, "udp".to_owned())), "{ports:?}");
+    // logship's /metrics and /healthz (the prometheus source of fluentd.conf).
+    assert!(ports.contains(&(24231, "tcp".to_owned())), "{ports:?}");
     let mut n = 0;
     for (name, svc) in svcs.iter().filter(|(_, s)| is_api_image(s)) {
         n += 1;

@@ -8,6 +8,7 @@
 //! - [`filter`]: `parser`, `record_transformer`, `concat` (Docker partial lines).
 //! - [`output`]: `stdout`, `file`, `null`, `copy`, `elasticsearch`.
 //! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
+//! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 //! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod event;
 pub mod filter;
 pub mod forward;
+pub mod metrics;
 pub mod msgpack_json;
 pub mod output;
 pub mod pipeline;

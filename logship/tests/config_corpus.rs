@@ -88,7 +88,9 @@ fn include_glob_is_sorted_and_relative() {
 fn typed_values_of_the_corpus() {
     use logship::config::{Directive, FilterConfig, OutputConfig, SourcePlugin};
     let cfg = Config::from_file(&dir("multiline_values.conf")).unwrap();
-    let SourcePlugin::Forward(f) = &cfg.sources[0].plugin;
+    let SourcePlugin::Forward(f) = &cfg.sources[0].plugin else {
+        panic!("expected a forward source")
+    };
     assert_eq!(f.port, 24224);
     assert_eq!(f.bind, "127.0.0.1");
     assert_eq!(f.chunk_size_limit, Some(1_572_864));
@@ -120,7 +122,9 @@ fn typed_values_of_the_corpus() {
     );
 
     let cfg = Config::from_file(&dir("forward_secure.conf")).unwrap();
-    let SourcePlugin::Forward(f) = &cfg.sources[0].plugin;
+    let SourcePlugin::Forward(f) = &cfg.sources[0].plugin else {
+        panic!("expected a forward source")
+    };
     let sec = f.security.as_ref().unwrap();
     assert_eq!(
         sec.users,

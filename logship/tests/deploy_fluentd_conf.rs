@@ -66,4 +66,9 @@ fn fluentd_conf_passes_with_the_compose_environment() {
     // The output follows the environment, and the source listens where compose publishes.
     assert!(printed.contains("hosts=es-from-env:9201"), "{printed}");
     assert!(printed.contains("forward 0.0.0.0:24224"), "{printed}");
+    // The monitoring endpoint, on the port compose publishes (docs/metrics.md).
+    assert!(
+        printed.contains("prometheus 0.0.0.0:24231 (GET /metrics, /healthz)"),
+        "{printed}"
+    );
 }

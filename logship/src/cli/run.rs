@@ -2,8 +2,11 @@
 //! SIGTERM or SIGINT; then stops accepting, lets connections finish their frame, flushes held
 //! partial lines and every output, and returns (exit 0).
 //!
-//! Each input logs `{"message":"listening","address":"IP:PORT",...}` on stderr once bound, so
-//! a config with `port 0` can be used and the chosen port read from the log.
+//! Each input logs `{"message":"listening","address":"IP:PORT","source":"forward",...}` on
+//! stderr once bound, so a config with `port 0` can be used and the chosen port read from the
+//! log. Monitor sources (`@type prometheus` / `monitor_agent`, see [`crate::metrics`]) log the
+//! same line with `"source":"prometheus"` (or `monitor_agent`); they are bound and serving
+//! before any Forward input accepts, and stop last, after the outputs have flushed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, ForwardSourceConfig, SourcePlugin, DEFAULT_CONFIG};
 use crate::event::EventSink;
-use crate::forward::server::{ForwardListeners, ForwardServerConfig, TlsConfig};
+use crate::forward::server::{ForwardListeners, ForwardServer, ForwardServerConfig, TlsConfig};
 use crate::forward::{SecurityConfig, UserCredential};
+use crate::metrics::plugin::{Category, PluginIds};
+use crate::metrics::{InputEntry, Monitor};
 use crate::pipeline::{LabelSink, Router};
 
 fn errors_to_anyhow(errors: Vec<ConfigError>) -> anyhow::Error {
@@ -92,9 +97,55 @@ pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardS
 pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let router = Router::build(&cfg).map_err(errors_to_anyhow)?;
     let timers = router.spawn_timers(shutdown.child_token());
+    let monitor = Monitor::new(router.clone());
+    let mut ids = PluginIds::default();
+    let ids: Vec<String> = cfg
+        .sources
+        .iter()
+        .map(|s| ids.id(s.id.as_deref(), Category::Input, s.plugin.type_name()))
+        .collect();
+    // Monitor sources first, so that /metrics and /healthz answer before any input accepts.
+    let monitor_stop = CancellationToken::new();
+    let mut monitor_servers = Vec::new();
+    for (position, (src, id)) in cfg.sources.iter().zip(&ids).enumerate() {
+        let SourcePlugin::Monitor(m) = &src.plugin else {
+            continue;
+        };
+        let listener = tokio::net::TcpListener::bind((m.bind.as_str(), m.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}:{} (source at {})",
+                    m.bind, m.port, src.loc
+                )
+            })?;
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(address = %addr, source = m.kind.type_name(), plugin_id = %id, "listening");
+        }
+        let listening = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        monitor.add_input(InputEntry {
+            id: id.clone(),
+            type_name: m.kind.type_name(),
+            forward: None,
+            listening: listening.clone(),
+            position,
+        });
+        let (m, mon, sd) = (m.clone(), monitor.clone(), monitor_stop.clone());
+        monitor_servers.push(tokio::spawn(async move {
+            let r = crate::metrics::server::serve(listener, &m, mon, sd).await;
+            listening.store(false, std::sync::atomic::Ordering::Release);
+            if let Err(e) = r {
+                tracing::error!(error = %e, "monitor server failed");
+            }
+        }));
+    }
+    let sampler =
+        (!monitor_servers.is_empty()).then(|| monitor.spawn_sampler(monitor_stop.clone()));
     let mut servers = Vec::new();
-    for src in &cfg.sources {
-        let SourcePlugin::Forward(f) = &src.plugin;
+    for (position, (src, id)) in cfg.sources.iter().zip(&ids).enumerate() {
+        let SourcePlugin::Forward(f) = &src.plugin else {
+            continue;
+        };
         let scfg = forward_server_config(f).with_context(|| format!("source at {}", src.loc))?;
         let listeners = ForwardListeners::bind(&scfg).await.with_context(|| {
             format!(
@@ -102,8 +153,18 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
                 scfg.bind, scfg.port, src.loc
             )
         })?;
+        let server =
+            ForwardServer::new(scfg.clone()).with_context(|| format!("source at {}", src.loc))?;
+        let listening = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        monitor.add_input(InputEntry {
+            id: id.clone(),
+            type_name: "forward",
+            forward: Some(server.metrics()),
+            listening: listening.clone(),
+            position,
+        });
         if let Some(addr) = listeners.tcp.as_ref().and_then(|l| l.local_addr().ok()) {
-            tracing::info!(address = %addr, label = src.label.as_deref().unwrap_or("(root)"), "listening");
+            tracing::info!(address = %addr, source = "forward", plugin_id = %id, label = src.label.as_deref().unwrap_or("(root)"), "listening");
         }
         let sink: Arc<dyn EventSink> = match &src.label {
             Some(l) => Arc::new(LabelSink {
@@ -114,7 +175,9 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
         };
         let sd = shutdown.clone();
         servers.push(tokio::spawn(async move {
-            crate::forward::server::run(listeners, scfg, sink, sd).await
+            let r = server.run(listeners, sink, sd).await;
+            listening.store(false, std::sync::atomic::Ordering::Release);
+            r
         }));
     }
     tracing::info!(sources = cfg.sources.len(), "logship running");
@@ -129,6 +192,13 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), timers).await;
     router.shutdown().await;
+    monitor_stop.cancel();
+    for s in monitor_servers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    }
+    if let Some(s) = sampler {
+        let _ = s.await;
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -84,8 +84,55 @@ pub struct SourceConfig {
 }
 
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
 pub enum SourcePlugin {
     Forward(ForwardSourceConfig),
+    /// `@type prometheus` or `@type monitor_agent`: the monitoring HTTP endpoint.
+    Monitor(MonitorSourceConfig),
+}
+
+impl SourcePlugin {
+    /// The `@type` as written in the config.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourcePlugin::Forward(_) => "forward",
+            SourcePlugin::Monitor(m) => m.kind.type_name(),
+        }
+    }
+}
+
+/// Which Fluentd plugin a monitor source is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MonitorKind {
+    /// fluent-plugin-prometheus's `<source> @type prometheus` (port 24231).
+    Prometheus,
+    /// Fluentd's `<source> @type monitor_agent` (port 24220, `/api/plugins.json`).
+    MonitorAgent,
+}
+
+impl MonitorKind {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            MonitorKind::Prometheus => "prometheus",
+            MonitorKind::MonitorAgent => "monitor_agent",
+        }
+    }
+}
+
+/// `<source> @type prometheus` / `@type monitor_agent`: serves `/metrics` (Prometheus text
+/// format), `/healthz` and, for `monitor_agent`, `/api/plugins.json`. See `docs/metrics.md`.
+#[derive(Debug, Clone)]
+pub struct MonitorSourceConfig {
+    pub kind: MonitorKind,
+    pub bind: String,
+    pub port: u16,
+    /// Path of the Prometheus exposition (`metrics_path`, default `/metrics`).
+    pub metrics_path: String,
+    /// `aggregated_metrics_path` (prometheus only): the same exposition (one worker).
+    pub aggregated_metrics_path: Option<String>,
+    /// logship's own: an output whose requests have only failed for this long makes
+    /// `/healthz` answer 503 (default 60 s).
+    pub health_failing_after: Duration,
 }
 
 /// `<source> @type forward` (Fluentd's in_forward parameters).
@@ -469,7 +516,26 @@ impl Config {
         let mut s = String::new();
         let _ = writeln!(s, "sources:");
         for src in &self.sources {
-            let SourcePlugin::Forward(f) = &src.plugin;
+            let f = match &src.plugin {
+                SourcePlugin::Forward(f) => f,
+                SourcePlugin::Monitor(m) => {
+                    let _ = writeln!(
+                        s,
+                        "  {} {}:{} (GET {}, /healthz{})   [{}]",
+                        m.kind.type_name(),
+                        m.bind,
+                        m.port,
+                        m.metrics_path,
+                        if m.kind == MonitorKind::MonitorAgent {
+                            ", /api/plugins.json"
+                        } else {
+                            ""
+                        },
+                        src.loc
+                    );
+                    continue;
+                }
+            };
             let _ = write!(s, "  forward {}:{}", f.bind, f.port);
             if f.security.is_some() {
                 let _ = write!(s, " (shared_key handshake)");
@@ -853,7 +919,7 @@ fn type_of<'a>(
     }
 }
 
-const SOURCE_TYPES: &[&str] = &["forward"];
+const SOURCE_TYPES: &[&str] = &["forward", "prometheus", "monitor_agent"];
 const FILTER_TYPES: &[&str] = &["parser", "record_transformer", "concat", "docker_partial"];
 const OUTPUT_TYPES: &[&str] = &[
     "stdout",
@@ -871,6 +937,22 @@ fn source(el: &Element, errors: &mut Vec<ConfigError>) -> Option<SourceConfig> {
     s.known.push("type");
     let label = el.param("@label").map(|p| p.value.clone());
     let id = el.param("@id").map(|p| p.value.clone());
+    if ty == "prometheus" || ty == "monitor_agent" {
+        let plugin = monitor_source(&mut s, ty);
+        if let Some(l) = el.param("@label") {
+            s.error(
+                &l.loc,
+                format!("@label has no meaning for <source> @type {ty} (it emits no events)"),
+            );
+        }
+        s.finish();
+        return Some(SourceConfig {
+            id,
+            label: None,
+            plugin: SourcePlugin::Monitor(plugin),
+            loc: el.loc.clone(),
+        });
+    }
     let bind = s.string_or("bind", "0.0.0.0");
     let port = s.int::<u16>("port", "port number").unwrap_or(24224);
     let linger_timeout = s.time("linger_timeout").unwrap_or(Duration::ZERO);
@@ -936,6 +1018,80 @@ fn source(el: &Element, errors: &mut Vec<ConfigError>) -> Option<SourceConfig> {
         }),
         loc: el.loc.clone(),
     })
+}
+
+/// `@type prometheus` (fluent-plugin-prometheus's input) or `@type monitor_agent`.
+fn monitor_source(s: &mut Section<'_, '_>, ty: &str) -> MonitorSourceConfig {
+    let kind = if ty == "prometheus" {
+        MonitorKind::Prometheus
+    } else {
+        MonitorKind::MonitorAgent
+    };
+    let bind = s.string_or("bind", "0.0.0.0");
+    let default_port = match kind {
+        MonitorKind::Prometheus => 24231,
+        MonitorKind::MonitorAgent => 24220,
+    };
+    let port = s.int::<u16>("port", "port number").unwrap_or(default_port);
+    let health_failing_after = s
+        .time("health_failing_after")
+        .unwrap_or(Duration::from_secs(60));
+    fn path_param(s: &mut Section<'_, '_>, name: &'static str) -> Option<String> {
+        let p = s.raw(name)?;
+        let v = p.value.trim().to_string();
+        let plain = v
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"/_.-~".contains(&c));
+        if !v.starts_with('/') || !plain || v == "/healthz" || v == "/api/plugins.json" {
+            let msg = format!(
+                "parameter '{name}' in {}: must be a path starting with '/' (letters, digits, '/', '_', '.', '-', '~'; not /healthz or /api/plugins.json), got {v:?}",
+                s.what
+            );
+            s.error(&p.loc, msg);
+            return None;
+        }
+        Some(v)
+    }
+    let (metrics_path, aggregated_metrics_path) = match kind {
+        MonitorKind::Prometheus => (
+            path_param(s, "metrics_path").unwrap_or_else(|| "/metrics".into()),
+            Some(
+                path_param(s, "aggregated_metrics_path")
+                    .unwrap_or_else(|| "/aggregated_metrics".into()),
+            ),
+        ),
+        MonitorKind::MonitorAgent => {
+            if let Some(p) = s.raw("tag") {
+                let loc = p.loc.clone();
+                s.error(
+                    &loc,
+                    "parameter 'tag' in <source> (@type monitor_agent): emitting metrics as events is not supported; scrape /api/plugins.json or /metrics instead".into(),
+                );
+            }
+            s.time("emit_interval");
+            // Accepted for compatibility; the JSON has no config or retry object.
+            s.bool("include_config", false);
+            s.bool("include_retry", false);
+            ("/metrics".to_string(), None)
+        }
+    };
+    if let Some(a) = &aggregated_metrics_path {
+        if *a == metrics_path {
+            let loc = s.el.loc.clone();
+            s.error(
+                &loc,
+                format!("metrics_path and aggregated_metrics_path are both {a:?}"),
+            );
+        }
+    }
+    MonitorSourceConfig {
+        kind,
+        bind,
+        port,
+        metrics_path,
+        aggregated_metrics_path,
+        health_failing_after,
+    }
 }
 
 fn tls_section(tr: &Element, errors: &mut Vec<ConfigError>) -> Option<TlsConfig> {
@@ -1499,6 +1655,39 @@ mod tests {
         let c = check(DEFAULT_CONFIG).unwrap();
         assert_eq!(c.sources.len(), 1);
         assert_eq!(c.root.directives.len(), 1);
+    }
+
+    #[test]
+    fn monitor_sources_have_fluentds_defaults() {
+        let c = check("<source>\n  @type prometheus\n</source>\n<source>\n  @type monitor_agent\n  bind 127.0.0.1\n</source>\n").unwrap();
+        let m: Vec<&MonitorSourceConfig> = c
+            .sources
+            .iter()
+            .map(|s| match &s.plugin {
+                SourcePlugin::Monitor(m) => m,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(m[0].kind, MonitorKind::Prometheus);
+        assert_eq!((m[0].bind.as_str(), m[0].port), ("0.0.0.0", 24231));
+        assert_eq!(m[0].metrics_path, "/metrics");
+        assert_eq!(
+            m[0].aggregated_metrics_path.as_deref(),
+            Some("/aggregated_metrics")
+        );
+        assert_eq!(m[0].health_failing_after, Duration::from_secs(60));
+        assert_eq!(m[1].kind, MonitorKind::MonitorAgent);
+        assert_eq!((m[1].bind.as_str(), m[1].port), ("127.0.0.1", 24220));
+        assert_eq!(m[1].aggregated_metrics_path, None);
+        let e =
+            check("<source>\n  @type prometheus\n  @label @X\n</source>\n<label @X>\n</label>\n")
+                .unwrap_err();
+        assert!(
+            e[0].to_string()
+                .starts_with("t.conf:3: @label has no meaning"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]

@@ -121,6 +121,8 @@ pub struct ForwardMetrics {
     pub events_received: AtomicU64,
     /// Bytes read from clients.
     pub bytes_received: AtomicU64,
+    /// Frames (Forward messages) decoded, heartbeats and handshake messages included.
+    pub frames_received: AtomicU64,
     /// Frames that could not be decoded (each closes its connection).
     pub frames_malformed: AtomicU64,
     /// Failed handshakes.
@@ -489,6 +491,25 @@ async fn emit(ctx: &Ctx, batch: EventBatch) -> Result<(), ConnError> {
     Ok(())
 }
 
+struct FrameCount<'a> {
+    n: u64,
+    counter: &'a AtomicU64,
+}
+
+impl FrameCount<'_> {
+    fn flush(&mut self) {
+        if self.n > 0 {
+            inc(self.counter, std::mem::take(&mut self.n));
+        }
+    }
+}
+
+impl Drop for FrameCount<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 async fn handle_connection<S>(
     stream: S,
     peer: Option<SocketAddr>,
@@ -521,6 +542,12 @@ where
 
     // Events of consecutive frames with one tag, not yet emitted: (tag as decoded, batch).
     let mut pending: Option<(Arc<str>, EventBatch)> = None;
+    // Frames decoded since the counter was last updated (one atomic add per socket read, and
+    // one when the connection ends, whichever way).
+    let mut frames = FrameCount {
+        n: 0,
+        counter: &ctx.metrics.frames_received,
+    };
     loop {
         // Drain complete frames.
         loop {
@@ -528,7 +555,10 @@ where
                 .next_raw(&mut buf)
                 .and_then(|r| r.map(|raw| dec.parse(raw)).transpose());
             let frame = match next {
-                Ok(Some(f)) => f,
+                Ok(Some(f)) => {
+                    frames.n += 1;
+                    f
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // The frames before the broken one still go to the pipeline.
@@ -628,6 +658,7 @@ where
                 }
             }
         }
+        frames.flush();
         if let Some((_, p)) = pending.take() {
             emit(&ctx, p).await?;
         }

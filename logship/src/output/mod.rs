@@ -24,6 +24,11 @@ pub trait Output: Send + Sync + 'static {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
+    /// The output's own counters (retries, dead letters, buffer), read by the monitor at
+    /// scrape time. Outputs without any keep the default (nothing to report).
+    fn stats(&self) -> crate::metrics::OutputStats {
+        crate::metrics::OutputStats::default()
+    }
 }
 
 /// Drops everything (`@type null`).

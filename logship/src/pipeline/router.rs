@@ -9,9 +9,12 @@
 //! cached. Records stay in wire form; only filters that need fields decode them.
 //!
 //! [`Router`] implements [`EventSink`]: `emit` resolves once the matched output holds the batch.
+//!
+//! Every filter and output is wrapped with counters ([`crate::metrics::plugin`]) under its
+//! plugin id; [`Router::plugins`] and [`Router::unmatched_events`] are what the monitor reads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -22,6 +25,10 @@ use crate::config::{Config, ConfigError, Directive, FilterConfig, OutputConfig};
 use crate::event::{BoxFuture, EmitError, EventBatch, EventSink};
 use crate::filter::{
     concat::ConcatFilter, parser::ParserFilter, record_transformer::RecordTransformer, Filter,
+};
+use crate::metrics::plugin::{
+    filter_type_name, Category, CountedFilter, CountedOutput, PluginCounters, PluginEntry,
+    PluginIds,
 };
 use crate::output::{file::FileOutput, stdout::StdoutOutput, CopyOutput, NullOutput, Output};
 
@@ -52,6 +59,8 @@ pub struct Router {
     cache: RouteCache,
     outputs: Vec<Arc<dyn Output>>,
     shutting_down: AtomicBool,
+    plugins: Vec<PluginEntry>,
+    unmatched: AtomicU64,
 }
 
 /// Builds an output for a `<match>`/`<store>` (the default: [`build_output`]); tests pass their own.
@@ -129,6 +138,8 @@ impl Router {
     ) -> Result<Arc<Router>, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut outputs: Vec<Arc<dyn Output>> = Vec::new();
+        let mut plugins = Vec::new();
+        let mut ids = PluginIds::default();
         let router = Arc::new_cyclic(|weak: &Weak<Router>| {
             let mut labels = HashMap::new();
             let all = std::iter::once((String::new(), &cfg.root))
@@ -137,12 +148,30 @@ impl Router {
                 let mut steps = Vec::new();
                 for d in &label.directives {
                     match d {
-                        Directive::Filter(f) => steps.push(Step::Filter {
-                            pattern: f.pattern.clone(),
-                            filter: build_filter(&f.plugin),
-                        }),
+                        Directive::Filter(f) => {
+                            let type_name = filter_type_name(&f.plugin);
+                            let counters = Arc::new(PluginCounters::default());
+                            plugins.push(PluginEntry {
+                                id: ids.id(f.id.as_deref(), Category::Filter, type_name),
+                                type_name,
+                                category: Category::Filter,
+                                counters: counters.clone(),
+                                output: None,
+                            });
+                            steps.push(Step::Filter {
+                                pattern: f.pattern.clone(),
+                                filter: Arc::new(CountedFilter {
+                                    inner: build_filter(&f.plugin),
+                                    counters,
+                                }),
+                            })
+                        }
                         Directive::Match(m) => {
-                            match make_output(&m.plugin, m.id.as_deref(), weak, factory) {
+                            let mut reg = Registration {
+                                ids: &mut ids,
+                                plugins: &mut plugins,
+                            };
+                            match make_output(&m.plugin, m.id.as_deref(), weak, factory, &mut reg) {
                                 Ok(o) => {
                                     outputs.push(o.clone());
                                     steps.push(Step::Match {
@@ -162,6 +191,8 @@ impl Router {
                 cache: Mutex::new(HashMap::new()),
                 outputs,
                 shutting_down: AtomicBool::new(false),
+                plugins: std::mem::take(&mut plugins),
+                unmatched: AtomicU64::new(0),
             }
         });
         if errors.is_empty() {
@@ -169,6 +200,16 @@ impl Router {
         } else {
             Err(errors)
         }
+    }
+
+    /// Every filter and output (copy stores included), in config order, with its counters.
+    pub fn plugins(&self) -> &[PluginEntry] {
+        &self.plugins
+    }
+
+    /// Events dropped because no `<match>` matched their tag.
+    pub fn unmatched_events(&self) -> u64 {
+        self.unmatched.load(Ordering::Relaxed)
     }
 
     fn route(&self, label: &str, tag: &Arc<str>) -> Option<Arc<Route>> {
@@ -227,6 +268,8 @@ impl Router {
         after: Option<usize>,
     ) -> Result<(), EmitError> {
         let Some(route) = self.route(label, &batch.tag) else {
+            self.unmatched
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             return Ok(());
         };
         let EventBatch { tag, mut events } = batch;
@@ -295,26 +338,48 @@ impl Router {
     }
 }
 
+/// Where [`make_output`] records the plugins it builds.
+struct Registration<'r> {
+    ids: &'r mut PluginIds,
+    plugins: &'r mut Vec<PluginEntry>,
+}
+
+/// Builds the output for `cfg` wrapped with its counters (a copy's stores each get their own).
 fn make_output(
     cfg: &OutputConfig,
     id: Option<&str>,
     weak: &Weak<Router>,
     factory: OutputFactory<'_>,
+    reg: &mut Registration<'_>,
 ) -> Result<Arc<dyn Output>, String> {
-    match cfg {
-        OutputConfig::Relabel(l) => Ok(Arc::new(RelabelOutput {
+    let type_name = cfg.type_name();
+    let index = reg.plugins.len();
+    let counters = Arc::new(PluginCounters::default());
+    // Registered before the stores, so that a copy comes before its stores.
+    reg.plugins.push(PluginEntry {
+        id: reg.ids.id(id, Category::Output, type_name),
+        type_name,
+        category: Category::Output,
+        counters: counters.clone(),
+        output: None,
+    });
+    let inner: Arc<dyn Output> = match cfg {
+        OutputConfig::Relabel(l) => Arc::new(RelabelOutput {
             label: l.clone(),
             router: weak.clone(),
-        })),
+        }),
         OutputConfig::Copy(stores) => {
             let mut v = Vec::new();
             for (sid, s) in stores {
-                v.push(make_output(s, sid.as_deref(), weak, factory)?);
+                v.push(make_output(s, sid.as_deref(), weak, factory, reg)?);
             }
-            Ok(Arc::new(CopyOutput { stores: v }))
+            Arc::new(CopyOutput { stores: v })
         }
-        other => factory(other, id),
-    }
+        other => factory(other, id)?,
+    };
+    let counted: Arc<dyn Output> = Arc::new(CountedOutput { inner, counters });
+    reg.plugins[index].output = Some(counted.clone());
+    Ok(counted)
 }
 
 impl EventSink for Router {

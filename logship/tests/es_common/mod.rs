@@ -76,6 +76,8 @@ impl Logship {
         let dir = tempfile::tempdir().unwrap();
         let mut conf = std::fs::read_to_string(repo().join("fluentd/fluentd.conf")).unwrap();
         conf = conf.replace("port 24224", "port 0");
+        // The monitoring source too (tests run in parallel).
+        conf = conf.replace("port 24231", "port 0");
         for (from, to) in edits {
             assert!(conf.contains(from), "fluentd.conf has no '{from}'");
             conf = conf.replace(from, to);
@@ -125,7 +127,8 @@ impl Logship {
                     )
                 });
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["fields"]["message"] == "listening" {
+            // The Forward input's line (the monitor source logs one too).
+            if v["fields"]["message"] == "listening" && v["fields"]["source"] == "forward" {
                 let addr: std::net::SocketAddr =
                     v["fields"]["address"].as_str().unwrap().parse().unwrap();
                 break addr.port();

@@ -101,4 +101,18 @@ impl Output for ElasticsearchOutput {
             );
         })
     }
+
+    fn stats(&self) -> crate::metrics::OutputStats {
+        let st = &self.service.stats;
+        let b = &self.service.buffer;
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        crate::metrics::OutputStats {
+            delivered: Some(g(&st.indexed) + g(&st.duplicates)),
+            retries: Some(g(&st.retried)),
+            dead_lettered: Some(g(&st.dead_lettered)),
+            requests: Some(g(&st.bulk_requests)),
+            failed_requests: Some(g(&st.failed_requests)),
+            buffer: Some(crate::metrics::BufferGauges::of(b)),
+        }
+    }
 }

@@ -76,6 +76,8 @@ pub struct ForwardStats {
     pub delivered_events: AtomicU64,
     /// Failed send attempts (each one retried, on another server when one is available).
     pub failed_sends: AtomicU64,
+    /// Events of failed sends, each sent again (a chunk retried twice counts its events twice).
+    pub retried_events: AtomicU64,
     /// Failed sends that were an `ack_response_timeout`.
     pub ack_timeouts: AtomicU64,
     /// Chunks given up (`retry_max_times`, `retry_timeout`, or still failing at shutdown).
@@ -380,6 +382,9 @@ impl Inner {
                     failures += 1;
                     server.stats.failures.fetch_add(1, Ordering::Relaxed);
                     self.stats.failed_sends.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .retried_events
+                        .fetch_add(chunk.records, Ordering::Relaxed);
                     if matches!(e, crate::forward::ClientError::Timeout("ack")) {
                         self.stats.ack_timeouts.fetch_add(1, Ordering::Relaxed);
                     }
@@ -449,5 +454,18 @@ impl Output for ForwardOutput {
                 "forward output stopped"
             );
         })
+    }
+
+    fn stats(&self) -> crate::metrics::OutputStats {
+        let st = &self.inner.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::metrics::OutputStats {
+            delivered: Some(g(&st.delivered_events)),
+            retries: Some(g(&st.retried_events)),
+            dead_lettered: Some(g(&st.dropped_events)),
+            requests: Some(g(&st.delivered_chunks) + g(&st.failed_sends)),
+            failed_requests: Some(g(&st.failed_sends)),
+            buffer: Some(crate::metrics::BufferGauges::of(&self.inner.buffer)),
+        }
     }
 }
