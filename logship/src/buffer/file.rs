@@ -765,4 +765,50 @@ mod tests {
         assert_eq!((s.dropped_chunks, s.dropped_records), (3, 3));
         assert_eq!(s.queue_length, 2);
     }
+
+    #[tokio::test]
+    async fn throw_exception_and_block_at_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let one = chunk_file::frame_len(&batch(1)) as u64;
+        let s = BufferSettings {
+            chunk_limit_records: 1,
+            total_limit_size: one * 2,
+            ..settings(d.path())
+        };
+        let b = FileBuffer::open("t", s.clone()).unwrap();
+        b.push(batch(1)).await.unwrap();
+        b.push(batch(1)).await.unwrap();
+        assert!(matches!(
+            b.push(batch(1)).await,
+            Err(EmitError::BufferOverflow { .. })
+        ));
+        assert_eq!(b.stats().overflows, 1);
+        drop(b);
+
+        let d = tempfile::tempdir().unwrap();
+        let b = Arc::new(
+            FileBuffer::open(
+                "t",
+                BufferSettings {
+                    path: Some(d.path().to_path_buf()),
+                    overflow_action: OverflowAction::Block,
+                    ..s
+                },
+            )
+            .unwrap(),
+        );
+        b.push(batch(1)).await.unwrap();
+        b.push(batch(1)).await.unwrap();
+        let b2 = b.clone();
+        let blocked = tokio::spawn(async move { b2.push(batch(1)).await });
+        // Released only by the take/release below: the push cannot finish before.
+        let c = b.take().await.unwrap();
+        assert!(!blocked.is_finished(), "push must wait for space");
+        b.release(&c);
+        tokio::time::timeout(Duration::from_secs(5), blocked)
+            .await
+            .expect("push resumes once space is freed")
+            .unwrap()
+            .unwrap();
+    }
 }

@@ -356,3 +356,52 @@ impl Buffer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, OutputConfig};
+
+    fn buffer_of(section: &str) -> BufferConfig {
+        let text = format!(
+            "<source>\n @type forward\n</source>\n<match **>\n @type elasticsearch\n host h\n {section}\n</match>\n"
+        );
+        let cfg = Config::from_str_at(&text, std::path::Path::new("t.conf")).unwrap();
+        let m = cfg
+            .root
+            .directives
+            .iter()
+            .find_map(|d| match d {
+                crate::config::Directive::Match(m) => Some(m),
+                _ => None,
+            })
+            .unwrap();
+        match &m.plugin {
+            OutputConfig::Elasticsearch(e) => e.buffer.clone().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn file_defaults_differ_from_memory_defaults() {
+        let f = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer>\n @type file\n path /tmp/x\n</buffer>",
+        )));
+        assert_eq!(f.path.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        assert_eq!(f.total_limit_size, FILE_TOTAL_LIMIT);
+        assert!(!f.flush_at_shutdown);
+        assert_eq!(f.flush_mode, FlushMode::Interval);
+        let m = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer tag, time>\n timekey 1h\n flush_at_shutdown false\n</buffer>",
+        )));
+        assert_eq!(m.path, None);
+        assert_eq!(m.total_limit_size, MEMORY_TOTAL_LIMIT);
+        assert!(!m.flush_at_shutdown);
+        assert_eq!(m.flush_mode, FlushMode::Lazy);
+        let i = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer>\n flush_mode immediate\n overflow_action block\n</buffer>",
+        )));
+        assert_eq!(i.flush_mode, FlushMode::Immediate);
+        assert_eq!(i.overflow_action, OverflowAction::Block);
+    }
+}
