@@ -99,6 +99,7 @@ impl Logship {
                 "FLUENTD_TEMPLATE_FILE",
                 repo().join("elk/fluentd-template.json"),
             )
+            .env("LOGSHIP_BUFFER_PATH", dir.path().join("buffer"))
             .env("LOG_LEVEL", "info")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
