@@ -273,7 +273,7 @@ if st:
     row("api start-up to first 200 of `/readyz` (SQLite) < 50 ms", f"{ms} ms", ms < 50)
     row("api idle RSS < 20 MiB", f"{rss:.1f} MiB", rss < 20)
 print("Built by `scripts/bench.sh targets` from the latest raw results of each section "
-      "(`$CARGO_TARGET_DIR/bench/*.tsv`); medians as in the section tables above.")
+      "(`$CARGO_TARGET_DIR/bench/*.tsv`); medians (min–max) as in the section tables below.")
 print()
 print("| target (issue 9) | figure | status |")
 print("| --- | --- | --- |")
