@@ -445,6 +445,20 @@ fn escape_valid(out: &mut Vec<u8>, b: &[u8]) -> bool {
         }
         i += 8;
     }
+    let r = n - i;
+    if r > 0 && n >= 8 {
+        // The last 8 bytes, shifted so that only the `r` unread ones remain; the zero bytes
+        // shifted in are cleared from the masks and their stores land beyond `j`.
+        let keep = u64::MAX >> (8 * (8 - r));
+        let v = u64::from_le_bytes(b[n - 8..].try_into().expect("8 bytes")) >> (8 * (8 - r));
+        seen |= v;
+        if control_bytes(v) & keep == 0 {
+            let dst: &mut [u8; 32] = (&mut out[j..j + 32]).try_into().expect("32 bytes");
+            j += r + quote_word(dst, v, escape_mask(v) & keep);
+            out.truncate(j);
+            return seen & HI != 0;
+        }
+    }
     for &c in &b[i..] {
         seen |= c as u64;
         if ESCAPE[c as usize] == b'u' {
@@ -474,8 +488,9 @@ fn quote_word(dst: &mut [u8; 32], v: u64, mut m: u64) -> usize {
     extra
 }
 
-/// Room beyond the 2-per-byte worst case: a word is written through a 32-byte window.
-const SLACK: usize = 16;
+/// Room beyond the 2-per-byte worst case: a word (also the last, partial one) is written
+/// through a 32-byte window.
+const SLACK: usize = 32;
 
 /// Writes `c` at `out[j..]` (escaped if needed); returns the new write position. For a plain
 /// byte the second store is scratch that the next byte overwrites.
