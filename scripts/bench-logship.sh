@@ -135,6 +135,7 @@ PY
 )
 echo "$table"
 cp "$out/runs.tsv" "${CARGO_TARGET_DIR}/bench-logship-runs.tsv"
+cp "$out/idle.tsv" "${CARGO_TARGET_DIR}/bench-logship-idle.tsv"
 echo "bench: raw runs in ${CARGO_TARGET_DIR}/bench-logship-runs.tsv" >&2
 
 if [[ -z "${NO_WRITE:-}" ]]; then

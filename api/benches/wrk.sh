@@ -13,7 +13,11 @@
 # Environment: BENCH_MYSQL_URL or TEST_MYSQL_URL (admin URL of a MariaDB, a
 # database `api_bench_<pid>` is created on it), API_BIN (default
 # $CARGO_TARGET_DIR/release/api), DURATION (15s), CONNECTIONS (32),
-# BENCH_LOG_LEVEL (info).
+# BENCH_LOG_LEVEL (info), RUNS (wrk runs per endpoint, default 1),
+# API_TSV (append one tab-separated line per run to this file, for
+# scripts/bench.sh: `startup  run  ms  idle_rss_kib` and
+# `backend  endpoint  run  req_s  p50_ms  p99_ms  api_cpu_us_per_req  rss_kib`;
+# api CPU = utime+stime of /proc/PID/stat across the wrk run / requests).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -22,6 +26,9 @@ API_BIN="${API_BIN:-$TARGET/release/api}"
 DURATION="${DURATION:-15s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 LOG_LEVEL="${BENCH_LOG_LEVEL:-info}"
+RUNS="${RUNS:-1}"
+API_TSV="${API_TSV:-/dev/null}"
+CLK_TCK=$(getconf CLK_TCK)
 BACKENDS=("$@")
 [ ${#BACKENDS[@]} -eq 0 ] && BACKENDS=(sqlite mysql)
 
@@ -40,6 +47,32 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kib() { ps -o rss= -p "$1" | tr -d ' '; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run_wrk BACKEND ENDPOINT WRK-ARGS...: one wrk run, output shown and summarised into API_TSV.
+run_wrk() {
+    local backend=$1 endpoint=$2 run=$3
+    shift 3
+    local c0 c1 out
+    c0=$(cpu_ticks "$SERVER_PID")
+    out=$(wrk "$@")
+    c1=$(cpu_ticks "$SERVER_PID")
+    echo "$out"
+    python3 - "$backend" "$endpoint" "$run" "$((c1 - c0))" "$CLK_TCK" "$(rss_kib "$SERVER_PID")" "$out" >>"$API_TSV" <<'PY'
+import re, sys
+backend, endpoint, run, ticks, hz, rss, out = sys.argv[1:]
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    n, u = float(m.group(1)), m.group(2)
+    return n * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4}[u]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+reqs = int(re.search(r"(\d+) requests in", out).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+cpu_us = int(ticks) / int(hz) * 1e6 / max(reqs, 1)
+print(f"{backend}\t{endpoint}\t{run}\t{rps:.0f}\t{p50:.2f}\t{p99:.2f}\t{cpu_us:.1f}\t{rss}")
+PY
+}
 
 cat >"$WORK/ids.lua" <<'LUA'
 math.randomseed(os.time())
@@ -70,7 +103,10 @@ startup_time() {
         local pid=$!
         until curl -sf -o /dev/null "http://127.0.0.1:$port/readyz"; do :; done
         t1=$(date +%s%N)
-        echo "run $i: $(((t1 - t0) / 1000000)) ms   idle RSS $(rss_kib $pid) KiB"
+        local rss
+        rss=$(rss_kib $pid)
+        echo "run $i: $(((t1 - t0) / 1000000)) ms   idle RSS $rss KiB"
+        printf 'startup\t%s\t%s\t%s\n' "$i" "$(((t1 - t0) / 1000000))" "$rss" >>"$API_TSV"
         kill -TERM $pid
         wait $pid || true
     done
@@ -106,14 +142,19 @@ PY
     wait_ready "$port"
     curl -sf -o /dev/null "http://127.0.0.1:$port/users/1"
     echo "idle RSS: $(rss_kib $SERVER_PID) KiB"
-    echo "-- GET /users/{id} (random 1..10000)"
-    echo "\$ wrk -t2 -c$CONNECTIONS -d$DURATION --latency -s ids.lua http://127.0.0.1:$port"
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$WORK/ids.lua" "http://127.0.0.1:$port"
-    echo "RSS after load: $(rss_kib $SERVER_PID) KiB"
-    echo "-- GET /users?limit=100"
-    echo "\$ wrk -t2 -c$CONNECTIONS -d$DURATION --latency http://127.0.0.1:$port/users?limit=100"
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/users?limit=100"
-    echo "RSS after load: $(rss_kib $SERVER_PID) KiB"
+    local run
+    for run in $(seq "$RUNS"); do
+        echo "-- GET /users/{id} (random 1..10000), run $run"
+        echo "\$ wrk -t2 -c$CONNECTIONS -d$DURATION --latency -s ids.lua http://127.0.0.1:$port"
+        run_wrk "$backend" "/users/{id}" "$run" -t2 -c"$CONNECTIONS" -d"$DURATION" --latency \
+            -s "$WORK/ids.lua" "http://127.0.0.1:$port"
+        echo "RSS after load: $(rss_kib $SERVER_PID) KiB"
+        echo "-- GET /users?limit=100, run $run"
+        echo "\$ wrk -t2 -c$CONNECTIONS -d$DURATION --latency http://127.0.0.1:$port/users?limit=100"
+        run_wrk "$backend" "/users?limit=100" "$run" -t2 -c"$CONNECTIONS" -d"$DURATION" --latency \
+            "http://127.0.0.1:$port/users?limit=100"
+        echo "RSS after load: $(rss_kib $SERVER_PID) KiB"
+    done
     kill -TERM "$SERVER_PID"
     wait "$SERVER_PID" || true
     SERVER_PID=""

@@ -4,7 +4,8 @@
 //! `request_id`, `method`, `path`, `user_agent` and `db_backend`; when the
 //! response is ready exactly one `request completed` event is logged with
 //! `status` and `latency_ms`, and the request id is echoed in the
-//! `X-Request-Id` response header. A client-supplied `X-Request-Id` (1–128
+//! `X-Request-Id` response header. That event is the request's only log line (the span
+//! logs no START/END lines, see [`crate::telemetry`]). A client-supplied `X-Request-Id` (1–128
 //! visible ASCII characters) is kept, otherwise a UUID v4 is generated.
 
 use std::time::Instant;
@@ -13,7 +14,6 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::field::Empty;
 use tracing::Instrument;
 
 use crate::config::Backend;
@@ -41,6 +41,7 @@ pub async fn log_request(State(backend): State<Backend>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    // The name must stay `telemetry::REQUEST_SPAN` (a literal: the macro needs one).
     let span = tracing::info_span!(
         "http_request",
         request_id = %request_id,
@@ -48,17 +49,11 @@ pub async fn log_request(State(backend): State<Backend>, req: Request, next: Nex
         path = %req.uri().path(),
         user_agent = %user_agent,
         db_backend = backend.as_str(),
-        status = Empty,
-        latency_ms = Empty,
     );
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-    // Log first, then record on the span, so the completion event carries
-    // each field once (the span's copy shows up on the span-close line).
     span.in_scope(|| tracing::info!(status, latency_ms, "request completed"));
-    span.record("status", status);
-    span.record("latency_ms", latency_ms);
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }

@@ -18,7 +18,14 @@ use es_common::*;
 use logship::event::{Event, EventBatch, EventTime};
 use serde_json::{json, Value};
 
-const N: usize = 200_000;
+/// Documents per variant: `ES_BENCH_EVENTS` (default 200,000; `scripts/bench.sh es` uses fewer
+/// so that each run stays short on the shared machine).
+static N: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("ES_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+});
 const BATCH: usize = 1_000;
 
 async fn wait_index_count(es: &str, index: &str, n: u64, secs: u64) {
@@ -39,7 +46,7 @@ async fn wait_index_count(es: &str, index: &str, n: u64, secs: u64) {
 }
 
 fn events(run: &str, base: EventTime) -> Vec<(EventTime, String)> {
-    (0..N)
+    (0..*N)
         .map(|i| {
             let t = EventTime::new(
                 base.secs + (i / 1_000_000) as i64,
@@ -108,7 +115,7 @@ async fn bench_logship_vs_preencoded_bulk() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["errors"], false);
     }
-    wait_index_count(&es, &index_b, N as u64, 600).await;
+    wait_index_count(&es, &index_b, *N as u64, 600).await;
     let bulk_secs = t0.elapsed().as_secs_f64();
 
     // logship: fluentd.conf (parser filter, template, memory buffer, 2 flush threads), fed
@@ -144,20 +151,22 @@ async fn bench_logship_vs_preencoded_bulk() {
         client.send_batch(b).await.unwrap();
     }
     let acked = t0.elapsed().as_secs_f64();
-    wait_index_count(&es, &index_l, N as u64, 600).await;
+    wait_index_count(&es, &index_l, *N as u64, 600).await;
     let ls_secs = t0.elapsed().as_secs_f64();
     drop(client);
     let stats = ls.stop();
 
     println!("variant\tevents\tsecs\tdocs_per_s");
     println!(
-        "bulk_preencoded({} MB)\t{N}\t{bulk_secs:.2}\t{:.0}",
+        "bulk_preencoded({} MB)\t{}\t{bulk_secs:.2}\t{:.0}",
         bytes >> 20,
-        N as f64 / bulk_secs
+        *N,
+        *N as f64 / bulk_secs
     );
     println!(
-        "logship(acked in {acked:.2}s)\t{N}\t{ls_secs:.2}\t{:.0}",
-        N as f64 / ls_secs
+        "logship(acked in {acked:.2}s)\t{}\t{ls_secs:.2}\t{:.0}",
+        *N,
+        *N as f64 / ls_secs
     );
     println!("logship stats: {stats}");
     let _ = c.delete(format!("{es}/{index_b}")).send().await;

@@ -314,26 +314,30 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes bytes as a JSON string, replacing invalid UTF-8 sequences with U+FFFD.
-pub fn write_str_lossy(out: &mut Vec<u8>, mut b: &[u8]) {
+///
+/// Escaping is byte-wise and never touches bytes ≥ 0x80, so the bytes are escaped first and
+/// validated only when one of them was ≥ 0x80 (the escaper reports that for free): ASCII
+/// strings take a single pass.
+pub fn write_str_lossy(out: &mut Vec<u8>, b: &[u8]) {
     out.push(b'"');
-    if b.is_ascii() {
-        escape_valid(out, b);
-        out.push(b'"');
-        return;
-    }
-    loop {
-        match std::str::from_utf8(b) {
-            Ok(s) => {
-                escape_valid(out, s.as_bytes());
-                break;
-            }
-            Err(e) => {
-                let (good, rest) = b.split_at(e.valid_up_to());
-                escape_valid(out, good);
-                out.extend_from_slice("\u{FFFD}".as_bytes());
-                match e.error_len() {
-                    Some(n) => b = &rest[n..],
-                    None => break,
+    let mark = out.len();
+    if escape_valid(out, b) && std::str::from_utf8(b).is_err() {
+        out.truncate(mark);
+        let mut b = b;
+        loop {
+            match std::str::from_utf8(b) {
+                Ok(s) => {
+                    escape_valid(out, s.as_bytes());
+                    break;
+                }
+                Err(e) => {
+                    let (good, rest) = b.split_at(e.valid_up_to());
+                    escape_valid(out, good);
+                    out.extend_from_slice("\u{FFFD}".as_bytes());
+                    match e.error_len() {
+                        Some(n) => b = &rest[n..],
+                        None => break,
+                    }
                 }
             }
         }
@@ -350,72 +354,143 @@ fn control_bytes(v: u64) -> u64 {
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
-/// High bit set in each byte of `w` that is a control character, `"` or `\\` (the lowest set
-/// bit is exact: the subtraction tricks can only flag false positives above a true one).
-#[inline]
-fn escape_mask(w: u64) -> u64 {
-    let ctl = w.wrapping_sub(LO * 0x20) & !w;
-    let q = w ^ (LO * b'"' as u64);
-    let q = q.wrapping_sub(LO) & !q;
-    let bs = w ^ (LO * b'\\' as u64);
-    let bs = bs.wrapping_sub(LO) & !bs;
-    (ctl | q | bs) & HI
+/// High bit set in exactly the bytes of `v` that are a control character, `"` or `\\`.
+///
+/// Each test works on the low 7 bits of every byte (`t`), where adding 0x60 or 0x7f cannot
+/// carry into the next byte: bit 7 of `t + 0x60` is set iff the byte is ≥ 0x20, bit 7 of
+/// `(t ^ c) + 0x7f` iff the byte differs from `c`. Bytes ≥ 0x80 never need escaping.
+#[inline(always)]
+fn escape_mask(v: u64) -> u64 {
+    let t = v & !HI;
+    let not_ctl = t + LO * 0x60;
+    let not_quote = (t ^ (LO * b'"' as u64)) + LO * 0x7f;
+    let not_bs = (t ^ (LO * b'\\' as u64)) + LO * 0x7f;
+    !((not_ctl & not_quote & not_bs) | v) & HI
+}
+
+/// Length of the longest prefix of `b` that needs no escaping, and the OR of the words read
+/// (whose high bits tell whether a byte ≥ 0x80 was seen in that prefix).
+#[inline(always)]
+fn clean_prefix(b: &[u8]) -> (usize, u64) {
+    let mut i = 0;
+    let mut seen = 0;
+    while let Some(w) = b.get(i..i + 8) {
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        let m = escape_mask(v);
+        seen |= v; // bytes past the prefix are in `b` too
+        if m != 0 {
+            return (i + (m.trailing_zeros() / 8) as usize, seen);
+        }
+        i += 8;
+    }
+    let r = b.len() - i;
+    if r > 0 && b.len() >= 8 {
+        // The last 8 bytes, shifted so that only the `r` unread ones remain (the zero bytes
+        // shifted in are cleared from the mask).
+        let last = u64::from_le_bytes(b[b.len() - 8..].try_into().expect("8 bytes"));
+        let v = last >> (8 * (8 - r));
+        seen |= v;
+        let m = escape_mask(v) & (u64::MAX >> (8 * (8 - r)));
+        let k = if m == 0 {
+            r
+        } else {
+            (m.trailing_zeros() / 8) as usize
+        };
+        return (i + k, seen);
+    }
+    while i < b.len() && ESCAPE[b[i] as usize] == 0 {
+        seen |= b[i] as u64;
+        i += 1;
+    }
+    (i, seen)
 }
 
 /// Appends `b` (valid UTF-8) JSON-escaped, without quotes.
 ///
-/// The output is grown once (2 bytes per input byte plus slack; a `\\u00XX` escape grows it
-/// further) and written by index. Words of 8 bytes with nothing to escape are stored at once;
-/// a word holding a `"` or `\\` is written a byte at a time without branches on the byte's
-/// class. Log lines that embed JSON have a quote every few bytes, so this is the common case.
-fn escape_valid(out: &mut Vec<u8>, b: &[u8]) {
+/// The clean prefix (the whole string for keys, ids and most values) is found 8 bytes at a
+/// time and copied with one `extend_from_slice`. From the first escape on, the output is
+/// grown once (2 bytes per input byte plus slack; a `\\u00XX` escape grows it further) and
+/// written by index, a word of 8 bytes per step: the word is stored as is, then for each
+/// `"` or `\\` in it (exact mask, lowest first) a backslash is stored in front of the byte
+/// and the rest of the word is stored again one byte further on. That is two stores per
+/// escape instead of two per byte — log lines that embed JSON have a quote every few bytes.
+/// Words holding a control character take the per-byte table path (rare).
+///
+/// Returns whether `b` holds a byte ≥ 0x80 (so ASCII callers need no UTF-8 validation).
+fn escape_valid(out: &mut Vec<u8>, b: &[u8]) -> bool {
+    let (p, mut seen) = clean_prefix(b);
+    out.extend_from_slice(&b[..p]);
+    let b = &b[p..];
+    if b.is_empty() {
+        return seen & HI != 0;
+    }
     let n = b.len();
     let mut j = out.len();
     out.resize(j + 2 * n + SLACK, 0);
     let mut i = 0;
     // Invariant: out.len() >= j + 2 * (n - i) + SLACK.
     while let Some(w) = b.get(i..i + 8) {
-        let w: [u8; 8] = w.try_into().expect("8 bytes");
-        let v = u64::from_le_bytes(w);
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        seen |= v;
         let m = escape_mask(v);
-        if m == 0 {
-            out[j..j + 8].copy_from_slice(&w);
-            j += 8;
-        } else {
-            if control_bytes(v) != 0 {
-                // `\\u00XX` needs up to 4 more bytes per input byte (rare)
-                out.resize(out.len() + 32, 0);
-                for c in w {
-                    j = escape_byte(out, j, c);
-                }
-            } else {
-                // Only `"` and `\\`, whose escape is a backslash in front: every byte is
-                // stored twice (a backslash or the byte, then the byte) and the position
-                // moves by one or two. No branch depends on the data.
-                let dst: &mut [u8; 32] = (&mut out[j..j + 32]).try_into().expect("32 bytes");
-                let mut k = 0usize;
-                for c in w {
-                    let esc = (c == b'"') | (c == b'\\');
-                    dst[k & 31] = if esc { b'\\' } else { c };
-                    dst[(k + 1) & 31] = c;
-                    k += 1 + esc as usize;
-                }
-                j += k;
+        if m != 0 && control_bytes(v) != 0 {
+            // `\\u00XX` needs up to 4 more bytes per input byte (rare)
+            out.resize(out.len() + 32, 0);
+            for &c in w {
+                j = escape_byte(out, j, c);
             }
+        } else {
+            let dst: &mut [u8; 32] = (&mut out[j..j + 32]).try_into().expect("32 bytes");
+            j += 8 + quote_word(dst, v, m);
         }
         i += 8;
     }
+    let r = n - i;
+    if r > 0 && n >= 8 {
+        // The last 8 bytes, shifted so that only the `r` unread ones remain; the zero bytes
+        // shifted in are cleared from the masks and their stores land beyond `j`.
+        let keep = u64::MAX >> (8 * (8 - r));
+        let v = u64::from_le_bytes(b[n - 8..].try_into().expect("8 bytes")) >> (8 * (8 - r));
+        seen |= v;
+        if control_bytes(v) & keep == 0 {
+            let dst: &mut [u8; 32] = (&mut out[j..j + 32]).try_into().expect("32 bytes");
+            j += r + quote_word(dst, v, escape_mask(v) & keep);
+            out.truncate(j);
+            return seen & HI != 0;
+        }
+    }
     for &c in &b[i..] {
+        seen |= c as u64;
         if ESCAPE[c as usize] == b'u' {
             out.resize(out.len() + 4, 0);
         }
         j = escape_byte(out, j, c);
     }
     out.truncate(j);
+    seen & HI != 0
 }
 
-/// Room beyond the 2-per-byte worst case: a word with escapes is written through a 32-byte window.
-const SLACK: usize = 16;
+/// Stores the word `v` at `dst` with a backslash in front of each byte flagged in `m` (only
+/// `"` and `\\`, lowest first): the word is stored as is, then per escape a backslash and
+/// the rest of the word one byte further on. Returns the number of backslashes.
+#[inline(always)]
+fn quote_word(dst: &mut [u8; 32], v: u64, mut m: u64) -> usize {
+    dst[..8].copy_from_slice(&v.to_le_bytes());
+    let mut extra = 0usize;
+    while m != 0 {
+        let bit = m.trailing_zeros() as usize; // 8 * position + 7
+        let at = ((bit >> 3) + extra) & 15; // ≤ 14: 7 + 7 earlier escapes
+        dst[at] = b'\\';
+        dst[at + 1..at + 9].copy_from_slice(&(v >> (bit - 7)).to_le_bytes());
+        extra += 1;
+        m &= m - 1;
+    }
+    extra
+}
+
+/// Room beyond the 2-per-byte worst case: a word (also the last, partial one) is written
+/// through a 32-byte window.
+const SLACK: usize = 32;
 
 /// Writes `c` at `out[j..]` (escaped if needed); returns the new write position. For a plain
 /// byte the second store is scratch that the next byte overwrites.
@@ -485,6 +560,60 @@ mod tests {
             write_str_lossy(&mut out, s.as_bytes());
             let want = format!("prefix{}", serde_json::to_string(&s).unwrap());
             assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn escaper_matches_serde_json_on_random_bytes() {
+        // Differential test: random byte strings built from every control character, `"`,
+        // `\\`, DEL, U+2028/U+2029, multi-byte characters, long clean runs and invalid UTF-8
+        // (lone continuation bytes, truncated sequences, 0xff). The expected text is
+        // serde_json's escaping of `String::from_utf8_lossy` of the same bytes.
+        let mut pieces: Vec<Vec<u8>> = (0u8..0x20).map(|c| vec![c]).collect();
+        for p in [
+            &b"\""[..],
+            b"\\",
+            b"\x7f",
+            b"a",
+            b"Z",
+            b" ",
+            b"{\"k\":",
+            b"0123456789abcdef",
+            "é".as_bytes(),
+            "€".as_bytes(),
+            "😀".as_bytes(),
+            "\u{2028}".as_bytes(),
+            "\u{2029}".as_bytes(),
+            b"\x80",
+            b"\xbf",
+            b"\xc3",
+            b"\xe2\x82",
+            b"\xf0\x9f\x98",
+            b"\xff",
+            b"\xed\xa0\x80",
+        ] {
+            pieces.push(p.to_vec());
+        }
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 48) as usize;
+            let mut s = Vec::new();
+            for _ in 0..len {
+                s.extend_from_slice(&pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let mut out = b"x".to_vec();
+            write_str_lossy(&mut out, &s);
+            let want = format!(
+                "x{}",
+                serde_json::to_string(&String::from_utf8_lossy(&s)).unwrap()
+            );
+            assert_eq!(String::from_utf8(out).unwrap(), want, "input {s:?}");
         }
     }
 

@@ -82,6 +82,12 @@ async fn every_log_line_is_bunyan_json_with_request_fields() {
         assert!(r["latency_ms"].as_f64().unwrap() >= 0.0);
         assert_eq!(r["db_backend"], "sqlite");
     }
+    // One line per request: the span logs no START/END lines of its own.
+    let lines_of_first = records
+        .iter()
+        .filter(|r| r["request_id"] == "log-test-1")
+        .count();
+    assert_eq!(lines_of_first, 1, "log lines of one request: {records:?}");
     let first = completed[0];
     assert_eq!(first["request_id"], "log-test-1");
     assert_eq!(first["method"], "GET");

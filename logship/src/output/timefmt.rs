@@ -63,8 +63,33 @@ fn push_year(out: &mut Vec<u8>, y: i64) {
     }
 }
 
+/// `YYYY-MM-DD{sep}HH:MM:SS` in UTC as one array, or `None` when the year has not 4 digits.
+#[inline]
+fn date_time_array(secs: i64, sep: u8) -> Option<[u8; 19]> {
+    let c = civil(secs);
+    if !(0..=9999).contains(&c.year) {
+        return None;
+    }
+    let y = c.year as u32;
+    let d = |v: u32| [b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8];
+    let [y0, y1] = d(y / 100);
+    let [y2, y3] = d(y % 100);
+    let [mo0, mo1] = d(c.month);
+    let [d0, d1] = d(c.day);
+    let [h0, h1] = d(c.hour);
+    let [mi0, mi1] = d(c.minute);
+    let [s0, s1] = d(c.second);
+    Some([
+        y0, y1, y2, y3, b'-', mo0, mo1, b'-', d0, d1, sep, h0, h1, b':', mi0, mi1, b':', s0, s1,
+    ])
+}
+
 /// `YYYY-MM-DD{sep}HH:MM:SS` in UTC: the part every format below shares.
 fn write_date_time(out: &mut Vec<u8>, secs: i64, sep: u8) {
+    if let Some(a) = date_time_array(secs, sep) {
+        out.extend_from_slice(&a);
+        return;
+    }
     let c = civil(secs);
     push_year(out, c.year);
     out.push(b'-');
@@ -80,22 +105,39 @@ fn write_date_time(out: &mut Vec<u8>, secs: i64, sep: u8) {
 }
 
 /// `.NNNNNNNNN`: nanoseconds, always nine digits.
-fn write_nanos(out: &mut Vec<u8>, nanos: u32) {
+#[inline]
+fn nanos_array(nanos: u32) -> [u8; 10] {
     let mut v = nanos.min(999_999_999);
-    let mut digits = [b'0'; 9];
-    for d in digits.iter_mut().rev() {
+    let mut digits = [b'.'; 10];
+    for d in digits[1..].iter_mut().rev() {
         *d = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    out.push(b'.');
-    out.extend_from_slice(&digits);
+    digits
+}
+
+/// Date-time, nanoseconds and a suffix, written with one copy when the year has 4 digits.
+fn write_with_nanos<const N: usize>(out: &mut Vec<u8>, t: EventTime, sep: u8, suffix: &[u8; N]) {
+    match date_time_array(t.secs, sep) {
+        Some(dt) => {
+            // 19 + 10 + at most 6 suffix bytes
+            let mut line = [0u8; 35];
+            line[..19].copy_from_slice(&dt);
+            line[19..29].copy_from_slice(&nanos_array(t.nanos));
+            line[29..29 + N].copy_from_slice(suffix);
+            out.extend_from_slice(&line[..29 + N]);
+        }
+        None => {
+            write_date_time(out, t.secs, sep);
+            out.extend_from_slice(&nanos_array(t.nanos));
+            out.extend_from_slice(suffix);
+        }
+    }
 }
 
 /// `2025-03-14 15:09:26.535897932 +0000` — out_stdout's `%Y-%m-%d %H:%M:%S.%N %z`, in UTC.
 pub fn write_stdout_time(out: &mut Vec<u8>, t: EventTime) {
-    write_date_time(out, t.secs, b' ');
-    write_nanos(out, t.nanos);
-    out.extend_from_slice(b" +0000");
+    write_with_nanos(out, t, b' ', b" +0000");
 }
 
 /// `2025-03-14T15:09:26+0000` — out_file's default `%Y-%m-%dT%H:%M:%S%z`, in UTC.
@@ -106,9 +148,7 @@ pub fn write_iso_time(out: &mut Vec<u8>, t: EventTime) {
 
 /// `2025-03-14T15:09:26.535897932Z` — RFC 3339 with nanoseconds (Elasticsearch's `@timestamp`).
 pub fn write_rfc3339_nanos(out: &mut Vec<u8>, t: EventTime) {
-    write_date_time(out, t.secs, b'T');
-    write_nanos(out, t.nanos);
-    out.push(b'Z');
+    write_with_nanos(out, t, b'T', b"Z");
 }
 
 /// Expands `%Y %m %d %H %M %S %y %j %%` (UTC) in `fmt`; other `%x` are kept as written.
