@@ -118,7 +118,7 @@ async fn bench_logship_vs_preencoded_bulk() {
     wait_index_count(&es, &index_b, *N as u64, 600).await;
     let bulk_secs = t0.elapsed().as_secs_f64();
 
-    // logship: fluentd.conf (parser filter, template, memory buffer, 2 flush threads), fed
+    // logship: fluentd.conf (parser filter, template, file buffer, 2 flush threads), fed
     // with PackedForward batches of 1000 Docker records, each batch acked.
     let index_l = format!("fluentd-bench-ls-{run}");
     let ls = Logship::start(
