@@ -9,8 +9,8 @@
 //!   on its disk. The edge notices (a failed send or the heartbeats) and sends everything else
 //!   to the survivor; the killed aggregator is restarted on the same buffer path, resumes its
 //!   chunks and delivers them, and the edge takes it back. Acked events survive the kill.
-//!   (With [`AGGREGATOR_FILE_BUFFER`] false — a memory buffer — the kill has to wait until the
-//!   node holds everything sent so far, because acked events die with a memory buffer.)
+//!   (With a memory buffer the kill would have to wait until the node holds everything sent
+//!   so far: acked, undelivered events die with it.)
 //! - `frozen_aggregator`: an aggregator is stopped (SIGSTOP) in the middle of the stream with
 //!   chunks in flight: the edge's ack timeout fires, the unacked chunks go to the other
 //!   aggregator; when the stopped one resumes it delivers what it had acked and whatever it
@@ -27,16 +27,13 @@ use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::{ClientConfig, ForwardClient};
 use serde_json::{json, Value};
 
-/// The aggregators run with `<buffer @type file>` and the kill lands mid-stream (see the
-/// module docs); `false` is the memory-buffer variant, kept to show the difference by hand.
-const AGGREGATOR_FILE_BUFFER: bool = true;
-
 struct Tier {
     edge: Proc,
     edge_port: u16,
     aggs: Vec<Option<Proc>>,
     agg_ports: Vec<u16>,
     agg_confs: Vec<std::path::PathBuf>,
+    agg_buffers: Vec<std::path::PathBuf>,
     es_env: Vec<(&'static str, String)>,
     _dir: tempfile::TempDir,
 }
@@ -69,31 +66,30 @@ impl Tier {
         let mut aggs = Vec::new();
         let mut agg_ports = Vec::new();
         let mut agg_confs = Vec::new();
+        let mut agg_buffers = Vec::new();
         for i in 0..2 {
             let port = free_port();
-            let mut text = edit(
+            let text = edit(
                 agg_text.clone(),
                 &[("flush_interval 1s", "flush_interval 0.2s")],
             );
-            if AGGREGATOR_FILE_BUFFER {
-                let buf = dir.path().join(format!("agg{i}-buffer"));
-                text = edit(
-                    text,
-                    &[(
-                        "    @type memory\n",
-                        &format!("    @type file\n    path {}\n", buf.display()),
-                    )],
-                );
-            }
             let conf = dir.path().join(format!("aggregator{i}.conf"));
             std::fs::write(&conf, text).unwrap();
             let mut env = es_env.clone();
             env.push(("AGGREGATOR_PORT", port.to_string()));
+            env.push((
+                "AGGREGATOR_BUFFER_PATH",
+                dir.path()
+                    .join(format!("agg{i}-buffer"))
+                    .display()
+                    .to_string(),
+            ));
             let (p, got) = Proc::start(&conf, &env);
             assert_eq!(got, port);
             aggs.push(Some(p));
             agg_ports.push(port);
             agg_confs.push(conf);
+            agg_buffers.push(dir.path().join(format!("agg{i}-buffer")));
         }
         let edge_text = edit(
             std::fs::read_to_string(repo().join("fluentd/edge.conf")).unwrap(),
@@ -113,6 +109,10 @@ impl Tier {
             &[
                 ("EDGE_PORT", "0".to_string()),
                 ("EDGE_BIND", "127.0.0.1".to_string()),
+                (
+                    "EDGE_BUFFER_PATH",
+                    dir.path().join("edge-buffer").display().to_string(),
+                ),
                 ("AGGREGATOR1_HOST", "127.0.0.1".to_string()),
                 ("AGGREGATOR1_PORT", agg_ports[0].to_string()),
                 ("AGGREGATOR2_HOST", "127.0.0.1".to_string()),
@@ -125,6 +125,7 @@ impl Tier {
             aggs,
             agg_ports,
             agg_confs,
+            agg_buffers,
             es_env,
             _dir: dir,
         }
@@ -133,6 +134,10 @@ impl Tier {
     fn restart_agg(&mut self, i: usize) {
         let mut env = self.es_env.clone();
         env.push(("AGGREGATOR_PORT", self.agg_ports[i].to_string()));
+        env.push((
+            "AGGREGATOR_BUFFER_PATH",
+            self.agg_buffers[i].display().to_string(),
+        ));
         let (p, got) = Proc::start(&self.agg_confs[i], &env);
         assert_eq!(got, self.agg_ports[i]);
         self.aggs[i] = Some(p);
@@ -224,35 +229,26 @@ async fn killed_aggregator() {
     let total = 50_000usize;
     let mut t = Tier::start(&es, &[]);
     let mut c = t.client().await;
-    let half = total / 2;
-    if AGGREGATOR_FILE_BUFFER {
-        // the kill lands in the middle of the stream, while both aggregators are busy
-        let run2 = run.clone();
-        let stream = tokio::spawn(async move {
-            send(&mut c, &run2, 0, total).await;
-            c
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while count(&es, &run).await < 5_000 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the stream does not flow"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        t.aggs[0].take().unwrap().kill9();
-        c = stream.await.unwrap();
-        eprintln!(
-            "stored before the killed aggregator restarts: {}",
-            count(&es, &run).await
+    // the kill lands in the middle of the stream, while both aggregators are busy
+    let run2 = run.clone();
+    let stream = tokio::spawn(async move {
+        send(&mut c, &run2, 0, total).await;
+        c
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while count(&es, &run).await < 5_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream does not flow"
         );
-    } else {
-        send(&mut c, &run, 0, half).await;
-        // memory buffer: the kill must not take acked, undelivered events with it
-        wait_for_count(&es, &run, half as u64).await;
-        t.aggs[0].take().unwrap().kill9();
-        send(&mut c, &run, half, total).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    t.aggs[0].take().unwrap().kill9();
+    c = stream.await.unwrap();
+    eprintln!(
+        "stored before the killed aggregator restarts: {}",
+        count(&es, &run).await
+    );
     let edge_lines = t.edge.lines.clone();
     let logged = move |what: &str| {
         edge_lines
