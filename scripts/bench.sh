@@ -167,9 +167,10 @@ PY
 run_es() {
   need_services
   : >"$RES/es.tsv"
+  : >"$RES/es.stderr"
   local events="${ES_BENCH_EVENTS:-100000}"
   for i in $(seq "$RUNS"); do
-    ES_BENCH_EVENTS="$events" cargo bench --quiet -p logship --bench es_bench 2>/dev/null |
+    ES_BENCH_EVENTS="$events" cargo bench --quiet -p logship --bench es_bench 2>>"$RES/es.stderr" |
       awk -F'\t' -v run="$i" '/^bulk_preencoded|^logship\(/ {sub(/\(.*/, "", $1); print $1 "\t" run "\t" $3 "\t" $4}' \
         >>"$RES/es.tsv"
     echo "bench: es run $i done" >&2

@@ -79,6 +79,8 @@ async fn bench_logship_vs_preencoded_bulk() {
     // node speeds up as it warms (JIT, caches, segment merges), so whichever variant ran first
     // on a cold node used to lose. A short untimed warm-up goes first.
     let c = http();
+    // Indices an interrupted earlier run left behind would only fill the node's heap.
+    let _ = c.delete(format!("{es}/fluentd-bench-*")).send().await;
     let warm = format!("fluentd-bench-warmup-{run}");
     let n_warm = (*N / 5).min(20_000);
     post_bulk(&es, &preencoded(&evs[..n_warm], &warm, &run, docker_id)).await;
@@ -193,18 +195,31 @@ fn preencoded(
     bodies
 }
 
-/// Posts `bodies` one after another; every item must succeed.
+/// Posts `bodies` one after another; every item must succeed. A whole request answered 429
+/// (the node's circuit breaker: nothing of it was indexed) is sent again after a pause, as
+/// logship itself would do.
 async fn post_bulk(es: &str, bodies: &[Vec<u8>]) {
     let c = http();
     for b in bodies {
-        let r = c
-            .post(format!("{es}/_bulk"))
-            .header("content-type", "application/x-ndjson")
-            .body(b.clone())
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["errors"], false);
+        let mut attempt = 0;
+        loop {
+            let r = c
+                .post(format!("{es}/_bulk"))
+                .header("content-type", "application/x-ndjson")
+                .body(b.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < 20 {
+                attempt += 1;
+                eprintln!("es_bench: _bulk answered 429, again in 1 s: {v}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            assert_eq!(v["errors"], false, "_bulk answered {status}: {v}");
+            break;
+        }
     }
 }
