@@ -16,7 +16,10 @@ fi
 
 echo "demo: building api and logship (first build takes a few minutes)..." >&2
 cargo build --locked --quiet --bin api --bin logship
-bin=target/debug
+# cargo honours CARGO_TARGET_DIR; the binaries are where it put them (absolute path, since the
+# api runs from its own working directory below).
+target_dir="${CARGO_TARGET_DIR:-target}"
+bin="$(cd "$target_dir/debug" && pwd)"
 
 workdir=target/demo
 mkdir -p "$workdir"
@@ -40,7 +43,7 @@ pids+=($!)
 #    terminal shows only what arrived through logship.
 (
   cd "$workdir"
-  exec "../../$bin/logship" exec --tag docker.api --name api --port "$forward_port" -- "../../$bin/api" serve
+  exec "$bin/logship" exec --tag docker.api --name api --port "$forward_port" -- "$bin/api" serve
 ) >"$workdir/api.stdout" 2>"$workdir/api.stderr" &
 pids+=($!)
 
