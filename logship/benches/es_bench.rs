@@ -11,6 +11,8 @@
 
 #[path = "../tests/es_common/mod.rs"]
 mod es_common;
+#[path = "../tests/logship_child/mod.rs"]
+mod logship_child;
 
 use std::time::{Duration, Instant};
 

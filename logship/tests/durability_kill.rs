@@ -15,6 +15,7 @@
 
 mod durability_common;
 mod es_common;
+mod logship_child;
 
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 //! Without `TEST_ELASTICSEARCH_URL` these tests skip, unless `REQUIRE_SERVICES=1`.
 
 mod es_common;
+mod logship_child;
 
 use std::time::Duration;
 

@@ -5,6 +5,7 @@
 //! answers 409 on `create`, which counts as delivered: every event once, none dead-lettered.
 
 mod es_common;
+mod logship_child;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 //! is not printed; SIGINT exits 0.
 
 mod es_common;
+mod logship_child;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

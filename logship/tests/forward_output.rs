@@ -8,6 +8,7 @@
 
 mod common;
 mod fwd_common;
+mod logship_child;
 
 use common::TestServer;
 use fwd_common::*;

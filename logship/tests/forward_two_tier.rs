@@ -18,6 +18,7 @@
 
 mod es_common;
 mod fwd_common;
+mod logship_child;
 
 use std::time::Duration;
 

@@ -11,12 +11,13 @@
 //! the pipeline holds it, and a few counters are updated just after), then compared exactly.
 
 mod es_common;
+mod logship_child;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use logship::event::{Event, EventBatch, EventTime};
@@ -39,49 +40,18 @@ impl Logship {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logship.conf");
         std::fs::write(&path, conf).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(&path)
-            .env("LOG_LEVEL", "info")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l2 = lines.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
+        let (child, lines, rx) =
+            logship_child::spawn(Command::new(BIN).args(["run", "-c"]).arg(&path));
         let mut addrs = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "logship did not start ({e}); stderr:\n{}",
-                        lines.lock().unwrap().join("\n")
-                    )
-                });
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            let f = &v["fields"];
+        logship_child::wait_for(&rx, &lines, 30, "logship did not start", |f| {
             if f["message"] == "listening" {
                 addrs.insert(
                     f["plugin_id"].as_str().unwrap().to_string(),
                     f["address"].as_str().unwrap().to_string(),
                 );
             }
-            if f["message"] == "logship running" {
-                break;
-            }
-        }
+            (f["message"] == "logship running").then_some(())
+        });
         Logship {
             child,
             addrs,

@@ -1,18 +1,20 @@
 //! Shared by the `es_*` tests: the OpenSearch URL from `TEST_ELASTICSEARCH_URL` (skip or fail
 //! per `REQUIRE_SERVICES`), `logship run -c fluentd/fluentd.conf` as a child process, Docker
 //! shaped records sent with logship's own Forward client, and small OpenSearch queries.
+//! A test binary that uses it declares `mod logship_child;` (the child-process helper) too.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use logship::event::EventTime;
 use logship::forward::{ClientConfig, ForwardClient};
 use serde_json::Value;
+
+use crate::logship_child;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_logship");
 
@@ -90,51 +92,23 @@ impl Logship {
         let path = dir.path().join("fluentd.conf");
         std::fs::write(&path, conf).unwrap();
         let u = reqwest::Url::parse(es).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["run", "-c"])
-            .arg(&path)
-            .env("ELASTICSEARCH_HOST", u.host_str().unwrap())
-            .env("ELASTICSEARCH_PORT", u.port().unwrap().to_string())
-            .env(
-                "FLUENTD_TEMPLATE_FILE",
-                repo().join("elk/fluentd-template.json"),
-            )
-            .env("LOGSHIP_BUFFER_PATH", dir.path().join("buffer"))
-            .env("LOG_LEVEL", "info")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = mpsc::channel();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l2 = lines.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
+        let (child, lines, rx) = logship_child::spawn(
+            Command::new(BIN)
+                .args(["run", "-c"])
+                .arg(&path)
+                .env("ELASTICSEARCH_HOST", u.host_str().unwrap())
+                .env("ELASTICSEARCH_PORT", u.port().unwrap().to_string())
+                .env(
+                    "FLUENTD_TEMPLATE_FILE",
+                    repo().join("elk/fluentd-template.json"),
+                )
+                .env("LOGSHIP_BUFFER_PATH", dir.path().join("buffer")),
+        );
+        // The Forward input's line (the monitor source logs one too).
+        let port = logship_child::wait_for(&rx, &lines, 20, "no 'listening' log line", |f| {
+            (f["message"] == "listening" && f["source"] == "forward")
+                .then(|| logship_child::listening_port(f))
         });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "no 'listening' log line ({e}); stderr:\n{}",
-                        lines.lock().unwrap().join("\n")
-                    )
-                });
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            // The Forward input's line (the monitor source logs one too).
-            if v["fields"]["message"] == "listening" && v["fields"]["source"] == "forward" {
-                let addr: std::net::SocketAddr =
-                    v["fields"]["address"].as_str().unwrap().parse().unwrap();
-                break addr.port();
-            }
-        };
         Logship {
             child,
             port,

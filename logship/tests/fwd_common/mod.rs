@@ -1,13 +1,13 @@
 //! Shared by the forward-output tests: `logship run` receivers (aggregators) as child
 //! processes on fixed loopback ports (so that a killed one can be restarted on the same
 //! port), an in-process forward output built from config text, and event helpers.
+//! A test binary that uses it declares `mod logship_child;` (the child-process helper) too.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use logship::config::{Config, Directive, OutputConfig};
@@ -15,6 +15,8 @@ use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::encode_record_from_json;
 use logship::output::forward::ForwardOutput;
 use serde_json::Value;
+
+use crate::logship_child;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_logship");
 
@@ -40,49 +42,19 @@ impl Proc {
     /// Starts `logship run -c conf` with `env` and waits for its `listening` line.
     pub fn start(conf: &Path, env: &[(&str, String)]) -> (Proc, u16) {
         let mut cmd = Command::new(BIN);
-        cmd.args(["run", "-c"])
-            .arg(conf)
-            .env("LOG_LEVEL", "info")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args(["run", "-c"]).arg(conf);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let l2 = lines.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
+        let (child, lines, rx) = logship_child::spawn(&mut cmd);
+        let what = format!("{}: no 'listening' line", conf.display());
+        let port = logship_child::wait_for(&rx, &lines, 30, &what, |f| {
+            (f["message"] == "listening").then(|| logship_child::listening_port(f))
         });
         let p = Proc {
             child,
             lines,
             conf: conf.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{}: no 'listening' line ({e}); stderr:\n{}",
-                        conf.display(),
-                        p.lines.lock().unwrap().join("\n")
-                    )
-                });
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["fields"]["message"] == "listening" {
-                let addr: std::net::SocketAddr =
-                    v["fields"]["address"].as_str().unwrap().parse().unwrap();
-                break addr.port();
-            }
         };
         (p, port)
     }
