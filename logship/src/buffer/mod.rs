@@ -295,6 +295,17 @@ impl Buffer {
         matches!(self.inner, Inner::File(_))
     }
 
+    /// How long an output should keep delivering at shutdown, given its own `grace`: none for
+    /// a file buffer without `flush_at_shutdown` (what is not delivered stays on disk for the
+    /// next start, so there is no reason to keep retrying), `grace` otherwise.
+    pub fn shutdown_grace(&self, grace: Duration) -> Duration {
+        if self.is_persistent() && !self.settings().flush_at_shutdown {
+            Duration::ZERO
+        } else {
+            grace
+        }
+    }
+
     /// Appends `batch`; resolves once the buffer holds it (file: written and fsynced). That is
     /// when an input may ack it.
     pub async fn push(&self, batch: EventBatch) -> Result<(), EmitError> {
@@ -403,5 +414,33 @@ mod tests {
         )));
         assert_eq!(i.flush_mode, FlushMode::Immediate);
         assert_eq!(i.overflow_action, OverflowAction::Block);
+    }
+
+    #[tokio::test]
+    async fn only_a_file_buffer_without_flush_at_shutdown_skips_the_shutdown_grace() {
+        let grace = Duration::from_secs(10);
+        let memory = Buffer::from_config("m", None).unwrap();
+        assert_eq!(memory.shutdown_grace(grace), grace);
+        let dir = tempfile::tempdir().unwrap();
+        let keep = dir.path().join("keep");
+        let file = Buffer::from_config(
+            "f",
+            Some(&buffer_of(&format!(
+                "<buffer>\n @type file\n path {}\n</buffer>",
+                keep.display()
+            ))),
+        )
+        .unwrap();
+        assert_eq!(file.shutdown_grace(grace), Duration::ZERO);
+        let flush = dir.path().join("flush");
+        let file_flushed = Buffer::from_config(
+            "g",
+            Some(&buffer_of(&format!(
+                "<buffer>\n @type file\n path {}\n flush_at_shutdown true\n</buffer>",
+                flush.display()
+            ))),
+        )
+        .unwrap();
+        assert_eq!(file_flushed.shutdown_grace(grace), grace);
     }
 }

@@ -77,14 +77,7 @@ impl Output for ElasticsearchOutput {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            // A file buffer without flush_at_shutdown keeps what is not delivered on disk:
-            // no reason to keep retrying.
-            let b = &self.service.buffer;
-            let grace = if b.is_persistent() && !b.settings().flush_at_shutdown {
-                Duration::ZERO
-            } else {
-                SHUTDOWN_GRACE
-            };
+            let grace = self.service.buffer.shutdown_grace(SHUTDOWN_GRACE);
             self.service.give_up_at(Instant::now() + grace);
             self.service.buffer.close();
             let workers = std::mem::take(&mut *self.workers.lock().unwrap());

@@ -414,14 +414,7 @@ impl Output for ForwardOutput {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            // A file buffer without flush_at_shutdown keeps what is not delivered on disk:
-            // no reason to keep retrying.
-            let b = &self.inner.buffer;
-            let grace = if b.is_persistent() && !b.settings().flush_at_shutdown {
-                Duration::ZERO
-            } else {
-                SHUTDOWN_GRACE
-            };
+            let grace = self.inner.buffer.shutdown_grace(SHUTDOWN_GRACE);
             let give_up = self.inner.give_up.clone();
             let timer = tokio::spawn(async move {
                 tokio::time::sleep(grace).await;
