@@ -75,10 +75,7 @@ async fn run_once(s: &Scenario, rec: &Bytes) -> Run {
     let batch = EventBatch::new(
         "docker.api",
         (0..s.per_batch)
-            .map(|i| Event {
-                time: EventTime::new(1_764_000_000, i as u32),
-                record: rec.clone(),
-            })
+            .map(|i| Event::new(EventTime::new(1_764_000_000, i as u32), rec.clone()))
             .collect(),
     );
     let per_pusher = s.events / s.per_batch / s.pushers;

@@ -115,10 +115,7 @@ async fn bench_logship_vs_preencoded_bulk() {
             EventBatch::new(
                 "docker.api",
                 c.iter()
-                    .map(|(t, line)| Event {
-                        time: *t,
-                        record: docker_record(line, false),
-                    })
+                    .map(|(t, line)| Event::new(*t, docker_record(line, false)))
                     .collect(),
             )
         })

@@ -76,10 +76,7 @@ fn transcode(c: &mut Criterion) {
     let batch = EventBatch::new(
         "docker.api",
         (0..1000)
-            .map(|i| Event {
-                time: EventTime::new(1_741_964_966 + i, 535_897_932),
-                record: rec.clone(),
-            })
+            .map(|i| Event::new(EventTime::new(1_741_964_966 + i, 535_897_932), rec.clone()))
             .collect(),
     );
     let mut g = c.benchmark_group("transcode");

@@ -65,6 +65,31 @@ pub struct Event {
     pub time: EventTime,
     /// The record: the msgpack encoding of a map, exactly as received (or as a filter rewrote it).
     pub record: Bytes,
+    /// Forward protocol v1.5 metadata: the msgpack encoding of the map a client sent in the
+    /// entry's time slot (`[[time, {metadata}], record]`, Fluent Bit >= 5.0.5's default), exactly
+    /// as received. `None` when the entry carried a plain time, which is not the same as an empty
+    /// map (`Some` of `0x80`). Filters keep it; outputs decide whether to send or store it.
+    pub metadata: Option<Bytes>,
+}
+
+impl Event {
+    /// An event without metadata.
+    pub fn new(time: EventTime, record: Bytes) -> Self {
+        Self {
+            time,
+            record,
+            metadata: None,
+        }
+    }
+
+    /// An event carrying Forward v1.5 `metadata` (the msgpack bytes of a map).
+    pub fn with_metadata(time: EventTime, record: Bytes, metadata: Option<Bytes>) -> Self {
+        Self {
+            time,
+            record,
+            metadata,
+        }
+    }
 }
 
 /// Events that share one tag, in the order they were received.

@@ -270,3 +270,152 @@ fn record_rewrite_and_ack_helpers() {
     let ack = encode_ack(b"chunk-1");
     assert_eq!(parse_ack(&ack), Some(&b"chunk-1"[..]));
 }
+
+/// The events of a frame as (time, record bytes, metadata bytes).
+fn events_of(f: Frame) -> Vec<(EventTime, Vec<u8>, Option<Vec<u8>>)> {
+    match f {
+        Frame::Events(ev) => ev
+            .events
+            .into_iter()
+            .map(|e| (e.time, e.record.to_vec(), e.metadata.map(|m| m.to_vec())))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+const EVENT_TIME: [u8; 10] = [0xd7, 0x00, 0x67, 0xd4, 0x46, 0xa6, 0x00, 0x00, 0x00, 0x07];
+const RECORD: [u8; 4] = [0x81, 0xa1, b'k', 0x01];
+const META_A: [u8; 4] = [0x81, 0xa1, b'a', 0x01];
+const META_B: [u8; 4] = [0x81, 0xa1, b'b', 0x02];
+
+/// `[[time, maps...], RECORD]` as one Forward-mode entry.
+fn v15_entry(time: &[u8], maps: &[&[u8]]) -> Vec<u8> {
+    let mut v = vec![0x92, 0x90 + 1 + maps.len() as u8];
+    v.extend_from_slice(time);
+    for m in maps {
+        v.extend_from_slice(m);
+    }
+    v.extend_from_slice(&RECORD);
+    v
+}
+
+#[test]
+fn v15_metadata_entries_in_every_mode() {
+    let t = EventTime::new(1741964966, 7);
+    let entry = v15_entry(&EVENT_TIME, &[&META_A]);
+    let expected = vec![(t, RECORD.to_vec(), Some(META_A.to_vec()))];
+
+    // Forward
+    let mut fwd = vec![0x92, 0xa1, b't', 0x91];
+    fwd.extend_from_slice(&entry);
+    assert_eq!(events_of(decode_one(&fwd).unwrap()), expected);
+
+    // PackedForward (bin) and CompressedPackedForward
+    let mut packed = vec![0x92, 0xa1, b't', 0xc4, entry.len() as u8];
+    packed.extend_from_slice(&entry);
+    assert_eq!(events_of(decode_one(&packed).unwrap()), expected);
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&entry).unwrap();
+        e.finish().unwrap()
+    };
+    let mut cpf = vec![0x93, 0xa1, b't', 0xc4, gz.len() as u8];
+    cpf.extend_from_slice(&gz);
+    cpf.extend_from_slice(&[0x81, 0xaa]);
+    cpf.extend_from_slice(b"compressed");
+    cpf.extend_from_slice(&[0xa4]);
+    cpf.extend_from_slice(b"gzip");
+    match decode_one(&cpf).unwrap() {
+        Frame::Events(ev) => assert_eq!(ev.mode, Mode::CompressedPackedForward),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events_of(decode_one(&cpf).unwrap()), expected);
+
+    // Message mode with `[time, {metadata}]` as its time (3 and 4 elements)
+    let mut msg = vec![0x93, 0xa1, b't', 0x92];
+    msg.extend_from_slice(&EVENT_TIME);
+    msg.extend_from_slice(&META_A);
+    msg.extend_from_slice(&RECORD);
+    assert_eq!(events_of(decode_one(&msg).unwrap()), expected);
+    let mut msg4 = msg.clone();
+    msg4[0] = 0x94;
+    msg4.push(0x80);
+    assert_eq!(events_of(decode_one(&msg4).unwrap()), expected);
+}
+
+#[test]
+fn v15_time_forms_and_map_counts() {
+    let packed = |entries: &[Vec<u8>]| {
+        let body: Vec<u8> = entries.concat();
+        let mut v = vec![0x92, 0xa1, b't', 0xc5];
+        v.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        v.extend_from_slice(&body);
+        v
+    };
+    let entries = vec![
+        // integer and float times inside the v1.5 array
+        v15_entry(&[0xce, 0x67, 0xd4, 0x46, 0xa6], &[&META_A]),
+        v15_entry(
+            &[&[0xcbu8][..], &1741964966.5f64.to_be_bytes()].concat(),
+            &[&META_A],
+        ),
+        // no map: metadata is present and empty
+        v15_entry(&EVENT_TIME, &[]),
+        // two maps: merged, pairs in order
+        v15_entry(&EVENT_TIME, &[&META_A, &META_B]),
+        // a plain time next to them: no metadata at all
+        [&[0x92u8][..], &EVENT_TIME, &RECORD].concat(),
+    ];
+    let got = events_of(decode_one(&packed(&entries)).unwrap());
+    let metas: Vec<Option<Vec<u8>>> = got.iter().map(|e| e.2.clone()).collect();
+    assert_eq!(
+        metas,
+        vec![
+            Some(META_A.to_vec()),
+            Some(META_A.to_vec()),
+            Some(vec![0x80]),
+            Some(vec![0x82, 0xa1, b'a', 0x01, 0xa1, b'b', 0x02]),
+            None,
+        ]
+    );
+    assert_eq!(got[0].0, EventTime::new(1741964966, 0));
+    assert_eq!(got[1].0, EventTime::new(1741964966, 500_000_000));
+    assert!(got.iter().all(|e| e.1 == RECORD));
+}
+
+#[test]
+fn v15_malformed_time_arrays_are_errors_or_skipped() {
+    let forward = |entry: Vec<u8>| {
+        let mut v = vec![0x92, 0xa1, b't', 0x91];
+        v.extend_from_slice(&entry);
+        v
+    };
+    let cases = [
+        // empty time array
+        vec![0x92, 0x90, 0x81, 0xa1, b'k', 0x01],
+        // metadata that is not a map
+        [&[0x92u8, 0x92][..], &EVENT_TIME, &[0x01], &RECORD].concat(),
+        // a string where the time should be
+        [&[0x92u8, 0x92, 0xa1, b'x'][..], &META_A, &RECORD].concat(),
+    ];
+    for entry in cases {
+        let bytes = forward(entry.clone());
+        assert!(
+            matches!(decode_one(&bytes), Err(FrameError::BadTime(_))),
+            "{entry:x?}: {:?}",
+            decode_one(&bytes)
+        );
+        let lenient = DecodeOptions {
+            skip_invalid_event: true,
+            ..Default::default()
+        };
+        match decode_with(lenient, &bytes).unwrap() {
+            Frame::Events(ev) => {
+                assert!(ev.events.is_empty());
+                assert_eq!(ev.skipped, 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

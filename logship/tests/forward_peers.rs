@@ -48,7 +48,7 @@ fn run_ok(cmd: &mut std::process::Command) -> Result<(), String> {
 fn assert_exactly_once(server: &TestServer, tag: &str, n: usize) {
     let flat = flatten(&server.sink.batches.lock().unwrap());
     let mut seen = HashSet::new();
-    for (t, _, _, rec) in flat.iter().filter(|e| e.0 == tag) {
+    for (t, _, _, rec, _) in flat.iter().filter(|e| e.0 == tag) {
         let Canon::Map(m) = rec else {
             panic!("record is not a map")
         };

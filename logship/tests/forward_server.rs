@@ -29,9 +29,11 @@ fn batch(tag: &str, from: usize, n: usize) -> EventBatch {
     EventBatch::new(
         tag,
         (from..from + n)
-            .map(|i| Event {
-                time: EventTime::new(1_700_000_000 + i as i64, i as u32),
-                record: encode_record_from_json(&json!({"seq": i, "msg": format!("event {i}")})),
+            .map(|i| {
+                Event::new(
+                    EventTime::new(1_700_000_000 + i as i64, i as u32),
+                    encode_record_from_json(&json!({"seq": i, "msg": format!("event {i}")})),
+                )
             })
             .collect(),
     )
@@ -358,7 +360,7 @@ async fn tag_rewrite_and_source_keys() {
     c.close().await.unwrap();
     server.wait_events(21, 5).await;
     let flat = flatten(&server.sink.take());
-    for (tag, _, _, rec) in &flat {
+    for (tag, _, _, rec, _) in &flat {
         assert_eq!(tag, "in.app");
         let Canon::Map(m) = rec else { panic!() };
         assert!(

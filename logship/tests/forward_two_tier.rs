@@ -178,10 +178,7 @@ async fn send(c: &mut ForwardClient, run: &str, from: usize, to: usize) {
         let events = (i..i + n)
             .map(|k| {
                 let t = EventTime::new(now.secs, k as u32);
-                Event {
-                    time: t,
-                    record: docker_record(&bunyan_line(run, k, t, json!(200)), false),
-                }
+                Event::new(t, docker_record(&bunyan_line(run, k, t, json!(200)), false))
             })
             .collect();
         c.send_batch(&EventBatch::new("docker.api", events))

@@ -153,9 +153,11 @@ async fn wait_value(url: &str, name: &str, labels: &[(&str, String)], want: f64)
 
 fn events(n: usize, run: &str) -> Vec<Event> {
     (0..n)
-        .map(|i| Event {
-            time: EventTime::now(),
-            record: es_common::mp_map(&[("run", run), ("n", &i.to_string())]),
+        .map(|i| {
+            Event::new(
+                EventTime::now(),
+                es_common::mp_map(&[("run", run), ("n", &i.to_string())]),
+            )
         })
         .collect()
 }

@@ -16,10 +16,10 @@ use logship::pipeline::record::value_to_msgpack;
 use serde_json::{json, Value};
 
 fn ev(v: Value) -> Event {
-    Event {
-        time: EventTime::new(1_741_964_966, 0),
-        record: Bytes::from(value_to_msgpack(&v)),
-    }
+    Event::new(
+        EventTime::new(1_741_964_966, 0),
+        Bytes::from(value_to_msgpack(&v)),
+    )
 }
 
 fn js(e: &Event) -> Value {
@@ -164,13 +164,7 @@ fn decode_messages(bin: &[u8]) -> Vec<(String, Event)> {
         let secs = a[1].as_i64().unwrap();
         let mut rec = Vec::new();
         rmpv::encode::write_value(&mut rec, &a[2]).unwrap();
-        out.push((
-            tag,
-            Event {
-                time: EventTime::new(secs, 0),
-                record: Bytes::from(rec),
-            },
-        ));
+        out.push((tag, Event::new(EventTime::new(secs, 0), Bytes::from(rec))));
     }
     out
 }

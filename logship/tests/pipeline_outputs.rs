@@ -31,16 +31,16 @@ fn batch() -> EventBatch {
     EventBatch::new(
         "docker.api",
         vec![
-            Event {
-                time: EventTime::new(1_741_964_966, 535_897_932),
-                record: Bytes::from(value_to_msgpack(
+            Event::new(
+                EventTime::new(1_741_964_966, 535_897_932),
+                Bytes::from(value_to_msgpack(
                     &json!({"log": "hello \"world\"\n", "n": 1}),
                 )),
-            },
-            Event {
-                time: EventTime::new(1_741_964_967, 5),
-                record: Bytes::from(value_to_msgpack(&json!({"a": [1, null, true]}))),
-            },
+            ),
+            Event::new(
+                EventTime::new(1_741_964_967, 5),
+                Bytes::from(value_to_msgpack(&json!({"a": [1, null, true]}))),
+            ),
         ],
     )
 }

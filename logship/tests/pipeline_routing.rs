@@ -60,9 +60,11 @@ fn batch(tag: &str, records: &[serde_json::Value]) -> EventBatch {
         tag,
         records
             .iter()
-            .map(|r| Event {
-                time: EventTime::new(1_741_964_966, 0),
-                record: Bytes::from(value_to_msgpack(r)),
+            .map(|r| {
+                Event::new(
+                    EventTime::new(1_741_964_966, 0),
+                    Bytes::from(value_to_msgpack(r)),
+                )
             })
             .collect(),
     )

@@ -209,10 +209,10 @@ fn decode_frame(data: &Bytes, pos: usize) -> Option<(EventBatch, usize)> {
         let rl = le_u32(payload, p + 12)? as usize;
         p += 16;
         payload.get(p..p + rl)?;
-        events.push(Event {
-            time: EventTime::new(secs, nanos),
-            record: data.slice(start + p..start + p + rl),
-        });
+        events.push(Event::new(
+            EventTime::new(secs, nanos),
+            data.slice(start + p..start + p + rl),
+        ));
         p += rl;
     }
     if p != payload.len() {
@@ -230,9 +230,11 @@ mod tests {
         EventBatch::new(
             tag,
             (0..n)
-                .map(|i| Event {
-                    time: EventTime::new(1_700_000_000 + i as i64, i as u32),
-                    record: Bytes::from(vec![0x81, 0xa1, b'k', 0xa1, b'0' + (i % 10) as u8]),
+                .map(|i| {
+                    Event::new(
+                        EventTime::new(1_700_000_000 + i as i64, i as u32),
+                        Bytes::from(vec![0x81, 0xa1, b'k', 0xa1, b'0' + (i % 10) as u8]),
+                    )
                 })
                 .collect(),
         )

@@ -630,9 +630,11 @@ mod tests {
         EventBatch::new(
             "t",
             (0..n)
-                .map(|i| Event {
-                    time: EventTime::new(1, i as u32),
-                    record: Bytes::from(vec![0x81, 0xa1, b'i', 0xcd, (i >> 8) as u8, i as u8]),
+                .map(|i| {
+                    Event::new(
+                        EventTime::new(1, i as u32),
+                        Bytes::from(vec![0x81, 0xa1, b'i', 0xcd, (i >> 8) as u8, i as u8]),
+                    )
                 })
                 .collect(),
         )

@@ -218,10 +218,7 @@ mod tests {
         EventBatch::new(
             "t",
             (0..n)
-                .map(|_| Event {
-                    time: EventTime::new(1, 0),
-                    record: Bytes::from_static(&[0x80]),
-                })
+                .map(|_| Event::new(EventTime::new(1, 0), Bytes::from_static(&[0x80])))
                 .collect(),
         )
     }

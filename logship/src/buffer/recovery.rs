@@ -192,10 +192,10 @@ mod tests {
         for _ in 0..batches {
             let b = EventBatch::new(
                 "t",
-                vec![Event {
-                    time: EventTime::new(2, 0),
-                    record: Bytes::from_static(&[0x80]),
-                }],
+                vec![Event::new(
+                    EventTime::new(2, 0),
+                    Bytes::from_static(&[0x80]),
+                )],
             );
             chunk_file::write_frame(&mut out, &b);
         }

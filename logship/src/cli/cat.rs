@@ -45,10 +45,7 @@ pub async fn cat<R: AsyncRead + Unpin>(opts: &CatOptions, input: R) -> anyhow::R
             let t = line.trim();
             if !t.is_empty() {
                 match serde_json::from_str::<serde_json::Value>(t) {
-                    Ok(v) => batch.push(Event {
-                        time: EventTime::now(),
-                        record: encode_record_from_json(&v),
-                    }),
+                    Ok(v) => batch.push(Event::new(EventTime::now(), encode_record_from_json(&v))),
                     Err(e) => {
                         invalid += 1;
                         eprintln!("logship cat: line {lineno}: not JSON ({e}); skipped");

@@ -158,20 +158,17 @@ async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let content = line.strip_suffix(b"\n").unwrap_or(&line);
                 let time = EventTime::now();
                 if content.len() <= PARTIAL_SIZE {
-                    queue.push(Event {
-                        time,
-                        record: shape.encode(source, content, None),
-                    });
+                    queue.push(Event::new(time, shape.encode(source, content, None)));
                 } else {
                     seq += 1;
                     let id = partial_id(seq);
                     let pieces: Vec<&[u8]> = content.chunks(PARTIAL_SIZE).collect();
                     let n = pieces.len();
                     for (i, p) in pieces.into_iter().enumerate() {
-                        queue.push(Event {
+                        queue.push(Event::new(
                             time,
-                            record: shape.encode(source, p, Some((&id, i + 1, i + 1 == n))),
-                        });
+                            shape.encode(source, p, Some((&id, i + 1, i + 1 == n))),
+                        ));
                     }
                 }
             }

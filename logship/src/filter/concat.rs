@@ -127,10 +127,12 @@ impl ConcatFilter {
         } else {
             last.time
         };
-        Some(Event {
+        // The joined event keeps the first piece's Forward v1.5 metadata.
+        Some(Event::with_metadata(
             time,
-            record: Bytes::from(record::build_map(pairs)),
-        })
+            Bytes::from(record::build_map(pairs)),
+            first.metadata.clone(),
+        ))
     }
 
     fn complete(p: &Pending) -> bool {

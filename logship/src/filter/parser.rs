@@ -121,10 +121,11 @@ impl ParserFilter {
         }
         record::write_map_len(&mut out, n);
         out.extend_from_slice(&body);
-        Ok(Event {
+        Ok(Event::with_metadata(
             time,
-            record: Bytes::from(out),
-        })
+            Bytes::from(out),
+            ev.metadata.clone(),
+        ))
     }
 }
 

@@ -229,10 +229,11 @@ impl RecordTransformer {
                 pairs.push((&f.raw_key, &values[i]));
             }
         }
-        Some(Event {
-            time: ev.time,
-            record: Bytes::from(record::build_map(pairs)),
-        })
+        Some(Event::with_metadata(
+            ev.time,
+            Bytes::from(record::build_map(pairs)),
+            ev.metadata.clone(),
+        ))
     }
 }
 

@@ -12,7 +12,7 @@
 //! })
 //! .await?;
 //! let record = encode_record_from_json(&serde_json::json!({"log": "hello", "n": 1}));
-//! let batch = EventBatch::new("app.web", vec![Event { time: EventTime::now(), record }]);
+//! let batch = EventBatch::new("app.web", vec![Event::new(EventTime::now(), record)]);
 //! client.send_batch(&batch).await?; // returns once the server acked the chunk
 //! client.close().await?;
 //! # Ok(()) }

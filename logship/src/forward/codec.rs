@@ -11,6 +11,18 @@
 //!    CompressedPackedForward, PING, heartbeat `nil`) and splits it into events whose records
 //!    are zero-copy [`Bytes`] slices of the frame.
 //!
+//! # Event times and Forward protocol v1.5 metadata
+//!
+//! An entry's time slot is `Metadata ::= integer | float | EventTime | [ time, Hash* ]`. The
+//! array form is protocol v1.5, and Fluent Bit >= 5.0.5 sends it by default
+//! (`[[EventTime, {metadata}], record]`). Its maps become the event's
+//! [`Event::metadata`]: one map is kept as a zero-copy slice (the common case: every captured
+//! client sends exactly one), no map gives an empty map, several maps are merged into one
+//! (their pairs in order, so a reader that keeps the last value of a repeated key sees the
+//! later map win). A plain time gives no metadata at all. The array form is accepted in every
+//! mode, including a Message whose second element is `[time, {metadata}]` (told apart from
+//! Forward mode because a Forward entry is itself an array, a time never is).
+//!
 //! [`ForwardDecoder`] glues both into a [`tokio_util::codec::Decoder`].
 
 use std::io::Read;
@@ -683,6 +695,27 @@ fn event_time_from_ext(d: &[u8]) -> Result<EventTime, FrameError> {
     Ok(EventTime::new(secs, nanos))
 }
 
+/// Merges several msgpack maps (byte ranges of `src`) into one map: a new header counting every
+/// pair, then each map's pairs in order. Used only for v1.5 entries with more than one map.
+fn merge_maps(src: &Bytes, maps: &[std::ops::Range<usize>]) -> Result<Bytes, FrameError> {
+    let mut pairs = 0u64;
+    let mut bodies = Vec::with_capacity(maps.len());
+    for r in maps {
+        let mut c = Cur { b: src, p: r.start };
+        pairs += c
+            .map_len()?
+            .ok_or(FrameError::BadTime("metadata is not a map"))?;
+        bodies.push(c.p..r.end);
+    }
+    let pairs = u32::try_from(pairs).map_err(|_| FrameError::BadTime("metadata too large"))?;
+    let mut out = Vec::with_capacity(5 + bodies.iter().map(|r| r.len()).sum::<usize>());
+    write_map_len(&mut out, pairs);
+    for r in bodies {
+        out.extend_from_slice(&src[r]);
+    }
+    Ok(Bytes::from(out))
+}
+
 /// Parsed option map.
 #[derive(Default)]
 struct Options {
@@ -840,8 +873,8 @@ impl FrameParser {
         let skip_invalid = self.opts.skip_invalid_event;
         let mut skipped = 0usize;
         match second {
-            // Forward: array of entries
-            0x90..=0x9f | 0xdc | 0xdd => {
+            // Forward: array of entries (a Message's v1.5 `[time, {metadata}]` is handled below)
+            0x90..=0x9f | 0xdc | 0xdd if !self.is_v15_time_array(b, c.p) => {
                 if n > 3 {
                     return Err(FrameError::BadShape("Forward mode has at most 3 elements"));
                 }
@@ -919,14 +952,14 @@ impl FrameParser {
                 }
                 let mut events = Vec::with_capacity(1);
                 let time_start = c.p;
-                let time = read_time(&mut c);
-                let time = match time {
-                    Ok(t) => Some(
+                let time = match self.read_time_slot(&frame, &mut c) {
+                    Ok((t, metadata)) => Some((
                         t.filter(|t| *t != EventTime::default())
                             .unwrap_or_else(EventTime::now),
-                    ),
+                        metadata,
+                    )),
                     Err(e) => {
-                        if !skip_invalid {
+                        if !skip_invalid || matches!(e, FrameError::Truncated(_)) {
                             return Err(e);
                         }
                         // skip the bad time value
@@ -938,11 +971,8 @@ impl FrameParser {
                 let rec_marker = c.peek().ok_or(FrameError::Truncated("missing record"))?;
                 let rr = c.skip(&mut self.scratch)?;
                 match time {
-                    Some(time) if is_map_marker(rec_marker) => {
-                        events.push(Event {
-                            time,
-                            record: frame.slice(rr),
-                        });
+                    Some((time, metadata)) if is_map_marker(rec_marker) => {
+                        events.push(Event::with_metadata(time, frame.slice(rr), metadata));
                     }
                     Some(_) if !skip_invalid => return Err(FrameError::RecordNotMap),
                     _ => skipped += 1,
@@ -965,11 +995,59 @@ impl FrameParser {
         }
     }
 
+    /// Whether the array at `b[p..]` is a v1.5 time slot `[time, ...]` rather than Forward
+    /// mode's array of entries: its first element is a time (integer, float or ext), never an
+    /// array. An empty array is Forward mode with no entries.
+    fn is_v15_time_array(&self, b: &[u8], p: usize) -> bool {
+        let mut c = Cur { b, p };
+        match c.array_len() {
+            Ok(Some(n)) if n > 0 => matches!(
+                c.peek(),
+                Some(0x00..=0x7f | 0xe0..=0xff | 0xca..=0xd3 | 0xd4..=0xd8 | 0xc7..=0xc9)
+            ),
+            _ => false,
+        }
+    }
+
     fn finish(&self, c: &Cur<'_>) -> Result<(), FrameError> {
         if !c.at_end() {
             return Err(FrameError::BadShape("trailing data inside the frame"));
         }
         Ok(())
+    }
+
+    /// Reads an entry's time slot: a plain time, or the v1.5 array `[time, Hash*]` whose maps
+    /// become the event's metadata (see the module docs). `Ok((None, _))` for a `nil` time.
+    fn read_time_slot(
+        &mut self,
+        src: &Bytes,
+        c: &mut Cur<'_>,
+    ) -> Result<(Option<EventTime>, Option<Bytes>), FrameError> {
+        let Some(n) = c.array_len()? else {
+            return Ok((read_time(c)?, None));
+        };
+        if n == 0 {
+            return Err(FrameError::BadTime("v1.5 metadata array has no time"));
+        }
+        let time = read_time(c)?;
+        let mut next_map = |c: &mut Cur<'_>| {
+            let m = c.peek().ok_or(FrameError::Truncated("missing metadata"))?;
+            if !is_map_marker(m) {
+                return Err(FrameError::BadTime(
+                    "v1.5 metadata array must hold a time and maps",
+                ));
+            }
+            c.skip(&mut self.scratch)
+        };
+        let metadata = match n {
+            1 => Bytes::from_static(&[0x80]),
+            2 => src.slice(next_map(c)?),
+            _ => {
+                let maps = (1..n).map(|_| next_map(c)).collect::<Result<Vec<_>, _>>()?;
+                merge_maps(src, &maps)?
+            }
+        };
+        Ok((time, Some(metadata)))
     }
 
     /// Recomputes the error for an invalid entry (cold path).
@@ -980,7 +1058,7 @@ impl FrameParser {
             Ok(_) => return FrameError::BadShape("entry must be [time, record]"),
             Err(e) => return e,
         }
-        if let Err(e) = read_time(&mut c) {
+        if let Err(e) = self.read_time_slot(frame, &mut c) {
             return e;
         }
         FrameError::RecordNotMap
@@ -996,6 +1074,30 @@ impl FrameParser {
         out: &mut Vec<Event>,
     ) -> Result<bool, FrameError> {
         let start = c.p;
+        // fast path: [[EventTime, {metadata}], fixmap record], Fluent Bit >= 5.0.5's default entry
+        if let Some(h) = c.b.get(start..start + 13) {
+            if h[0] == 0x92 && h[1] == 0x92 && h[2] == 0xd7 && h[3] == 0x00 && is_map_marker(h[12])
+            {
+                let secs = u32::from_be_bytes([h[4], h[5], h[6], h[7]]) as i64;
+                let nanos = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
+                let ms = start + 12;
+                let mn = object_len(&c.b[ms..], &mut self.scratch)?;
+                let rs = ms + mn;
+                if secs != 0
+                    && nanos < 1_000_000_000
+                    && c.b.get(rs).is_some_and(|&m| is_map_marker(m))
+                {
+                    let n = object_len(&c.b[rs..], &mut self.scratch)?;
+                    c.p = rs + n;
+                    out.push(Event::with_metadata(
+                        EventTime::new(secs, nanos),
+                        src.slice(rs..rs + n),
+                        Some(src.slice(ms..rs)),
+                    ));
+                    return Ok(true);
+                }
+            }
+        }
         // fast path: [EventTime (fixext8 type 0), fixmap record], the common PackedForward entry
         if let Some(h) = c.b.get(start..start + 12) {
             if h[0] == 0x92 && h[1] == 0xd7 && h[2] == 0x00 && (0x81..=0x8f).contains(&h[11]) {
@@ -1005,10 +1107,10 @@ impl FrameParser {
                     let rs = start + 11;
                     let n = object_len(&c.b[rs..], &mut self.scratch)?;
                     c.p = rs + n;
-                    out.push(Event {
-                        time: EventTime::new(secs, nanos),
-                        record: src.slice(rs..rs + n),
-                    });
+                    out.push(Event::new(
+                        EventTime::new(secs, nanos),
+                        src.slice(rs..rs + n),
+                    ));
                     return Ok(true);
                 }
             }
@@ -1025,10 +1127,12 @@ impl FrameParser {
             c.skip(&mut self.scratch)?;
             return Ok(false);
         }
-        let time = match read_time(c) {
-            Ok(t) => t
-                .filter(|t| *t != EventTime::default())
-                .unwrap_or_else(EventTime::now),
+        let (time, metadata) = match self.read_time_slot(src, c) {
+            Ok((t, metadata)) => (
+                t.filter(|t| *t != EventTime::default())
+                    .unwrap_or_else(EventTime::now),
+                metadata,
+            ),
             Err(FrameError::Truncated(m)) => return Err(FrameError::Truncated(m)),
             Err(_) => {
                 c.p = start;
@@ -1041,10 +1145,7 @@ impl FrameParser {
         if !is_map_marker(m) {
             return Ok(false);
         }
-        out.push(Event {
-            time,
-            record: src.slice(rr),
-        });
+        out.push(Event::with_metadata(time, src.slice(rr), metadata));
         Ok(true)
     }
 

@@ -163,8 +163,10 @@ pub fn record_canon(record: &[u8]) -> Canon {
     from_msgpack(&v)
 }
 
-/// (tag, sec, nsec, record) as the test compares events.
-pub type Flat = (String, i64, u32, Canon);
+/// (tag, sec, nsec, record, v1.5 metadata) as the test compares events. The metadata is
+/// `None` when the entry carried a plain time (the vector's event has no `metadata` field),
+/// which is not the same as an empty map.
+pub type Flat = (String, i64, u32, Canon, Option<Canon>);
 
 pub fn expected_events(json: &serde_json::Value) -> Vec<Flat> {
     json["events"]
@@ -177,6 +179,7 @@ pub fn expected_events(json: &serde_json::Value) -> Vec<Flat> {
                 e["time"]["sec"].as_i64().unwrap(),
                 e["time"]["nsec"].as_u64().unwrap() as u32,
                 from_json(&e["record"]),
+                e.get("metadata").map(from_json),
             )
         })
         .collect()
@@ -192,6 +195,7 @@ pub fn flatten(batches: &[EventBatch]) -> Vec<Flat> {
                     e.time.secs,
                     e.time.nanos,
                     record_canon(&e.record),
+                    e.metadata.as_deref().map(record_canon),
                 )
             })
         })

@@ -140,10 +140,10 @@ pub fn batches(run: &str, n: u64, per_batch: u64, pad: usize) -> Vec<EventBatch>
                 rmp::encode::write_uint(&mut r, seq).unwrap();
                 rmp::encode::write_str(&mut r, "msg").unwrap();
                 rmp::encode::write_str(&mut r, &pad).unwrap();
-                Event {
-                    time: EventTime::new(1_764_000_000 + (seq / 1000) as i64, seq as u32),
-                    record: Bytes::from(r),
-                }
+                Event::new(
+                    EventTime::new(1_764_000_000 + (seq / 1000) as i64, seq as u32),
+                    Bytes::from(r),
+                )
             })
             .collect();
         out.push(EventBatch::new("dur.test", events));

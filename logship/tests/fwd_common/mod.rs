@@ -192,11 +192,13 @@ pub fn batch(tag: &str, from: u64, n: u64) -> EventBatch {
     EventBatch::new(
         tag,
         (from..from + n)
-            .map(|i| Event {
-                time: EventTime::new(1_700_000_000 + i as i64, (i % 1000) as u32),
-                record: encode_record_from_json(
-                    &serde_json::json!({"id": i, "msg": format!("event number {i}")}),
-                ),
+            .map(|i| {
+                Event::new(
+                    EventTime::new(1_700_000_000 + i as i64, (i % 1000) as u32),
+                    encode_record_from_json(
+                        &serde_json::json!({"id": i, "msg": format!("event number {i}")}),
+                    ),
+                )
             })
             .collect(),
     )

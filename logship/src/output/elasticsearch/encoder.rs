@@ -184,10 +184,10 @@ mod tests {
     }
 
     fn ev(v: serde_json::Value) -> Event {
-        Event {
-            time: EventTime::new(1_700_000_000, 123),
-            record: crate::forward::client::encode_record_from_json(&v),
-        }
+        Event::new(
+            EventTime::new(1_700_000_000, 123),
+            crate::forward::client::encode_record_from_json(&v),
+        )
     }
 
     #[test]
@@ -208,10 +208,7 @@ mod tests {
         e.push(
             (0, 3),
             "docker.api",
-            &Event {
-                time: EventTime::new(0, 0),
-                record: Bytes::from_static(&[0x91, 0x01]),
-            },
+            &Event::new(EventTime::new(0, 0), Bytes::from_static(&[0x91, 0x01])),
         );
         let (bodies, rejected) = e.finish();
         assert_eq!(rejected.len(), 1);
