@@ -10,6 +10,7 @@
 //! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
+//! - [`log_limit`]: rate-limited warnings for per-event and per-connection problems.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 //! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
 
@@ -19,6 +20,7 @@ pub mod config;
 pub mod event;
 pub mod filter;
 pub mod forward;
+pub mod log_limit;
 pub mod metrics;
 pub mod msgpack_json;
 pub mod output;
