@@ -49,6 +49,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
 use sqlx::{Connection, FromRow, QueryBuilder};
 use utoipa::ToSchema;
 
+use crate::authz::Role;
 use crate::config::{Backend, DatabaseSettings};
 
 static MYSQL_MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
@@ -397,18 +398,66 @@ impl Db {
         self.get_user(id).await
     }
 
-    /// Delete a user; `NotFound` if there was none.
+    /// Delete a user and all of their database sessions in one transaction;
+    /// `NotFound` if there was no such user.
     pub async fn delete_user(&self, id: i64) -> Result<(), DbError> {
-        let sql = format!("DELETE FROM users WHERE id = {}", self.ph(1));
-        let affected = dispatch!(self, p => sqlx::query(&sql)
-            .bind(id)
-            .execute(p)
-            .await?
-            .rows_affected());
+        let sessions = format!("DELETE FROM sessions WHERE user_id = {}", self.ph(1));
+        let user = format!("DELETE FROM users WHERE id = {}", self.ph(1));
+        let affected = dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query(&sessions).bind(id).execute(&mut *tx).await?;
+            let n = sqlx::query(&user).bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n
+        });
         if affected == 0 {
             Err(DbError::NotFound)
         } else {
             Ok(())
+        }
+    }
+
+    /// Delete every database session of a user; returns rows deleted.
+    pub async fn delete_user_sessions(&self, user_id: i64) -> Result<u64, DbError> {
+        let sql = format!("DELETE FROM sessions WHERE user_id = {}", self.ph(1));
+        Ok(dispatch!(self, p => sqlx::query(&sql)
+            .bind(user_id)
+            .execute(p)
+            .await?
+            .rows_affected()))
+    }
+
+    /// The stored role of a user, or `None` if there is no such user.
+    pub async fn user_role(&self, id: i64) -> Result<Option<String>, DbError> {
+        let sql = format!("SELECT role FROM users WHERE id = {}", self.ph(1));
+        Ok(dispatch!(self, p => sqlx::query_scalar::<_, String>(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await?))
+    }
+
+    /// Set the role of the user with this (normalised) e-mail; returns the
+    /// user's id, or `NotFound`.
+    pub async fn set_role(&self, email: &str, role: Role) -> Result<i64, DbError> {
+        let update = format!(
+            "UPDATE users SET role = {}, updated_at = {} WHERE email = {}",
+            self.ph(1),
+            self.ph(2),
+            self.ph(3)
+        );
+        let now = now();
+        dispatch!(self, p => sqlx::query(&update)
+            .bind(role.as_str())
+            .bind(now)
+            .bind(email)
+            .execute(p)
+            .await
+            .map(|_| ())?);
+        // Read back rather than trusting rows_affected (MySQL counts only
+        // rows that changed).
+        match self.get_credentials(email).await? {
+            Some((id, _)) => Ok(id),
+            None => Err(DbError::NotFound),
         }
     }
 

@@ -55,6 +55,12 @@ pub enum ApiError {
     /// Missing, expired or revoked credentials (401, with `WWW-Authenticate: Bearer`).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// Authenticated, but not allowed to do this (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Too many attempts; retry after this long (429, with `Retry-After`).
+    #[error("too many requests")]
+    TooManyRequests(std::time::Duration),
     /// Resource or route does not exist (404).
     #[error("not found: {0}")]
     NotFound(String),
@@ -81,6 +87,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -106,6 +114,15 @@ impl ApiError {
                 None,
             ),
             ApiError::Unauthorized(d) => ("unauthorized", d.clone(), None),
+            ApiError::Forbidden(d) => ("forbidden", d.clone(), None),
+            ApiError::TooManyRequests(after) => (
+                "too-many-requests",
+                format!(
+                    "too many log-in attempts; retry in {} s",
+                    after.as_secs().max(1)
+                ),
+                None,
+            ),
             ApiError::NotFound(d) => ("not-found", d.clone(), None),
             ApiError::MethodNotAllowed => (
                 "method-not-allowed",
@@ -152,9 +169,18 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut resp = problem_response(&self.to_problem());
-        if matches!(self, ApiError::Unauthorized(_)) {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match &self {
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests(after) => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(after.as_secs().max(1)),
+                );
+            }
+            _ => {}
         }
         resp
     }
@@ -169,6 +195,15 @@ impl From<DbError> for ApiError {
             }
             DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
             DbError::Other(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::login_limit::LimitError> for ApiError {
+    fn from(e: crate::login_limit::LimitError) -> Self {
+        match e {
+            crate::login_limit::LimitError::Db(e) => e.into(),
+            crate::login_limit::LimitError::Redis(e) => ApiError::Unavailable(e.to_string()),
         }
     }
 }

@@ -16,8 +16,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
 use crate::db::Db;
 use crate::error;
+use crate::login_limit::LoginLimiter;
 use crate::sessions::SessionStore;
 
 /// Maximum accepted request body size (64 KiB; `POST /users/import` allows
@@ -33,6 +38,10 @@ pub struct AppState {
     pub sessions: SessionStore,
     /// `max_attempts` of newly queued jobs.
     pub job_max_attempts: i64,
+    /// Log-in attempt counters.
+    pub login_limiter: LoginLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed (see [`crate::client_addr`]).
+    pub trusted_proxies: Arc<[IpNet]>,
 }
 
 /// Build the router (without the request-logging and panic layers, which
