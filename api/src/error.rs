@@ -162,10 +162,24 @@ pub fn problem_response(problem: &Problem) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::Internal(msg) => tracing::error!(error = %msg, "internal error"),
-            ApiError::Unavailable(msg) => {
-                tracing::warn!(error = %msg, "backing service unavailable")
-            }
+            ApiError::Internal(msg) => crate::request_log::current(|r| {
+                tracing::error!(
+                    error = %msg,
+                    request_id = r.map(|r| r.request_id.as_str()),
+                    method = r.map(|r| r.method.as_str()),
+                    path = r.map(|r| r.path.as_str()),
+                    "internal error"
+                )
+            }),
+            ApiError::Unavailable(msg) => crate::request_log::current(|r| {
+                tracing::warn!(
+                    error = %msg,
+                    request_id = r.map(|r| r.request_id.as_str()),
+                    method = r.map(|r| r.method.as_str()),
+                    path = r.map(|r| r.path.as_str()),
+                    "backing service unavailable"
+                )
+            }),
             _ => {}
         }
         let mut resp = problem_response(&self.to_problem());
@@ -258,6 +272,14 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
     } else {
         "unknown panic payload".to_owned()
     };
-    tracing::error!(panic = %msg, "handler panicked");
+    crate::request_log::current(|r| {
+        tracing::error!(
+            panic = %msg,
+            request_id = r.map(|r| r.request_id.as_str()),
+            method = r.map(|r| r.method.as_str()),
+            path = r.map(|r| r.path.as_str()),
+            "handler panicked"
+        )
+    });
     problem_response(&ApiError::Internal(msg).to_problem())
 }

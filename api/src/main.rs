@@ -83,7 +83,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Panics become JSON log records on stdout (with location and the current
-    // request's span fields) instead of free text on stderr. Handler panics are
+    // request's fields) instead of free text on stderr. Handler panics are
     // additionally caught by CatchPanic and answered with a 500 problem.
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
@@ -93,7 +93,16 @@ async fn main() -> ExitCode {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        tracing::error!(panic = %payload, location = %location, "panic");
+        api::request_log::current(|r| {
+            tracing::error!(
+                panic = %payload,
+                location = %location,
+                request_id = r.map(|r| r.request_id.as_str()),
+                method = r.map(|r| r.method.as_str()),
+                path = r.map(|r| r.path.as_str()),
+                "panic"
+            )
+        });
     }));
     match run(cli, &env).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,7 @@ use crate::db::{Db, SetupError};
 use crate::error::panic_response;
 use crate::login_limit::LoginLimiter;
 use crate::redis_conn::Redis;
-use crate::request_log::log_request;
+use crate::request_log::{log_request, RequestLog};
 use crate::routes::{router, AppState};
 use crate::sessions::SessionStore;
 use crate::shutdown::shutdown_signal;
@@ -118,7 +118,7 @@ impl Application {
         let app = router(state, settings.test_hooks)
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(axum::middleware::from_fn_with_state(
-                dbs.backend,
+                RequestLog::new("api", "web", dbs.backend),
                 log_request,
             ));
         Ok(Self {

@@ -195,7 +195,11 @@ pub fn email_schema(nullable: bool) -> Schema {
                 .max_length(Some(EMAIL_MAX_LEN))
                 .pattern(Some(email_pattern())),
         )
-        .item(ObjectBuilder::new().pattern(Some(email_local_pattern())))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(string_type(nullable))
+                .pattern(Some(email_local_pattern())),
+        )
         .description(Some(
             "local@domain: a dot-atom local part of 1–64 characters, a domain of at least \
              two DNS labels with an alphabetic top-level label; at most 254 characters; stored \

@@ -13,6 +13,7 @@ use super::auth::{forbidden, require_session};
 use super::AppState;
 use crate::error::{ApiError, Problem};
 use crate::jobs::{check_payload, Format, Job};
+use crate::request_log::current_request_id;
 use crate::validation::FieldError;
 
 /// Maximum body of `POST /users/import` (64 MiB).
@@ -44,6 +45,21 @@ pub struct ImportRecord {
     password: Option<String>,
 }
 
+/// The body of an import: at least one [`ImportRecord`] (documentation only).
+pub struct ImportRecords;
+
+impl utoipa::PartialSchema for ImportRecords {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("ImportRecord"))
+            .min_items(Some(1))
+            .description(Some("At least one record"))
+            .into()
+    }
+}
+
+impl ToSchema for ImportRecords {}
+
 /// Queue a bulk import of users (NDJSON or CSV), processed by `api worker`
 /// (admins only).
 ///
@@ -57,8 +73,8 @@ pub struct ImportRecord {
     request_body(
         description = "The records, at most 64 MiB: NDJSON (one JSON object per line) or CSV (header line, then one record per line)",
         content(
-            (Vec<ImportRecord> = "application/x-ndjson"),
-            (Vec<ImportRecord> = "text/csv"),
+            (ImportRecords = "application/x-ndjson"),
+            (ImportRecords = "text/csv"),
         )),
     responses(
         (status = 202, description = "Queued", body = JobCreated,
@@ -125,6 +141,7 @@ pub async fn import_users(
         job_id = id,
         records = total,
         format = format.as_str(),
+        request_id = %current_request_id(),
         "import queued"
     );
     Ok((

@@ -15,6 +15,7 @@ use super::auth::{bearer, require_session};
 use super::AppState;
 use crate::client_addr::client_ip;
 use crate::error::{ApiError, Problem};
+use crate::request_log::current_request_id;
 use crate::sessions::{hash_password, verify_password};
 use crate::validation::{self, FieldError};
 
@@ -107,7 +108,7 @@ pub async fn create_session(
     }
     state.login_limiter.clear_email(&counted_as).await?;
     let s = state.sessions.create(user_id).await?;
-    tracing::info!(user_id, "session created");
+    tracing::info!(user_id, request_id = %current_request_id(), "session created");
     Ok((
         StatusCode::CREATED,
         Json(SessionToken {
@@ -135,6 +136,6 @@ pub async fn delete_session(
     if let Some(token) = bearer(&headers) {
         state.sessions.revoke(token).await?;
     }
-    tracing::info!(user_id = caller.user_id, "session revoked");
+    tracing::info!(user_id = caller.user_id, request_id = %current_request_id(), "session revoked");
     Ok(StatusCode::NO_CONTENT)
 }

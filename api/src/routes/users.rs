@@ -17,6 +17,7 @@ use super::auth::{forbidden, require_session};
 use super::AppState;
 use crate::db::User;
 use crate::error::{ApiError, Problem};
+use crate::request_log::current_request_id;
 use crate::validation::{self, FieldError};
 
 /// Default page size.
@@ -26,13 +27,14 @@ pub const MAX_LIMIT: i64 = 1000;
 
 /// Query parameters of `GET /users`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1–1000 (default 100).
-    #[param(minimum = 1, maximum = 1000, default = 100)]
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 1000, default = 100)]
     pub limit: Option<i64>,
     /// Keyset cursor: return users with `id` greater than this (the previous
     /// page's `next_after`); default 0.
-    #[param(minimum = 0, default = 0)]
+    #[param(value_type = i64, required = false, minimum = 0, default = 0)]
     pub after: Option<i64>,
 }
 
@@ -309,6 +311,7 @@ pub async fn delete_user(
         user_id = id,
         by = caller.user_id,
         sessions_revoked = revoked,
+        request_id = %current_request_id(),
         "user deleted"
     );
     Ok(StatusCode::NO_CONTENT)

@@ -173,6 +173,7 @@ pub async fn spawn_app_with(
     // the ids listings show (`id > after`, after >= 0), so listing tests see
     // only the users they create. The session lives in the app's own store.
     let admin_id = insert_fixture_admin(&db).await;
+    start_user_ids_at_random(&db).await;
     let redis = redis_url.map(|u| api::redis_conn::Redis::open(&u).expect("redis url"));
     let store = api::sessions::SessionStore::new(redis, db.clone(), Duration::from_secs(3600));
     let token = store.create(admin_id).await.expect("test session").token;
@@ -208,6 +209,45 @@ pub async fn insert_fixture_admin(db: &Db) -> i64 {
     }
     .expect("insert fixture admin");
     -1
+}
+
+/// Make this database hand out user ids from a random point above 10^6, so
+/// apps of concurrent tests sharing one Redis never have users with the same
+/// id (Redis keys like `user_sessions:<id>` are per deployment, and each test
+/// is its own deployment with its own database).
+pub async fn start_user_ids_at_random(db: &Db) {
+    let start = 1_000_000 + i64::from(uuid::Uuid::new_v4().as_fields().0 % 1_000_000) * 1_000_000;
+    let r = match db {
+        Db::MySql(p) => sqlx::query(&format!("ALTER TABLE users AUTO_INCREMENT = {start}"))
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(&format!(
+            "ALTER TABLE users ALTER COLUMN id RESTART WITH {start}"
+        ))
+        .execute(p)
+        .await
+        .map(|_| ()),
+        Db::Sqlite(p) => {
+            let seq = start - 1;
+            let updated = sqlx::query(&format!(
+                "UPDATE sqlite_sequence SET seq = {seq} WHERE name = 'users'"
+            ))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected());
+            match updated {
+                Ok(0) => sqlx::query(&format!(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('users', {seq})"
+                ))
+                .execute(p)
+                .await
+                .map(|_| ()),
+                other => other.map(|_| ()),
+            }
+        }
+    };
+    r.expect("set the users id sequence");
 }
 
 /// The real `api` binary, running as a child process with captured output.

@@ -17,7 +17,7 @@ import schemathesis
 def ndjson(ctx, value):
     records = value if isinstance(value, list) else [value]
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    return {"data": text.encode("utf-8")}
+    return text.encode("utf-8")
 
 
 @schemathesis.serializer("text/csv")
@@ -31,4 +31,4 @@ def csv_records(ctx, value):
             writer.writerow(["" if r.get(c) is None else str(r.get(c)) for c in columns])
     else:
         out.write(json.dumps(value) + "\n")
-    return {"data": out.getvalue().encode("utf-8")}
+    return out.getvalue().encode("utf-8")
