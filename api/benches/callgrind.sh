@@ -5,20 +5,20 @@
 # Usage: api/benches/callgrind.sh [API_BIN]      (default $CARGO_TARGET_DIR/release/api)
 #
 # Fresh database `api_cg_<pid>` on the MariaDB of TEST_MYSQL_URL (or BENCH_MYSQL_URL),
-# `api migrate`, `api seed --count 10000`, then `api serve` under
-# `valgrind --tool=callgrind` (logs at LOG_LEVEL, default info, to /dev/null). After a
-# warm-up of WARMUP requests the counters are zeroed (`callgrind_control -z`), REQUESTS
-# (default 5,000) `GET /users/{id}` (random ids in 1..10000, 4 keep-alive connections)
-# are sent, and the counters dumped (`callgrind_control -d`). Prints the total
-# instructions of the api process for those requests divided by REQUESTS, and the
-# top functions by inclusive cost (callgrind_annotate) into $OUT (default
-# $CARGO_TARGET_DIR/bench/callgrind-<git sha>.txt). Bounded: REQUESTS requests, and every
-# wait has a deadline.
+# `api migrate`, `api seed --count 10000`, then twice `api serve` under
+# `valgrind --tool=callgrind` (logs at LOG_LEVEL, default info, to /dev/null): once serving
+# WARMUP requests, once serving WARMUP + REQUESTS (default 5,000) `GET /users/{id}`
+# (random ids in 1..10000, 4 keep-alive connections), each then SIGTERMed. Instructions
+# per request = the difference of the two runs' totals / REQUESTS (start-up, warm-up and
+# shutdown cancel out). The top functions by inclusive cost of the longer run
+# (callgrind_annotate) go to $OUT (default $CARGO_TARGET_DIR/bench/callgrind-<git sha>.txt),
+# the raw profile to $OUT.callgrind (for callgrind_annotate / kcachegrind).
+# Bounded: a fixed number of requests, and every wait has a deadline.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
-API_BIN="${1:-$TARGET/release/api}"
+API_BIN="$(realpath "${1:-$TARGET/release/api}")"
 REQUESTS="${REQUESTS:-5000}"
 WARMUP="${WARMUP:-500}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
@@ -51,15 +51,10 @@ mysql_exec "DROP DATABASE IF EXISTS \`$DB\`; CREATE DATABASE \`$DB\`"
 URL="${ADMIN%/*}/$DB"
 DATABASE_URL="$URL" LOG_LEVEL=warn "$API_BIN" migrate >/dev/null
 DATABASE_URL="$URL" LOG_LEVEL=warn "$API_BIN" seed --count 10000 >/dev/null 2>&1
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-(cd "$WORK" && DATABASE_URL="$URL" PORT=$PORT HOST=127.0.0.1 LOG_LEVEL="$LOG_LEVEL" \
-    DATABASE_MAX_CONNECTIONS=8 exec valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
-    "$API_BIN" serve >/dev/null 2>"$WORK/valgrind.log") &
-PID=$!
-
 # load N: N GET /users/{id} over 4 keep-alive connections; fails on any non-200.
 load() {
-    python3 - "$PORT" "$1" <<'PY'
+    [ "$2" -gt 0 ] || return 0
+    python3 - "$1" "$2" <<'PY'
 import http.client, random, sys, threading
 port, n = int(sys.argv[1]), int(sys.argv[2])
 errors = []
@@ -78,26 +73,35 @@ if errors:
 PY
 }
 
-for _ in $(seq 1 600); do
-    curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" && break
-    sleep 0.1
-done
-curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" || { cat "$WORK/valgrind.log" >&2; exit 1; }
-load "$WARMUP"
-callgrind_control -z "$PID" >/dev/null
-load "$REQUESTS"
-callgrind_control -d "$PID" >/dev/null
-kill -TERM "$PID"
-wait "$PID" || true
-PID=""
-# The dump taken after the load (the largest suffix), not the final one at exit.
-DUMP=$(ls "$WORK"/cg.*.[0-9]* 2>/dev/null | sort -t. -k3 -n | tail -1)
-[ -n "$DUMP" ] || DUMP=$(ls "$WORK"/cg.* | head -1)
-TOTAL=$(awk '/^summary:/ {print $2}' "$DUMP")
+# profile NAME N: serve N requests under callgrind; prints the total instructions.
+profile() {
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    (cd "$WORK" && DATABASE_URL="$URL" PORT=$port HOST=127.0.0.1 LOG_LEVEL="$LOG_LEVEL" \
+        DATABASE_MAX_CONNECTIONS=8 exec valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" \
+        "$API_BIN" serve >/dev/null 2>"$WORK/$1.log") &
+    PID=$!
+    for _ in $(seq 1 600); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && break
+        sleep 0.1
+    done
+    curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" || { cat "$WORK/$1.log" >&2; exit 1; }
+    load "$port" "$2" >&2
+    kill -TERM "$PID"
+    wait "$PID" || true
+    PID=""
+    awk '/^summary:/ {print $2}' "$WORK/$1.out"
+}
+
+BASE=$(profile base "$WARMUP")
+FULL=$(profile full $((WARMUP + REQUESTS)))
+PER=$(((FULL - BASE) / REQUESTS))
 {
-    echo "api: $("$API_BIN" --version)   requests: $REQUESTS GET /users/{id} (MariaDB, LOG_LEVEL=$LOG_LEVEL)"
-    echo "instructions: $TOTAL total, $((TOTAL / REQUESTS)) per request"
+    echo "api: $("$API_BIN" --version)   $REQUESTS x GET /users/{id} (MariaDB, LOG_LEVEL=$LOG_LEVEL)"
+    echo "instructions: $BASE ($WARMUP requests), $FULL ($((WARMUP + REQUESTS)) requests): $PER per request"
     echo
-    callgrind_annotate --inclusive=yes "$DUMP" 2>/dev/null | head -80
+    callgrind_annotate --inclusive=yes "$WORK/full.out" >"$WORK/annotate.txt" 2>/dev/null || true
+    head -90 "$WORK/annotate.txt"
 } >"$OUT"
-echo "instructions per request: $((TOTAL / REQUESTS))   (profile: $OUT)"
+cp "$WORK/full.out" "$OUT.callgrind"
+echo "instructions per request: $PER   (profile: $OUT, raw: $OUT.callgrind)"

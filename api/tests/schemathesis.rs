@@ -64,6 +64,8 @@ async fn schemathesis_finds_no_failure() {
         ("DATABASE_URL", url.as_str()),
         ("PORT", "0"),
         ("HOST", "127.0.0.1"),
+        // Low enough that the fuzzer's log-in attempts reach the 429.
+        ("LOGIN_LIMIT_PER_ADDRESS", "15"),
     ];
     // ... and ids from 10^12 on, so the admin's id is not one a fuzzer tries.
     {
@@ -102,6 +104,15 @@ async fn schemathesis_finds_no_failure() {
         "contract admin pw",
     )
     .await;
+    // `DELETE /sessions/current` revokes the token it is sent with: it gets
+    // another user's (see schemathesis.toml).
+    let (_, logout_token) = helpers::sign_up_and_log_in(
+        &client,
+        &base,
+        "contract-logout@example.com",
+        "contract logout pw",
+    )
+    .await;
 
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis");
     let report = dir.path().join("report");
@@ -124,6 +135,7 @@ async fn schemathesis_finds_no_failure() {
         .arg("--report-dir")
         .arg(&report)
         .env("SCHEMATHESIS_HOOKS", "api_hooks")
+        .env("API_LOGOUT_TOKEN", &logout_token)
         .env("PYTHONPATH", &here)
         .env("NO_COLOR", "1")
         .kill_on_drop(true);
@@ -165,6 +177,7 @@ async fn schemathesis_finds_no_failure() {
         ("POST", "/users/import", 202),
         ("GET", "/jobs/", 200),
         ("POST", "/sessions", 429),
+        ("DELETE", "/sessions/current", 204),
         ("GET", "/users", 422),
     ] {
         assert!(

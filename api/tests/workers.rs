@@ -441,12 +441,11 @@ async fn sqlite_two_cron_processes_run_each_tick_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn purge_task_deletes_expired_sessions_and_old_jobs() {
     let app = spawn_app(TestBackend::Sqlite).await.unwrap();
-    let short =
-        api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_millis(1)).unwrap();
-    let expired = short.create(1).await.unwrap().token;
-    let long =
-        api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_secs(3600)).unwrap();
-    let live = long.create(1).await.unwrap().token;
+    let short = api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_millis(1));
+    // Sessions of the fixture admin (id -1), a user that exists.
+    let expired = short.create(-1).await.unwrap().token;
+    let long = api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_secs(3600));
+    let live = long.create(-1).await.unwrap().token;
     let dir = tempfile::tempdir().unwrap();
     let id = upload(&app, ndjson(3, "purge"), "application/x-ndjson").await;
     let queued = upload(&app, ndjson(3, "purge2"), "application/x-ndjson").await;
@@ -469,7 +468,10 @@ async fn purge_task_deletes_expired_sessions_and_old_jobs() {
         .await
         .unwrap();
     assert_eq!(short.validate(&expired).await.unwrap(), None);
-    assert_eq!(long.validate(&live).await.unwrap(), Some(1));
+    assert_eq!(
+        long.validate(&live).await.unwrap().map(|p| p.user_id),
+        Some(-1)
+    );
     let Db::Sqlite(p) = &app.db else {
         unreachable!()
     };

@@ -1,6 +1,5 @@
 //! `POST /sessions` (log in) and `DELETE /sessions/current` (log out).
 
-use axum::extract::rejection::JsonRejection;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::{bearer, require_session};
-use super::AppState;
+use super::{json_object, AppState, JsonObjectBody};
 use crate::client_addr::client_ip;
 use crate::error::{ApiError, Problem};
 use crate::request_log::current_request_id;
@@ -70,9 +69,9 @@ pub async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<Credentials>, JsonRejection>,
+    body: JsonObjectBody,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
+    let body: Credentials = json_object(body)?;
     let mut errors = Vec::new();
     if body.email.is_none() {
         errors.push(FieldError::new("email", "required", "is required"));

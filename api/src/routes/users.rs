@@ -5,7 +5,7 @@
 //! pagination on `id`, so pages are stable under concurrent inserts and cost
 //! O(limit) regardless of depth.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{forbidden, require_session};
-use super::AppState;
+use super::{json_object, AppState, JsonObjectBody};
 use crate::db::User;
 use crate::error::{ApiError, Problem};
 use crate::request_log::current_request_id;
@@ -188,9 +188,9 @@ pub async fn get_user(
     ))]
 pub async fn create_user(
     State(state): State<AppState>,
-    body: Result<Json<NewUser>, JsonRejection>,
+    body: JsonObjectBody,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
+    let body: NewUser = json_object(body)?;
     let mut errors = Vec::new();
     let name = match body.name {
         Some(n) => collect(validation::name(&n), &mut errors),
@@ -253,14 +253,14 @@ pub async fn update_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
-    body: Result<Json<UserPatch>, JsonRejection>,
+    body: JsonObjectBody,
 ) -> Result<Json<User>, ApiError> {
     let caller = require_session(&state, &headers).await?;
     let Path(id) = id?;
     if !caller.may_change_user(id) {
         return Err(forbidden("change another user's account"));
     }
-    let Json(body) = body?;
+    let body: UserPatch = json_object(body)?;
     let mut errors = Vec::new();
     let name = body
         .name
