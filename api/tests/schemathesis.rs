@@ -138,6 +138,9 @@ async fn schemathesis_finds_no_failure() {
         .env("API_LOGOUT_TOKEN", &logout_token)
         .env("PYTHONPATH", &here)
         .env("NO_COLOR", "1")
+        // Its cache and the hooks' bytecode stay out of the checkout.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .current_dir(dir.path())
         .kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(300), cmd.output())
         .await
