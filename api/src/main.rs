@@ -141,8 +141,10 @@ async fn healthcheck(env: &HashMap<String, String>) -> ExitCode {
 /// A receiver that turns true on SIGTERM/SIGINT.
 fn shutdown_flag() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Handlers installed here, before the task first runs.
+    let signal = api::shutdown::shutdown_signal();
     tokio::spawn(async move {
-        api::shutdown::shutdown_signal().await;
+        signal.await;
         let _ = tx.send(true);
     });
     rx
