@@ -11,6 +11,7 @@
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
 //! - [`log_limit`]: rate-limited warnings for per-event and per-connection problems.
+//! - [`secret`]: passwords and keys that never reach a log line.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 //! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
 
@@ -25,4 +26,5 @@ pub mod metrics;
 pub mod msgpack_json;
 pub mod output;
 pub mod pipeline;
+pub mod secret;
 pub mod tail;

@@ -19,6 +19,7 @@ use std::time::Duration;
 pub use syntax::{ConfigError, Element, Loc, Param};
 
 use crate::pipeline::pattern::TagPattern;
+use crate::secret::Secret;
 
 /// The default configuration of `logship run` without `-c`: the same as `fluentd/demo.conf`.
 pub const DEFAULT_CONFIG: &str = "<source>\n  @type forward\n  port 24224\n  bind 127.0.0.1\n</source>\n\n<match **>\n  @type stdout\n</match>\n";
@@ -316,8 +317,23 @@ pub struct ElasticsearchConfig {
     pub hosts: Vec<String>,
     pub scheme: String,
     pub path: Option<String>,
+    /// HTTP basic auth (see `output::elasticsearch::auth`).
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    /// logship's own: read the password from this file (a mounted secret).
+    pub password_file: Option<String>,
+    /// `ID:KEY` (or its base64 encoded form): `Authorization: ApiKey ...`.
+    pub api_key: Option<Secret>,
+    /// logship's own: read the API key from this file.
+    pub api_key_file: Option<String>,
+    /// TLS (see `output::elasticsearch::tls`): PEM file of the CA(s) to trust.
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub client_key_pass: Option<Secret>,
+    /// `TLSv1`..`TLSv1_3`; both or neither (default TLS 1.2–1.3).
+    pub ssl_min_version: Option<String>,
+    pub ssl_max_version: Option<String>,
     pub index_name: String,
     pub logstash_format: bool,
     pub logstash_prefix: String,
@@ -344,6 +360,9 @@ pub struct ElasticsearchConfig {
     /// JSON-lines file for events Elasticsearch rejected (or `<secondary> @type file path`).
     pub dead_letter_path: Option<String>,
     pub buffer: Option<BufferConfig>,
+    /// Parameters given that have no effect in logship, as `file:line: message`: logged at
+    /// WARN when the output starts and printed by `check-config`.
+    pub no_effect: Vec<String>,
 }
 
 /// `@type forward` output.
@@ -511,6 +530,30 @@ impl Config {
         }
     }
 
+    /// Parameters given that have no effect in logship (`file:line: message`), for
+    /// `check-config`; `logship run` logs the same at WARN when each output starts.
+    pub fn no_effect(&self) -> Vec<String> {
+        fn collect(o: &OutputConfig, out: &mut Vec<String>) {
+            match o {
+                OutputConfig::Elasticsearch(e) => out.extend(e.no_effect.iter().cloned()),
+                OutputConfig::Copy(stores) => stores.iter().for_each(|(_, s)| collect(s, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        for d in self
+            .root
+            .directives
+            .iter()
+            .chain(self.labels.values().flat_map(|l| l.directives.iter()))
+        {
+            if let Directive::Match(m) = d {
+                collect(&m.plugin, &mut out);
+            }
+        }
+        out
+    }
+
     /// A human-readable description of the effective pipeline (for `check-config`).
     pub fn describe(&self) -> String {
         let mut s = String::new();
@@ -624,8 +667,12 @@ fn describe_output(o: &OutputConfig) -> String {
         ),
         OutputConfig::Relabel(l) => format!("relabel -> {l}"),
         OutputConfig::Elasticsearch(e) => format!(
-            "elasticsearch hosts={} index={}{}",
-            e.hosts.join(","),
+            "elasticsearch hosts={} index={}{}{}",
+            e.hosts
+                .iter()
+                .map(|h| crate::output::elasticsearch::auth::redact_url(h))
+                .collect::<Vec<_>>()
+                .join(","),
             if e.logstash_format {
                 format!(
                     "{}{}{}",
@@ -640,7 +687,8 @@ fn describe_output(o: &OutputConfig) -> String {
                     b.file_path.as_deref().unwrap_or_default()
                 ),
                 _ => String::new(),
-            }
+            },
+            describe_es_security(e)
         ),
         OutputConfig::Forward(f) => format!(
             "forward servers={}",
@@ -655,6 +703,48 @@ fn describe_output(o: &OutputConfig) -> String {
                 .collect::<Vec<_>>()
                 .join(",")
         ),
+    }
+}
+
+/// The credentials and TLS settings of an elasticsearch output, without any secret:
+/// ` (basic auth as user "u", password from file; TLS ca_file=/x client_cert=/y)`.
+fn describe_es_security(e: &ElasticsearchConfig) -> String {
+    let mut parts = Vec::new();
+    if let Some(u) = &e.user {
+        parts.push(format!(
+            "basic auth as user {u:?}{}",
+            if e.password_file.is_some() {
+                ", password from password_file"
+            } else {
+                ""
+            }
+        ));
+    }
+    if e.api_key.is_some() {
+        parts.push("API key".to_string());
+    } else if let Some(f) = &e.api_key_file {
+        parts.push(format!("API key from {f}"));
+    }
+    let mut tls = Vec::new();
+    if let Some(c) = &e.ca_file {
+        tls.push(format!("ca_file={c}"));
+    }
+    if let Some(c) = &e.client_cert {
+        tls.push(format!("client_cert={c}"));
+    }
+    if !e.ssl_verify {
+        tls.push("ssl_verify=false".into());
+    }
+    if let (Some(a), Some(b)) = (&e.ssl_min_version, &e.ssl_max_version) {
+        tls.push(format!("versions={a}..{b}"));
+    }
+    if !tls.is_empty() {
+        parts.push(format!("TLS {}", tls.join(" ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
     }
 }
 
@@ -1410,6 +1500,98 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
     Some(cfg)
 }
 
+/// `ssl_min_version` / `ssl_max_version` / `ssl_version`: one of fluent-plugin-elasticsearch's
+/// TLS version names.
+fn tls_version_param(s: &mut Section<'_, '_>, name: &'static str) -> Option<String> {
+    s.parsed(name, |v| {
+        crate::output::elasticsearch::tls::TlsVersion::parse(v).map(|t| t.name().to_string())
+    })
+}
+
+/// The elasticsearch output's TLS and credential parameters that depend on each other, as
+/// fluent-plugin-elasticsearch checks them, and the ones with no effect in logship.
+fn elasticsearch_security_checks(s: &mut Section<'_, '_>, cfg: &mut ElasticsearchConfig) {
+    let loc = s.el.loc.clone();
+    if cfg.ssl_min_version.is_some() != cfg.ssl_max_version.is_some() {
+        s.error(
+            &loc,
+            "ssl_min_version and ssl_max_version must be set together".into(),
+        );
+    }
+    if cfg.client_cert.is_some() != cfg.client_key.is_some() {
+        s.error(
+            &loc,
+            "client_cert and client_key must be set together".into(),
+        );
+    }
+    for (value, file, name) in [
+        (
+            cfg.password.is_some(),
+            cfg.password_file.is_some(),
+            "password",
+        ),
+        (cfg.api_key.is_some(), cfg.api_key_file.is_some(), "api_key"),
+    ] {
+        if value && file {
+            s.error(&loc, format!("set either {name} or {name}_file, not both"));
+        }
+    }
+    let has_password = cfg.password.is_some() || cfg.password_file.is_some();
+    let has_api_key = cfg.api_key.is_some() || cfg.api_key_file.is_some();
+    if has_api_key && (cfg.user.is_some() || has_password) {
+        s.error(&loc, "set either user/password or api_key, not both".into());
+    }
+    if cfg.user.is_some() && !has_password {
+        s.error(
+            &loc,
+            "'password' (or password_file) must be present if 'user' is present".into(),
+        );
+    }
+    if has_password && cfg.user.is_none() {
+        s.error(
+            &loc,
+            "'user' must be present if 'password' is present".into(),
+        );
+    }
+    // fluent-plugin-elasticsearch ≥ 4.0.8 with a Ruby that has TLS min/max versions (every
+    // supported one) ignores ssl_version: ssl_min_version/ssl_max_version decide, default
+    // TLS 1.2–1.3.
+    if let Some(p) = s.raw("ssl_version") {
+        let (loc, value) = (p.loc.clone(), p.value.clone());
+        let known = ["SSLv23", "TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"];
+        if known.contains(&value.trim()) {
+            cfg.no_effect.push(format!(
+                "{loc}: ssl_version {} has no effect in logship (as in fluent-plugin-elasticsearch 4.0.8 and later): the TLS versions are ssl_min_version..ssl_max_version, default TLSv1_2..TLSv1_3",
+                value.trim()
+            ));
+        } else {
+            s.error(
+                &loc,
+                format!(
+                    "parameter 'ssl_version': invalid value {value:?}; supported: {}",
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    let tls_params = [
+        ("ca_file", cfg.ca_file.is_some()),
+        ("client_cert", cfg.client_cert.is_some()),
+        ("ssl_min_version", cfg.ssl_min_version.is_some()),
+    ];
+    let any_https =
+        cfg.scheme == "https" || cfg.hosts.iter().any(|h| h.trim().starts_with("https://"));
+    if !any_https {
+        for (name, set) in tls_params {
+            if set {
+                cfg.no_effect.push(format!(
+                    "{loc}: {name} has no effect: no host uses https (set scheme https or https:// hosts)"
+                ));
+            }
+        }
+    }
+}
+
 fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputConfig> {
     let ty = type_of(el, errors, "output", OUTPUT_TYPES)?;
     let what = if el.name == "store" {
@@ -1494,7 +1676,16 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 scheme,
                 path: s.string("path"),
                 user: s.string("user"),
-                password: s.string("password"),
+                password: s.string("password").map(Secret::new),
+                password_file: s.string("password_file"),
+                api_key: s.string("api_key").map(Secret::new),
+                api_key_file: s.string("api_key_file"),
+                ca_file: s.string("ca_file"),
+                client_cert: s.string("client_cert"),
+                client_key: s.string("client_key"),
+                client_key_pass: s.string("client_key_pass").map(Secret::new),
+                ssl_min_version: tls_version_param(&mut s, "ssl_min_version"),
+                ssl_max_version: tls_version_param(&mut s, "ssl_max_version"),
                 index_name: s.string_or("index_name", "fluentd"),
                 logstash_format: s.bool("logstash_format", false),
                 logstash_prefix: s.string_or("logstash_prefix", "logstash"),
@@ -1517,7 +1708,9 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 compression_level: s.int::<u32>("compression_level", "integer"),
                 dead_letter_path: s.string("dead_letter_path"),
                 buffer: buffer_section(&mut s),
+                no_effect: Vec::new(),
             };
+            elasticsearch_security_checks(&mut s, &mut cfg);
             if let Some(l) = cfg.compression_level {
                 if l > 9 {
                     s.error(&el.loc, format!("compression_level must be 0..9, got {l}"));
@@ -1552,8 +1745,6 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             s.int::<u32>("max_retry_putting_template", "integer");
             s.bool("with_transporter_log", false);
             s.one_of("http_backend", &["excon", "typhoeus"], "excon");
-            s.raw("ssl_version");
-            s.raw("ca_file");
             OutputConfig::Elasticsearch(Box::new(cfg))
         }
         _ => {

@@ -1,11 +1,16 @@
-//! Validated settings of `@type elasticsearch`: base URLs, index naming, request options.
+//! Validated settings of `@type elasticsearch`: base URLs, credentials, TLS, index naming,
+//! request options.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use super::auth::{split_userinfo, Credentials};
+use super::tls::{TlsOptions, TlsVersion};
 use crate::buffer::BufferSettings;
 use crate::config::ElasticsearchConfig;
 use crate::event::EventTime;
 use crate::output::timefmt;
+use crate::secret::Secret;
 
 /// The bulk operation written for each event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +46,15 @@ pub enum IndexNaming {
 /// Everything the output needs, checked.
 #[derive(Debug, Clone)]
 pub struct EsSettings {
-    /// `scheme://host:port[/path]` without a trailing slash, one per host (round robin).
+    /// `scheme://host:port[/path]` without a trailing slash (and without credentials), one
+    /// per host (round robin).
     pub base_urls: Vec<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
+    /// What each host of `base_urls` (same position) is sent: credentials written in its URL,
+    /// else `user`/`password` or `api_key`.
+    pub credentials: Vec<Credentials>,
+    pub tls: TlsOptions,
+    /// `file:line: message` of parameters with no effect (logged at start).
+    pub no_effect: Vec<String>,
     pub naming: IndexNaming,
     pub utc_index: bool,
     pub include_tag_key: bool,
@@ -117,11 +127,40 @@ fn base_url(host: &str, scheme: &str, path: Option<&str>) -> Result<String, Stri
 impl EsSettings {
     /// Checks `cfg` and reads the template file.
     pub fn from_config(cfg: &ElasticsearchConfig) -> Result<Self, String> {
-        let base_urls = cfg
-            .hosts
-            .iter()
-            .map(|h| base_url(h, &cfg.scheme, cfg.path.as_deref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let password = secret_param(
+            cfg.password.as_ref(),
+            cfg.password_file.as_deref(),
+            "password_file",
+        )?;
+        let api_key = secret_param(
+            cfg.api_key.as_ref(),
+            cfg.api_key_file.as_deref(),
+            "api_key_file",
+        )?;
+        let configured =
+            Credentials::from_params(cfg.user.as_deref(), password.as_ref(), api_key.as_ref())?;
+        let mut base_urls = Vec::new();
+        let mut credentials = Vec::new();
+        for h in &cfg.hosts {
+            let (url, userinfo) = split_userinfo(&base_url(h, &cfg.scheme, cfg.path.as_deref())?)?;
+            base_urls.push(url);
+            credentials.push(match userinfo {
+                Some((user, password)) => {
+                    Credentials::from_params(Some(&user), Some(&password), None)?
+                }
+                None => configured.clone(),
+            });
+        }
+        let version = |v: &Option<String>, d| v.as_deref().map_or(Ok(d), TlsVersion::parse);
+        let tls = TlsOptions {
+            ca_file: cfg.ca_file.as_ref().map(PathBuf::from),
+            verify: cfg.ssl_verify,
+            client_cert: cfg.client_cert.as_ref().map(PathBuf::from),
+            client_key: cfg.client_key.as_ref().map(PathBuf::from),
+            client_key_pass: cfg.client_key_pass.clone(),
+            min_version: version(&cfg.ssl_min_version, TlsVersion::Tls1_2)?,
+            max_version: version(&cfg.ssl_max_version, TlsVersion::Tls1_3)?,
+        };
         let naming = if cfg.logstash_format {
             IndexNaming::Logstash {
                 prefix: cfg.logstash_prefix.clone(),
@@ -152,8 +191,9 @@ impl EsSettings {
         }
         Ok(Self {
             base_urls,
-            user: cfg.user.clone(),
-            password: cfg.password.clone(),
+            credentials,
+            tls,
+            no_effect: cfg.no_effect.clone(),
             naming,
             utc_index: cfg.utc_index,
             include_tag_key: cfg.include_tag_key,
@@ -206,6 +246,29 @@ impl EsSettings {
             IndexNaming::Name(n) => timefmt::strftime(&n.replace("${tag}", tag), secs),
         };
         name.to_lowercase()
+    }
+}
+
+/// A secret given in the config, or read from `file` (a mounted secret): the file's content
+/// without its final line break.
+fn secret_param(
+    value: Option<&Secret>,
+    file: Option<&str>,
+    file_param: &str,
+) -> Result<Option<Secret>, String> {
+    match (value, file) {
+        (Some(v), _) => Ok(Some(v.clone())),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {file_param} {f}: {e}"))?;
+            let v = text.strip_suffix('\n').unwrap_or(&text);
+            let v = v.strip_suffix('\r').unwrap_or(v);
+            if v.is_empty() {
+                return Err(format!("{file_param} {f} is empty"));
+            }
+            Ok(Some(Secret::new(v)))
+        }
+        (None, None) => Ok(None),
     }
 }
 
