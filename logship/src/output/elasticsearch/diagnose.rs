@@ -50,20 +50,21 @@ fn problem(cause: impl Into<String>, fix: impl Into<String>) -> Option<ConfigPro
     })
 }
 
-/// The rustls error somewhere in `err`'s chain. `io::Error` hides the error it wraps from
-/// `source()`, so each one is looked into.
+/// The rustls error somewhere in `err`'s chain. An `io::Error` hides the error it wraps from
+/// `source()` (and reqwest's chain has one `io::Error` inside another), so the walk goes
+/// into each one's `get_ref()` instead.
 fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
         if let Some(r) = e.downcast_ref::<rustls::Error>() {
             return Some(r);
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(r);
-            }
-        }
-        cur = e.source();
+        cur = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -72,6 +73,15 @@ fn date(t: rustls_pki_types::UnixTime) -> String {
     chrono::DateTime::from_timestamp(t.as_secs() as i64, 0)
         .map(|d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| format!("{} s after 1970", t.as_secs()))
+}
+
+/// rustls lists the names of a certificate as `DnsName("host")` / `IpAddress(...)`: the name.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map(|inner| inner.trim_matches('"'))
+        .unwrap_or(presented)
 }
 
 fn trusted(cx: &Context<'_>) -> String {
@@ -118,7 +128,7 @@ pub fn transport(
                     "TLS: the certificate of {} is not valid for {} (it is for {})",
                     cx.url,
                     expected.to_str(),
-                    if presented.is_empty() { "no name".to_string() } else { presented.join(", ") }
+                    if presented.is_empty() { "no name".to_string() } else { presented.iter().map(|p| bare_name(p)).collect::<Vec<_>>().join(", ") }
                 ),
                 format!("connect with a name the certificate carries in its subjectAltName, or re-issue it for this name ({insecure})"),
             ),
@@ -290,13 +300,24 @@ mod tests {
     #[test]
     fn tls_errors_inside_io_errors() {
         let tls = TlsOptions::default();
+        // As reqwest nests it: io::Error(Other, io::Error(InvalidData, rustls::Error)).
         let inner = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
-        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
+        let io = std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, inner));
         let p = transport(&io, &cx(&Credentials::None, &tls)).unwrap();
         assert_eq!(p.cause, "TLS: the certificate of https://127.0.0.1:9200 is not signed by a CA logship trusts (it trusts the built-in Mozilla roots)");
         assert!(
             p.fix.starts_with("set ca_file to the PEM file of the CA"),
             "{p}"
+        );
+        let wrong_name =
+            rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+                expected: rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+                presented: vec!["DnsName(\"wrong-name.invalid\")".into()],
+            });
+        let p = transport(&wrong_name, &cx(&Credentials::None, &tls)).unwrap();
+        assert_eq!(
+            p.cause,
+            "TLS: the certificate of https://127.0.0.1:9200 is not valid for 127.0.0.1 (it is for wrong-name.invalid)"
         );
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         assert_eq!(transport(&refused, &cx(&Credentials::None, &tls)), None);
