@@ -1881,6 +1881,84 @@ mod tests {
         );
     }
 
+    fn es(params: &str) -> Result<Config, Vec<ConfigError>> {
+        check(&format!(
+            "<match **>\n  @type elasticsearch\n{params}</match>\n"
+        ))
+    }
+
+    fn es_config(c: &Config) -> &ElasticsearchConfig {
+        match &c.root.directives[0] {
+            Directive::Match(MatchDirective {
+                plugin: OutputConfig::Elasticsearch(e),
+                ..
+            }) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn elasticsearch_tls_and_credentials() {
+        let c = es("  scheme https\n  user elastic\n  password s3cret\n  ca_file /ca.pem\n  client_cert /c.pem\n  client_key /k.pem\n  client_key_pass pass\n  ssl_min_version TLSv1_2\n  ssl_max_version TLSv1_3\n  ssl_verify false\n").unwrap();
+        let e = es_config(&c);
+        assert_eq!(e.ssl_min_version.as_deref(), Some("TLSv1_2"));
+        assert!(e.no_effect.is_empty(), "{:?}", e.no_effect);
+        // No secret in the Debug form, nor in check-config's description.
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let d = c.describe();
+        assert!(!d.contains("s3cret"), "{d}");
+        assert!(d.contains("basic auth as user \"elastic\"; TLS ca_file=/ca.pem client_cert=/c.pem ssl_verify=false versions=TLSv1_2..TLSv1_3"), "{d}");
+        let c = es("  hosts https://u:pw@h:9200\n").unwrap();
+        assert!(
+            c.describe().contains("hosts=https://u:***@h:9200 "),
+            "{}",
+            c.describe()
+        );
+
+        // ssl_version: accepted as the plugin does, with no effect, and said so.
+        let c = es("  scheme https\n  ssl_version TLSv1_2\n").unwrap();
+        assert_eq!(c.no_effect().len(), 1);
+        assert!(
+            c.no_effect()[0].starts_with("t.conf:4: ssl_version TLSv1_2 has no effect in logship"),
+            "{:?}",
+            c.no_effect()
+        );
+        // TLS parameters while every host is plain http.
+        let c = es("  ca_file /ca.pem\n").unwrap();
+        assert_eq!(c.no_effect(), ["t.conf:1: ca_file has no effect: no host uses https (set scheme https or https:// hosts)"]);
+
+        let errors = |p: &str| -> Vec<String> {
+            es(p).unwrap_err().iter().map(ToString::to_string).collect()
+        };
+        assert_eq!(
+            errors("  ssl_min_version TLSv1_2\n"),
+            ["t.conf:1: ssl_min_version and ssl_max_version must be set together"]
+        );
+        assert!(errors("  ssl_max_version TLSv9\n")[0].starts_with("t.conf:3: parameter 'ssl_max_version' in <match **> (@type elasticsearch): invalid TLS version \"TLSv9\""));
+        assert!(errors("  ssl_version SSLv3\n")[0]
+            .starts_with("t.conf:3: parameter 'ssl_version': invalid value"));
+        assert_eq!(
+            errors("  client_cert /c.pem\n"),
+            ["t.conf:1: client_cert and client_key must be set together"]
+        );
+        assert_eq!(
+            errors("  user u\n  password p\n  api_key a:b\n"),
+            ["t.conf:1: set either user/password or api_key, not both"]
+        );
+        assert_eq!(
+            errors("  user u\n"),
+            ["t.conf:1: 'password' (or password_file) must be present if 'user' is present"]
+        );
+        assert_eq!(
+            errors("  password p\n"),
+            ["t.conf:1: 'user' must be present if 'password' is present"]
+        );
+        assert_eq!(
+            errors("  user u\n  password p\n  password_file /p\n"),
+            ["t.conf:1: set either password or password_file, not both"]
+        );
+    }
+
     #[test]
     fn unknown_things() {
         let e = check("<match **>\n  @type stdout\n  colour red\n</match>\n").unwrap_err();
