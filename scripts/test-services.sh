@@ -517,6 +517,11 @@ CNF
         tls_sign wrong-name.csr wrong-name.crt "${server_ext}subjectAltName=DNS:wrong-name.invalid\n"
         tls_key_and_csr client logship-client
         tls_sign client.csr client.crt "$client_ext"
+        # A client certificate from the other CA: refused by the mutual-TLS listener.
+        tls_key_and_csr other-client logship-client
+        printf '%b' "$client_ext" >other-client.ext
+        openssl x509 -req -in other-client.csr -CA other-ca.crt -CAkey other-ca.key \
+            -set_serial 7 -days 30 -extfile other-client.ext -out other-client.crt
         # The same client key as PKCS#8 encrypted with a passphrase (client_key_pass).
         openssl rand -hex 12 >client-key-pass
         openssl pkcs8 -topk8 -v2 aes-256-cbc -in client.key -out client-encrypted.key \
@@ -632,6 +637,8 @@ TEST_ELASTICSEARCH_CLIENT_CERT=$d/client.crt
 TEST_ELASTICSEARCH_CLIENT_KEY=$d/client.key
 TEST_ELASTICSEARCH_CLIENT_KEY_ENCRYPTED=$d/client-encrypted.key
 TEST_ELASTICSEARCH_CLIENT_KEY_PASS=$(cat "$d/client-key-pass")
+TEST_ELASTICSEARCH_OTHER_CLIENT_CERT=$d/other-client.crt
+TEST_ELASTICSEARCH_OTHER_CLIENT_KEY=$d/other-client.key
 TEST_ELASTICSEARCH_EXPIRED_URL=https://$TLS_USER:$(cat "$d/password")@127.0.0.1:$(kv_get "$PORTS_FILE" nginx_expired)
 TEST_ELASTICSEARCH_WRONG_NAME_URL=https://$TLS_USER:$(cat "$d/password")@127.0.0.1:$(kv_get "$PORTS_FILE" nginx_wrong_name)
 EOT

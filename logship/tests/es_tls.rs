@@ -37,6 +37,8 @@ struct Secured {
     client_cert: String,
     client_key_encrypted: String,
     client_key_pass: String,
+    other_client_cert: String,
+    other_client_key: String,
     expired_port: u16,
     wrong_name_port: u16,
 }
@@ -73,6 +75,8 @@ impl Secured {
             client_cert: var("TEST_ELASTICSEARCH_CLIENT_CERT"),
             client_key_encrypted: var("TEST_ELASTICSEARCH_CLIENT_KEY_ENCRYPTED"),
             client_key_pass: var("TEST_ELASTICSEARCH_CLIENT_KEY_PASS"),
+            other_client_cert: var("TEST_ELASTICSEARCH_OTHER_CLIENT_CERT"),
+            other_client_key: var("TEST_ELASTICSEARCH_OTHER_CLIENT_KEY"),
             expired_port: port_of(&var("TEST_ELASTICSEARCH_EXPIRED_URL")),
             wrong_name_port: port_of(&var("TEST_ELASTICSEARCH_WRONG_NAME_URL")),
         })
@@ -405,12 +409,35 @@ async fn refusals_name_the_cause_and_the_parameter() {
         ),
         (
             format!(
+                "  ca_file {}\n  client_cert {}\n  client_key {}",
+                s.ca_file, s.other_client_cert, s.other_client_key
+            ),
+            s.mtls_port,
+            "the server did not accept logship's client certificate".into(),
+            "use a client_cert signed by a CA the server trusts",
+        ),
+        (
+            format!(
                 "  user logship\n  password not-the-password\n  ca_file {}",
                 s.ca_file
             ),
             s.port,
             "user \"logship\" and its password were not accepted".into(),
             "set the right user and password",
+        ),
+        (
+            // https to the node's plain-HTTP port
+            format!("{basic}\n  ca_file {}", s.ca_file),
+            port_of(&s.es),
+            "did not answer in TLS (is it a plain-HTTP port?)".into(),
+            "use scheme http for this host, or the port where it speaks HTTPS",
+        ),
+        (
+            // plain HTTP to the proxy's HTTPS port (a URL's scheme wins over `scheme`)
+            format!("{basic}\n  hosts http://127.0.0.1:{}", s.port),
+            s.port,
+            "this port speaks HTTPS and logship sent plain HTTP".into(),
+            "use scheme https",
         ),
         (
             format!(

@@ -137,7 +137,7 @@ pub fn transport(
                 format!("check the server's certificate and {} ({insecure})", n.ca_file),
             ),
         },
-        E::AlertReceived(a) if cx.tls.client_cert.is_none() && matches!(a, A::CertificateRequired | A::HandshakeFailure) => problem(
+        E::AlertReceived(a) if cx.tls.client_cert.is_none() && matches!(a, A::CertificateRequired | A::HandshakeFailure | A::BadCertificate | A::CertificateUnknown | A::UnknownCA | A::AccessDenied) => problem(
             format!("TLS: {} refused the handshake ({a:?}): it requires a client certificate", cx.url),
             format!("set {} and {} (and {} for an encrypted key)", n.client_cert, n.client_key, n.client_key_pass),
         ),
