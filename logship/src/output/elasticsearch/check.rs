@@ -10,6 +10,9 @@
 //!
 //! The check never stops logship: the buffer takes events meanwhile (with a file buffer they
 //! survive a restart with the fixed configuration), and every flush repeats the diagnosis.
+//! The flush workers wait for it (all hosts are checked at once, each within the connect
+//! timeout, at most 10 s), so that its verdict is the first line about the connection and its
+//! request the first one a host sees.
 
 use std::sync::Arc;
 
@@ -26,59 +29,75 @@ fn engine(body: &[u8]) -> Option<String> {
     Some(format!("{name} {number}"))
 }
 
-/// Checks every host once and logs the outcome (see the module docs).
+/// Checks every host once, logs the outcomes (see the module docs), then lets the flush
+/// workers go.
 pub async fn startup(service: Arc<Service>) {
+    // Lets the workers go however this ends (a panic included).
+    struct Done(Arc<Service>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.checked.send_replace(true);
+        }
+    }
+    let _done = Done(service.clone());
+    let mut hosts = tokio::task::JoinSet::new();
+    for i in 0..service.http.hosts() {
+        hosts.spawn(check_host(service.clone(), i));
+    }
+    while hosts.join_next().await.is_some() {}
+}
+
+/// `GET /` on host `i`, and the log line that says what it means.
+async fn check_host(service: Arc<Service>, i: usize) {
     let http = &service.http;
     let output = &service.name;
-    for i in 0..http.hosts() {
-        let cx = http.context(i);
-        let host = cx.url;
-        match http.get_from(i, "").await {
-            Ok(r) if (200..300).contains(&r.status) => tracing::info!(
+    let cx = http.context(i);
+    let host = cx.url;
+    match http.get_from(i, "").await {
+        Ok(r) if (200..300).contains(&r.status) => tracing::info!(
+            output = %output,
+            host,
+            version = engine(&r.body).as_deref().unwrap_or("unknown"),
+            credentials = %cx.credentials.describe(),
+            "connected to Elasticsearch"
+        ),
+        Ok(r) => match http.problem(&r) {
+            Some(p) if r.status == 403 => tracing::warn!(
                 output = %output,
                 host,
-                version = engine(&r.body).as_deref().unwrap_or("unknown"),
-                credentials = %cx.credentials.describe(),
-                "connected to Elasticsearch"
+                cause = %p.cause,
+                "the start-up check GET / was refused; writing may still be allowed (GET / needs the monitor cluster privilege)"
             ),
-            Ok(r) => match http.problem(&r) {
-                Some(p) if r.status == 403 => tracing::warn!(
-                    output = %output,
-                    host,
-                    cause = %p.cause,
-                    "the start-up check GET / was refused; writing may still be allowed (GET / needs the monitor cluster privilege)"
-                ),
-                Some(p) => tracing::error!(
-                    output = %output,
-                    host,
-                    cause = %p.cause,
-                    fix = %p.fix,
-                    "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
-                ),
-                None => tracing::warn!(
-                    output = %output,
-                    host,
-                    status = r.status,
-                    body = %String::from_utf8_lossy(&r.body[..r.body.len().min(300)]),
-                    "the start-up check GET / failed"
-                ),
-            },
-            Err(e) => match e.problem {
-                Some(p) => tracing::error!(
-                    output = %output,
-                    host,
-                    cause = %p.cause,
-                    fix = %p.fix,
-                    "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
-                ),
-                None => tracing::warn!(
-                    output = %output,
-                    host,
-                    error = %e.message,
-                    "Elasticsearch is not reachable at start; events are buffered and retried"
-                ),
-            },
-        }
+            Some(p) => tracing::error!(
+                output = %output,
+                host,
+                cause = %p.cause,
+                fix = %p.fix,
+                "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
+            ),
+            None => tracing::warn!(
+                output = %output,
+                host,
+                status = r.status,
+                body = %String::from_utf8_lossy(&r.body[..r.body.len().min(300)]),
+                "the start-up check GET / failed"
+            ),
+        },
+        Err(e) => match e.problem {
+            Some(p) => tracing::error!(
+                output = %output,
+                host,
+                cause = %p.cause,
+                fix = %p.fix,
+                "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
+            ),
+            None => tracing::warn!(
+                output = %output,
+                host,
+                error = %e.message,
+                "Elasticsearch is not reachable at start; events are buffered and retried"
+            ),
+        },
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Service {
     give_up_at: Mutex<Option<Instant>>,
     /// Rate limit of the ERROR lines of flushes refused for a configuration problem.
     blocked_log: LogLimiter,
+    /// `true` once the start-up check ([`super::check`]) is over: the workers wait for it.
+    pub checked: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
@@ -124,11 +126,14 @@ impl Service {
             dead_letter: Mutex::new(dead_letter),
             give_up_at: Mutex::new(None),
             blocked_log: LogLimiter::new(BLOCKED_LOG_BURST, BLOCKED_LOG_INTERVAL),
+            checked: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// A flush worker: delivers chunks until the buffer is closed and drained.
     pub async fn worker(self: Arc<Self>) {
+        // After the start-up check: its verdict is logged first, its request sent first.
+        let _ = self.checked.subscribe().wait_for(|done| *done).await;
         while let Some(chunk) = self.buffer.take().await {
             if self.deliver(&chunk).await {
                 self.buffer.release(&chunk);
