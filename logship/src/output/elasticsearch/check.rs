@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use super::diagnose::ConfigProblem;
 use super::service::Service;
 
 /// `number` and `distribution` of a `GET /` answer: `Elasticsearch 7.10.2`, `OpenSearch 2.19.6`.
@@ -68,13 +69,7 @@ async fn check_host(service: Arc<Service>, i: usize) {
                 cause = %p.cause,
                 "the start-up check GET / was refused; writing may still be allowed (GET / needs the monitor cluster privilege)"
             ),
-            Some(p) => tracing::error!(
-                output = %output,
-                host,
-                cause = %p.cause,
-                fix = %p.fix,
-                "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
-            ),
+            Some(p) => refused(output, host, &p),
             None => tracing::warn!(
                 output = %output,
                 host,
@@ -84,13 +79,7 @@ async fn check_host(service: Arc<Service>, i: usize) {
             ),
         },
         Err(e) => match e.problem {
-            Some(p) => tracing::error!(
-                output = %output,
-                host,
-                cause = %p.cause,
-                fix = %p.fix,
-                "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
-            ),
+            Some(p) => refused(output, host, &p),
             None => tracing::warn!(
                 output = %output,
                 host,
@@ -99,6 +88,16 @@ async fn check_host(service: Arc<Service>, i: usize) {
             ),
         },
     }
+}
+
+fn refused(output: &str, host: &str, p: &ConfigProblem) {
+    tracing::error!(
+        output,
+        host,
+        cause = %p.cause,
+        fix = %p.fix,
+        "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
+    );
 }
 
 #[cfg(test)]

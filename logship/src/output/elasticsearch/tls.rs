@@ -408,6 +408,14 @@ fn decrypt_pkcs8(pem: &str, pass: &Secret) -> Result<String, String> {
 mod tests {
     use super::*;
 
+    /// The error of `configure` for `opts`, as displayed.
+    fn error(opts: &TlsOptions, names: &ParamNames) -> String {
+        match configure(reqwest::Client::builder(), opts, names) {
+            Ok(_) => panic!("{opts:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn versions_as_fluentd_names_them() {
         assert_eq!(TlsVersion::parse("TLSv1_2").unwrap(), TlsVersion::Tls1_2);
@@ -419,11 +427,8 @@ mod tests {
             max_version: TlsVersion::Tls1_1,
             ..Default::default()
         };
-        let e = configure(reqwest::Client::builder(), &opts, &ParamNames::OUTPUT)
-            .err()
-            .unwrap();
         assert_eq!(
-            e.to_string(),
+            error(&opts, &ParamNames::OUTPUT),
             "ssl_min_version/ssl_max_version: logship speaks TLS 1.2 and 1.3 only"
         );
         let opts = TlsOptions {
@@ -443,10 +448,7 @@ mod tests {
             ca_file: Some(missing.clone()),
             ..Default::default()
         };
-        let e = configure(reqwest::Client::builder(), &opts, &ParamNames::OUTPUT)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = error(&opts, &ParamNames::OUTPUT);
         assert!(
             e.starts_with(&format!("cannot read ca_file {}", missing.display())),
             "{e}"
@@ -457,10 +459,7 @@ mod tests {
             ca_file: Some(empty.clone()),
             ..Default::default()
         };
-        let e = configure(reqwest::Client::builder(), &opts, &ParamNames::TAIL)
-            .err()
-            .unwrap()
-            .to_string();
+        let e = error(&opts, &ParamNames::TAIL);
         assert!(
             e.starts_with(&format!(
                 "--ca-file {}: no PEM certificate",
@@ -472,11 +471,10 @@ mod tests {
             client_cert: Some(empty),
             ..Default::default()
         };
-        let e = configure(reqwest::Client::builder(), &opts, &ParamNames::OUTPUT)
-            .err()
-            .unwrap()
-            .to_string();
-        assert_eq!(e, "client_cert and client_key must be given together");
+        assert_eq!(
+            error(&opts, &ParamNames::OUTPUT),
+            "client_cert and client_key must be given together"
+        );
     }
 
     #[test]
