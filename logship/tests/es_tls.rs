@@ -476,7 +476,7 @@ async fn a_refused_flush_logs_at_most_three_errors_a_minute() {
             .unwrap()
             .iter()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| is_flush_refusal(v))
+            .filter(is_flush_refusal)
             .count()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -796,7 +796,7 @@ async fn tail_takes_the_same_tls_and_auth_settings() {
         assert_eq!(code, 1, "{extra:?}: {err}");
         assert_eq!(out, "", "{extra:?}");
         assert!(
-            err.contains(cause) && err.contains(&format!("fix: ")) && err.contains(fix),
+            err.contains(cause) && err.contains("fix: ") && err.contains(fix),
             "{extra:?}: {err}"
         );
         s.assert_no_secret("tail's stderr", &err);
