@@ -233,40 +233,40 @@ async fn drop_index(es: &str, run: &str) {
         .await;
 }
 
-/// Starts logship on `conf`, checks the start-up line, sends `n` events and checks that all
-/// arrive once and that no secret was logged; returns the stats line at stop and the stderr.
-async fn delivers(s: &Secured, run: &str, conf: &str, credentials: &str) -> (Value, String) {
+/// Starts logship with the elasticsearch `settings` that `case` gives for the test services
+/// (and the port to use), checks the start-up line and its `credentials`, sends 40 events,
+/// checks that each arrives once and that no secret was logged; returns the stderr (`None`:
+/// skipped).
+async fn delivers(
+    case: impl FnOnce(&Secured) -> (u16, String),
+    credentials: &str,
+) -> Option<String> {
+    let s = Secured::from_env()?;
+    let run = run_id();
     let n = 40;
-    let ls = start(s, conf);
+    let (port, settings) = case(&s);
+    let ls = start(&s, &conf(&run, port, &settings, ""));
     let ok = wait_line(&ls, 20, "'connected to Elasticsearch' line", |v| {
         v["fields"]["message"] == "connected to Elasticsearch"
     });
     assert_eq!(ok["fields"]["credentials"], credentials, "{ok}");
     assert_eq!(ok["fields"]["version"], "OpenSearch 2.19.6", "{ok}");
-    send(&ls, run, n).await;
-    wait_count(&s.es, run, n as u64, 60).await;
+    send(&ls, &run, n).await;
+    wait_count(&s.es, &run, n as u64, 60).await;
     let stderr = stderr_of(&ls);
     let stats = ls.stop();
     assert_eq!(stats["indexed"], n as u64, "{stats}");
     assert_eq!(stats["dead_lettered"], 0, "{stats}");
     assert_eq!(stats["failed_requests"], 0, "{stats}");
     s.assert_no_secret("logship's stderr", &stderr);
-    drop_index(&s.es, run).await;
-    (stats, stderr)
+    drop_index(&s.es, &run).await;
+    Some(stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn right_ca_and_basic_auth_from_the_environment_deliver_every_event_once() {
-    let Some(s) = Secured::from_env() else { return };
-    let run = run_id();
-    let settings = format!(
-        "  user \"#{{ENV['ES_USER']}}\"\n  password \"#{{ENV['ES_PASSWORD']}}\"\n  ca_file {}\n  ssl_min_version TLSv1_2\n  ssl_max_version TLSv1_3",
-        s.ca_file
-    );
     delivers(
-        &s,
-        &run,
-        &conf(&run, s.port, &settings, ""),
+        |s| (s.port, format!("  user \"#{{ENV['ES_USER']}}\"\n  password \"#{{ENV['ES_PASSWORD']}}\"\n  ca_file {}\n  ssl_min_version TLSv1_2\n  ssl_max_version TLSv1_3", s.ca_file)),
         "basic auth as user \"logship\"",
     )
     .await;
@@ -274,20 +274,13 @@ async fn right_ca_and_basic_auth_from_the_environment_deliver_every_event_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_from_a_file_and_tls_1_3_only() {
-    let Some(s) = Secured::from_env() else { return };
-    let run = run_id();
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("es_password");
-    std::fs::write(&pw, format!("{}\n", s.password)).unwrap();
-    let settings = format!(
-        "  user logship\n  password_file {}\n  ca_file {}\n  ssl_min_version TLSv1_3\n  ssl_max_version TLSv1_3",
-        pw.display(),
-        s.ca_file
-    );
     delivers(
-        &s,
-        &run,
-        &conf(&run, s.port, &settings, ""),
+        |s| {
+            std::fs::write(&pw, format!("{}\n", s.password)).unwrap();
+            (s.port, format!("  user logship\n  password_file {}\n  ca_file {}\n  ssl_min_version TLSv1_3\n  ssl_max_version TLSv1_3", pw.display(), s.ca_file))
+        },
         "basic auth as user \"logship\"",
     )
     .await;
@@ -295,16 +288,16 @@ async fn password_from_a_file_and_tls_1_3_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_key_delivers_every_event_once() {
-    let Some(s) = Secured::from_env() else { return };
-    let run = run_id();
-    let settings = format!(
-        "  api_key \"#{{ENV['ES_API_KEY']}}\"\n  ca_file {}",
-        s.ca_file
-    );
     delivers(
-        &s,
-        &run,
-        &conf(&run, s.port, &settings, ""),
+        |s| {
+            (
+                s.port,
+                format!(
+                    "  api_key \"#{{ENV['ES_API_KEY']}}\"\n  ca_file {}",
+                    s.ca_file
+                ),
+            )
+        },
         "API key \"logship-test\"",
     )
     .await;
@@ -312,16 +305,8 @@ async fn api_key_delivers_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_with_an_encrypted_client_key_delivers_every_event_once() {
-    let Some(s) = Secured::from_env() else { return };
-    let run = run_id();
-    let settings = format!(
-        "  ca_file {}\n  client_cert {}\n  client_key {}\n  client_key_pass \"#{{ENV['ES_CLIENT_KEY_PASS']}}\"",
-        s.ca_file, s.client_cert, s.client_key_encrypted
-    );
     delivers(
-        &s,
-        &run,
-        &conf(&run, s.mtls_port, &settings, ""),
+        |s| (s.mtls_port, format!("  ca_file {}\n  client_cert {}\n  client_key {}\n  client_key_pass \"#{{ENV['ES_CLIENT_KEY_PASS']}}\"", s.ca_file, s.client_cert, s.client_key_encrypted)),
         "no credentials",
     )
     .await;
@@ -329,25 +314,19 @@ async fn mutual_tls_with_an_encrypted_client_key_delivers_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssl_verify_false_accepts_an_expired_certificate_and_says_so() {
-    let Some(s) = Secured::from_env() else { return };
-    let run = run_id();
     // Credentials in the host's URL this time (fluent-plugin-elasticsearch's other form).
-    let settings = format!(
-        "  hosts \"https://logship:#{{ENV['ES_PASSWORD']}}@127.0.0.1:{}\"\n  ssl_verify false",
-        s.expired_port
-    );
-    let (_, stderr) = delivers(
-        &s,
-        &run,
-        &conf(&run, s.expired_port, &settings, ""),
+    let Some(stderr) = delivers(
+        |s| (s.expired_port, format!("  hosts \"https://logship:#{{ENV['ES_PASSWORD']}}@127.0.0.1:{}\"\n  ssl_verify false", s.expired_port)),
         "basic auth as user \"logship\"",
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     assert!(
         stderr.contains("TLS certificate verification is off (ssl_verify false)"),
         "{stderr}"
     );
-    s.assert_no_secret("logship's stderr", &stderr);
 }
 
 /// Starts logship on `conf`, which the cluster refuses: the start-up ERROR, then `n` events
