@@ -5,12 +5,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use logship::config::{FileOutputConfig, LineFormat};
 use logship::event::{Event, EventBatch, EventTime};
 use logship::msgpack_json::{to_json_string, write_json, TranscodeError};
-use logship::output::file::FileOutput;
+use logship::output::file::{FileOutput, FileOutputConfig};
 use logship::output::stdout::StdoutOutput;
-use logship::output::Output;
+use logship::output::{LineFormat, Output};
 use logship::pipeline::record::value_to_msgpack;
 use serde_json::json;
 
@@ -75,11 +74,9 @@ async fn file_output_expands_time_and_tag_and_appends() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = FileOutputConfig {
         path: format!("{}/${{tag}}/%Y%m%d-%H", dir.path().display()),
-        append: true,
         add_path_suffix: true,
         path_suffix: ".log".into(),
         format: LineFormat::OutFile,
-        buffer: None,
     };
     let out = FileOutput::new(&cfg);
     out.emit(&batch()).await.unwrap();
