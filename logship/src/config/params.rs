@@ -363,7 +363,9 @@ pub fn markdown_section(
         return;
     }
     if section.free_form {
-        out.push_str("Any `key value` line (the section's lines are data).\n");
+        if section.status == Status::Implemented {
+            out.push_str("Any `key value` line (the section's lines are data).\n");
+        }
     } else if section.params.is_empty() && section.overrides.is_empty() {
         out.push_str("No parameters.\n");
     } else {

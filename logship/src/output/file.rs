@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use super::{format, format_event, timefmt, LineFormat, Output, OutputContext, OutputPlugin};
+use super::{
+    format, format_event, metadata, timefmt, LineFormat, Output, OutputContext, OutputPlugin,
+};
 use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
@@ -30,6 +32,8 @@ pub struct FileOutputConfig {
     pub add_path_suffix: bool,
     pub path_suffix: String,
     pub format: LineFormat,
+    /// `metadata_key`: see [`metadata::DEFAULT_LINE_METADATA_KEY`]; `None` hides metadata.
+    pub metadata_key: Option<String>,
 }
 
 static BUFFER: SectionSpec = crate::buffer::config::SECTION.no_effect(
@@ -45,6 +49,7 @@ pub static SPEC: PluginSpec<dyn OutputPlugin> = PluginSpec {
         ParamSpec::bool("add_path_suffix").default("true").doc("append `path_suffix` to the path"),
         ParamSpec::string("path_suffix").default(".log").doc("the suffix"),
         ParamSpec::choice("compress", &["text"]).default("text").doc("only `text`: files are written uncompressed"),
+        metadata::LINE_METADATA_KEY,
         ParamSpec::bool("append").default("false").no_effect("files are always appended to"),
         ParamSpec::string("symlink_path").no_effect(NOT_IMPLEMENTED),
     ],
@@ -61,6 +66,7 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
         add_path_suffix: s.get("add_path_suffix"),
         path_suffix: s.get("path_suffix"),
         format: format.unwrap_or(LineFormat::OutFile),
+        metadata_key: metadata::line_metadata_key(s),
     })
 }
 
@@ -83,6 +89,8 @@ pub struct FileOutput {
     path: String,
     suffix: String,
     format: LineFormat,
+    /// Where non-empty Forward v1.5 metadata is shown (`metadata_key`).
+    metadata_key: Option<String>,
     /// Serializes writes so that lines of concurrent batches never interleave.
     lock: Mutex<()>,
 }
@@ -97,6 +105,7 @@ impl FileOutput {
                 String::new()
             },
             format: cfg.format,
+            metadata_key: cfg.metadata_key.clone(),
             lock: Mutex::new(()),
         }
     }
@@ -159,7 +168,13 @@ impl Output for FileOutput {
                     groups.push((p, Vec::new()));
                 }
                 let buf = &mut groups.last_mut().expect("just pushed").1;
-                format_event(self.format, &batch.tag, ev, buf);
+                format_event(
+                    self.format,
+                    self.metadata_key.as_deref(),
+                    &batch.tag,
+                    ev,
+                    buf,
+                );
             }
             let _guard = self.lock.lock().await;
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{format, format_batch, LineFormat, Output, OutputContext, OutputPlugin};
+use super::{format, format_batch, metadata, LineFormat, Output, OutputContext, OutputPlugin};
 use crate::config::params::{ParamSpec, SectionSpec};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
@@ -23,6 +23,8 @@ use crate::event::{BoxFuture, EmitError, EventBatch};
 #[derive(Debug, Clone)]
 pub struct StdoutConfig {
     pub format: LineFormat,
+    /// `metadata_key`: see [`metadata::DEFAULT_LINE_METADATA_KEY`]; `None` hides metadata.
+    pub metadata_key: Option<String>,
 }
 
 static BUFFER: SectionSpec = crate::buffer::config::SECTION
@@ -32,9 +34,12 @@ static BUFFER: SectionSpec = crate::buffer::config::SECTION
 pub static SPEC: PluginSpec<dyn OutputPlugin> = PluginSpec {
     type_name: "stdout",
     summary: "Writes each event to stdout: Fluentd's `TIME TAG: JSON` line, or JSON lines with `<format> @type json`.",
-    params: &[ParamSpec::choice("output_type", &["json"])
-        .default("json")
-        .doc("the record is written as JSON (the only choice)")],
+    params: &[
+        ParamSpec::choice("output_type", &["json"])
+            .default("json")
+            .doc("the record is written as JSON (the only choice)"),
+        metadata::LINE_METADATA_KEY,
+    ],
     sections: &[&format::SECTION, &BUFFER],
     parse,
 };
@@ -45,6 +50,7 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
     let format = s.child("format", |f| format::parse(f, LineFormat::Stdout));
     Arc::new(StdoutConfig {
         format: format.unwrap_or(LineFormat::Stdout),
+        metadata_key: metadata::line_metadata_key(s),
     })
 }
 
@@ -59,7 +65,7 @@ impl OutputPlugin for StdoutConfig {
         }
     }
     fn build(&self, _: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
-        Ok(Arc::new(StdoutOutput::new(self.format)))
+        Ok(Arc::new(StdoutOutput::new(self)))
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -71,22 +77,24 @@ type Job = (Vec<u8>, oneshot::Sender<std::io::Result<()>>);
 /// The stdout output (or any writer, for tests).
 pub struct StdoutOutput {
     format: LineFormat,
+    /// Where non-empty Forward v1.5 metadata is shown (`metadata_key`).
+    metadata_key: Option<String>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl StdoutOutput {
     /// Writes to the process's stdout.
-    pub fn new(format: LineFormat) -> Self {
-        Self::start(format, None)
+    pub fn new(cfg: &StdoutConfig) -> Self {
+        Self::start(cfg, None)
     }
 
     /// Writes to `w` instead of stdout.
-    pub fn with_writer(format: LineFormat, w: Box<dyn Write + Send>) -> Self {
-        Self::start(format, Some(w))
+    pub fn with_writer(cfg: &StdoutConfig, w: Box<dyn Write + Send>) -> Self {
+        Self::start(cfg, Some(w))
     }
 
-    fn start(format: LineFormat, w: Option<Box<dyn Write + Send>>) -> Self {
+    fn start(cfg: &StdoutConfig, w: Option<Box<dyn Write + Send>>) -> Self {
         // A few batches in flight are enough to keep the writer busy.
         let (tx, mut rx) = mpsc::channel::<Job>(16);
         let thread = std::thread::Builder::new()
@@ -106,7 +114,8 @@ impl StdoutOutput {
             })
             .expect("spawn stdout writer thread");
         Self {
-            format,
+            format: cfg.format,
+            metadata_key: cfg.metadata_key.clone(),
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         }
@@ -118,7 +127,7 @@ impl Output for StdoutOutput {
         Box::pin(async move {
             let mut buf =
                 Vec::with_capacity(batch.events.iter().map(|e| e.record.len() * 2 + 64).sum());
-            format_batch(self.format, batch, &mut buf);
+            format_batch(self.format, self.metadata_key.as_deref(), batch, &mut buf);
             let tx = self.tx.lock().map_err(|_| EmitError::ShuttingDown)?.clone();
             let tx = tx.ok_or(EmitError::ShuttingDown)?;
             let (done_tx, done_rx) = oneshot::channel();

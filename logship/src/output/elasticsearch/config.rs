@@ -32,6 +32,9 @@ pub struct ElasticsearchConfig {
     pub include_tag_key: bool,
     pub tag_key: String,
     pub id_key: Option<String>,
+    /// `metadata_key`: the document gets the event's non-empty Forward v1.5 metadata under
+    /// this key (off by default).
+    pub metadata_key: Option<String>,
     /// `create` or `index`.
     pub write_operation: String,
     pub template_name: Option<String>,
@@ -70,6 +73,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::bool("include_tag_key").default("false").doc("add the tag to each document under `tag_key`"),
     ParamSpec::string("tag_key").default("tag").doc(""),
     ParamSpec::string("id_key").doc("take `_id` from this field instead of the deterministic hash"),
+    ParamSpec::string("metadata_key").doc("store an event's non-empty Forward v1.5 metadata in the document under this key (off by default)"),
     ParamSpec::choice("write_operation", &["create", "index"]).default("create").doc("`create` (logship's default: a resent event is not indexed twice) or `index` (overwrites)"),
     ParamSpec::string("template_name").doc("install this index template before the first bulk request (with `template_file`)"),
     ParamSpec::string("template_file").doc("its JSON: with a top-level `template` key composable (`_index_template`), else legacy (`_template`)"),
@@ -151,6 +155,7 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
         include_tag_key: s.get("include_tag_key"),
         tag_key: s.get("tag_key"),
         id_key: s.opt("id_key"),
+        metadata_key: s.opt::<String>("metadata_key").filter(|k| !k.is_empty()),
         write_operation: s.get("write_operation"),
         template_name: s.opt("template_name"),
         template_file: s.opt("template_file"),
@@ -266,6 +271,8 @@ pub struct EsSettings {
     pub include_tag_key: bool,
     pub tag_key: String,
     pub id_key: Option<String>,
+    /// `metadata_key`: store non-empty Forward v1.5 metadata under this key.
+    pub metadata_key: Option<String>,
     pub write_operation: WriteOperation,
     /// Template name, the JSON body and whether it is a composable (`_index_template`) one.
     pub template: Option<Template>,
@@ -375,6 +382,7 @@ impl EsSettings {
             include_tag_key: cfg.include_tag_key,
             tag_key: cfg.tag_key.clone(),
             id_key: cfg.id_key.clone(),
+            metadata_key: cfg.metadata_key.clone(),
             write_operation: if cfg.write_operation == "index" {
                 WriteOperation::Index
             } else {

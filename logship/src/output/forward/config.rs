@@ -22,6 +22,9 @@ pub struct ForwardOutputConfig {
     pub heartbeat_type: String,
     /// `text` or `gzip`.
     pub compress: String,
+    /// `send_metadata`: re-send Forward v1.5 metadata to the next hop. Off by default because
+    /// Fluentd < 1.19 and Fluent Bit < 5 reject `[[time, metadata], record]`.
+    pub send_metadata: bool,
     /// `<security>`'s key (a `<server>`'s own key wins).
     pub shared_key: Option<String>,
     pub self_hostname: Option<String>,
@@ -62,6 +65,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::time("ack_response_timeout").default("190s").doc("how long to wait for the acks of a chunk before resending it elsewhere"),
     ParamSpec::time("send_timeout").default("60s").doc("bound on connecting, the TLS and Forward handshakes, and each write"),
     ParamSpec::choice("compress", &["text", "gzip"]).default("text").doc("`gzip`: CompressedPackedForward"),
+    ParamSpec::bool("send_metadata").default("false").doc("re-send Forward v1.5 metadata as `[[time, metadata], record]` (Fluentd < 1.19 and Fluent Bit < 5 reject it)"),
     ParamSpec::choice("heartbeat_type", &["transport", "tcp", "udp", "none"]).default("transport").doc("`tcp`, `transport`: a TCP connect; `udp`: a NUL datagram the server answers; `none`"),
     ParamSpec::time("heartbeat_interval").default("1s").doc("time between heartbeats (> 0)"),
     ParamSpec::time("recover_wait").default("10s").doc("heartbeats must succeed this long before a down server takes traffic again"),
@@ -167,6 +171,7 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
         send_timeout: s.get("send_timeout"),
         heartbeat_type: s.get("heartbeat_type"),
         compress: s.get("compress"),
+        send_metadata: s.get("send_metadata"),
         shared_key,
         self_hostname,
         buffer: s.child("buffer", crate::buffer::config::parse),
