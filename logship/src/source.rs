@@ -7,6 +7,8 @@
 //! (`prometheus`, `monitor_agent`).
 
 use std::any::Any;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
@@ -14,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Loc;
 use crate::event::{BoxFuture, EventSink};
-use crate::metrics::Monitor;
+use crate::forward::ForwardMetrics;
+use crate::metrics::{InputEntry, Monitor};
 
 /// When a source starts and stops relative to the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +43,34 @@ pub struct SourceContext<'a> {
     pub sink: Arc<dyn EventSink>,
     /// Fires when the source must stop accepting.
     pub shutdown: CancellationToken,
+}
+
+impl SourceContext<'_> {
+    /// Lists the source with the monitor — listening until `serving` ends — and spawns
+    /// `serving`; an error it ends with is logged as "`what` failed".
+    pub fn spawn_listed<E: std::fmt::Display>(
+        &self,
+        type_name: &'static str,
+        forward: Option<Arc<ForwardMetrics>>,
+        what: &'static str,
+        serving: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) -> JoinHandle<()> {
+        let listening = Arc::new(AtomicBool::new(true));
+        self.monitor.add_input(InputEntry {
+            id: self.id.to_string(),
+            type_name,
+            forward,
+            listening: listening.clone(),
+            position: self.position,
+        });
+        tokio::spawn(async move {
+            let r = serving.await;
+            listening.store(false, Ordering::Release);
+            if let Err(e) = r {
+                tracing::error!(error = %e, "{what} failed");
+            }
+        })
+    }
 }
 
 /// The checked config of a source plugin.

@@ -55,7 +55,7 @@ pub struct Config {
     pub root: LabelConfig,
     /// `<label @NAME>` sections by name (with the `@`).
     pub labels: BTreeMap<String, LabelConfig>,
-    /// Parameters and sections given that have no effect in logship, in config order.
+    /// Parameters and sections given that have no effect in logship, by file and line.
     pub no_effect: Vec<NoEffect>,
 }
 
@@ -228,6 +228,9 @@ impl Config {
         cfg.check_label_references(&mut diag);
         if diag.errors.is_empty() {
             cfg.no_effect = diag.no_effect;
+            // Sections report when they are finished, inner ones first: order by place.
+            cfg.no_effect
+                .sort_by(|a, b| (&a.loc.file, a.loc.line).cmp(&(&b.loc.file, b.loc.line)));
             Ok(cfg)
         } else {
             Err(diag.errors)

@@ -143,41 +143,21 @@ fn mismatch<T>(v: &Value) -> Result<T, String> {
     ))
 }
 
-impl FromValue for String {
-    fn from_value(v: Value) -> Result<Self, String> {
-        match v {
-            Value::Str(s) => Ok(s),
-            other => mismatch(&other),
+/// `FromValue` for a type that one variant of [`Value`] holds as is.
+macro_rules! from_variant {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl FromValue for $t {
+            fn from_value(v: Value) -> Result<Self, String> {
+                match v {
+                    Value::$variant(x) => Ok(x),
+                    other => mismatch(&other),
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl FromValue for bool {
-    fn from_value(v: Value) -> Result<Self, String> {
-        match v {
-            Value::Bool(b) => Ok(b),
-            other => mismatch(&other),
-        }
-    }
-}
-
-impl FromValue for Duration {
-    fn from_value(v: Value) -> Result<Self, String> {
-        match v {
-            Value::Time(d) => Ok(d),
-            other => mismatch(&other),
-        }
-    }
-}
-
-impl FromValue for Vec<String> {
-    fn from_value(v: Value) -> Result<Self, String> {
-        match v {
-            Value::List(l) => Ok(l),
-            other => mismatch(&other),
-        }
-    }
-}
+from_variant!(String => Str, bool => Bool, Duration => Time, Vec<String> => List);
 
 impl FromValue for f64 {
     fn from_value(v: Value) -> Result<Self, String> {

@@ -145,6 +145,7 @@ impl FilterPlugin for ConcatConfig {
     fn build(&self) -> Arc<dyn Filter> {
         Arc::new(ConcatFilter::new(self.clone()))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

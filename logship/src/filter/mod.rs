@@ -27,6 +27,7 @@ pub trait FilterPlugin: std::fmt::Debug + Send + Sync + 'static {
         Vec::new()
     }
     fn build(&self) -> Arc<dyn Filter>;
+
     /// For tests and tools that need the typed config.
     fn as_any(&self) -> &dyn Any;
 }

@@ -147,6 +147,7 @@ impl FilterPlugin for ParserFilterConfig {
     fn build(&self) -> Arc<dyn Filter> {
         Arc::new(ParserFilter::new(self.clone()))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

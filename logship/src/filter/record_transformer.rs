@@ -91,6 +91,7 @@ impl FilterPlugin for RecordTransformerConfig {
     fn build(&self) -> Arc<dyn Filter> {
         Arc::new(RecordTransformer::new(self))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -2,7 +2,6 @@
 //! running [`ForwardServer`].
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,6 @@ use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
 use crate::event::BoxFuture;
-use crate::metrics::InputEntry;
 use crate::source::{SourceContext, SourcePlugin};
 
 /// `<source> @type forward`, checked.
@@ -270,25 +268,13 @@ impl SourcePlugin for ForwardSourceConfig {
                 .await
                 .map_err(|e| format!("cannot listen on {}:{} ({at}): {e}", scfg.bind, scfg.port))?;
             let server = ForwardServer::new(scfg).map_err(|e| format!("{e} ({at})"))?;
-            let listening = Arc::new(AtomicBool::new(true));
-            ctx.monitor.add_input(InputEntry {
-                id: ctx.id.to_string(),
-                type_name: "forward",
-                forward: Some(server.metrics()),
-                listening: listening.clone(),
-                position: ctx.position,
-            });
             if let Some(addr) = listeners.tcp.as_ref().and_then(|l| l.local_addr().ok()) {
                 tracing::info!(address = %addr, source = "forward", plugin_id = %ctx.id, label = ctx.label.unwrap_or("(root)"), "listening");
             }
-            let (sink, shutdown) = (ctx.sink, ctx.shutdown);
-            Ok(tokio::spawn(async move {
-                let r = server.run(listeners, sink, shutdown).await;
-                listening.store(false, Ordering::Release);
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "forward input failed");
-                }
-            }))
+            let (sink, shutdown) = (ctx.sink.clone(), ctx.shutdown.clone());
+            let metrics = Some(server.metrics());
+            let serving = async move { server.run(listeners, sink, shutdown).await };
+            Ok(ctx.spawn_listed("forward", metrics, "forward input", serving))
         })
     }
 

@@ -3,13 +3,11 @@
 //! ([`super::server`]). See `docs/metrics.md`.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::InputEntry;
 use crate::config::params::{ParamSpec, NOT_IMPLEMENTED};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
@@ -199,22 +197,12 @@ impl SourcePlugin for MonitorSourceConfig {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(address = %addr, source = self.kind.type_name(), plugin_id = %ctx.id, "listening");
             }
-            let listening = Arc::new(AtomicBool::new(true));
-            ctx.monitor.add_input(InputEntry {
-                id: ctx.id.to_string(),
-                type_name: self.kind.type_name(),
-                forward: None,
-                listening: listening.clone(),
-                position: ctx.position,
-            });
-            let (cfg, monitor, shutdown) = (self.clone(), ctx.monitor.clone(), ctx.shutdown);
-            Ok(tokio::spawn(async move {
-                let r = super::server::serve(listener, &cfg, monitor, shutdown).await;
-                listening.store(false, Ordering::Release);
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "monitor server failed");
-                }
-            }))
+            let (cfg, monitor) = (self.clone(), ctx.monitor.clone());
+            let shutdown = ctx.shutdown.clone();
+            let serving =
+                async move { super::server::serve(listener, &cfg, monitor, shutdown).await };
+            let type_name = self.kind.type_name();
+            Ok(ctx.spawn_listed(type_name, None, "monitor server", serving))
         })
     }
 

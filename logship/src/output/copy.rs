@@ -109,6 +109,7 @@ impl OutputPlugin for CopyConfig {
             .collect::<Result<_, _>>()?;
         Ok(Arc::new(CopyOutput { stores }))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

@@ -80,6 +80,7 @@ impl OutputPlugin for FileOutputConfig {
     fn build(&self, _: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
         Ok(Arc::new(FileOutput::new(self)))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

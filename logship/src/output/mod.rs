@@ -51,6 +51,7 @@ pub trait OutputPlugin: std::fmt::Debug + Send + Sync + 'static {
     }
     /// Builds the output (a Tokio runtime is running); the error says what is wrong.
     fn build(&self, ctx: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String>;
+
     /// For tests and tools that need the typed config.
     fn as_any(&self) -> &dyn Any;
 }

@@ -48,6 +48,7 @@ impl OutputPlugin for NullConfig {
     fn build(&self, _: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
         Ok(Arc::new(NullOutput))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

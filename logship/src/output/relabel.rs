@@ -52,6 +52,7 @@ impl OutputPlugin for RelabelConfig {
     fn build(&self, ctx: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
         Ok(ctx.label(&self.label))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }

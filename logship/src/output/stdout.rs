@@ -67,6 +67,7 @@ impl OutputPlugin for StdoutConfig {
     fn build(&self, _: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
         Ok(Arc::new(StdoutOutput::new(self)))
     }
+
     fn as_any(&self) -> &dyn Any {
         self
     }
