@@ -236,11 +236,6 @@ impl SectionSpec {
     pub const fn doc(self, text: &'static str) -> Self {
         Self { doc: text, ..self }
     }
-
-    /// The declaration of parameter `name` (overrides first).
-    pub fn param(&self, name: &str) -> Option<&'static ParamSpec> {
-        find(&[self.overrides, self.params], name)
-    }
 }
 
 /// The first declaration of `name` in `tables`, searched in order.

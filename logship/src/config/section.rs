@@ -42,6 +42,20 @@ impl Diagnostics {
     pub fn error(&mut self, loc: &Loc, message: impl Into<String>) {
         self.errors.push(ConfigError::at(loc, message));
     }
+
+    fn no_effect(&mut self, loc: &Loc, name: &str, section: &str, reason: &str) {
+        self.no_effect.push(NoEffect {
+            loc: loc.clone(),
+            name: name.to_string(),
+            section: section.to_string(),
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// A plugin reads what it did not declare: a bug in the plugin, not in the config.
+fn undeclared(kind: &str, name: &str, what: &str) -> ! {
+    panic!("BUG: {kind} '{name}' is read but not declared for {what}")
 }
 
 /// One section being read (see the module docs).
@@ -142,22 +156,12 @@ impl<'a, 'd> Section<'a, 'd> {
     /// whose effect depends on the others, e.g. `path` of a memory buffer).
     pub fn note_no_effect(&mut self, loc: &Loc, name: &str, reason: &str) {
         if !self.quiet {
-            self.diag.no_effect.push(NoEffect {
-                loc: loc.clone(),
-                name: name.to_string(),
-                section: self.what.clone(),
-                reason: reason.to_string(),
-            });
+            self.diag.no_effect(loc, name, &self.what, reason);
         }
     }
 
     fn spec(&self, name: &str) -> &'static ParamSpec {
-        find(&self.params, name).unwrap_or_else(|| {
-            panic!(
-                "BUG: parameter '{name}' is read but not declared for {}",
-                self.what
-            )
-        })
+        find(&self.params, name).unwrap_or_else(|| undeclared("parameter", name, &self.what))
     }
 
     /// The parameter as written (the last line wins, as in Fluentd), without parsing. For
@@ -229,12 +233,7 @@ impl<'a, 'd> Section<'a, 'd> {
             .iter()
             .find(|s| s.name == name)
             .copied()
-            .unwrap_or_else(|| {
-                panic!(
-                    "BUG: section <{name}> is read but not declared for {}",
-                    self.what
-                )
-            })
+            .unwrap_or_else(|| undeclared("section", name, &self.what))
     }
 
     /// Every `<name>` child, in order.
@@ -301,10 +300,13 @@ impl<'a, 'd> Section<'a, 'd> {
     /// Reports what the plugin did not read (see the module docs).
     pub fn finish(self) {
         let mut noted: Vec<&str> = Vec::new();
-        for p in &self.el.params {
-            if self.free_form {
-                break;
-            }
+        // The lines of a free-form section are data, not parameters.
+        let params = if self.free_form {
+            &[][..]
+        } else {
+            &self.el.params[..]
+        };
+        for p in params {
             let Some(spec) = find(&self.params, &p.key) else {
                 let mut known: Vec<&str> = self
                     .params
@@ -339,12 +341,7 @@ impl<'a, 'd> Section<'a, 'd> {
                 Status::NoEffect(reason) => {
                     if !self.quiet && !noted.contains(&spec.name) {
                         noted.push(spec.name);
-                        self.diag.no_effect.push(NoEffect {
-                            loc: p.loc.clone(),
-                            name: p.key.clone(),
-                            section: self.what.clone(),
-                            reason: reason.to_string(),
-                        });
+                        self.diag.no_effect(&p.loc, &p.key, &self.what, reason);
                     }
                 }
                 Status::NotSupported(reason) => self.diag.error(
@@ -384,12 +381,8 @@ impl<'a, 'd> Section<'a, 'd> {
                 Status::NoEffect(reason) => {
                     if !self.quiet && !noted.contains(&spec.name) {
                         noted.push(spec.name);
-                        self.diag.no_effect.push(NoEffect {
-                            loc: c.loc.clone(),
-                            name: format!("<{}>", c.name),
-                            section: self.what.clone(),
-                            reason: reason.to_string(),
-                        });
+                        let name = format!("<{}>", c.name);
+                        self.diag.no_effect(&c.loc, &name, &self.what, reason);
                     }
                     // Its contents are still checked against its declaration.
                     let mut inner = Section::of_spec(c, format!("<{}>", c.name), spec, self.diag);

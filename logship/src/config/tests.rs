@@ -167,15 +167,8 @@ fn required_lines(tables: &[&[ParamSpec]]) -> String {
     tables
         .iter()
         .flat_map(|t| t.iter())
-        .filter(|p| p.default == DefaultValue::Required && !p.name.starts_with("@type"))
+        .filter(|p| p.default == DefaultValue::Required)
         .map(|p| format!("{} {}\n", p.name, sample(p)))
-        .chain(
-            tables
-                .iter()
-                .flat_map(|t| t.iter())
-                .filter(|p| p.name == "@type" && p.default == DefaultValue::Required)
-                .map(|p| format!("@type {}\n", sample(p))),
-        )
         .collect()
 }
 
