@@ -115,18 +115,28 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives between start-up and the first poll (a SIGTERM right after the
+/// "listening" line, on a busy machine) must not find the default action still in place,
+/// which would kill the process without a drain.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let recv = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = recv(int) => tracing::info!(signal = "SIGINT", "signal received"),
+            _ = recv(term) => tracing::info!(signal = "SIGTERM", "signal received"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
-        _ = term => tracing::info!(signal = "SIGTERM", "signal received"),
     }
 }
 
@@ -134,8 +144,9 @@ pub async fn wait_for_signal() {
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let sd = shutdown.clone();
+    let signal = wait_for_signal();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         sd.cancel();
     });
     run_config(cfg, shutdown).await
