@@ -6,7 +6,7 @@
 //! makes every use easy to find.
 
 /// A value to send to a peer, never to print.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

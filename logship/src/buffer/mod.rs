@@ -4,6 +4,7 @@
 //! - [`memory`]: `@type memory`, chunks in RAM (lost on `kill -9`);
 //! - [`file`]: `@type file`, chunks in append-only files under `path`, a push resolves only
 //!   once its bytes are written **and fsynced** (group commit);
+//! - [`config`]: the `<buffer>` section's declared parameters, read into a [`BufferConfig`];
 //! - [`chunk_file`]: the on-disk format (header, framed records with length + xxh3 checksum);
 //! - [`recovery`]: the start-up scan of a file buffer's directory (resume, cut torn tails, move
 //!   corrupt files aside) and the lock that keeps two processes off one directory.
@@ -28,6 +29,7 @@
 //! See `docs/durability.md` for the guarantees.
 
 pub mod chunk_file;
+pub mod config;
 pub mod file;
 pub mod memory;
 pub mod recovery;
@@ -36,8 +38,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::BufferConfig;
 use crate::event::{EmitError, EventBatch};
+pub use config::BufferConfig;
 
 pub use file::FileBuffer;
 pub use memory::MemoryBuffer;
@@ -371,7 +373,8 @@ impl Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, OutputConfig};
+    use crate::config::Config;
+    use crate::output::elasticsearch::ElasticsearchConfig;
 
     fn buffer_of(section: &str) -> BufferConfig {
         let text = format!(
@@ -387,10 +390,11 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        match &m.plugin {
-            OutputConfig::Elasticsearch(e) => e.buffer.clone().unwrap(),
-            _ => unreachable!(),
-        }
+        m.config::<ElasticsearchConfig>()
+            .unwrap()
+            .buffer
+            .clone()
+            .unwrap()
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub struct Service {
 impl Service {
     pub fn new(name: String, settings: EsSettings, buffer: Arc<Buffer>) -> Result<Self, String> {
         let http = EsHttp::new(&settings)?;
-        for w in settings.no_effect.iter().chain(&http.warnings) {
+        for w in &http.warnings {
             tracing::warn!(output = %name, "{w}");
         }
         let dead_letter = match &settings.dead_letter_path {
