@@ -8,10 +8,8 @@
 //!   not read: point the CA file at `/etc/ssl/certs/ca-certificates.crt` for it).
 //! - **Verification off** accepts any certificate for any name: the connection is encrypted
 //!   but nobody is authenticated.
-//! - **Client key**: PEM, unencrypted (PKCS#8, PKCS#1 or SEC1), or PKCS#8 encrypted
-//!   (`ENCRYPTED PRIVATE KEY`, what `openssl pkcs8 -topk8` and OpenSSL 3's `genpkey -aes256`
-//!   write) with the passphrase. OpenSSL's legacy encrypted PEM (`Proc-Type: 4,ENCRYPTED`) is
-//!   refused with the command that converts it.
+//! - **Client key**: PEM, unencrypted or encrypted PKCS#8 with the passphrase
+//!   ([`crate::private_key`]).
 //! - **Versions**: rustls speaks TLS 1.2 and 1.3 only. The default range is 1.2–1.3 (the
 //!   plugin's since 4.0.8); a range reaching below 1.2 is cut to its 1.2+ part.
 //!
@@ -21,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::private_key::{self, KeyError, KeyParams};
 use crate::secret::Secret;
 
 /// A TLS protocol version, as Fluentd names them (`TLSv1_2`).
@@ -158,21 +157,8 @@ pub enum TlsSetupError {
         path: PathBuf,
         reason: String,
     },
-    #[error("{param} {path} is encrypted: set {pass} to its passphrase")]
-    PassphraseMissing {
-        param: &'static str,
-        path: PathBuf,
-        pass: &'static str,
-    },
-    #[error("cannot decrypt {param} {path} with {pass} (wrong passphrase?): {reason}")]
-    Decrypt {
-        param: &'static str,
-        path: PathBuf,
-        pass: &'static str,
-        reason: String,
-    },
-    #[error("{param} {path} is an OpenSSL legacy encrypted key (Proc-Type: 4,ENCRYPTED), which logship cannot read; convert it to encrypted PKCS#8 with: openssl pkcs8 -topk8 -v2 aes-256-cbc -in KEY -out KEY.p8")]
-    LegacyEncrypted { param: &'static str, path: PathBuf },
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error("{cert} and {key} must be given together")]
     Incomplete {
         cert: &'static str,
@@ -319,40 +305,15 @@ fn read_identity(
 ) -> Result<(reqwest::Identity, bool), TlsSetupError> {
     let cert_pem = read(cert, names.client_cert)?;
     certificates_in(&cert_pem, cert, names.client_cert)?;
-    let key_pem = read(key, names.client_key)?;
-    let key_text = String::from_utf8_lossy(&key_pem);
-    let (key_pem, pass_unused) = if key_text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-        let Some(pass) = &opts.client_key_pass else {
-            return Err(TlsSetupError::PassphraseMissing {
-                param: names.client_key,
-                path: key.to_path_buf(),
-                pass: names.client_key_pass,
-            });
-        };
-        (
-            decrypt_pkcs8(&key_text, pass).map_err(|reason| TlsSetupError::Decrypt {
-                param: names.client_key,
-                path: key.to_path_buf(),
-                pass: names.client_key_pass,
-                reason,
-            })?,
-            false,
-        )
-    } else if key_text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(TlsSetupError::LegacyEncrypted {
-            param: names.client_key,
-            path: key.to_path_buf(),
-        });
-    } else {
-        (key_text.into_owned(), opts.client_key_pass.is_some())
+    let params = KeyParams {
+        key: names.client_key,
+        passphrase: names.client_key_pass,
     };
-    if !key_pem.contains("PRIVATE KEY-----") {
-        return Err(invalid(names.client_key, key, "no PEM private key in it"));
-    }
+    let key_pem = private_key::read(key, opts.client_key_pass.as_ref(), params)?;
     // Only the certificates of the cert file: it may hold other sections too.
     let mut both = cert_only_pem(&cert_pem);
     both.push('\n');
-    both.push_str(&key_pem);
+    both.push_str(&key_pem.pem);
     let identity = reqwest::Identity::from_pem(both.as_bytes()).map_err(|e| {
         invalid(
             names.client_key,
@@ -360,7 +321,7 @@ fn read_identity(
             format!("not a usable key for {}: {e}", cert.display()),
         )
     })?;
-    Ok((identity, pass_unused))
+    Ok((identity, key_pem.passphrase_unused))
 }
 
 /// The `CERTIFICATE` sections of a PEM file (reqwest refuses any other section).
@@ -381,27 +342,6 @@ fn cert_only_pem(pem: &[u8]) -> String {
         }
     }
     out
-}
-
-/// An `ENCRYPTED PRIVATE KEY` (PKCS#8, PBES2) → the `PRIVATE KEY` PEM.
-fn decrypt_pkcs8(pem: &str, pass: &Secret) -> Result<String, String> {
-    use pkcs8::der::pem::LineEnding;
-    let begin = pem
-        .find("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        .ok_or("no ENCRYPTED PRIVATE KEY section")?;
-    let end_marker = "-----END ENCRYPTED PRIVATE KEY-----";
-    let end = pem[begin..]
-        .find(end_marker)
-        .map(|e| begin + e + end_marker.len())
-        .ok_or("unterminated ENCRYPTED PRIVATE KEY section")?;
-    let (_, doc) = pkcs8::der::Document::from_pem(&pem[begin..end]).map_err(|e| e.to_string())?;
-    let info =
-        pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes()).map_err(|e| e.to_string())?;
-    let plain = info.decrypt(pass.expose()).map_err(|e| e.to_string())?;
-    plain
-        .to_pem("PRIVATE KEY", LineEnding::LF)
-        .map(|z| z.to_string())
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -524,13 +464,5 @@ mod tests {
         assert!(!e.contains("wrong horse"), "{e}");
         let w = build(&key_path, Some("right horse")).unwrap();
         assert!(w[0].starts_with("client_key_pass has no effect"), "{w:?}");
-        let legacy = dir.path().join("legacy.key");
-        std::fs::write(
-            &legacy,
-            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
-        )
-        .unwrap();
-        let e = build(&legacy, Some("x")).unwrap_err();
-        assert!(e.contains("openssl pkcs8 -topk8"), "{e}");
     }
 }
