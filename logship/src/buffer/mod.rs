@@ -8,14 +8,25 @@
 //! - [`recovery`]: the start-up scan of a file buffer's directory (resume, cut torn tails, move
 //!   corrupt files aside) and the lock that keeps two processes off one directory.
 //!
+//! - [`chunk_key`]: `<buffer tag, time>`: one staged chunk per tag and/or time slice, and
+//!   when a staged chunk is due (`flush_interval`, `timekey` + `timekey_wait`);
+//! - [`retry`]: the `retry_*` parameters the outputs use between delivery attempts.
+//!
 //! # Life of a chunk
-//! Pushed batches are appended to the **staged** chunk. It is **queued** when it reaches
+//! Pushed batches are appended to the **staged** chunk of their [`ChunkKey`] (one staged chunk
+//! when there are no chunk keys). A staged chunk is **queued** when it reaches
 //! `chunk_limit_size` bytes or `chunk_limit_records` events, after every push with
-//! `flush_mode immediate`, once it is `flush_interval` old with `flush_mode interval`
-//! (never by age with `lazy`), and at shutdown when `flush_at_shutdown` is true. A flush
-//! worker [`take`](Buffer::take)s a queued chunk (it is then **in flight**), delivers it and
-//! calls [`release`](Buffer::release): the chunk is **deleted** (its file unlinked). A chunk
-//! counts against `total_limit_size` from push to release.
+//! `flush_mode immediate`, when it is **due** ([`chunk_key`]: `flush_interval` old with
+//! `flush_mode interval`, its time slice over plus `timekey_wait`), and at shutdown when
+//! `flush_at_shutdown` is true. Due chunks are queued by the buffer's own timer (memory: a
+//! timer thread; file: the writer thread), never by a flush worker, so a chunk is queued on
+//! time even while every worker is busy retrying; but no more than `queued_chunks_limit_size`
+//! chunks are queued by time (default: `flush_thread_count`, as Fluentd): while the queue is
+//! that long, a due chunk stays staged and keeps growing, so an outage makes a few large
+//! chunks instead of many small ones. A flush worker [`take`](Buffer::take)s a queued chunk
+//! (it is then **in flight**), delivers it and calls [`release`](Buffer::release): the chunk
+//! is **deleted** (its file unlinked). A chunk counts against `total_limit_size` from push to
+//! release.
 //!
 //! # Full buffer (`overflow_action`)
 //! - `block`: [`push`](Buffer::push) waits for space, so the input's `emit` waits, so the
@@ -28,19 +39,24 @@
 //! See `docs/durability.md` for the guarantees.
 
 pub mod chunk_file;
+pub mod chunk_key;
 pub mod file;
 pub mod memory;
 pub mod recovery;
+pub mod retry;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+
 use crate::config::BufferConfig;
 use crate::event::{EmitError, EventBatch};
 
+pub use chunk_key::{ChunkKey, Chunking, SliceZone, TimeSlicing};
 pub use file::FileBuffer;
 pub use memory::MemoryBuffer;
+pub use retry::RetryPolicy;
 
 /// What to do when the buffer is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +89,10 @@ pub const CHUNK_LIMIT: u64 = 8 * 1024 * 1024;
 /// Limits and timing of a buffer.
 #[derive(Debug, Clone)]
 pub struct BufferSettings {
+    /// Bytes of records (before compression) after which a chunk is full.
     pub chunk_limit_size: u64,
     pub chunk_limit_records: u64,
+    /// Bytes held (file: on disk, after compression) beyond which `overflow_action` applies.
     pub total_limit_size: u64,
     /// Used with [`FlushMode::Interval`]; `Duration::ZERO` behaves as `Immediate`.
     pub flush_interval: Duration,
@@ -86,6 +104,15 @@ pub struct BufferSettings {
     pub flush_at_shutdown: bool,
     /// `Some(dir)` for a file buffer.
     pub path: Option<PathBuf>,
+    /// Chunk keys: staged chunks per tag and/or time slice.
+    pub chunking: Chunking,
+    /// At most this many chunks are queued because they are due (full chunks always are).
+    pub queued_chunks_limit: usize,
+    /// File buffer: gzip every frame's payload on disk (`compress gzip`).
+    pub compress_gzip: bool,
+    /// File buffer: delete unreadable chunk files instead of keeping them in `corrupt/`, and
+    /// keep no copy of a chunk whose damaged frames were skipped (`disable_chunk_backup`).
+    pub disable_chunk_backup: bool,
 }
 
 impl Default for BufferSettings {
@@ -99,6 +126,10 @@ impl Default for BufferSettings {
             overflow_action: OverflowAction::ThrowException,
             flush_at_shutdown: true,
             path: None,
+            chunking: Chunking::default(),
+            queued_chunks_limit: 1,
+            compress_gzip: false,
+            disable_chunk_backup: false,
         }
     }
 }
@@ -113,6 +144,7 @@ impl BufferSettings {
                 s.total_limit_size = FILE_TOTAL_LIMIT;
                 s.flush_at_shutdown = false;
                 s.path = b.file_path.as_ref().map(PathBuf::from);
+                s.compress_gzip = b.compress_gzip;
             }
             if let Some(v) = b.chunk_limit_size {
                 s.chunk_limit_size = v.max(1);
@@ -120,19 +152,35 @@ impl BufferSettings {
             if let Some(v) = b.chunk_limit_records {
                 s.chunk_limit_records = v.max(1);
             }
-            if let Some(v) = b.total_limit_size {
-                s.total_limit_size = v.max(1);
+            match (b.total_limit_size, b.queue_limit_length) {
+                (Some(v), _) => s.total_limit_size = v.max(1),
+                // v0.12's buffer_queue_limit: as many full chunks (Fluentd's translation).
+                (None, Some(n)) => s.total_limit_size = s.chunk_limit_size.saturating_mul(n.max(1)),
+                (None, None) => {}
             }
             if let Some(v) = b.flush_at_shutdown {
                 s.flush_at_shutdown = v;
             }
+            let by_time = b.chunk_keys.iter().any(|k| k == "time");
+            s.chunking = Chunking {
+                by_tag: b.chunk_keys.iter().any(|k| k == "tag"),
+                time: b.timekey.filter(|_| by_time).map(|k| TimeSlicing {
+                    timekey: (k.as_secs() as i64).max(1),
+                    wait: b.timekey_wait,
+                    zone: if b.timekey_use_utc {
+                        SliceZone::Fixed(0)
+                    } else {
+                        b.timekey_zone.map_or(SliceZone::Local, SliceZone::Fixed)
+                    },
+                }),
+            };
             s.flush_interval = b.flush_interval;
             s.flush_mode = match b.flush_mode.as_str() {
                 "immediate" => FlushMode::Immediate,
                 "lazy" => FlushMode::Lazy,
                 "interval" => FlushMode::Interval,
                 // "default": lazy when chunks are keyed by time, interval otherwise (Fluentd)
-                _ if b.chunk_keys.iter().any(|k| k == "time") => FlushMode::Lazy,
+                _ if by_time => FlushMode::Lazy,
                 _ => FlushMode::Interval,
             };
             if s.flush_mode == FlushMode::Interval && s.flush_interval.is_zero() {
@@ -143,8 +191,19 @@ impl BufferSettings {
                 "drop_oldest_chunk" => OverflowAction::DropOldestChunk,
                 _ => OverflowAction::ThrowException,
             };
+            s.queued_chunks_limit = b
+                .queued_chunks_limit_size
+                .unwrap_or(u64::from(b.flush_thread_count))
+                .clamp(1, usize::MAX as u64) as usize;
+            s.disable_chunk_backup = b.disable_chunk_backup;
         }
         s
+    }
+
+    /// When a staged chunk of `key` created at `created` is due (see [`chunk_key`]).
+    pub fn due_at(&self, key: &ChunkKey, created: Instant) -> Option<Instant> {
+        let interval = (self.flush_mode == FlushMode::Interval).then_some(self.flush_interval);
+        self.chunking.due_at(key, created, interval)
     }
 }
 
@@ -155,16 +214,12 @@ pub struct Chunk {
     pub records: u64,
     /// Bytes this chunk counts against `total_limit_size`.
     pub bytes: u64,
-    created: Option<Instant>,
     /// The file behind a file-buffer chunk (deleted on release).
     file: Option<file::ChunkRef>,
 }
 
 impl Chunk {
     fn push(&mut self, batch: EventBatch, bytes: u64) {
-        if self.created.is_none() {
-            self.created = Some(Instant::now());
-        }
         self.records += batch.len() as u64;
         self.bytes += bytes;
         self.batches.push(batch);
@@ -191,6 +246,7 @@ pub struct BufferCounters {
     pub recovered_chunks: AtomicU64,
     pub recovered_records: AtomicU64,
     pub torn_bytes: AtomicU64,
+    pub skipped_bytes: AtomicU64,
     pub corrupt_files: AtomicU64,
 }
 
@@ -215,8 +271,11 @@ pub struct BufferStats {
     /// Counter (file): chunks and events resumed from disk at start-up.
     pub recovered_chunks: u64,
     pub recovered_records: u64,
-    /// Counter (file): bytes of torn tails cut off at start-up.
+    /// Counter (file): bytes of torn or damaged tails cut off at start-up.
     pub torn_bytes: u64,
+    /// Counter (file): bytes of damaged frames skipped in the middle of chunks at start-up
+    /// (the valid frames around them are kept).
+    pub skipped_bytes: u64,
     /// Counter (file): files moved to `corrupt/`.
     pub corrupt_files: u64,
 }
@@ -236,6 +295,7 @@ impl BufferCounters {
             recovered_chunks: g(&self.recovered_chunks),
             recovered_records: g(&self.recovered_records),
             torn_bytes: g(&self.torn_bytes),
+            skipped_bytes: g(&self.skipped_bytes),
             corrupt_files: g(&self.corrupt_files),
         }
     }

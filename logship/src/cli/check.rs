@@ -12,6 +12,9 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
         Ok(cfg) => {
             let _ = writeln!(out, "configuration OK: {}", path.display());
             let _ = write!(out, "{}", cfg.describe());
+            for n in cfg.notices() {
+                let _ = writeln!(out, "note: {n}");
+            }
             0
         }
         Err(errors) => {

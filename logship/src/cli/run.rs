@@ -95,6 +95,9 @@ pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardS
 
 /// Runs until `shutdown` is cancelled (by a signal in the binary, by the test otherwise).
 pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for n in cfg.notices() {
+        tracing::info!(at = %n.loc, "{}", n.message);
+    }
     let router = Router::build(&cfg).map_err(errors_to_anyhow)?;
     let timers = router.spawn_timers(shutdown.child_token());
     let monitor = Monitor::new(router.clone());

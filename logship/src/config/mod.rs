@@ -232,7 +232,8 @@ pub struct ConcatConfig {
 #[derive(Debug, Clone)]
 pub enum OutputConfig {
     Stdout(StdoutConfig),
-    Null,
+    /// `@type null` (its `<buffer>`, if any, only for the no-effect notices).
+    Null(Option<BufferConfig>),
     File(FileOutputConfig),
     /// `<store>`s with their `@id`.
     Copy(Vec<(Option<String>, OutputConfig)>),
@@ -247,7 +248,7 @@ impl OutputConfig {
     pub fn type_name(&self) -> &'static str {
         match self {
             OutputConfig::Stdout(_) => "stdout",
-            OutputConfig::Null => "null",
+            OutputConfig::Null(_) => "null",
             OutputConfig::File(_) => "file",
             OutputConfig::Copy(_) => "copy",
             OutputConfig::Relabel(_) => "relabel",
@@ -285,29 +286,58 @@ pub struct FileOutputConfig {
     pub buffer: Option<BufferConfig>,
 }
 
-/// `<buffer CHUNK_KEYS>`: used by the elasticsearch output (memory or file, see
-/// `crate::buffer`); parsed and checked elsewhere.
+/// `<buffer CHUNK_KEYS>`: used by the elasticsearch and forward outputs (memory or file, see
+/// `crate::buffer`, whose `BufferSettings`/`RetryPolicy` turn it into behaviour).
 #[derive(Debug, Clone)]
 pub struct BufferConfig {
     pub chunk_keys: Vec<String>,
     pub file_path: Option<String>,
     pub is_file: bool,
     pub timekey: Option<Duration>,
-    pub timekey_wait: Option<Duration>,
+    /// Fluentd's default: 600 s.
+    pub timekey_wait: Duration,
+    pub timekey_use_utc: bool,
+    /// `timekey_zone` as a fixed offset from UTC in seconds; `None`: local time.
+    pub timekey_zone: Option<i32>,
     pub chunk_limit_size: Option<u64>,
     pub total_limit_size: Option<u64>,
     pub chunk_limit_records: Option<u64>,
+    /// v0.12's `buffer_queue_limit`: `total_limit_size = chunk_limit_size × this` (Fluentd).
+    pub queue_limit_length: Option<u64>,
+    /// `None`: the same as `flush_thread_count` (Fluentd).
+    pub queued_chunks_limit_size: Option<u64>,
+    /// `compress gzip`.
+    pub compress_gzip: bool,
     pub flush_mode: String,
     pub flush_interval: Duration,
     pub flush_at_shutdown: Option<bool>,
     pub flush_thread_count: u32,
     pub retry_type: String,
     pub retry_wait: Duration,
+    pub retry_exponential_backoff_base: f64,
     pub retry_max_interval: Option<Duration>,
+    pub retry_randomize: bool,
     pub retry_forever: bool,
     pub retry_max_times: Option<u64>,
     pub retry_timeout: Duration,
     pub overflow_action: String,
+    pub disable_chunk_backup: bool,
+    /// Parameters accepted with no effect in logship, each with its location and the reason
+    /// (reported by `check-config` and logged at `run` start, see [`Config::notices`]).
+    pub notices: Vec<ConfigNotice>,
+}
+
+/// A parameter that is accepted but changes nothing in logship, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigNotice {
+    pub loc: Loc,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.loc, self.message)
+    }
 }
 
 /// `@type elasticsearch` (fluent-plugin-elasticsearch's main parameters).
@@ -395,6 +425,36 @@ impl Config {
         let env = |n: &str| std::env::var(n).ok();
         let root = syntax::parse_str(text, path, &env).map_err(|e| vec![e])?;
         Config::from_element(&root)
+    }
+
+    /// Every parameter accepted with no effect in logship (today: `<buffer>` parameters), with
+    /// its location and the reason, in config order. `check-config` prints them and `run`
+    /// logs them at INFO when it starts.
+    pub fn notices(&self) -> Vec<ConfigNotice> {
+        fn of_output(o: &OutputConfig, out: &mut Vec<ConfigNotice>) {
+            let b = match o {
+                OutputConfig::Stdout(c) => c.buffer.as_ref(),
+                OutputConfig::Null(b) => b.as_ref(),
+                OutputConfig::File(f) => f.buffer.as_ref(),
+                OutputConfig::Copy(v) => {
+                    v.iter().for_each(|(_, x)| of_output(x, out));
+                    None
+                }
+                OutputConfig::Relabel(_) => None,
+                OutputConfig::Elasticsearch(e) => e.buffer.as_ref(),
+                OutputConfig::Forward(f) => f.buffer.as_ref(),
+            };
+            out.extend(b.into_iter().flat_map(|b| b.notices.iter().cloned()));
+        }
+        let mut out = Vec::new();
+        for l in std::iter::once(&self.root).chain(self.labels.values()) {
+            for d in &l.directives {
+                if let Directive::Match(m) = d {
+                    of_output(&m.plugin, &mut out);
+                }
+            }
+        }
+        out
     }
 
     /// Checks a parsed tree.
@@ -613,7 +673,7 @@ fn describe_output(o: &OutputConfig) -> String {
                 _ => "fluentd line format",
             }
         ),
-        OutputConfig::Null => "null".into(),
+        OutputConfig::Null(_) => "null".into(),
         OutputConfig::File(f) => format!("file path={}", f.path),
         OutputConfig::Copy(v) => format!(
             "copy [{}]",
@@ -1327,6 +1387,15 @@ fn format_section(s: &mut Section<'_, '_>, default: LineFormat) -> LineFormat {
     out
 }
 
+/// `<buffer>` parameters that Fluentd has and logship accepts without effect, with the reason.
+const BUFFER_NO_EFFECT: &[(&str, &str)] = &[
+    ("flush_thread_interval", "flush workers are woken when a chunk is queued, they do not poll"),
+    ("flush_thread_burst_interval", "flush workers are woken when a chunk is queued, they do not poll"),
+    ("delayed_commit_timeout", "the forward output's ack_response_timeout bounds the wait for an ack"),
+    ("retry_secondary_threshold", "logship has no <secondary> output to switch to"),
+    ("path_suffix", "file-buffer chunks are always named SEQUENCE.chunk"),
+];
+
 fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
     let b = s.child("buffer")?;
     let ty = b
@@ -1346,6 +1415,22 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
         .map(|k| k.trim().to_string())
         .filter(|k| !k.is_empty())
         .collect();
+    let mut notices = Vec::new();
+    let record_keys: Vec<&str> = chunk_keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "tag" && *k != "time")
+        .collect();
+    if !record_keys.is_empty() {
+        notices.push(ConfigNotice {
+            loc: b.loc.clone(),
+            message: format!(
+                "<buffer> chunk keys {} have no effect in logship: chunks are split by tag and time only; \
+                 placeholders are resolved per event",
+                record_keys.join(", ")
+            ),
+        });
+    }
     let mut t = Section::new(b, format!("<buffer> (@type {ty})"), s.errors);
     let file_path = t.string("path");
     if ty == "file" && file_path.is_none() {
@@ -1358,15 +1443,36 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
     if chunk_keys.iter().any(|k| k == "time") && timekey.is_none() {
         t.error(&b.loc, "<buffer time> needs a 'timekey' parameter".into());
     }
+    if let (Some(k), Some(p)) = (timekey, b.param("timekey")) {
+        if k < Duration::from_secs(1) {
+            t.error(&p.loc, "parameter 'timekey' in <buffer>: must be at least 1s".into());
+        }
+    }
+    let timekey_zone = t.parsed("timekey_zone", values::parse_utc_offset);
+    let compress_gzip = t.one_of("compress", &["text", "gzip"], "text") == "gzip";
+    if compress_gzip && ty != "file" {
+        let loc = b.param("compress").map_or(b.loc.clone(), |p| p.loc.clone());
+        notices.push(ConfigNotice {
+            loc,
+            message: "<buffer> compress gzip has no effect on a memory buffer: events are kept \
+                      in wire form (msgpack) in memory; it compresses file-buffer chunks on disk"
+                .into(),
+        });
+    }
     let cfg = BufferConfig {
         chunk_keys,
         is_file: ty == "file",
         file_path,
         timekey,
-        timekey_wait: t.time("timekey_wait"),
+        timekey_wait: t.time("timekey_wait").unwrap_or(Duration::from_secs(600)),
+        timekey_use_utc: t.bool("timekey_use_utc", false),
+        timekey_zone,
         chunk_limit_size: t.size("chunk_limit_size"),
         total_limit_size: t.size("total_limit_size"),
         chunk_limit_records: t.int("chunk_limit_records", "integer"),
+        queue_limit_length: t.int("queue_limit_length", "integer"),
+        queued_chunks_limit_size: t.int("queued_chunks_limit_size", "integer"),
+        compress_gzip,
         flush_mode: t.one_of(
             "flush_mode",
             &["default", "lazy", "interval", "immediate"],
@@ -1381,7 +1487,16 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
             "exponential_backoff",
         ),
         retry_wait: t.time("retry_wait").unwrap_or(Duration::from_secs(1)),
+        retry_exponential_backoff_base: t
+            .parsed("retry_exponential_backoff_base", |v| {
+                match v.trim().parse::<f64>() {
+                    Ok(x) if x >= 1.0 && x.is_finite() => Ok(x),
+                    _ => Err(format!("invalid number {v:?}; a base of 1 or more")),
+                }
+            })
+            .unwrap_or(2.0),
         retry_max_interval: t.time("retry_max_interval"),
+        retry_randomize: t.bool("retry_randomize", true),
         retry_forever: t.bool("retry_forever", false),
         retry_max_times: t.int("retry_max_times", "integer"),
         retry_timeout: t
@@ -1392,22 +1507,41 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
             &["throw_exception", "block", "drop_oldest_chunk"],
             "throw_exception",
         ),
+        disable_chunk_backup: t.bool("disable_chunk_backup", false),
+        notices: {
+            for (name, why) in BUFFER_NO_EFFECT {
+                if let Some(p) = t.raw(name) {
+                    notices.push(ConfigNotice {
+                        loc: p.loc.clone(),
+                        message: format!("<buffer> parameter '{name}' has no effect in logship: {why}"),
+                    });
+                }
+            }
+            notices
+        },
     };
-    t.int::<f64>("retry_exponential_backoff_base", "number");
-    t.bool("retry_randomize", true);
-    t.bool("retry_secondary_threshold", false);
-    t.int::<u64>("queued_chunks_limit_size", "integer");
-    t.one_of("compress", &["text", "gzip"], "text");
-    t.time("flush_thread_interval");
-    t.time("flush_thread_burst_interval");
-    t.time("delayed_commit_timeout");
-    t.int::<u64>("queue_limit_length", "integer");
-    t.bool("disable_chunk_backup", false);
-    t.bool("timekey_use_utc", false);
-    t.raw("timekey_zone");
-    t.raw("path_suffix");
     t.finish();
     Some(cfg)
+}
+
+/// A `<buffer>` section in an output that writes through without one (stdout, file, null):
+/// accepted for compatibility, named as having no effect.
+fn unbuffered_output_buffer(s: &mut Section<'_, '_>, ty: &str) -> Option<BufferConfig> {
+    let mut b = buffer_section(s)?;
+    let loc = s.el.children.iter().find(|c| c.name == "buffer").map(|c| c.loc.clone());
+    if let Some(loc) = loc {
+        b.notices.insert(
+            0,
+            ConfigNotice {
+                loc,
+                message: format!(
+                    "<buffer> in a '{ty}' output has no effect in logship: this output writes \
+                     each batch through before the ack, without a buffer"
+                ),
+            },
+        );
+    }
+    Some(b)
 }
 
 fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputConfig> {
@@ -1423,13 +1557,12 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
         "stdout" => {
             s.one_of("output_type", &["json"], "json");
             let format = format_section(&mut s, LineFormat::Stdout);
-            let buffer = buffer_section(&mut s);
+            let buffer = unbuffered_output_buffer(&mut s, "stdout");
             OutputConfig::Stdout(StdoutConfig { format, buffer })
         }
         "null" => {
             s.raw("never_flush");
-            buffer_section(&mut s);
-            OutputConfig::Null
+            OutputConfig::Null(unbuffered_output_buffer(&mut s, "null"))
         }
         "file" => {
             let path = s.required("path");
@@ -1439,7 +1572,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             s.one_of("compress", &["text"], "text");
             s.raw("symlink_path");
             let format = format_section(&mut s, LineFormat::OutFile);
-            let buffer = buffer_section(&mut s);
+            let buffer = unbuffered_output_buffer(&mut s, "file");
             OutputConfig::File(FileOutputConfig {
                 path,
                 append,
@@ -1477,7 +1610,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 Some(l) => OutputConfig::Relabel(l),
                 None => {
                     s.error(&el.loc, "@type relabel needs an @label parameter".into());
-                    OutputConfig::Null
+                    OutputConfig::Null(None)
                 }
             }
         }

@@ -98,7 +98,7 @@ impl Output for RelabelOutput {
 pub fn build_output(cfg: &OutputConfig, id: Option<&str>) -> Result<Arc<dyn Output>, String> {
     Ok(match cfg {
         OutputConfig::Stdout(s) => Arc::new(StdoutOutput::new(s.format)),
-        OutputConfig::Null => Arc::new(NullOutput),
+        OutputConfig::Null(_) => Arc::new(NullOutput),
         OutputConfig::File(f) => Arc::new(FileOutput::new(f)),
         OutputConfig::Elasticsearch(e) => Arc::new(
             crate::output::elasticsearch::ElasticsearchOutput::new(e, id)
