@@ -693,6 +693,15 @@ mod tests {
     use crate::event::Event;
     use std::time::Duration;
 
+    /// Waits until `cond` holds (panics after 10 s).
+    async fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     fn batch(n: usize) -> EventBatch {
         EventBatch::new(
             "t",
@@ -754,6 +763,8 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
     }
 
+    /// 64 pushes sent while the writer is held form one group: one fsync for all of them.
+    /// A writer that synced per push would make 64.
     #[tokio::test]
     async fn group_commit_uses_fewer_fsyncs_than_pushes() {
         let d = tempfile::tempdir().unwrap();
@@ -767,18 +778,26 @@ mod tests {
             )
             .unwrap(),
         );
+        let one = chunk_file::encode_frame(&batch(1), false).bytes.len() as u64;
+        let hold = b.hold_writer();
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let b = b.clone();
                 tokio::spawn(async move { b.push(batch(1)).await })
             })
             .collect();
+        // Every push reserved its bytes and sent its frame (one step, no await between).
+        until("64 pushes waiting for the writer", || b.total_bytes() == 64 * one).await;
+        drop(hold);
         for t in tasks {
             t.await.unwrap().unwrap();
         }
         let s = b.stats();
         assert_eq!(s.pushed_records, 64);
-        assert!(s.fsyncs >= 1 && s.fsyncs <= 64, "{s:?}");
+        assert_eq!(s.fsyncs, 1, "one group commit for 64 pushes: {s:?}");
+        // and the pushes after it get their own group
+        b.push(batch(1)).await.unwrap();
+        assert_eq!(b.stats().fsyncs, 2);
     }
 
     #[tokio::test]
@@ -795,12 +814,14 @@ mod tests {
             },
         )
         .unwrap();
+        let t0 = Instant::now();
         b.push(batch(2)).await.unwrap();
         let c = tokio::time::timeout(Duration::from_secs(5), b.take())
             .await
             .expect("flushed after the interval")
             .unwrap();
         assert_eq!(c.records, 2);
+        assert!(t0.elapsed() >= Duration::from_millis(50), "{:?}", t0.elapsed());
         b.release(&c);
         b.push(batch(3)).await.unwrap();
         b.close();
@@ -816,7 +837,7 @@ mod tests {
     #[tokio::test]
     async fn drop_oldest_chunk_counts() {
         let d = tempfile::tempdir().unwrap();
-        let one = chunk_file::frame_len(&batch(1)) as u64;
+        let one = chunk_file::encode_frame(&batch(1), false).bytes.len() as u64;
         let b = FileBuffer::open(
             "t",
             BufferSettings {
@@ -838,7 +859,7 @@ mod tests {
     #[tokio::test]
     async fn throw_exception_and_block_at_the_limit() {
         let d = tempfile::tempdir().unwrap();
-        let one = chunk_file::frame_len(&batch(1)) as u64;
+        let one = chunk_file::encode_frame(&batch(1), false).bytes.len() as u64;
         let s = BufferSettings {
             chunk_limit_records: 1,
             total_limit_size: one * 2,
@@ -879,5 +900,257 @@ mod tests {
             .expect("push resumes once space is freed")
             .unwrap()
             .unwrap();
+    }
+
+    fn all_events(chunks: &[Chunk]) -> Vec<Event> {
+        chunks
+            .iter()
+            .flat_map(|c| c.batches.iter().flat_map(|b| b.events.iter().cloned()))
+            .collect()
+    }
+
+    /// Takes every chunk that is queued, then closes (flush_at_shutdown false).
+    async fn take_queued(b: &FileBuffer) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        while b.stats().queue_length > 0 {
+            out.push(b.take().await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn metadata_survives_a_restart_and_gzip_chunks_recover() {
+        for gzip in [false, true] {
+            let d = tempfile::tempdir().unwrap();
+            let s = BufferSettings {
+                compress_gzip: gzip,
+                ..settings(d.path())
+            };
+            let with_meta = EventBatch::new(
+                "fb5",
+                vec![
+                    Event::with_metadata(
+                        EventTime::new(7, 8),
+                        Bytes::from_static(&[0x81, 0xa1, b'a', 0x01]),
+                        Some(Bytes::from_static(&[0x81, 0xa1, b'k', 0xa1, b'v'])),
+                    ),
+                    Event::with_metadata(
+                        EventTime::new(7, 9),
+                        Bytes::from_static(&[0x80]),
+                        Some(Bytes::from_static(&[0x80])),
+                    ),
+                    Event::new(EventTime::new(7, 10), Bytes::from_static(&[0x80])),
+                ],
+            );
+            {
+                let b = FileBuffer::open("t", s.clone()).unwrap();
+                b.push(with_meta.clone()).await.unwrap();
+                b.push(batch(300)).await.unwrap();
+            }
+            if gzip {
+                // compressed on disk: 300 similar records take far less than their bytes
+                let (disk, _) = chunk_files(d.path());
+                let plain = chunk_file::body_len(&batch(300)) as u64;
+                assert!(disk * 2 < plain, "{disk} on disk for {plain} of records");
+            }
+            let b = FileBuffer::open("t", s).unwrap();
+            assert_eq!(b.stats().recovered_records, 303);
+            let got = all_events(&take_queued(&b).await);
+            assert_eq!(got[..3], with_meta.events[..], "gzip {gzip}");
+            assert_eq!(got[3..], batch(300).events[..], "gzip {gzip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_of_the_previous_format_recover() {
+        let d = tempfile::tempdir().unwrap();
+        let mut v1 = Vec::new();
+        chunk_file::v1::write_header(&mut v1, EventTime::new(1, 0), "t");
+        chunk_file::v1::write_frame(&mut v1, &batch(4));
+        chunk_file::v1::write_frame(&mut v1, &batch(2));
+        std::fs::write(d.path().join(chunk_name(5)), v1).unwrap();
+        let b = FileBuffer::open("t", settings(d.path())).unwrap();
+        // new pushes go to new (version 2) chunks after the old one
+        b.push(batch(1)).await.unwrap();
+        b.close();
+        drop(b);
+        let b = FileBuffer::open("t", settings(d.path())).unwrap();
+        let chunks = take_queued(&b).await;
+        assert_eq!(
+            chunks.iter().map(|c| c.records).collect::<Vec<_>>(),
+            vec![6, 1]
+        );
+        assert_eq!(chunks[0].batches, vec![batch(4), batch(2)]);
+    }
+
+    fn chunk_files(dir: &Path) -> (u64, Vec<PathBuf>) {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| recovery::chunk_seq(p).is_some())
+            .collect();
+        v.sort();
+        let bytes = v.iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+        (bytes, v)
+    }
+
+    /// A chunk of 10 frames of 1, 2, … 10 events (55); one frame damaged at the start, in the
+    /// middle and at the end: exactly the other frames' events are delivered, in order.
+    #[tokio::test]
+    async fn recovery_keeps_every_valid_frame_around_a_damaged_one() {
+        for (damaged, name) in [(0usize, "start"), (4, "middle"), (9, "end")] {
+            let d = tempfile::tempdir().unwrap();
+            let mut frames = Vec::new();
+            let s = BufferSettings {
+                chunk_limit_records: u64::MAX,
+                ..settings(d.path())
+            };
+            {
+                let b = FileBuffer::open("t", s.clone()).unwrap();
+                for n in 1..=10 {
+                    let before = chunk_files(d.path()).0;
+                    b.push(batch(n)).await.unwrap();
+                    frames.push((before, chunk_files(d.path()).0));
+                }
+            }
+            let (_, files) = chunk_files(d.path());
+            assert_eq!(files.len(), 1, "one chunk ({name})");
+            // flip a byte inside the payload of frame `damaged`
+            let (start, end) = frames[damaged];
+            let start = if damaged == 0 {
+                start + chunk_file::read_header(&std::fs::read(&files[0]).unwrap()).unwrap().1 as u64
+            } else {
+                start
+            };
+            let mut data = std::fs::read(&files[0]).unwrap();
+            let at = ((start + end) / 2) as usize;
+            data[at] ^= 0xff;
+            std::fs::write(&files[0], &data).unwrap();
+
+            let b = FileBuffer::open("t", s).unwrap();
+            let s = b.stats();
+            let lost = damaged as u64 + 1;
+            assert_eq!(s.recovered_records, 55 - lost, "{name}");
+            let got = all_events(&take_queued(&b).await);
+            let want: Vec<Event> = (1..=10)
+                .filter(|n| *n != damaged + 1)
+                .flat_map(|n| batch(n).events)
+                .collect();
+            assert_eq!(got, want, "{name}");
+            let copy = d.path().join("corrupt").join(files[0].file_name().unwrap());
+            if damaged == 9 {
+                // the end: cut off like a torn tail, nothing after it to keep
+                assert_eq!(s.torn_bytes, end - start, "{name}");
+                assert_eq!(s.skipped_bytes, 0);
+                assert!(!copy.exists());
+            } else {
+                // start or middle: skipped, the file kept as found in corrupt/
+                assert_eq!(s.skipped_bytes, end - start, "{name}");
+                assert_eq!(s.torn_bytes, 0);
+                assert_eq!(std::fs::read(&copy).unwrap(), data, "{name}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn disable_chunk_backup_deletes_instead_of_keeping() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(chunk_name(3)), b"not a chunk file, just damage").unwrap();
+        let b = FileBuffer::open(
+            "t",
+            BufferSettings {
+                disable_chunk_backup: true,
+                ..settings(d.path())
+            },
+        )
+        .unwrap();
+        assert_eq!(b.stats().corrupt_files, 1);
+        assert!(!d.path().join(chunk_name(3)).exists());
+        assert!(!d.path().join("corrupt").join(chunk_name(3)).exists());
+    }
+
+    /// `timekey 2s` + `timekey_wait 1s`, lazy: a chunk per slice, queued by the writer's timer
+    /// at slice end + 1 s while the only flush worker is busy elsewhere (nobody calls take).
+    #[tokio::test]
+    async fn time_slices_are_queued_at_slice_end_plus_wait_without_a_worker() {
+        let d = tempfile::tempdir().unwrap();
+        let b = FileBuffer::open(
+            "t",
+            BufferSettings {
+                flush_mode: FlushMode::Lazy,
+                chunk_limit_records: u64::MAX,
+                chunking: super::super::Chunking {
+                    by_tag: false,
+                    time: Some(super::super::TimeSlicing {
+                        timekey: 2,
+                        wait: Duration::from_secs(1),
+                        zone: super::super::SliceZone::Fixed(0),
+                    }),
+                },
+                queued_chunks_limit: 8,
+                ..settings(d.path())
+            },
+        )
+        .unwrap();
+        let now = EventTime::now();
+        let ev = |secs: i64| {
+            EventBatch::new(
+                "t",
+                vec![Event::new(EventTime::new(secs, 0), Bytes::from_static(&[0x80]))],
+            )
+        };
+        b.push(ev(now.secs)).await.unwrap();
+        b.push(ev(now.secs + 2)).await.unwrap();
+        assert_eq!(chunk_files(d.path()).1.len(), 2, "one chunk per slice");
+        let slice = now.secs - now.secs.rem_euclid(2);
+        let due = |start: i64| start + 2 + 1;
+        until("the first slice queued", || b.stats().queue_length >= 1).await;
+        let at = EventTime::now().secs;
+        assert!(at >= due(slice), "queued at {at}, due at {}", due(slice));
+        assert!(at <= due(slice) + 1, "queued at {at}, due at {}", due(slice));
+        until("the second slice queued", || b.stats().queue_length == 2).await;
+        assert!(EventTime::now().secs >= due(slice + 2));
+        let chunks = take_queued(&b).await;
+        assert_eq!(
+            all_events(&chunks)
+                .iter()
+                .map(|e| e.time.secs)
+                .collect::<Vec<_>>(),
+            vec![now.secs, now.secs + 2]
+        );
+    }
+
+    /// Due chunks are queued only while the queue is shorter than queued_chunks_limit_size;
+    /// meanwhile the staged chunk keeps growing.
+    #[tokio::test]
+    async fn queued_chunks_limit_makes_fewer_larger_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let b = FileBuffer::open(
+            "t",
+            BufferSettings {
+                flush_mode: FlushMode::Interval,
+                flush_interval: Duration::from_millis(30),
+                chunk_limit_records: u64::MAX,
+                queued_chunks_limit: 1,
+                ..settings(d.path())
+            },
+        )
+        .unwrap();
+        b.push(batch(1)).await.unwrap();
+        until("the first chunk queued", || b.stats().queue_length == 1).await;
+        for _ in 0..5 {
+            b.push(batch(2)).await.unwrap();
+        }
+        // the staged chunk becomes due, but the queue is full: it stays staged
+        until("a due chunk waiting for room", || {
+            b.shared.state.lock().unwrap().due_blocked
+        })
+        .await;
+        assert_eq!(b.stats().queue_length, 1);
+        let first = b.take().await.unwrap();
+        assert_eq!(first.records, 1);
+        until("the grown chunk queued", || b.stats().queue_length == 1).await;
+        let second = b.take().await.unwrap();
+        assert_eq!(second.records, 10);
     }
 }
