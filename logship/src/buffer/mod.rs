@@ -503,4 +503,97 @@ mod tests {
         .unwrap();
         assert_eq!(file_flushed.shutdown_grace(grace), grace);
     }
+
+    #[test]
+    fn time_keys_zones_and_limits_from_the_config() {
+        let s = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer tag, time>\n timekey 1d\n timekey_wait 30s\n timekey_zone +09:00\n flush_thread_count 3\n</buffer>",
+        )));
+        assert_eq!(
+            s.chunking,
+            Chunking {
+                by_tag: true,
+                time: Some(TimeSlicing {
+                    timekey: 86400,
+                    wait: Duration::from_secs(30),
+                    zone: SliceZone::Fixed(9 * 3600),
+                }),
+            }
+        );
+        assert_eq!(s.flush_mode, FlushMode::Lazy);
+        assert_eq!(s.queued_chunks_limit, 3, "flush_thread_count by default");
+        let u = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer time>\n timekey 1h\n timekey_use_utc true\n timekey_zone +0900\n queued_chunks_limit_size 7\n</buffer>",
+        )));
+        let t = u.chunking.time.unwrap();
+        assert_eq!((t.zone, t.wait), (SliceZone::Fixed(0), Duration::from_secs(600)));
+        assert_eq!(u.queued_chunks_limit, 7);
+        let l = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer time>\n timekey 1h\n</buffer>",
+        )));
+        assert_eq!(l.chunking.time.unwrap().zone, SliceZone::Local);
+        // v0.12's queue length: total = chunk × length, unless total_limit_size is given
+        let q = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer>\n chunk_limit_size 1m\n queue_limit_length 32\n</buffer>",
+        )));
+        assert_eq!(q.total_limit_size, 32 << 20);
+        let q2 = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer>\n chunk_limit_size 1m\n queue_limit_length 32\n total_limit_size 5m\n</buffer>",
+        )));
+        assert_eq!(q2.total_limit_size, 5 << 20);
+        let f = BufferSettings::from_config(Some(&buffer_of(
+            "<buffer>\n @type file\n path /tmp/x\n compress gzip\n disable_chunk_backup true\n</buffer>",
+        )));
+        assert!(f.compress_gzip && f.disable_chunk_backup);
+    }
+
+    fn config_errors(section: &str) -> Vec<String> {
+        let text = format!(
+            "<match **>\n @type elasticsearch\n host h\n {section}\n</match>\n"
+        );
+        Config::from_str_at(&text, std::path::Path::new("t.conf"))
+            .map(|_| Vec::new())
+            .unwrap_or_else(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn bad_time_key_parameters_are_errors_with_their_line() {
+        let e = config_errors("<buffer time>\n timekey 1h\n timekey_zone Asia/Tokyo\n</buffer>");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.conf:6: "), "{e:?}");
+        assert!(e[0].contains("fixed offset such as +0900"), "{e:?}");
+        let e = config_errors("<buffer time>\n timekey 0.5\n</buffer>");
+        assert!(e[0].contains("must be at least 1s"), "{e:?}");
+        let e = config_errors("<buffer time>\n</buffer>");
+        assert!(e[0].contains("needs a 'timekey'"), "{e:?}");
+    }
+
+    /// Every parameter accepted without effect is named, with its line, by `notices()`.
+    #[test]
+    fn no_effect_parameters_are_named_with_their_line() {
+        let text = "<match a.**>\n @type elasticsearch\n host h\n <buffer tag, $.kubernetes.ns>\n  flush_thread_interval 0.5\n  flush_thread_burst_interval 0.5\n  delayed_commit_timeout 30s\n  retry_secondary_threshold 0.5\n  compress gzip\n </buffer>\n</match>\n<match b.**>\n @type file\n path /tmp/out\n <buffer time>\n  @type file\n  path /tmp/b\n  path_suffix .log\n  timekey 1d\n  flush_interval 10s\n </buffer>\n</match>\n";
+        let cfg = Config::from_str_at(text, std::path::Path::new("n.conf")).unwrap();
+        let notes: Vec<String> = cfg.notices().iter().map(|n| n.to_string()).collect();
+        let lines: Vec<&str> = notes.iter().map(|n| n.split(": ").next().unwrap()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "n.conf:4", "n.conf:9", "n.conf:5", "n.conf:6", "n.conf:7", "n.conf:8",
+                "n.conf:15", "n.conf:20", "n.conf:18"
+            ],
+            "{notes:#?}"
+        );
+        assert!(notes[0].contains("$.kubernetes.ns have no effect"));
+        assert!(notes[1].contains("compress gzip has no effect on a memory buffer"));
+        assert!(notes[6].contains("<buffer> in a 'file' output has no effect"));
+        assert!(notes[7].contains("'flush_interval' has no effect with flush_mode lazy"));
+        assert!(notes[8].contains("'path_suffix' has no effect"));
+        // implemented parameters are not named
+        let quiet = Config::from_str_at(
+            "<match **>\n @type elasticsearch\n <buffer tag, time>\n  @type file\n  path /tmp/q\n  timekey 1h\n  compress gzip\n  retry_type periodic\n  retry_randomize false\n  queued_chunks_limit_size 4\n  disable_chunk_backup true\n </buffer>\n</match>\n",
+            std::path::Path::new("q.conf"),
+        )
+        .unwrap();
+        assert_eq!(quiet.notices(), vec![]);
+    }
 }

@@ -1459,6 +1459,24 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
                 .into(),
         });
     }
+    let flush_mode = t.one_of(
+        "flush_mode",
+        &["default", "lazy", "interval", "immediate"],
+        "default",
+    );
+    let by_time = chunk_keys.iter().any(|k| k == "time");
+    let lazy = flush_mode == "lazy" || (flush_mode == "default" && by_time);
+    if let (true, Some(p)) = (lazy || flush_mode == "immediate", b.param("flush_interval")) {
+        notices.push(ConfigNotice {
+            loc: p.loc.clone(),
+            message: format!(
+                "<buffer> parameter 'flush_interval' has no effect with flush_mode {}: chunks \
+                 are queued when full{} (as in Fluentd); set flush_mode interval to use it",
+                if lazy { "lazy" } else { "immediate" },
+                if by_time { " or when their time slice ends plus timekey_wait" } else { "" }
+            ),
+        });
+    }
     let cfg = BufferConfig {
         chunk_keys,
         is_file: ty == "file",
@@ -1473,11 +1491,7 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
         queue_limit_length: t.int("queue_limit_length", "integer"),
         queued_chunks_limit_size: t.int("queued_chunks_limit_size", "integer"),
         compress_gzip,
-        flush_mode: t.one_of(
-            "flush_mode",
-            &["default", "lazy", "interval", "immediate"],
-            "default",
-        ),
+        flush_mode,
         flush_interval: t.time("flush_interval").unwrap_or(Duration::from_secs(60)),
         flush_at_shutdown: t.parsed("flush_at_shutdown", values::parse_bool),
         flush_thread_count: t.int("flush_thread_count", "integer").unwrap_or(1),
