@@ -75,7 +75,11 @@ async fn seqs(es: &str, index: &str) -> Vec<u64> {
     let v: Value = r.json().await.unwrap_or(Value::Null);
     let mut out: Vec<u64> = v["hits"]["hits"]
         .as_array()
-        .map(|h| h.iter().filter_map(|d| d["_source"]["seq"].as_u64()).collect())
+        .map(|h| {
+            h.iter()
+                .filter_map(|d| d["_source"]["seq"].as_u64())
+                .collect()
+        })
         .unwrap_or_default();
     out.sort();
     out

@@ -501,7 +501,10 @@ async fn time_keyed_chunks_are_delivered_per_slice_and_tag() {
     // 2023-11-14: long over
     out.emit(&batch("app.a", 0, 10)).await.unwrap();
     out.emit(&batch("app.b", 10, 5)).await.unwrap();
-    wait_for("the past hour of both tags", 30, || a.sink.event_count() == 15).await;
+    wait_for("the past hour of both tags", 30, || {
+        a.sink.event_count() == 15
+    })
+    .await;
     assert_eq!(get(&out.servers()[0].1.chunks), 2, "one chunk per tag");
     let now = logship::event::EventTime::now();
     let mut current = batch("app.a", 100, 3);
@@ -509,9 +512,18 @@ async fn time_keyed_chunks_are_delivered_per_slice_and_tag() {
         e.time = now;
     }
     out.emit(&current).await.unwrap();
-    assert_eq!(out.stats().received.load(std::sync::atomic::Ordering::SeqCst), 18);
+    assert_eq!(
+        out.stats()
+            .received
+            .load(std::sync::atomic::Ordering::SeqCst),
+        18
+    );
     out.shutdown().await;
-    assert_eq!(a.sink.event_count(), 18, "the current hour is delivered at shutdown");
+    assert_eq!(
+        a.sink.event_count(),
+        18,
+        "the current hour is delivered at shutdown"
+    );
     a.stop().await;
 }
 
@@ -526,7 +538,10 @@ async fn timekey_2s_delivers_current_events_within_5s() {
     let mut b = batch("app.q", 0, 1);
     b.events[0].time = logship::event::EventTime::now();
     out.emit(&b).await.unwrap();
-    wait_for("delivered at slice end + 1 s", 5, || a.sink.event_count() == 1).await;
+    wait_for("delivered at slice end + 1 s", 5, || {
+        a.sink.event_count() == 1
+    })
+    .await;
     out.shutdown().await;
     a.stop().await;
 }

@@ -500,7 +500,11 @@ mod tests {
         let plain = encode_frame(&big, false);
         let gz = encode_frame(&big, true);
         assert_eq!(plain.body_len, gz.body_len);
-        assert!(gz.bytes.len() * 10 < plain.bytes.len(), "{}", gz.bytes.len());
+        assert!(
+            gz.bytes.len() * 10 < plain.bytes.len(),
+            "{}",
+            gz.bytes.len()
+        );
     }
 
     #[test]
@@ -583,8 +587,7 @@ mod tests {
                     let mut bad = data.clone();
                     bad[at] ^= 0x5a;
                     let s = scan(Bytes::from(bad)).unwrap();
-                    let tags: Vec<String> =
-                        s.batches.iter().map(|b| b.tag.to_string()).collect();
+                    let tags: Vec<String> = s.batches.iter().map(|b| b.tag.to_string()).collect();
                     let want: Vec<String> = (0..bs.len())
                         .filter(|j| *j != i)
                         .map(|j| format!("t{j}"))

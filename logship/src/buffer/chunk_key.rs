@@ -107,7 +107,13 @@ impl Chunking {
             .iter()
             .all(|e| Some(ts.slice_of(e.time)) == first)
         {
-            return vec![(ChunkKey { timekey: first, tag }, batch)];
+            return vec![(
+                ChunkKey {
+                    timekey: first,
+                    tag,
+                },
+                batch,
+            )];
         }
         for e in batch.events {
             let k = Some(ts.slice_of(e.time));
@@ -244,13 +250,26 @@ mod tests {
         };
         // a slice that ended long ago is due at once
         let old = c
-            .due_at(&ChunkKey { timekey: Some(0), tag: None }, now, None)
+            .due_at(
+                &ChunkKey {
+                    timekey: Some(0),
+                    tag: None,
+                },
+                now,
+                None,
+            )
             .unwrap();
         assert!(old <= Instant::now());
         // the current slice: due within timekey + wait
-        let cur = c.split(EventBatch::new("t", vec![Event::new(EventTime::now(), Bytes::new())]));
+        let cur = c.split(EventBatch::new(
+            "t",
+            vec![Event::new(EventTime::now(), Bytes::new())],
+        ));
         let due = c.due_at(&cur[0].0, Instant::now(), None).unwrap();
         let left = due.saturating_duration_since(Instant::now());
-        assert!(left > Duration::ZERO && left <= Duration::from_secs(3), "{left:?}");
+        assert!(
+            left > Duration::ZERO && left <= Duration::from_secs(3),
+            "{left:?}"
+        );
     }
 }

@@ -787,7 +787,10 @@ mod tests {
             })
             .collect();
         // Every push reserved its bytes and sent its frame (one step, no await between).
-        until("64 pushes waiting for the writer", || b.total_bytes() == 64 * one).await;
+        until("64 pushes waiting for the writer", || {
+            b.total_bytes() == 64 * one
+        })
+        .await;
         drop(hold);
         for t in tasks {
             t.await.unwrap().unwrap();
@@ -821,7 +824,11 @@ mod tests {
             .expect("flushed after the interval")
             .unwrap();
         assert_eq!(c.records, 2);
-        assert!(t0.elapsed() >= Duration::from_millis(50), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            t0.elapsed()
+        );
         b.release(&c);
         b.push(batch(3)).await.unwrap();
         b.close();
@@ -1018,7 +1025,10 @@ mod tests {
             // flip a byte inside the payload of frame `damaged`
             let (start, end) = frames[damaged];
             let start = if damaged == 0 {
-                start + chunk_file::read_header(&std::fs::read(&files[0]).unwrap()).unwrap().1 as u64
+                start
+                    + chunk_file::read_header(&std::fs::read(&files[0]).unwrap())
+                        .unwrap()
+                        .1 as u64
             } else {
                 start
             };
@@ -1055,7 +1065,11 @@ mod tests {
     #[tokio::test]
     async fn disable_chunk_backup_deletes_instead_of_keeping() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join(chunk_name(3)), b"not a chunk file, just damage").unwrap();
+        std::fs::write(
+            d.path().join(chunk_name(3)),
+            b"not a chunk file, just damage",
+        )
+        .unwrap();
         let b = FileBuffer::open(
             "t",
             BufferSettings {
@@ -1096,7 +1110,10 @@ mod tests {
         let ev = |secs: i64| {
             EventBatch::new(
                 "t",
-                vec![Event::new(EventTime::new(secs, 0), Bytes::from_static(&[0x80]))],
+                vec![Event::new(
+                    EventTime::new(secs, 0),
+                    Bytes::from_static(&[0x80]),
+                )],
             )
         };
         b.push(ev(now.secs)).await.unwrap();
@@ -1107,7 +1124,11 @@ mod tests {
         until("the first slice queued", || b.stats().queue_length >= 1).await;
         let at = EventTime::now().secs;
         assert!(at >= due(slice), "queued at {at}, due at {}", due(slice));
-        assert!(at <= due(slice) + 1, "queued at {at}, due at {}", due(slice));
+        assert!(
+            at <= due(slice) + 1,
+            "queued at {at}, due at {}",
+            due(slice)
+        );
         until("the second slice queued", || b.stats().queue_length == 2).await;
         assert!(EventTime::now().secs >= due(slice + 2));
         let chunks = take_queued(&b).await;

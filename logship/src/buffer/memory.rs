@@ -439,7 +439,10 @@ mod tests {
         let tagged = |t: &str| {
             EventBatch::new(
                 t,
-                vec![Event::new(EventTime::new(1, 0), Bytes::from_static(&[0x80]))],
+                vec![Event::new(
+                    EventTime::new(1, 0),
+                    Bytes::from_static(&[0x80]),
+                )],
             )
         };
         b.push(tagged("a")).await.unwrap();
@@ -449,7 +452,10 @@ mod tests {
         b.push(tagged("b")).await.unwrap();
         let a = b.take().await.unwrap();
         assert_eq!(&*a.batches[0].tag, "a");
-        until("b queued once there is room", || b.stats().queue_length == 1).await;
+        until("b queued once there is room", || {
+            b.stats().queue_length == 1
+        })
+        .await;
         let bb = b.take().await.unwrap();
         assert_eq!((&*bb.batches[0].tag, bb.records), ("b", 2));
     }

@@ -49,7 +49,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-
 use crate::config::BufferConfig;
 use crate::event::{EmitError, EventBatch};
 
@@ -526,11 +525,13 @@ mod tests {
             "<buffer time>\n timekey 1h\n timekey_use_utc true\n timekey_zone +0900\n queued_chunks_limit_size 7\n</buffer>",
         )));
         let t = u.chunking.time.unwrap();
-        assert_eq!((t.zone, t.wait), (SliceZone::Fixed(0), Duration::from_secs(600)));
+        assert_eq!(
+            (t.zone, t.wait),
+            (SliceZone::Fixed(0), Duration::from_secs(600))
+        );
         assert_eq!(u.queued_chunks_limit, 7);
-        let l = BufferSettings::from_config(Some(&buffer_of(
-            "<buffer time>\n timekey 1h\n</buffer>",
-        )));
+        let l =
+            BufferSettings::from_config(Some(&buffer_of("<buffer time>\n timekey 1h\n</buffer>")));
         assert_eq!(l.chunking.time.unwrap().zone, SliceZone::Local);
         // v0.12's queue length: total = chunk × length, unless total_limit_size is given
         let q = BufferSettings::from_config(Some(&buffer_of(
@@ -548,9 +549,7 @@ mod tests {
     }
 
     fn config_errors(section: &str) -> Vec<String> {
-        let text = format!(
-            "<match **>\n @type elasticsearch\n host h\n {section}\n</match>\n"
-        );
+        let text = format!("<match **>\n @type elasticsearch\n host h\n {section}\n</match>\n");
         Config::from_str_at(&text, std::path::Path::new("t.conf"))
             .map(|_| Vec::new())
             .unwrap_or_else(|e| e.iter().map(|e| e.to_string()).collect())
@@ -574,12 +573,22 @@ mod tests {
         let text = "<match a.**>\n @type elasticsearch\n host h\n <buffer tag, $.kubernetes.ns>\n  flush_thread_interval 0.5\n  flush_thread_burst_interval 0.5\n  delayed_commit_timeout 30s\n  retry_secondary_threshold 0.5\n  compress gzip\n </buffer>\n</match>\n<match b.**>\n @type file\n path /tmp/out\n <buffer time>\n  @type file\n  path /tmp/b\n  path_suffix .log\n  timekey 1d\n  flush_interval 10s\n </buffer>\n</match>\n";
         let cfg = Config::from_str_at(text, std::path::Path::new("n.conf")).unwrap();
         let notes: Vec<String> = cfg.notices().iter().map(|n| n.to_string()).collect();
-        let lines: Vec<&str> = notes.iter().map(|n| n.split(": ").next().unwrap()).collect();
+        let lines: Vec<&str> = notes
+            .iter()
+            .map(|n| n.split(": ").next().unwrap())
+            .collect();
         assert_eq!(
             lines,
             vec![
-                "n.conf:4", "n.conf:9", "n.conf:5", "n.conf:6", "n.conf:7", "n.conf:8",
-                "n.conf:15", "n.conf:20", "n.conf:18"
+                "n.conf:4",
+                "n.conf:9",
+                "n.conf:5",
+                "n.conf:6",
+                "n.conf:7",
+                "n.conf:8",
+                "n.conf:15",
+                "n.conf:20",
+                "n.conf:18"
             ],
             "{notes:#?}"
         );

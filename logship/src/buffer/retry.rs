@@ -83,7 +83,8 @@ impl RetryPolicy {
         let secs = match self.kind {
             RetryType::Periodic => self.wait.as_secs_f64(),
             RetryType::ExponentialBackoff => {
-                let grown = self.wait.as_secs_f64() * self.backoff_base.powi(attempt.min(64) as i32);
+                let grown =
+                    self.wait.as_secs_f64() * self.backoff_base.powi(attempt.min(64) as i32);
                 grown.min(self.max_interval.as_secs_f64())
             }
         };
@@ -179,8 +180,8 @@ mod tests {
     #[test]
     fn a_base_below_one_is_an_error_with_its_line() {
         let text = "<match **>\n @type forward\n <server>\n  host h\n </server>\n <buffer>\n  retry_exponential_backoff_base 0.5\n </buffer>\n</match>\n";
-        let e = crate::config::Config::from_str_at(text, std::path::Path::new("t.conf"))
-            .unwrap_err();
+        let e =
+            crate::config::Config::from_str_at(text, std::path::Path::new("t.conf")).unwrap_err();
         assert!(e[0].to_string().starts_with("t.conf:7: "), "{}", e[0]);
     }
 }

@@ -1389,11 +1389,26 @@ fn format_section(s: &mut Section<'_, '_>, default: LineFormat) -> LineFormat {
 
 /// `<buffer>` parameters that Fluentd has and logship accepts without effect, with the reason.
 const BUFFER_NO_EFFECT: &[(&str, &str)] = &[
-    ("flush_thread_interval", "flush workers are woken when a chunk is queued, they do not poll"),
-    ("flush_thread_burst_interval", "flush workers are woken when a chunk is queued, they do not poll"),
-    ("delayed_commit_timeout", "the forward output's ack_response_timeout bounds the wait for an ack"),
-    ("retry_secondary_threshold", "logship has no <secondary> output to switch to"),
-    ("path_suffix", "file-buffer chunks are always named SEQUENCE.chunk"),
+    (
+        "flush_thread_interval",
+        "flush workers are woken when a chunk is queued, they do not poll",
+    ),
+    (
+        "flush_thread_burst_interval",
+        "flush workers are woken when a chunk is queued, they do not poll",
+    ),
+    (
+        "delayed_commit_timeout",
+        "the forward output's ack_response_timeout bounds the wait for an ack",
+    ),
+    (
+        "retry_secondary_threshold",
+        "logship has no <secondary> output to switch to",
+    ),
+    (
+        "path_suffix",
+        "file-buffer chunks are always named SEQUENCE.chunk",
+    ),
 ];
 
 fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
@@ -1445,7 +1460,10 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
     }
     if let (Some(k), Some(p)) = (timekey, b.param("timekey")) {
         if k < Duration::from_secs(1) {
-            t.error(&p.loc, "parameter 'timekey' in <buffer>: must be at least 1s".into());
+            t.error(
+                &p.loc,
+                "parameter 'timekey' in <buffer>: must be at least 1s".into(),
+            );
         }
     }
     let timekey_zone = t.parsed("timekey_zone", values::parse_utc_offset);
@@ -1473,7 +1491,11 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
                 "<buffer> parameter 'flush_interval' has no effect with flush_mode {}: chunks \
                  are queued when full{} (as in Fluentd); set flush_mode interval to use it",
                 if lazy { "lazy" } else { "immediate" },
-                if by_time { " or when their time slice ends plus timekey_wait" } else { "" }
+                if by_time {
+                    " or when their time slice ends plus timekey_wait"
+                } else {
+                    ""
+                }
             ),
         });
     }
@@ -1527,7 +1549,9 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
                 if let Some(p) = t.raw(name) {
                     notices.push(ConfigNotice {
                         loc: p.loc.clone(),
-                        message: format!("<buffer> parameter '{name}' has no effect in logship: {why}"),
+                        message: format!(
+                            "<buffer> parameter '{name}' has no effect in logship: {why}"
+                        ),
                     });
                 }
             }
@@ -1542,7 +1566,11 @@ fn buffer_section(s: &mut Section<'_, '_>) -> Option<BufferConfig> {
 /// accepted for compatibility, named as having no effect.
 fn unbuffered_output_buffer(s: &mut Section<'_, '_>, ty: &str) -> Option<BufferConfig> {
     let mut b = buffer_section(s)?;
-    let loc = s.el.children.iter().find(|c| c.name == "buffer").map(|c| c.loc.clone());
+    let loc =
+        s.el.children
+            .iter()
+            .find(|c| c.name == "buffer")
+            .map(|c| c.loc.clone());
     if let Some(loc) = loc {
         b.notices.insert(
             0,

@@ -55,7 +55,9 @@ pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
         return Ok(0);
     }
     let bad = || {
-        format!("unsupported time zone {t:?} (expected a fixed offset such as +0900, -07:00 or UTC)")
+        format!(
+            "unsupported time zone {t:?} (expected a fixed offset such as +0900, -07:00 or UTC)"
+        )
     };
     let (sign, rest) = match t.as_bytes().first() {
         Some(b'+') => (1, &t[1..]),
