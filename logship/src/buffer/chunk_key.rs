@@ -85,6 +85,23 @@ pub struct ChunkKey {
     pub tag: Option<Arc<str>>,
 }
 
+/// The parts of a batch, by chunk key (see [`Chunking::split`]).
+pub enum Split {
+    One(Option<(ChunkKey, EventBatch)>),
+    Many(std::vec::IntoIter<(ChunkKey, EventBatch)>),
+}
+
+impl Iterator for Split {
+    type Item = (ChunkKey, EventBatch);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Split::One(part) => part.take(),
+            Split::Many(parts) => parts.next(),
+        }
+    }
+}
+
 /// How a buffer splits pushed batches into staged chunks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Chunking {
@@ -93,28 +110,29 @@ pub struct Chunking {
 }
 
 impl Chunking {
-    /// `batch` cut into runs of events with the same key, in order. One part, the batch
-    /// itself, when nothing splits it (the common case: no keys, or every event in one slice).
-    pub fn split(&self, batch: EventBatch) -> Vec<(ChunkKey, EventBatch)> {
+    /// `batch` cut into parts of events with the same key, in order of first appearance. One
+    /// part, the batch itself, when nothing splits it (the common case: no keys, or every
+    /// event in one slice) — without allocating.
+    pub fn split(&self, batch: EventBatch) -> Split {
         let tag = self.by_tag.then(|| batch.tag.clone());
         let Some(ts) = &self.time else {
-            return vec![(ChunkKey { timekey: None, tag }, batch)];
+            return Split::One(Some((ChunkKey { timekey: None, tag }, batch)));
         };
-        let mut parts: Vec<(ChunkKey, EventBatch)> = Vec::new();
         let first = batch.events.first().map(|e| ts.slice_of(e.time));
         if batch
             .events
             .iter()
             .all(|e| Some(ts.slice_of(e.time)) == first)
         {
-            return vec![(
+            return Split::One(Some((
                 ChunkKey {
                     timekey: first,
                     tag,
                 },
                 batch,
-            )];
+            )));
         }
+        let mut parts: Vec<(ChunkKey, EventBatch)> = Vec::new();
         for e in batch.events {
             let k = Some(ts.slice_of(e.time));
             match parts.iter_mut().find(|(key, _)| key.timekey == k) {
@@ -131,7 +149,7 @@ impl Chunking {
                 )),
             }
         }
-        parts
+        Split::Many(parts.into_iter())
     }
 
     /// When a staged chunk of `key`, created at `created`, is due (see the module docs);
@@ -207,7 +225,7 @@ mod tests {
             }),
         };
         let b = EventBatch::new("a.b", vec![ev(100), ev(105), ev(111), ev(109), ev(120)]);
-        let parts = c.split(b);
+        let parts: Vec<_> = c.split(b).collect();
         let got: Vec<(Option<i64>, Vec<i64>)> = parts
             .iter()
             .map(|(k, b)| {
@@ -225,9 +243,12 @@ mod tests {
         );
         // one slice: the batch is not cut
         let one = c.split(EventBatch::new("t", vec![ev(100), ev(101)]));
-        assert_eq!(one.len(), 1);
+        assert!(matches!(one, Split::One(_)));
         // no keys: one part with the empty key
-        let none = Chunking::default().split(EventBatch::new("t", vec![ev(1), ev(99)]));
+        let none: Vec<_> = Chunking::default()
+            .split(EventBatch::new("t", vec![ev(1), ev(99)]))
+            .collect();
+        assert_eq!(none.len(), 1);
         assert_eq!(none[0].0, ChunkKey::default());
     }
 
@@ -261,10 +282,12 @@ mod tests {
             .unwrap();
         assert!(old <= Instant::now());
         // the current slice: due within timekey + wait
-        let cur = c.split(EventBatch::new(
-            "t",
-            vec![Event::new(EventTime::now(), Bytes::new())],
-        ));
+        let cur: Vec<_> = c
+            .split(EventBatch::new(
+                "t",
+                vec![Event::new(EventTime::now(), Bytes::new())],
+            ))
+            .collect();
         let due = c.due_at(&cur[0].0, Instant::now(), None).unwrap();
         let left = due.saturating_duration_since(Instant::now());
         assert!(

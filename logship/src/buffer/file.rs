@@ -225,7 +225,6 @@ impl FileBuffer {
             .settings
             .chunking
             .split(batch)
-            .into_iter()
             .map(|(key, b)| Part {
                 key,
                 frame: chunk_file::encode_frame(&b, gzip),

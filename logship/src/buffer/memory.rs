@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use super::chunk_key::Split;
 use super::{
     batch_bytes, BufferCounters, BufferSettings, BufferStats, Chunk, ChunkKey, FlushMode,
     OverflowAction,
@@ -134,17 +135,9 @@ impl MemoryBuffer {
         }
         let sh = &self.shared;
         let records = batch.len() as u64;
-        let parts: Vec<(ChunkKey, EventBatch, u64)> = sh
-            .settings
-            .chunking
-            .split(batch)
-            .into_iter()
-            .map(|(k, b)| {
-                let n = batch_bytes(&b);
-                (k, b, n)
-            })
-            .collect();
-        let bytes: u64 = parts.iter().map(|p| p.2).sum();
+        // What the fits check reserves; each part then counts its own bytes.
+        let bytes = batch_bytes(&batch);
+        let mut parts = Some(sh.settings.chunking.split(batch));
         loop {
             let notified = sh.space.notified();
             tokio::pin!(notified);
@@ -160,7 +153,10 @@ impl MemoryBuffer {
                     sh.counters
                         .pushed_records
                         .fetch_add(records, Ordering::Relaxed);
-                    for (key, part, n) in parts {
+                    let parts = parts.take().expect("appended once");
+                    let one = matches!(parts, Split::One(_));
+                    for (key, part) in parts {
+                        let n = if one { bytes } else { batch_bytes(&part) };
                         sh.append(&mut st, key, part, n);
                     }
                     return Ok(());
