@@ -323,6 +323,22 @@ fn check_config_good_and_broken() {
         String::from_utf8_lossy(&es.stdout)
     );
 
+    // a parameter accepted without effect is named with its line (stdout, exit 0)
+    let file = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(configs().join("file_output.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(file.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&file.stdout);
+    assert!(
+        out.contains("note: ")
+            && out.contains(
+                "file_output.conf:16: <buffer> in a 'file' output has no effect in logship"
+            ),
+        "{out}"
+    );
+
     let bad = Command::new(BIN)
         .args(["check-config", "-c"])
         .arg(configs().join("broken/unknown_param.conf"))
