@@ -143,7 +143,33 @@ async fn timekey_1h_without_flush_mode_delivers_an_hour_that_is_over() {
     let run = run_id();
     let index = format!("buf-hour-{run}");
     let buf = tempfile::tempdir().unwrap();
-    let l = start(&timekey_conf(es_port, &index, buf.path(), "1h"));
+    // plus a parameter without effect: named at start-up
+    let conf = timekey_conf(es_port, &index, buf.path(), "1h").replace(
+        "    timekey_use_utc true\n",
+        "    timekey_use_utc true\n    flush_thread_interval 0.5\n",
+    );
+    let l = start(&conf);
+    let note: Vec<Value> = l
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("'flush_thread_interval' has no effect in logship"))
+        })
+        .collect();
+    assert_eq!(note.len(), 1, "{note:?}");
+    assert_eq!(note[0]["level"], "INFO");
+    assert!(
+        note[0]["fields"]["at"]
+            .as_str()
+            .unwrap()
+            .ends_with("fluentd.conf:18"),
+        "{note:?}"
+    );
     let mut client = l.client().await;
     // Events of the previous hour (its slice ended, plus timekey_wait): due at once.
     let hour_ago = EventTime::new(EventTime::now().secs - 3600, 0);
