@@ -156,18 +156,19 @@ async fn timekey_1h_without_flush_mode_delivers_an_hour_that_is_over() {
         .iter()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|v| {
-            v["fields"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("'flush_thread_interval' has no effect in logship"))
+            v["fields"]["message"] == "configuration parameter has no effect in logship"
+                && v["fields"]["parameter"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("flush_thread_interval: "))
         })
         .collect();
     assert_eq!(note.len(), 1, "{note:?}");
     assert_eq!(note[0]["level"], "INFO");
     assert!(
-        note[0]["fields"]["at"]
+        note[0]["fields"]["parameter"]
             .as_str()
             .unwrap()
-            .ends_with("fluentd.conf:18"),
+            .contains("fluentd.conf:18 in <buffer>"),
         "{note:?}"
     );
     let mut client = l.client().await;

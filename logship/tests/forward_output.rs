@@ -591,9 +591,9 @@ fn retry_parameters_reach_the_forward_output() {
     let Some(logship::config::Directive::Match(m)) = cfg.root.directives.first() else {
         panic!()
     };
-    let logship::config::OutputConfig::Forward(f) = &m.plugin else {
-        panic!()
-    };
+    let f = m
+        .config::<logship::output::forward::ForwardOutputConfig>()
+        .unwrap();
     let s = logship::output::forward::ForwardSettings::from_config(f);
     assert_eq!(s.retry.kind, logship::buffer::retry::RetryType::Periodic);
     assert_eq!(s.retry.wait(7), std::time::Duration::from_secs(3));

@@ -4,6 +4,7 @@
 //! - [`memory`]: `@type memory`, chunks in RAM (lost on `kill -9`);
 //! - [`file`]: `@type file`, chunks in append-only files under `path`, a push resolves only
 //!   once its bytes are written **and fsynced** (group commit);
+//! - [`config`]: the `<buffer>` section's declared parameters, read into a [`BufferConfig`];
 //! - [`chunk_file`]: the on-disk format (header, framed records with length + xxh3 checksum);
 //! - [`recovery`]: the start-up scan of a file buffer's directory (resume, cut torn tails, move
 //!   corrupt files aside) and the lock that keeps two processes off one directory.
@@ -40,6 +41,7 @@
 
 pub mod chunk_file;
 pub mod chunk_key;
+pub mod config;
 pub mod file;
 pub mod memory;
 pub mod recovery;
@@ -49,8 +51,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::BufferConfig;
 use crate::event::{EmitError, EventBatch};
+pub use config::BufferConfig;
 
 pub use chunk_key::{ChunkKey, Chunking, SliceZone, TimeSlicing};
 pub use file::FileBuffer;
@@ -430,7 +432,8 @@ impl Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, OutputConfig};
+    use crate::config::Config;
+    use crate::output::elasticsearch::ElasticsearchConfig;
 
     fn buffer_of(section: &str) -> BufferConfig {
         let text = format!(
@@ -446,10 +449,11 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        match &m.plugin {
-            OutputConfig::Elasticsearch(e) => e.buffer.clone().unwrap(),
-            _ => unreachable!(),
-        }
+        m.config::<ElasticsearchConfig>()
+            .unwrap()
+            .buffer
+            .clone()
+            .unwrap()
     }
 
     #[test]
@@ -567,42 +571,43 @@ mod tests {
         assert!(e[0].contains("needs a 'timekey'"), "{e:?}");
     }
 
-    /// Every parameter accepted without effect is named, with its line, by `notices()`.
+    /// Every `<buffer>` parameter accepted without effect is listed with its line.
     #[test]
     fn no_effect_parameters_are_named_with_their_line() {
-        let text = "<match a.**>\n @type elasticsearch\n host h\n <buffer tag, $.kubernetes.ns>\n  flush_thread_interval 0.5\n  flush_thread_burst_interval 0.5\n  delayed_commit_timeout 30s\n  retry_secondary_threshold 0.5\n  compress gzip\n </buffer>\n</match>\n<match b.**>\n @type file\n path /tmp/out\n <buffer time>\n  @type file\n  path /tmp/b\n  path_suffix .log\n  timekey 1d\n  flush_interval 10s\n </buffer>\n</match>\n";
+        let text = "<match a.**>\n @type elasticsearch\n host h\n <buffer tag, $.kubernetes.ns>\n  flush_thread_interval 0.5\n  flush_thread_burst_interval 0.5\n  delayed_commit_timeout 30s\n  retry_secondary_threshold 0.5\n  compress gzip\n </buffer>\n</match>\n<match b.**>\n @type forward\n <server>\n  host h\n </server>\n <buffer time>\n  @type file\n  path /tmp/b\n  path_suffix .log\n  timekey 1d\n  flush_interval 10s\n </buffer>\n</match>\n";
         let cfg = Config::from_str_at(text, std::path::Path::new("n.conf")).unwrap();
-        let notes: Vec<String> = cfg.notices().iter().map(|n| n.to_string()).collect();
-        let lines: Vec<&str> = notes
+        let mut got: Vec<(usize, String)> = cfg
+            .no_effect
             .iter()
-            .map(|n| n.split(": ").next().unwrap())
+            .map(|n| (n.loc.line, n.name.clone()))
             .collect();
-        assert_eq!(
-            lines,
-            vec![
-                "n.conf:4",
-                "n.conf:9",
-                "n.conf:5",
-                "n.conf:6",
-                "n.conf:7",
-                "n.conf:8",
-                "n.conf:15",
-                "n.conf:20",
-                "n.conf:18"
-            ],
-            "{notes:#?}"
-        );
-        assert!(notes[0].contains("$.kubernetes.ns have no effect"));
-        assert!(notes[1].contains("compress gzip has no effect on a memory buffer"));
-        assert!(notes[6].contains("<buffer> in a 'file' output has no effect"));
-        assert!(notes[7].contains("'flush_interval' has no effect with flush_mode lazy"));
-        assert!(notes[8].contains("'path_suffix' has no effect"));
-        // implemented parameters are not named
+        got.sort();
+        let want: Vec<(usize, String)> = [
+            (4, "chunk keys $.kubernetes.ns"),
+            (5, "flush_thread_interval"),
+            (6, "flush_thread_burst_interval"),
+            (7, "delayed_commit_timeout"),
+            (8, "retry_secondary_threshold"),
+            (9, "compress"),
+            (20, "path_suffix"),
+            (22, "flush_interval"),
+        ]
+        .iter()
+        .map(|(l, n)| (*l, n.to_string()))
+        .collect();
+        assert_eq!(got, want, "{:#?}", cfg.no_effect);
+        let lazy = cfg
+            .no_effect
+            .iter()
+            .find(|n| n.name == "flush_interval")
+            .unwrap();
+        assert!(lazy.reason.contains("flush_mode lazy"), "{lazy:?}");
+        // implemented parameters are not listed
         let quiet = Config::from_str_at(
-            "<match **>\n @type elasticsearch\n <buffer tag, time>\n  @type file\n  path /tmp/q\n  timekey 1h\n  compress gzip\n  retry_type periodic\n  retry_randomize false\n  queued_chunks_limit_size 4\n  disable_chunk_backup true\n </buffer>\n</match>\n",
+            "<match **>\n @type elasticsearch\n <buffer tag, time>\n  @type file\n  path /tmp/q\n  timekey 1h\n  timekey_wait 1s\n  timekey_use_utc true\n  compress gzip\n  retry_type periodic\n  retry_randomize false\n  retry_exponential_backoff_base 3\n  queued_chunks_limit_size 4\n  queue_limit_length 8\n  disable_chunk_backup true\n </buffer>\n</match>\n",
             std::path::Path::new("q.conf"),
         )
         .unwrap();
-        assert_eq!(quiet.notices(), vec![]);
+        assert!(quiet.no_effect.is_empty(), "{:?}", quiet.no_effect);
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
-use crate::config::BufferConfig;
+use super::config::BufferConfig;
 
 /// Fluentd's `retry_randomize` width: a wait moves by up to this fraction either way.
 pub const RANDOMIZE_WIDTH: f64 = 0.125;
@@ -130,9 +130,9 @@ mod tests {
         let crate::config::Directive::Match(m) = &cfg.root.directives[0] else {
             unreachable!()
         };
-        let crate::config::OutputConfig::Forward(f) = &m.plugin else {
-            unreachable!()
-        };
+        let f = m
+            .config::<crate::output::forward::ForwardOutputConfig>()
+            .unwrap();
         RetryPolicy::from_config(f.buffer.as_ref())
     }
 

@@ -1,6 +1,9 @@
-//! Parsing of Fluentd's parameter value types: sizes, times, booleans, lists.
+//! Parsing of Fluentd's parameter value types: sizes, times, booleans, lists, and the typed
+//! [`Value`] a declared parameter ([`ParamType`]) parses into.
 
 use std::time::Duration;
+
+use super::params::ParamType;
 
 /// `8m`, `256k`, `1.5g`, `100` (bytes), units k/m/g/t (powers of 1024), case-insensitive,
 /// an optional trailing `b`.
@@ -110,6 +113,115 @@ pub fn parse_list(s: &str) -> Result<Vec<String>, String> {
         .filter(|x| !x.is_empty())
         .collect())
 }
+
+/// A parameter's value, parsed by its declared [`ParamType`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Size(u64),
+    Time(Duration),
+    List(Vec<String>),
+}
+
+/// Parses `s` as a value of type `ty`; the error says what was expected.
+pub fn parse_value(ty: ParamType, s: &str) -> Result<Value, String> {
+    Ok(match ty {
+        ParamType::String => Value::Str(s.to_string()),
+        ParamType::Bool => Value::Bool(parse_bool(s)?),
+        ParamType::Integer => Value::Int(
+            s.trim()
+                .parse()
+                .map_err(|_| format!("invalid integer {s:?}"))?,
+        ),
+        ParamType::Port => Value::Int(
+            s.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("invalid port number {s:?}"))?
+                .into(),
+        ),
+        ParamType::Float => Value::Float(
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| format!("invalid number {s:?}"))?,
+        ),
+        ParamType::Size => Value::Size(parse_size(s)?),
+        ParamType::Time => Value::Time(parse_time(s)?),
+        ParamType::Array => Value::List(parse_list(s)?),
+        ParamType::Enum(words) => {
+            let w = s.trim();
+            if !words.contains(&w) {
+                return Err(format!(
+                    "invalid value {s:?}; supported: {}",
+                    words.join(", ")
+                ));
+            }
+            Value::Str(w.to_string())
+        }
+    })
+}
+
+/// A Rust type a [`Value`] converts into (what a plugin's typed config field holds).
+pub trait FromValue: Sized {
+    fn from_value(v: Value) -> Result<Self, String>;
+}
+
+fn mismatch<T>(v: &Value) -> Result<T, String> {
+    // Only reachable when a plugin reads a parameter as a type its declaration does not have.
+    Err(format!(
+        "internal error: declared type does not fit the value {v:?}"
+    ))
+}
+
+/// `FromValue` for a type that one variant of [`Value`] holds as is.
+macro_rules! from_variant {
+    ($($t:ty => $variant:ident),* $(,)?) => {$(
+        impl FromValue for $t {
+            fn from_value(v: Value) -> Result<Self, String> {
+                match v {
+                    Value::$variant(x) => Ok(x),
+                    other => mismatch(&other),
+                }
+            }
+        }
+    )*};
+}
+
+from_variant!(String => Str, bool => Bool, Duration => Time, Vec<String> => List);
+
+impl FromValue for f64 {
+    fn from_value(v: Value) -> Result<Self, String> {
+        match v {
+            Value::Float(f) => Ok(f),
+            Value::Int(i) => Ok(i as f64),
+            other => mismatch(&other),
+        }
+    }
+}
+
+macro_rules! from_int_value {
+    ($($t:ty),*) => {$(
+        impl FromValue for $t {
+            fn from_value(v: Value) -> Result<Self, String> {
+                match v {
+                    Value::Int(i) => <$t>::try_from(i).map_err(|_| {
+                        format!("{i} is out of range ({}..={})", <$t>::MIN, <$t>::MAX)
+                    }),
+                    Value::Size(n) => <$t>::try_from(n).map_err(|_| {
+                        format!("{n} is out of range ({}..={})", <$t>::MIN, <$t>::MAX)
+                    }),
+                    other => mismatch(&other),
+                }
+            }
+        }
+    )*};
+}
+
+from_int_value!(u16, u32, u64, usize, i64);
 
 #[cfg(test)]
 mod tests {

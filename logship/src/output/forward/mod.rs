@@ -41,6 +41,7 @@
 //! See `docs/forward-output.md`.
 
 pub mod balancer;
+pub mod config;
 pub mod health;
 pub mod sender;
 
@@ -51,10 +52,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::buffer::{Buffer, BufferSettings, Chunk, RetryPolicy};
-use crate::config::ForwardOutputConfig;
 use crate::event::{BoxFuture, EmitError, EventBatch};
 use crate::forward::{encode_packed_forward, new_chunk_id, ClientConfig};
 use crate::output::Output;
+pub use config::{ForwardOutputConfig, ForwardServerTarget};
 
 use balancer::{Balancer, Slot};
 use health::{Health, HeartbeatType};
