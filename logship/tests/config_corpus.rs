@@ -150,7 +150,12 @@ fn typed_values_of_the_corpus() {
     assert!(b.is_file);
     assert_eq!(b.chunk_limit_size, Some(8 << 20));
     assert_eq!(b.total_limit_size, Some(512 << 20));
-    // Chunks are not cut per time slice yet: `timekey` is accepted and named as such.
-    let timekey = cfg.no_effect.iter().find(|n| n.name == "timekey").unwrap();
-    assert!(timekey.section.starts_with("<buffer"), "{timekey:?}");
+    // Chunks are cut per day (timekey 1d), delivered 10 minutes after each day ends.
+    assert_eq!(b.timekey, Some(std::time::Duration::from_secs(86400)));
+    assert_eq!(b.timekey_wait, std::time::Duration::from_secs(600));
+    assert!(
+        cfg.no_effect.iter().all(|n| !n.name.starts_with("timekey")),
+        "{:?}",
+        cfg.no_effect
+    );
 }

@@ -139,6 +139,9 @@ fn sample(p: &ParamSpec) -> String {
     if p.secret {
         return SECRET_SAMPLE.into();
     }
+    if p.name == "timekey_zone" {
+        return "+0900".into();
+    }
     if let DefaultValue::Value(v) = p.default {
         return if v.is_empty() {
             "\"\"".into()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::auth::{redact_url, split_userinfo, Credentials};
 use super::tls::{TlsOptions, TlsVersion};
 use crate::buffer::config::BufferConfig;
-use crate::buffer::BufferSettings;
+use crate::buffer::{BufferSettings, RetryPolicy};
 use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
@@ -434,10 +434,8 @@ pub struct EsSettings {
     pub dead_letter_path: Option<String>,
     pub buffer: BufferSettings,
     pub flush_thread_count: usize,
-    pub retry_wait: Duration,
-    pub retry_max_interval: Duration,
-    pub retry_forever: bool,
-    pub retry_timeout: Duration,
+    /// `retry_*` of `<buffer>`: waits between attempts and `retry_timeout`.
+    pub retry: RetryPolicy,
 }
 
 /// An index template read at start-up.
@@ -577,12 +575,7 @@ impl EsSettings {
             dead_letter_path: cfg.dead_letter_path.clone(),
             buffer,
             flush_thread_count: b.map_or(1, |b| b.flush_thread_count.max(1) as usize),
-            retry_wait: b.map_or(Duration::from_secs(1), |b| b.retry_wait),
-            retry_max_interval: b
-                .and_then(|b| b.retry_max_interval)
-                .unwrap_or(Duration::from_secs(60)),
-            retry_forever: b.is_some_and(|b| b.retry_forever),
-            retry_timeout: b.map_or(Duration::from_secs(72 * 3600), |b| b.retry_timeout),
+            retry: RetryPolicy::from_config(b),
         })
     }
 
