@@ -358,48 +358,31 @@ async fn wrong_json_types_are_422(app: TestApp) {
         .unwrap();
     let body = assert_problem(resp, 422).await;
     assert!(body["errors"].is_array());
-    let resp = app
-        .client
-        .post(app.url("/users"))
-        .json(&json!([1, 2]))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(resp, 422).await;
-    // An array is not an object, even when its items would fit the fields in
-    // order (serde's derived impls accept that; found by schemathesis).
-    let resp = app
-        .client
-        .post(app.url("/users"))
-        .json(&json!(["Array", "array@example.com"]))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(resp, 422).await;
     let created: Value = app
         .create("Obj", "obj@example.com")
         .await
         .json()
         .await
         .unwrap();
-    for body in [json!([null, null]), json!(["x"])] {
+    let user_path = format!("/users/{}", created["id"]);
+    // An array is not an object, even when its items would fit the fields in
+    // order (serde's derived impls accept that; found by schemathesis).
+    for (method, path, body) in [
+        ("POST", "/users", json!([1, 2])),
+        ("POST", "/users", json!(["Array", "array@example.com"])),
+        ("PATCH", user_path.as_str(), json!([null, null])),
+        ("PATCH", user_path.as_str(), json!(["x"])),
+        ("POST", "/sessions", json!(["obj@example.com", "password"])),
+    ] {
         let resp = app
             .client
-            .patch(app.url(&format!("/users/{}", created["id"])))
+            .request(method.parse().unwrap(), app.url(path))
             .json(&body)
             .send()
             .await
             .unwrap();
         assert_problem(resp, 422).await;
     }
-    let resp = app
-        .client
-        .post(app.url("/sessions"))
-        .json(&json!(["obj@example.com", "password"]))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(resp, 422).await;
 }
 
 async fn oversized_body_is_413(app: TestApp) {
