@@ -42,15 +42,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::migrate::Migrator;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
-use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode};
 use sqlx::{Connection, FromRow, QueryBuilder};
 use utoipa::ToSchema;
 
 use crate::authz::Role;
 use crate::config::{Backend, DatabaseSettings};
+use crate::pool::ConnPool;
 
 static MYSQL_MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -141,52 +141,55 @@ pub enum SetupError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// A pool for one of the supported backends.
+/// A connection pool for one of the supported backends (see [`crate::pool`]).
 #[derive(Debug, Clone)]
 pub enum Db {
     /// MySQL / MariaDB.
-    MySql(MySqlPool),
+    MySql(ConnPool<MySqlConnection>),
     /// PostgreSQL.
-    Postgres(PgPool),
+    Postgres(ConnPool<PgConnection>),
     /// SQLite.
-    Sqlite(SqlitePool),
+    Sqlite(ConnPool<SqliteConnection>),
 }
 
-/// Pool options shared by all backends.
+/// Run the same body against a connection of whichever backend is inside a
+/// [`Db`]: `dispatch!(db, conn => sqlx::query(..).fetch_one(conn).await?)`.
 ///
-/// `test_before_acquire` (a ping round trip on *every* checkout) is replaced
-/// by a ping only for connections idle longer than [`PING_IF_IDLE_FOR`]: busy
-/// connections are known-good, and a connection that died under load fails
-/// its query (→ 503) and is discarded, so the pool still heals by itself.
-fn pool_options<DB: sqlx::Database>(max: u32, acquire: Duration) -> PoolOptions<DB> {
-    PoolOptions::<DB>::new()
-        .max_connections(max)
-        .acquire_timeout(acquire)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_IF_IDLE_FOR {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-}
-
-/// Connections idle at least this long are pinged before use.
-pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-
-/// Run the same body against whichever pool is inside a [`Db`].
+/// `conn` is a `&mut` sqlx connection (an executor; `conn.begin()` starts a
+/// transaction). The body runs in an `async` block whose `?` stops at
+/// `sqlx::Error`; that error leaves as a [`DbError`] through the caller's
+/// `?`. Only a body that ends without an error marks the
+/// connection finished, so that it goes straight back to the pool; anything
+/// else (an error, the caller's future dropped mid-query) returns it through
+/// the pool's settling ping (see [`crate::pool`]).
 macro_rules! dispatch {
-    ($db:expr, $pool:ident => $body:expr) => {
+    ($db:expr, $conn:ident => $body:expr) => {
         match $db {
-            Db::MySql($pool) => $body,
-            Db::Postgres($pool) => $body,
-            Db::Sqlite($pool) => $body,
+            $crate::db::Db::MySql(pool) => $crate::db::with_conn!(pool, $conn => $body),
+            $crate::db::Db::Postgres(pool) => $crate::db::with_conn!(pool, $conn => $body),
+            $crate::db::Db::Sqlite(pool) => $crate::db::with_conn!(pool, $conn => $body),
         }
     };
 }
 pub(crate) use dispatch;
+
+/// One arm of [`dispatch!`]: borrow a connection of `pool`, run the body,
+/// mark the connection finished if the body succeeded.
+macro_rules! with_conn {
+    ($pool:expr, $conn:ident => $body:expr) => {{
+        let mut pooled = $pool.acquire().await.map_err($crate::db::DbError::from)?;
+        let result: ::std::result::Result<_, ::sqlx::Error> = async {
+            let $conn = &mut *pooled;
+            Ok($body)
+        }
+        .await;
+        if result.is_ok() {
+            pooled.finish().await;
+        }
+        result.map_err($crate::db::DbError::from)?
+    }};
+}
+pub(crate) use with_conn;
 
 impl Db {
     /// Create a lazy pool: no connection is attempted until first use.
@@ -200,11 +203,11 @@ impl Db {
         Ok(match s.backend {
             Backend::MySql => {
                 let opts = MySqlConnectOptions::from_str(&s.url).map_err(url_err)?;
-                Db::MySql(pool_options::<sqlx::MySql>(max, acquire).connect_lazy_with(opts))
+                Db::MySql(ConnPool::new_lazy(opts, max, acquire))
             }
             Backend::Postgres => {
                 let opts = PgConnectOptions::from_str(&s.url).map_err(url_err)?;
-                Db::Postgres(pool_options::<sqlx::Postgres>(max, acquire).connect_lazy_with(opts))
+                Db::Postgres(ConnPool::new_lazy(opts, max, acquire))
             }
             Backend::Sqlite => {
                 let opts = SqliteConnectOptions::from_str(&s.url)
@@ -212,7 +215,7 @@ impl Db {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(5));
-                Db::Sqlite(pool_options::<sqlx::Sqlite>(max, acquire).connect_lazy_with(opts))
+                Db::Sqlite(ConnPool::new_lazy(opts, max, acquire))
             }
         })
     }
@@ -228,20 +231,38 @@ impl Db {
 
     /// Apply the embedded migrations for this backend.
     pub async fn migrate(&self) -> Result<(), SetupError> {
+        let migrate_err = |e: sqlx::Error| SetupError::Migrate(e.into());
         match self {
-            Db::MySql(p) => MYSQL_MIGRATOR.run(p).await?,
-            Db::Postgres(p) => POSTGRES_MIGRATOR.run(p).await?,
-            Db::Sqlite(p) => SQLITE_MIGRATOR.run(p).await?,
+            Db::MySql(p) => {
+                let mut c = p.acquire().await.map_err(migrate_err)?;
+                MYSQL_MIGRATOR.run(&mut *c).await?;
+                c.finish().await;
+            }
+            Db::Postgres(p) => {
+                let mut c = p.acquire().await.map_err(migrate_err)?;
+                POSTGRES_MIGRATOR.run(&mut *c).await?;
+                c.finish().await;
+            }
+            Db::Sqlite(p) => {
+                let mut c = p.acquire().await.map_err(migrate_err)?;
+                SQLITE_MIGRATOR.run(&mut *c).await?;
+                c.finish().await;
+            }
         }
         Ok(())
     }
 
     /// Check that a connection can be acquired and used within `timeout`.
     pub async fn ping(&self, timeout: Duration) -> Result<(), DbError> {
-        let fut =
-            async { dispatch!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())) };
+        let fut = async {
+            dispatch!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())?);
+            Ok::<_, DbError>(())
+        };
         match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r.map_err(|e| DbError::Unavailable(e.to_string())),
+            Ok(r) => r.map_err(|e| match e {
+                DbError::Unavailable(m) | DbError::Other(m) => DbError::Unavailable(m),
+                other => DbError::Unavailable(other.to_string()),
+            }),
             Err(_) => Err(DbError::Unavailable(format!(
                 "no answer within {} ms",
                 timeout.as_millis()
@@ -249,9 +270,23 @@ impl Db {
         }
     }
 
-    /// Close the pool, waiting for checked-out connections to be returned.
+    /// Connections open and idle in the pool right now (see [`ConnPool::idle`]).
+    pub fn idle_connections(&self) -> usize {
+        match self {
+            Db::MySql(p) => p.idle(),
+            Db::Postgres(p) => p.idle(),
+            Db::Sqlite(p) => p.idle(),
+        }
+    }
+
+    /// Close the pool: idle connections are closed politely, connections
+    /// still in use are closed when they come back.
     pub async fn close(&self) {
-        dispatch!(self, p => p.close().await)
+        match self {
+            Db::MySql(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+            Db::Sqlite(p) => p.close().await,
+        }
     }
 
     /// Placeholder `n` (1-based) in this backend's syntax.
@@ -313,8 +348,8 @@ impl Db {
     ) -> Result<User, DbError> {
         let now = now();
         match self {
-            Db::MySql(p) => {
-                let res = sqlx::query(
+            Db::MySql(pool) => {
+                let res = with_conn!(pool, p => sqlx::query(
                     "INSERT INTO users (name, email, created_at, updated_at, password_hash) \
                      VALUES (?, ?, ?, ?, ?)",
                 )
@@ -324,7 +359,7 @@ impl Db {
                 .bind(now)
                 .bind(password_hash)
                 .execute(p)
-                .await?;
+                .await?);
                 let id = i64::try_from(res.last_insert_id())
                     .map_err(|e| DbError::Other(e.to_string()))?;
                 Ok(User {
@@ -345,25 +380,14 @@ impl Db {
                     self.ph(4),
                     self.ph(5)
                 );
-                match self {
-                    Db::Postgres(p) => Ok(sqlx::query_as::<_, User>(&sql)
-                        .bind(name)
-                        .bind(email)
-                        .bind(now)
-                        .bind(now)
-                        .bind(password_hash)
-                        .fetch_one(p)
-                        .await?),
-                    Db::Sqlite(p) => Ok(sqlx::query_as::<_, User>(&sql)
-                        .bind(name)
-                        .bind(email)
-                        .bind(now)
-                        .bind(now)
-                        .bind(password_hash)
-                        .fetch_one(p)
-                        .await?),
-                    Db::MySql(_) => unreachable!("handled above"),
-                }
+                Ok(dispatch!(self, p => sqlx::query_as::<_, User>(&sql)
+                    .bind(name)
+                    .bind(email)
+                    .bind(now)
+                    .bind(now)
+                    .bind(password_hash)
+                    .fetch_one(p)
+                    .await?))
             }
         }
     }

@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::{Connection as _, FromRow, QueryBuilder};
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use crate::config::JobSettings;
-use crate::db::{dispatch, now_ms, Db, DbError};
+use crate::db::{dispatch, now_ms, with_conn, Db, DbError};
 use crate::{sessions, validation};
 
 /// Job kind of user imports.
@@ -311,22 +311,18 @@ impl Db {
             };
         }
         match self {
-            Db::MySql(p) => {
+            Db::MySql(pool) => {
                 let sql = format!("INSERT INTO jobs {cols} VALUES ({vals})");
-                let r = binds!(sqlx::query(&sql)).execute(p).await?;
+                let r = with_conn!(pool, p => binds!(sqlx::query(&sql)).execute(p).await?);
                 Ok(r.last_insert_id() as i64)
             }
-            Db::Postgres(p) => {
+            db => {
                 let sql = format!("INSERT INTO jobs {cols} VALUES ({vals}) RETURNING id");
-                Ok(binds!(sqlx::query_scalar::<_, i64>(&sql))
+                Ok(
+                    dispatch!(db, p => binds!(sqlx::query_scalar::<_, i64>(&sql))
                     .fetch_one(p)
-                    .await?)
-            }
-            Db::Sqlite(p) => {
-                let sql = format!("INSERT INTO jobs {cols} VALUES ({vals}) RETURNING id");
-                Ok(binds!(sqlx::query_scalar::<_, i64>(&sql))
-                    .fetch_one(p)
-                    .await?)
+                    .await?),
+                )
             }
         }
     }
@@ -376,63 +372,69 @@ impl Db {
             )
         };
         match self {
-            Db::MySql(p) => {
-                let mut tx = p.begin().await?;
+            Db::MySql(pool) => {
                 let sel = format!(
                     "SELECT id FROM jobs WHERE {} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
                     ready(1)
                 );
-                let Some(id) = sqlx::query_scalar::<_, i64>(&sel)
-                    .bind(now)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                else {
-                    tx.rollback().await?;
-                    return Ok(None);
-                };
                 let upd = format!("UPDATE jobs SET {} WHERE id = ?", set(1, 2, 3));
-                sqlx::query(&upd)
-                    .bind(worker)
-                    .bind(until)
-                    .bind(now)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                self.get_job(id).await
+                let claimed = with_conn!(pool, p => {
+                    let mut tx = p.begin().await?;
+                    let id = sqlx::query_scalar::<_, i64>(&sel)
+                        .bind(now)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(id) = id {
+                        sqlx::query(&upd)
+                            .bind(worker)
+                            .bind(until)
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                    } else {
+                        tx.rollback().await?;
+                    }
+                    id
+                });
+                match claimed {
+                    Some(id) => self.get_job(id).await,
+                    None => Ok(None),
+                }
             }
-            Db::Postgres(p) => {
+            Db::Postgres(pool) => {
                 let sql = format!(
                     "UPDATE jobs SET {} WHERE id = (SELECT id FROM jobs WHERE {} ORDER BY id \
                      LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {JOB_COLUMNS}",
                     set(1, 2, 3),
                     ready(4)
                 );
-                Ok(sqlx::query_as::<_, JobRow>(&sql)
+                Ok(with_conn!(pool, p => sqlx::query_as::<_, JobRow>(&sql)
                     .bind(worker)
                     .bind(until)
                     .bind(now)
                     .bind(now)
                     .bind(now)
                     .fetch_optional(p)
-                    .await?)
+                    .await?))
             }
-            Db::Sqlite(p) => {
+            Db::Sqlite(pool) => {
                 let sql = format!(
                     "UPDATE jobs SET {} WHERE id = (SELECT id FROM jobs WHERE {} ORDER BY id \
                      LIMIT 1) RETURNING {JOB_COLUMNS}",
                     set(1, 2, 3),
                     ready(4)
                 );
-                Ok(sqlx::query_as::<_, JobRow>(&sql)
+                Ok(with_conn!(pool, p => sqlx::query_as::<_, JobRow>(&sql)
                     .bind(worker)
                     .bind(until)
                     .bind(now)
                     .bind(now)
                     .bind(now)
                     .fetch_optional(p)
-                    .await?)
+                    .await?))
             }
         }
     }
@@ -486,7 +488,7 @@ impl Db {
             _ => ("INSERT INTO", " ON CONFLICT (email) DO NOTHING"),
         };
         let ts = crate::db::now_micros();
-        dispatch!(self, p => {
+        let held = dispatch!(self, p => {
             let mut tx = p.begin().await?;
             let held = sqlx::query(&guard)
                 .bind(now + lease.as_millis() as i64)
@@ -499,8 +501,8 @@ impl Db {
                 .rows_affected();
             if held != 1 {
                 tx.rollback().await?;
-                return Ok(false);
-            }
+                false
+            } else {
             let mut inserted = 0;
             if !users.is_empty() {
                 let mut qb = QueryBuilder::new(format!(
@@ -527,8 +529,10 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            true
+            }
         });
-        Ok(true)
+        Ok(held)
     }
 
     /// Set the final state of a job held by `worker`: `done`, or back to

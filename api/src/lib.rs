@@ -10,6 +10,7 @@
 //!   by a pure function over a map so it can be unit-tested.
 //! * [`telemetry`] — structured JSON (bunyan) logs on stdout, one per line.
 //! * [`db`] — the database handle, repository operations and migrations.
+//! * [`pool`] — the connection pool (connections come back without a ping).
 //! * [`validation`] — input validation for names and e-mail addresses.
 //! * [`error`] — every error leaves as `application/problem+json` (RFC 9457).
 //! * [`routes`] — HTTP handlers: users CRUD, health, OpenAPI.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod jobs;
 pub mod login_limit;
+pub mod pool;
 pub mod redis_conn;
 pub mod request_log;
 pub mod routes;

@@ -23,10 +23,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
+use sqlx::Connection as _;
 
 use crate::client_addr::limit_key;
 use crate::config::LoginLimitSettings;
-use crate::db::{dispatch, now_ms, Db, DbError};
+use crate::db::{dispatch, now_ms, with_conn, Db, DbError};
 use crate::redis_conn::{Redis, RedisUnavailable};
 
 /// The longest accepted `LOGIN_LIMIT_WINDOW` (the purge task keeps a day).
@@ -143,8 +144,7 @@ impl LoginLimiter {
                     .bind(&email_bucket)
                     .execute(p)
                     .await
-                    .map(|_| ())
-                    .map_err(DbError::from)?);
+                    .map(|_| ())?);
             }
         }
         Ok(())
@@ -153,7 +153,7 @@ impl LoginLimiter {
     /// Add one to a database counter and return its new value.
     async fn db_increment(&self, bucket: &str, start: i64) -> Result<i64, DbError> {
         Ok(match &self.db {
-            Db::MySql(p) => {
+            Db::MySql(pool) => with_conn!(pool, p => {
                 // MariaDB/MySQL have no RETURNING on upserts: increment and
                 // read back inside one transaction (the row stays locked).
                 let mut tx = p.begin().await?;
@@ -174,7 +174,7 @@ impl LoginLimiter {
                 .await?;
                 tx.commit().await?;
                 n
-            }
+            }),
             db => {
                 let sql = format!(
                     "INSERT INTO login_attempts (bucket, window_start, attempts) VALUES ({}, {}, 1) \

@@ -167,8 +167,7 @@ impl SessionStore {
                     .bind(now + ttl_ms)
                     .execute(p)
                     .await
-                    .map(|_| ())
-                    .map_err(DbError::from)?);
+                    .map(|_| ())?);
             }
         }
         Ok(NewSession {
@@ -203,8 +202,7 @@ impl SessionStore {
                     .bind(&hash)
                     .bind(now_ms())
                     .fetch_optional(p)
-                    .await
-                    .map_err(DbError::from)?)
+                    .await?)
             }
         };
         Ok(row.map(|(user_id, role)| Principal {
@@ -229,8 +227,7 @@ impl SessionStore {
                     .bind(&hash)
                     .execute(p)
                     .await
-                    .map(|_| ())
-                    .map_err(DbError::from)?);
+                    .map(|_| ())?);
             }
         }
         Ok(())

@@ -80,9 +80,21 @@ async fn count_like(db: &Db, prefix: &str) -> (i64, i64) {
         _ => "SELECT COUNT(*), COUNT(DISTINCT email) FROM users WHERE email LIKE ?",
     };
     match db {
-        Db::MySql(p) => sqlx::query_as(sql).bind(pat).fetch_one(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_as(sql).bind(pat).fetch_one(p).await.unwrap(),
-        Db::Sqlite(p) => sqlx::query_as(sql).bind(pat).fetch_one(p).await.unwrap(),
+        Db::MySql(p) => sqlx::query_as(sql)
+            .bind(pat)
+            .fetch_one(&mut *p.acquire().await.unwrap())
+            .await
+            .unwrap(),
+        Db::Postgres(p) => sqlx::query_as(sql)
+            .bind(pat)
+            .fetch_one(&mut *p.acquire().await.unwrap())
+            .await
+            .unwrap(),
+        Db::Sqlite(p) => sqlx::query_as(sql)
+            .bind(pat)
+            .fetch_one(&mut *p.acquire().await.unwrap())
+            .await
+            .unwrap(),
     }
 }
 
@@ -477,7 +489,7 @@ async fn purge_task_deletes_expired_sessions_and_old_jobs() {
         unreachable!()
     };
     let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
-        .fetch_one(p)
+        .fetch_one(&mut *p.acquire().await.unwrap())
         .await
         .unwrap();
     assert_eq!(sessions, 2, "the live session and the test client's remain");

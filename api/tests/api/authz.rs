@@ -48,9 +48,21 @@ async fn status_with(c: &reqwest::Client, url: &str, token: &str) -> u16 {
 async fn db_sessions(db: &Db, user_id: i64) -> i64 {
     let sql = format!("SELECT COUNT(*) FROM sessions WHERE user_id = {}", user_id);
     match db {
-        Db::MySql(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-        Db::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
-        Db::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+        Db::MySql(p) => {
+            sqlx::query_scalar(&sql)
+                .fetch_one(&mut *p.acquire().await.unwrap())
+                .await
+        }
+        Db::Postgres(p) => {
+            sqlx::query_scalar(&sql)
+                .fetch_one(&mut *p.acquire().await.unwrap())
+                .await
+        }
+        Db::Sqlite(p) => {
+            sqlx::query_scalar(&sql)
+                .fetch_one(&mut *p.acquire().await.unwrap())
+                .await
+        }
     }
     .unwrap()
 }

@@ -203,9 +203,18 @@ pub async fn insert_fixture_admin(db: &Db) -> i64 {
                VALUES (-1, 'Fixture Admin', 'fixture-admin@example.invalid', \
                CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'admin')";
     match db {
-        Db::MySql(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-        Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
-        Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        Db::MySql(p) => sqlx::query(sql)
+            .execute(&mut *p.acquire().await.unwrap())
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sql)
+            .execute(&mut *p.acquire().await.unwrap())
+            .await
+            .map(|_| ()),
+        Db::Sqlite(p) => sqlx::query(sql)
+            .execute(&mut *p.acquire().await.unwrap())
+            .await
+            .map(|_| ()),
     }
     .expect("insert fixture admin");
     -1
@@ -219,13 +228,13 @@ pub async fn start_user_ids_at_random(db: &Db) {
     let start = 1_000_000 + i64::from(uuid::Uuid::new_v4().as_fields().0 % 1_000_000) * 1_000_000;
     let r = match db {
         Db::MySql(p) => sqlx::query(&format!("ALTER TABLE users AUTO_INCREMENT = {start}"))
-            .execute(p)
+            .execute(&mut *p.acquire().await.unwrap())
             .await
             .map(|_| ()),
         Db::Postgres(p) => sqlx::query(&format!(
             "ALTER TABLE users ALTER COLUMN id RESTART WITH {start}"
         ))
-        .execute(p)
+        .execute(&mut *p.acquire().await.unwrap())
         .await
         .map(|_| ()),
         Db::Sqlite(p) => {
@@ -233,14 +242,14 @@ pub async fn start_user_ids_at_random(db: &Db) {
             let updated = sqlx::query(&format!(
                 "UPDATE sqlite_sequence SET seq = {seq} WHERE name = 'users'"
             ))
-            .execute(p)
+            .execute(&mut *p.acquire().await.unwrap())
             .await
             .map(|r| r.rows_affected());
             match updated {
                 Ok(0) => sqlx::query(&format!(
                     "INSERT INTO sqlite_sequence (name, seq) VALUES ('users', {seq})"
                 ))
-                .execute(p)
+                .execute(&mut *p.acquire().await.unwrap())
                 .await
                 .map(|_| ()),
                 other => other.map(|_| ()),

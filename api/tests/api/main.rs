@@ -8,5 +8,6 @@ mod binary;
 mod config;
 mod helpers;
 mod login_limit;
+mod pool;
 mod sessions;
 mod users;
