@@ -9,7 +9,7 @@
 //! - [`output`]: `stdout`, `file`, `null`, `copy`, `elasticsearch`.
 //! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
-//! - [`msgpack_json`]: msgpack → JSON without a value tree.
+//! - [`msgpack_json`]: msgpack → JSON without a value tree; [`json_msgpack`]: JSON → msgpack.
 //! - [`log_limit`]: rate-limited warnings for per-event and per-connection problems.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 //! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
@@ -20,6 +20,7 @@ pub mod config;
 pub mod event;
 pub mod filter;
 pub mod forward;
+pub mod json_msgpack;
 pub mod log_limit;
 pub mod metrics;
 pub mod msgpack_json;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use logship::config::{ConcatConfig, ParseConfig, ParserFilterConfig, RecordTransformerConfig};
+use logship::config::{ConcatConfig, ParserFilterConfig, RecordTransformerConfig};
 use logship::event::{Event, EventTime};
 use logship::filter::concat::ConcatFilter;
 use logship::filter::parser::ParserFilter;
@@ -28,17 +28,9 @@ fn js(e: &Event) -> Value {
 
 fn parser_cfg(reserve_data: bool, remove: bool) -> ParserFilterConfig {
     ParserFilterConfig {
-        key_name: "log".into(),
         reserve_data,
-        reserve_time: false,
         remove_key_name_field: remove,
-        inject_key_prefix: None,
-        hash_value_field: None,
-        emit_invalid_record_to_error: true,
-        parse: ParseConfig {
-            time_key: Some("time".into()),
-            keep_time_key: false,
-        },
+        ..ParserFilterConfig::default()
     }
 }
 

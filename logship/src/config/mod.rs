@@ -197,7 +197,50 @@ pub struct ParserFilterConfig {
     pub inject_key_prefix: Option<String>,
     pub hash_value_field: Option<String>,
     pub emit_invalid_record_to_error: bool,
+    /// Invalid UTF-8 in the parsed value is replaced with `?` instead of failing the record.
+    pub replace_invalid_sequence: bool,
     pub parse: ParseConfig,
+}
+
+impl Default for ParserFilterConfig {
+    /// Fluentd's defaults (`key_name log` is logship's: Fluentd requires it).
+    fn default() -> Self {
+        Self {
+            key_name: "log".into(),
+            reserve_data: false,
+            reserve_time: false,
+            remove_key_name_field: false,
+            inject_key_prefix: None,
+            hash_value_field: None,
+            emit_invalid_record_to_error: true,
+            replace_invalid_sequence: false,
+            parse: ParseConfig::default(),
+        }
+    }
+}
+
+/// How `<parse>` reads the time field (`time_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeType {
+    /// Not set and no `time_format`: a number of seconds, or an RFC 3339 string.
+    Auto,
+    /// `string`: `time_format` (strptime), else RFC 3339.
+    String,
+    /// `float`: seconds with a fraction (a number, or a decimal string).
+    Float,
+    /// `unixtime`: whole seconds (a number or a decimal string; the fraction is dropped).
+    Unixtime,
+}
+
+/// The zone of a `time_format` without `%z` (`localtime`, `utc`, `timezone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseZone {
+    /// The host's local zone (`localtime true`, Fluentd's default).
+    Local,
+    /// `utc true` / `localtime false`.
+    Utc,
+    /// `timezone +09:00`: a fixed offset, in seconds east of UTC.
+    Fixed(i32),
 }
 
 /// `<parse>` (only `@type json`).
@@ -205,6 +248,28 @@ pub struct ParserFilterConfig {
 pub struct ParseConfig {
     pub time_key: Option<String>,
     pub keep_time_key: bool,
+    pub time_type: TimeType,
+    /// A Ruby strptime format, or `%iso8601`.
+    pub time_format: Option<String>,
+    pub zone: ParseZone,
+    /// A regular expression: a parsed top-level string value that matches it becomes null.
+    pub null_value_pattern: Option<String>,
+    /// A parsed top-level empty string becomes null.
+    pub null_empty_string: bool,
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        Self {
+            time_key: Some("time".into()),
+            keep_time_key: false,
+            time_type: TimeType::Auto,
+            time_format: None,
+            zone: ParseZone::Local,
+            null_value_pattern: None,
+            null_empty_string: false,
+        }
+    }
 }
 
 /// `@type record_transformer`.
@@ -1164,7 +1229,7 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
             let inject_key_prefix = s.string("inject_key_prefix");
             let hash_value_field = s.string("hash_value_field");
             let emit_invalid_record_to_error = s.bool("emit_invalid_record_to_error", true);
-            s.raw("replace_invalid_sequence");
+            let replace_invalid_sequence = s.bool("replace_invalid_sequence", false);
             let parse = match s.child("parse") {
                 Some(p) => parse_section(p, s.errors),
                 None => {
@@ -1175,10 +1240,7 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
                             s.what
                         ),
                     );
-                    ParseConfig {
-                        time_key: Some("time".into()),
-                        keep_time_key: false,
-                    }
+                    ParseConfig::default()
                 }
             };
             FilterConfig::Parser(ParserFilterConfig {
@@ -1189,6 +1251,7 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
                 inject_key_prefix,
                 hash_value_field,
                 emit_invalid_record_to_error,
+                replace_invalid_sequence,
                 parse,
             })
         }
@@ -1271,19 +1334,60 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
     let time_key = s.string_or("time_key", "time");
     let keep_time_key = s.bool("keep_time_key", false);
     s.one_of("json_parser", &["oj", "yajl", "json"], "oj");
-    s.one_of(
-        "time_type",
-        &["float", "unixtime", "string", "mixed"],
-        "string",
-    );
-    s.raw("time_format");
-    s.raw("null_value_pattern");
-    s.raw("null_empty_string");
+    let time_format = s.string("time_format");
+    let time_type = match s.parsed("time_type", |v| match v.trim() {
+        "string" => Ok(TimeType::String),
+        "float" => Ok(TimeType::Float),
+        "unixtime" => Ok(TimeType::Unixtime),
+        "mixed" => Err("'mixed' (with time_format_fallbacks) is not supported; supported: string, float, unixtime".to_string()),
+        other => Err(format!("invalid value {other:?}; supported: string, float, unixtime")),
+    }) {
+        Some(t) => t,
+        // Fluentd: time_format implies string.
+        None if time_format.is_some() => TimeType::String,
+        None => TimeType::Auto,
+    };
+    if let (Some(f), TimeType::String) = (&time_format, time_type) {
+        if let Err(e) = crate::filter::time_parse::check_format(f) {
+            let loc = p.param("time_format").map(|x| x.loc.clone());
+            s.error(&loc.unwrap_or(p.loc.clone()), format!("parameter 'time_format' in {}: {e}", s.what));
+        }
+    }
+    let null_value_pattern = s.string("null_value_pattern");
+    if let Some(pat) = &null_value_pattern {
+        if let Err(e) = regex::Regex::new(pat) {
+            let loc = p.param("null_value_pattern").map(|x| x.loc.clone());
+            s.error(
+                &loc.unwrap_or(p.loc.clone()),
+                format!("parameter 'null_value_pattern' in {}: invalid regular expression: {e}", s.what),
+            );
+        }
+    }
+    let null_empty_string = s.bool("null_empty_string", false);
     s.raw("estimate_current_event");
     s.raw("stream_buffer_size");
-    s.raw("utc");
-    s.raw("localtime");
-    s.raw("timezone");
+    let utc = s.parsed("utc", values::parse_bool);
+    let localtime = s.parsed("localtime", values::parse_bool);
+    let timezone = s.parsed("timezone", crate::filter::time_parse::parse_timezone);
+    let zone_param = ["utc", "localtime", "timezone"].into_iter().find(|n| p.param(n).is_some());
+    let zone = match (utc, localtime, timezone) {
+        (Some(_), Some(_), _) => {
+            let loc = p.param("utc").map(|x| x.loc.clone()).unwrap_or(p.loc.clone());
+            s.error(&loc, format!("both utc and localtime are set in {}; use only one of them", s.what));
+            ParseZone::Local
+        }
+        (_, _, Some(offset)) => ParseZone::Fixed(offset),
+        (Some(true), _, None) | (_, Some(false), None) => ParseZone::Utc,
+        _ => ParseZone::Local,
+    };
+    if let Some(name) = zone_param {
+        // As in Fluentd: a zone only means something for a strptime format without %z.
+        let strptime = matches!(time_type, TimeType::String | TimeType::Auto);
+        if strptime && time_format.is_none() && (zone != ParseZone::Local || name == "timezone") {
+            let loc = p.param(name).map(|x| x.loc.clone()).unwrap_or(p.loc.clone());
+            s.error(&loc, format!("'{name}' in {} needs a time_format (it applies to times parsed with it)", s.what));
+        }
+    }
     let _ = ty;
     s.finish();
     ParseConfig {
@@ -1293,6 +1397,11 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
             Some(time_key)
         },
         keep_time_key,
+        time_type,
+        time_format,
+        zone,
+        null_value_pattern,
+        null_empty_string,
     }
 }
 

@@ -1,39 +1,133 @@
 //! `@type parser` with `<parse> @type json`: parses the string field `key_name` (default
-//! `log`) as a JSON object.
+//! `log`) as a JSON object and merges it into the record — in wire form: the JSON text is
+//! transcoded straight to msgpack ([`crate::json_msgpack`], as strict as `serde_json`) and the
+//! new record is built by copying the original entries' bytes and the parsed entries' bytes.
+//! No value tree is built, and the records of a batch share one allocation.
 //!
 //! - `reserve_data false` (default): the record becomes the parsed object;
-//!   `reserve_data true`: the original fields are kept and the parsed ones added (a parsed key
-//!   replaces an original key of the same name); `remove_key_name_field true` drops the source
-//!   field when parsing succeeded.
+//!   `reserve_data true`: the original fields are kept and the parsed ones added after them (a
+//!   parsed key replaces an original key of the same name); `remove_key_name_field true` drops
+//!   the source field when parsing succeeded.
 //! - `inject_key_prefix P`: parsed keys become `P<key>`; `hash_value_field F`: the parsed object
 //!   is stored under `F` instead of being merged.
-//! - time: when the parsed object has `time_key` (default `time`) holding an RFC 3339 string or
-//!   a number of seconds, the event time becomes it and the key is removed (unless
-//!   `keep_time_key true`); `reserve_time true` keeps the original event time.
-//! - a value that is missing, not a string, not JSON or not an object: the record passes
-//!   through unchanged, a WARN is logged and [`ParserFilter::invalid_count`] goes up
-//!   (Fluentd's emit to `@ERROR` is not implemented).
+//! - time: the parsed object's `time_key` (default `time`) is read by [`TimeParser`]
+//!   (`time_type`, `time_format`, `localtime`/`utc`/`timezone`); the event time becomes it and
+//!   the key is removed unless `keep_time_key true`; `reserve_time true` keeps the original
+//!   event time. A time that cannot be read makes the record unparsable, as in Fluentd.
+//! - `null_value_pattern` (a regular expression, searched anywhere in the value as Ruby's
+//!   `match` does) and `null_empty_string`: a parsed top-level string value that matches
+//!   becomes null.
+//! - `replace_invalid_sequence true`: invalid UTF-8 in the value is replaced with `?` before
+//!   parsing (otherwise such a value is unparsable).
+//!
+//! # Unparsable records
+//! A value that is missing, not a string, not JSON, not an object, or whose time cannot be read:
+//! - is counted ([`ParserFilter::invalid_count`], the `logship_filter_invalid_records` metric —
+//!   every one of them);
+//! - is logged at WARN through a [`LogLimiter`]: the first [`WARN_BURST`] per
+//!   [`WARN_INTERVAL`] with the reason and an example of the value, then one line per interval
+//!   carrying the number suppressed, so a producer of bad lines cannot flood logship's own log;
+//! - with `emit_invalid_record_to_error true` (the default) **and a `<label @ERROR>` in the
+//!   config**, goes to that label with its tag, time and original record, as Fluentd's
+//!   `emit_error_event` does; like Fluentd, it then also stays in the stream (unchanged) only
+//!   when the key was missing or the value was JSON but not an object, with `reserve_data true`;
+//! - otherwise passes through unchanged. Fluentd drops it from the stream in that case (and
+//!   without `@ERROR` logs one warning per record); logship loses no log line instead.
 
+use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
+use regex::Regex;
 
+use super::time_parse::TimeParser;
 use super::Filter;
 use crate::config::ParserFilterConfig;
 use crate::event::{Event, EventTime};
-use crate::output::timefmt;
-use crate::pipeline::record::{self, Entry};
+use crate::json_msgpack::{object_entries, JsonError, ObjectEntry};
+use crate::log_limit::LogLimiter;
+use crate::pipeline::record::{self, map_header, read_str, skip_value};
+
+/// Unparsable records logged in full per [`WARN_INTERVAL`] (per filter).
+pub const WARN_BURST: u32 = 5;
+/// After the burst, one WARN line per interval says how many were not logged.
+pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// Characters of the value shown in a WARN line.
+const EXAMPLE_CHARS: usize = 200;
 
 pub struct ParserFilter {
     cfg: ParserFilterConfig,
+    time: TimeParser,
+    null_pattern: Option<Regex>,
+    /// Unparsable records go to the `@ERROR` label.
+    to_error_label: bool,
     invalid: AtomicU64,
+    warn: LogLimiter,
+}
+
+/// Why a record was left unparsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    NotAMap,
+    Missing,
+    NotAString,
+    NotJson(JsonError),
+    NotAnObject,
+    BadTime(String),
+}
+
+impl Failure {
+    fn reason(&self) -> Cow<'static, str> {
+        match self {
+            Failure::NotAMap => "record is not a msgpack map".into(),
+            Failure::Missing => "key_name field is missing".into(),
+            Failure::NotAString => "key_name field is not a string".into(),
+            Failure::NotJson(e) => format!("value is not valid JSON ({e})").into(),
+            Failure::NotAnObject => "value is not a JSON object".into(),
+            Failure::BadTime(e) => format!("invalid time value: {e}").into(),
+        }
+    }
+}
+
+/// Offsets of one entry of the incoming record.
+struct RawEntry {
+    key: Range<usize>,
+    /// The key's text, when it is a str/bin.
+    text: Option<Range<usize>>,
+    value: Range<usize>,
+}
+
+/// Buffers reused across the events of a batch.
+#[derive(Default)]
+struct Scratch {
+    rec: Vec<RawEntry>,
+    parsed: Vec<u8>,
+    entries: Vec<ObjectEntry>,
+    /// Per parsed entry: kept, and whether its value becomes null.
+    keep: Vec<(bool, bool)>,
 }
 
 impl ParserFilter {
+    /// A filter whose unparsable records pass through (no `@ERROR` label to send them to).
     pub fn new(cfg: ParserFilterConfig) -> Self {
+        Self::with_error_label(cfg, false)
+    }
+
+    /// `error_label`: the config has a `<label @ERROR>` (see the module docs).
+    pub fn with_error_label(cfg: ParserFilterConfig, error_label: bool) -> Self {
         Self {
+            time: TimeParser::new(&cfg.parse),
+            null_pattern: cfg
+                .parse
+                .null_value_pattern
+                .as_deref()
+                .and_then(|p| Regex::new(p).ok()),
+            to_error_label: error_label && cfg.emit_invalid_record_to_error,
             cfg,
             invalid: AtomicU64::new(0),
+            warn: LogLimiter::new(WARN_BURST, WARN_INTERVAL),
         }
     }
 
@@ -42,128 +136,257 @@ impl ParserFilter {
         self.invalid.load(Ordering::Relaxed)
     }
 
-    fn parse_one(&self, ev: &Event) -> Result<Event, &'static str> {
-        let entries = record::entries(&ev.record).map_err(|_| "record is not a msgpack map")?;
-        let src = entries
-            .iter()
-            .find(|e| e.key == Some(self.cfg.key_name.as_bytes()))
-            .ok_or("key_name field is missing")?;
-        let text = src.value_str().ok_or("key_name field is not a string")?;
-        let mut parsed = Vec::with_capacity(text.len());
-        record::json_to_msgpack(text, &mut parsed).map_err(|_| "value is not valid JSON")?;
-        let parsed_entries = record::entries(&parsed).map_err(|_| "value is not a JSON object")?;
+    /// Parses `ev` and appends its new record to `out`; returns the new event time.
+    fn parse_into(
+        &self,
+        ev: &Event,
+        sc: &mut Scratch,
+        out: &mut Vec<u8>,
+    ) -> Result<EventTime, Failure> {
+        let rec = &ev.record[..];
+        let cfg = &self.cfg;
+        sc.rec.clear();
+        let (n, mut p) = map_header(rec).map_err(|_| Failure::NotAMap)?;
+        let mut src = None;
+        for _ in 0..n {
+            let ke = skip_value(rec, p).map_err(|_| Failure::NotAMap)?;
+            let ve = skip_value(rec, ke).map_err(|_| Failure::NotAMap)?;
+            let text = read_str(rec, p).map(|(s, end)| end - s.len()..end);
+            if src.is_none() && text.clone().is_some_and(|t| &rec[t] == cfg.key_name.as_bytes())
+            {
+                src = Some(sc.rec.len());
+            }
+            sc.rec.push(RawEntry {
+                key: p..ke,
+                text,
+                value: ke..ve,
+            });
+            p = ve;
+        }
+        let src = src.ok_or(Failure::Missing)?;
+        let raw = read_str(rec, sc.rec[src].value.start)
+            .map(|(s, _)| s)
+            .ok_or(Failure::NotAString)?;
+        let text: Cow<'_, [u8]> = match std::str::from_utf8(raw) {
+            Err(_) if cfg.replace_invalid_sequence => Cow::Owned(scrub(raw)),
+            _ => Cow::Borrowed(raw),
+        };
+        sc.parsed.clear();
+        sc.entries.clear();
+        object_entries(&text, &mut sc.parsed, &mut sc.entries).map_err(|e| match e {
+            JsonError::NotObject => Failure::NotAnObject,
+            e => Failure::NotJson(e),
+        })?;
+        let parsed = &sc.parsed;
 
+        // Time, then nulls: decide per parsed entry.
         let mut time = ev.time;
-        let mut skip_time_key = None;
-        if let Some(tk) = &self.cfg.parse.time_key {
-            if let Some(te) = parsed_entries.iter().find(|e| e.key == Some(tk.as_bytes())) {
-                if let Some(t) = parse_time_value(te) {
-                    if !self.cfg.reserve_time {
-                        time = t;
-                    }
-                    if !self.cfg.parse.keep_time_key {
-                        skip_time_key = Some(tk.as_bytes());
-                    }
+        sc.keep.clear();
+        sc.keep.resize(sc.entries.len(), (true, false));
+        if let Some(tk) = &cfg.parse.time_key {
+            if let Some(i) = sc
+                .entries
+                .iter()
+                .position(|e| &parsed[e.key_text.clone()] == tk.as_bytes())
+            {
+                let t = self
+                    .time
+                    .parse(&parsed[sc.entries[i].value.clone()])
+                    .map_err(Failure::BadTime)?;
+                if !cfg.reserve_time {
+                    time = t;
+                }
+                sc.keep[i].0 = cfg.parse.keep_time_key;
+            }
+        }
+        if self.null_pattern.is_some() || cfg.parse.null_empty_string {
+            for (e, k) in sc.entries.iter().zip(sc.keep.iter_mut()) {
+                if let Some((s, _)) = read_str(parsed, e.value.start) {
+                    let empty = cfg.parse.null_empty_string && s.is_empty();
+                    let matches = self
+                        .null_pattern
+                        .as_ref()
+                        .is_some_and(|re| std::str::from_utf8(s).is_ok_and(|s| re.is_match(s)));
+                    k.1 = empty || matches;
                 }
             }
         }
-        let parsed_kept: Vec<&Entry<'_>> = parsed_entries
-            .iter()
-            .filter(|e| skip_time_key.is_none() || e.key != skip_time_key)
-            .collect();
 
-        let mut out = Vec::with_capacity(ev.record.len() + parsed.len());
-        let mut n = 0usize;
-        let mut body = Vec::with_capacity(ev.record.len() + parsed.len());
-        if self.cfg.reserve_data {
-            for e in &entries {
-                if self.cfg.remove_key_name_field && e.key == Some(self.cfg.key_name.as_bytes()) {
-                    continue;
-                }
-                // A parsed key of the same name replaces the original (unless nested/prefixed).
-                if self.cfg.hash_value_field.is_none()
-                    && self.cfg.inject_key_prefix.is_none()
-                    && parsed_kept.iter().any(|p| p.raw_key == e.raw_key)
-                {
-                    continue;
-                }
-                if self.cfg.hash_value_field.as_deref().map(str::as_bytes) == e.key {
-                    continue;
-                }
-                body.extend_from_slice(e.raw_key);
-                body.extend_from_slice(e.raw_value);
-                n += 1;
+        // Which original entries stay.
+        let merged = cfg.hash_value_field.is_none() && cfg.inject_key_prefix.is_none();
+        let kept_parsed = sc.keep.iter().filter(|k| k.0).count();
+        let keep_original = |i: usize, e: &RawEntry| -> bool {
+            if !cfg.reserve_data {
+                return false;
+            }
+            let Some(t) = e.text.clone() else {
+                return true;
+            };
+            let key = &rec[t];
+            if cfg.remove_key_name_field && i == src {
+                return false;
+            }
+            if cfg.hash_value_field.as_deref().map(str::as_bytes) == Some(key) {
+                return false;
+            }
+            // A parsed key of the same name replaces the original.
+            !(merged
+                && sc
+                    .entries
+                    .iter()
+                    .zip(&sc.keep)
+                    .any(|(p, k)| k.0 && &parsed[p.key_text.clone()] == key))
+        };
+        let kept_originals = sc
+            .rec
+            .iter()
+            .enumerate()
+            .filter(|(i, e)| keep_original(*i, e))
+            .count();
+        let n = kept_originals
+            + if cfg.hash_value_field.is_some() {
+                1
+            } else {
+                kept_parsed
+            };
+        record::write_map_len(out, n);
+        for (i, e) in sc.rec.iter().enumerate() {
+            if keep_original(i, e) {
+                out.extend_from_slice(&rec[e.key.clone()]);
+                out.extend_from_slice(&rec[e.value.clone()]);
             }
         }
-        let mut parsed_body = Vec::with_capacity(parsed.len());
-        for p in &parsed_kept {
-            match (&self.cfg.inject_key_prefix, p.key) {
-                (Some(prefix), Some(k)) => {
-                    let mut nk = prefix.as_bytes().to_vec();
-                    nk.extend_from_slice(k);
-                    record::write_str(&mut parsed_body, &nk);
+        if let Some(f) = &cfg.hash_value_field {
+            record::write_str(out, f.as_bytes());
+            record::write_map_len(out, kept_parsed);
+        }
+        for (e, &(keep, null)) in sc.entries.iter().zip(&sc.keep) {
+            if !keep {
+                continue;
+            }
+            match &cfg.inject_key_prefix {
+                Some(prefix) => {
+                    let k = &parsed[e.key_text.clone()];
+                    let _ = rmp::encode::write_str_len(out, (prefix.len() + k.len()) as u32);
+                    out.extend_from_slice(prefix.as_bytes());
+                    out.extend_from_slice(k);
                 }
-                _ => parsed_body.extend_from_slice(p.raw_key),
+                None => out.extend_from_slice(&parsed[e.key.clone()]),
             }
-            parsed_body.extend_from_slice(p.raw_value);
-        }
-        match &self.cfg.hash_value_field {
-            Some(f) => {
-                record::write_str(&mut body, f.as_bytes());
-                record::write_map_len(&mut body, parsed_kept.len());
-                body.extend_from_slice(&parsed_body);
-                n += 1;
-            }
-            None => {
-                body.extend_from_slice(&parsed_body);
-                n += parsed_kept.len();
+            if null {
+                out.push(0xc0);
+            } else {
+                out.extend_from_slice(&parsed[e.value.clone()]);
             }
         }
-        record::write_map_len(&mut out, n);
-        out.extend_from_slice(&body);
-        Ok(Event::with_metadata(
-            time,
-            Bytes::from(out),
-            ev.metadata.clone(),
-        ))
+        Ok(time)
+    }
+
+    /// Counts and logs one unparsable record.
+    fn report(&self, tag: &str, ev: &Event, why: &Failure) {
+        self.invalid.fetch_add(1, Ordering::Relaxed);
+        // The fields are only evaluated when the limiter lets the line through.
+        crate::warn_limited!(
+            self.warn,
+            tag,
+            reason = %why.reason(),
+            key_name = %self.cfg.key_name,
+            example = %self.example(ev),
+            "parser filter: record left unparsed"
+        );
+    }
+
+    /// The start of the value that could not be parsed, for a log line.
+    fn example(&self, ev: &Event) -> String {
+        record::find_str(&ev.record, &self.cfg.key_name)
+            .map(|v| String::from_utf8_lossy(v).chars().take(EXAMPLE_CHARS).collect())
+            .unwrap_or_default()
     }
 }
 
-fn parse_time_value(e: &Entry<'_>) -> Option<EventTime> {
-    if let Some(s) = e.value_str() {
-        let s = std::str::from_utf8(s).ok()?;
-        if let Some(t) = timefmt::parse_rfc3339(s) {
-            return Some(t);
+/// `raw` with every invalid UTF-8 sequence replaced by `?` (Ruby's `scrub('?')`).
+fn scrub(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for chunk in raw.utf8_chunks() {
+        out.extend_from_slice(chunk.valid().as_bytes());
+        if !chunk.invalid().is_empty() {
+            out.push(b'?');
         }
-        return s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(EventTime::from_f64);
     }
-    let mut rd = e.raw_value;
-    let v = rmp::decode::read_f64(&mut rd).ok().or_else(|| {
-        let mut rd = e.raw_value;
-        rmp::decode::read_int::<i64, _>(&mut rd)
-            .ok()
-            .map(|i| i as f64)
-    })?;
-    v.is_finite().then(|| EventTime::from_f64(v))
+    out
 }
 
 impl Filter for ParserFilter {
     fn filter(&self, tag: &str, events: Vec<Event>) -> Vec<Event> {
-        events
-            .into_iter()
-            .map(|ev| match self.parse_one(&ev) {
-                Ok(e) => e,
-                Err(reason) => {
-                    self.invalid.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(tag, reason, key_name = %self.cfg.key_name, "parser filter: record left unparsed");
-                    ev
+        let mut errors = Vec::new();
+        let mut out = self.filter_with_errors(tag, events, &mut errors);
+        // Called without an error sink: nothing may be lost.
+        out.append(&mut errors);
+        out
+    }
+
+    fn filter_with_errors(
+        &self,
+        tag: &str,
+        events: Vec<Event>,
+        errors: &mut Vec<Event>,
+    ) -> Vec<Event> {
+        let mut sc = Scratch::default();
+        let capacity: usize = events.iter().map(|e| e.record.len() * 2).sum();
+        let mut buf = Vec::with_capacity(capacity);
+        // Per event: Ok((range of its new record in buf, time)) or the failure.
+        let results: Vec<Result<(Range<usize>, EventTime), Failure>> = events
+            .iter()
+            .map(|ev| {
+                let start = buf.len();
+                match self.parse_into(ev, &mut sc, &mut buf) {
+                    Ok(t) => Ok((start..buf.len(), t)),
+                    Err(f) => {
+                        buf.truncate(start);
+                        Err(f)
+                    }
                 }
             })
-            .collect()
+            .collect();
+        // One allocation for the batch's new records, each a slice of it.
+        let all = Bytes::copy_from_slice(&buf);
+        drop(buf);
+        let mut out = Vec::with_capacity(events.len());
+        for (ev, r) in events.into_iter().zip(results) {
+            match r {
+                Ok((range, time)) => {
+                    out.push(Event::with_metadata(time, all.slice(range), ev.metadata))
+                }
+                Err(why) => {
+                    self.report(tag, &ev, &why);
+                    if !self.to_error_label {
+                        out.push(ev);
+                        continue;
+                    }
+                    let fluentd_keeps = self.cfg.reserve_data
+                        && matches!(why, Failure::Missing | Failure::NotAnObject);
+                    if fluentd_keeps {
+                        out.push(ev.clone());
+                    }
+                    errors.push(ev);
+                }
+            }
+        }
+        out
+    }
+
+    fn invalid_records(&self) -> u64 {
+        self.invalid_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_replaces_each_invalid_sequence() {
+        assert_eq!(scrub(b"a\xffb\xe3\x81c"), b"a?b?c");
+        assert_eq!(scrub("é".as_bytes()), "é".as_bytes());
     }
 }

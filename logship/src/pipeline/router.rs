@@ -117,9 +117,12 @@ pub fn build_output(cfg: &OutputConfig, id: Option<&str>) -> Result<Arc<dyn Outp
     })
 }
 
-fn build_filter(cfg: &FilterConfig) -> Arc<dyn Filter> {
+/// The label Fluentd sends error events to (a filter's unparsable records).
+pub const ERROR_LABEL: &str = "@ERROR";
+
+fn build_filter(cfg: &FilterConfig, error_label: bool) -> Arc<dyn Filter> {
     match cfg {
-        FilterConfig::Parser(p) => Arc::new(ParserFilter::new(p.clone())),
+        FilterConfig::Parser(p) => Arc::new(ParserFilter::with_error_label(p.clone(), error_label)),
         FilterConfig::RecordTransformer(r) => Arc::new(RecordTransformer::new(r)),
         FilterConfig::Concat(c) => Arc::new(ConcatFilter::new(c.clone())),
     }
@@ -140,6 +143,7 @@ impl Router {
         let mut outputs: Vec<Arc<dyn Output>> = Vec::new();
         let mut plugins = Vec::new();
         let mut ids = PluginIds::default();
+        let has_error_label = cfg.labels.contains_key(ERROR_LABEL);
         let router = Arc::new_cyclic(|weak: &Weak<Router>| {
             let mut labels = HashMap::new();
             let all = std::iter::once((String::new(), &cfg.root))
@@ -151,19 +155,21 @@ impl Router {
                         Directive::Filter(f) => {
                             let type_name = filter_type_name(&f.plugin);
                             let counters = Arc::new(PluginCounters::default());
+                            let filter: Arc<dyn Filter> = Arc::new(CountedFilter {
+                                inner: build_filter(&f.plugin, has_error_label),
+                                counters: counters.clone(),
+                            });
                             plugins.push(PluginEntry {
                                 id: ids.id(f.id.as_deref(), Category::Filter, type_name),
                                 type_name,
                                 category: Category::Filter,
-                                counters: counters.clone(),
+                                counters,
                                 output: None,
+                                filter: Some(filter.clone()),
                             });
                             steps.push(Step::Filter {
                                 pattern: f.pattern.clone(),
-                                filter: Arc::new(CountedFilter {
-                                    inner: build_filter(&f.plugin),
-                                    counters,
-                                }),
+                                filter,
                             })
                         }
                         Directive::Match(m) => {
@@ -273,14 +279,26 @@ impl Router {
             return Ok(());
         };
         let EventBatch { tag, mut events } = batch;
+        let mut errors = Vec::new();
         for (i, f) in &route.filters {
             if after.is_some_and(|a| *i <= a) {
                 continue;
             }
-            events = f.filter(&tag, events);
+            events = f.filter_with_errors(&tag, events, &mut errors);
             if events.is_empty() {
-                return Ok(());
+                break;
             }
+        }
+        if !errors.is_empty() {
+            // Error events (only filters built knowing that this label exists make them).
+            let batch = EventBatch {
+                tag: tag.clone(),
+                events: errors,
+            };
+            Box::pin(self.deliver(ERROR_LABEL, batch, None)).await?;
+        }
+        if events.is_empty() {
+            return Ok(());
         }
         let out = EventBatch { tag, events };
         route.output.emit(&out).await
@@ -362,6 +380,7 @@ fn make_output(
         category: Category::Output,
         counters: counters.clone(),
         output: None,
+        filter: None,
     });
     let inner: Arc<dyn Output> = match cfg {
         OutputConfig::Relabel(l) => Arc::new(RelabelOutput {
