@@ -140,15 +140,24 @@ fn parse_args() -> Args {
     a
 }
 
+/// Stands for the unit number (8 hex digits) in `--distinct` records; patched per send.
+const UNIT_MARK: &[u8; 8] = b"uNiTuNiT";
+
 /// A record shaped like the one Docker's fluentd log driver sends: 64-hex container id, name,
-/// source and a ~200-byte bunyan JSON line in `log`. Record `i` differs from the others in the
-/// last 8 hex digits of its `req_id` (same length for every `i`); with `invalid`, its `log` is a
-/// line of about the same length that is not JSON.
-fn docker_record(i: usize, invalid: bool) -> Vec<u8> {
-    let log = if invalid {
-        format!("thread 'main' panicked at src/items.rs:42:9: request {i:08x} failed: connection reset by peer (os error 104); retrying in 250 ms, attempt 3 of 5, backend items-db-1:5432")
+/// source and a ~200-byte bunyan JSON line in `log`. With `distinct`, record `i` has `i` in
+/// the last 8 hex digits of its `req_id` and [`UNIT_MARK`] in the 8 before them (same length
+/// for every `i`); with `invalid`, its `log` is a line of about the same length that is not
+/// JSON (with the same two numbers in it).
+fn docker_record(i: usize, distinct: bool, invalid: bool) -> Vec<u8> {
+    let unit = if distinct {
+        std::str::from_utf8(UNIT_MARK).unwrap().to_string()
     } else {
-        format!(r#"{{"name":"web","hostname":"web-1","pid":1,"level":30,"req_id":"b7e2f1a0-4c3d-4e5f-8a9b-0c1d{i:08x}","msg":"completed","status":200,"path":"/api/v1/items","time":"2026-11-25T14:00:00.123Z","v":0}}"#)
+        "00000000".to_string()
+    };
+    let log = if invalid {
+        format!("thread 'main' panicked at src/items.rs:42:9: request {unit}-{i:08x} failed: connection reset by peer (os error 104); retrying in 250 ms, attempt 3, backend items-db-1")
+    } else {
+        format!(r#"{{"name":"web","hostname":"web-1","pid":1,"level":30,"req_id":"b7e2f1a0-4c3d-{unit}-{i:08x}","msg":"completed","status":200,"path":"/api/v1/items","time":"2026-11-25T14:00:00.123Z","v":0}}"#)
     };
     encode_record_from_json(&serde_json::json!({
         "container_id": "7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a",
@@ -162,12 +171,12 @@ fn docker_record(i: usize, invalid: bool) -> Vec<u8> {
 /// The records of one unit: the same one `n` times, or (`--distinct`) `n` different ones.
 fn unit_records(a: &Args, n: usize) -> Vec<Vec<u8>> {
     if !a.distinct && a.invalid_every == 0 {
-        return vec![docker_record(0, false); n];
+        return vec![docker_record(0, false, false); n];
     }
     (0..n)
         .map(|i| {
             let invalid = a.invalid_every > 0 && i % a.invalid_every == a.invalid_every - 1;
-            docker_record(if a.distinct { i } else { 0 }, invalid)
+            docker_record(if a.distinct { i } else { 0 }, a.distinct, invalid)
         })
         .collect()
 }
@@ -210,12 +219,30 @@ fn write_time(out: &mut Vec<u8>, int_time: bool, secs: u32, nanos: u32) -> usize
 
 const BASE_SECS: u32 = 1_764_079_200;
 
-/// One pre-encoded unit: its bytes, the offset of the chunk id (if any) and the offsets of the
-/// event times' seconds (for `--distinct`).
+/// One pre-encoded unit: its bytes, the offset of the chunk id (if any), and for `--distinct`
+/// the offsets of the event times' seconds and of the [`UNIT_MARK`]s.
 struct Unit {
     bytes: Vec<u8>,
     chunk_off: Option<usize>,
     time_offs: Vec<usize>,
+    mark_offs: Vec<usize>,
+}
+
+impl Unit {
+    fn new(bytes: Vec<u8>, chunk_off: Option<usize>, time_offs: Vec<usize>) -> Self {
+        let mark_offs = bytes
+            .windows(UNIT_MARK.len())
+            .enumerate()
+            .filter(|(_, w)| *w == UNIT_MARK)
+            .map(|(i, _)| i)
+            .collect();
+        Self {
+            bytes,
+            chunk_off,
+            time_offs,
+            mark_offs,
+        }
+    }
 }
 
 /// One frame of `n` events. Message mode: `n` frames back to back (only the last carries the
@@ -245,11 +272,7 @@ fn encode_unit(a: &Args, recs: &[Vec<u8>], chunk: bool) -> Unit {
                 // Docker always sends the option map: `{}` or `{"chunk": id}`.
                 off = option_map(&mut out, None, false, chunk && last);
             }
-            Unit {
-                bytes: out,
-                chunk_off: off,
-                time_offs,
-            }
+            Unit::new(out, off, time_offs)
         }
         Mode::Packed | Mode::Compressed => {
             let mut entries = Vec::with_capacity(recs.iter().map(|r| r.len() + 12).sum());
@@ -274,20 +297,21 @@ fn encode_unit(a: &Args, recs: &[Vec<u8>], chunk: bool) -> Unit {
                 time_offs = entry_offs.iter().map(|o| start + o).collect();
             }
             let off = option_map(&mut out, Some(n), gzip, chunk);
-            Unit {
-                bytes: out,
-                chunk_off: off,
-                time_offs,
-            }
+            Unit::new(out, off, time_offs)
         }
     }
 }
 
-/// Sets the seconds of every event of a unit (`--distinct`: unit `u` of a connection gets a
-/// second of its own, so no two events of the run are the same document).
-fn patch_times(buf: &mut [u8], offs: &[usize], secs: u32) {
-    for &o in offs {
+/// `--distinct`: sets the seconds of every event of a unit and the unit number in its records,
+/// so that no two events of the run are the same document (even once a parser filter has
+/// replaced the event time with the one in the log line).
+fn patch_unit(buf: &mut [u8], (time_offs, mark_offs): (&[usize], &[usize]), secs: u32) {
+    for &o in time_offs {
         buf[o..o + 4].copy_from_slice(&secs.to_be_bytes());
+    }
+    let hex = format!("{:08x}", secs - BASE_SECS);
+    for &o in mark_offs {
+        buf[o..o + 8].copy_from_slice(hex.as_bytes());
     }
 }
 
@@ -361,10 +385,13 @@ fn main() {
     let plain = encode_unit(&a, &recs, false);
     let acked = encode_unit(&a, &recs, true);
     let off = acked.chunk_off.expect("chunk offset");
-    let time_offs = Arc::new(if a.distinct {
-        (plain.time_offs, acked.time_offs)
+    let offs = Arc::new(if a.distinct {
+        (
+            (plain.time_offs, plain.mark_offs),
+            (acked.time_offs, acked.mark_offs),
+        )
     } else {
-        (Vec::new(), Vec::new())
+        Default::default()
     });
     let (plain, acked) = (plain.bytes, acked.bytes);
     let (wire_per_unit, wire_last) = match a.ack {
@@ -423,7 +450,7 @@ fn main() {
             let mut plain = plain.clone();
             let mut acked = acked.clone();
             let (ack, sink) = (a.ack, a.sink);
-            let time_offs = time_offs.clone();
+            let offs = offs.clone();
             // Connections get disjoint ranges of seconds (`--distinct`).
             let first_sec = BASE_SECS + (ci as u64 * units) as u32;
             std::thread::spawn(move || -> std::io::Result<()> {
@@ -431,8 +458,8 @@ fn main() {
                     let id = ci as u64 * 1_000_000_000 + u;
                     let last = u + 1 == units;
                     let secs = first_sec + u as u32;
-                    patch_times(&mut plain, &time_offs.0, secs);
-                    patch_times(&mut acked, &time_offs.1, secs);
+                    patch_unit(&mut plain, (&offs.0 .0, &offs.0 .1), secs);
+                    patch_unit(&mut acked, (&offs.1 .0, &offs.1 .1), secs);
                     match ack {
                         Ack::Every => {
                             patch_id(&mut acked, off, id);
