@@ -95,6 +95,20 @@ macro_rules! warn_limited {
     };
 }
 
+/// [`warn_limited!`] at ERROR level (an event given up on, one line per event otherwise).
+#[macro_export]
+macro_rules! error_limited {
+    ($limiter:expr, $($arg:tt)+) => {
+        if let Some(suppressed) = $limiter.admit() {
+            if suppressed > 0 {
+                ::tracing::error!(suppressed, $($arg)+);
+            } else {
+                ::tracing::error!($($arg)+);
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -746,3 +746,85 @@ async fn a_nearly_full_buffer_fails_healthz_and_overflow_is_counted() {
     wait_value(&metrics, "logship_buffer_total_bytes", &es, held).await;
     wait_value(&metrics, "logship_output_requests_total", &es, 0.0).await;
 }
+
+const FLOOD_CONF: &str = r#"
+<source>
+  @type forward
+  @id in
+  bind 127.0.0.1
+  port 0
+</source>
+<source>
+  @type prometheus
+  bind 127.0.0.1
+  port 0
+</source>
+<filter app.**>
+  @type parser
+  @id parse_log
+  key_name log
+  reserve_data true
+  <parse>
+    @type json
+  </parse>
+</filter>
+<match app.**>
+  @type null
+  @id sink
+</match>
+"#;
+
+/// Issue 16: a producer of 50,000 lines that are not JSON must not flood logship's own log.
+/// The parser filter counts every one (metric), passes every one on unchanged (the null output
+/// counts them), and logs the first few with an example, then one line per interval with the
+/// number suppressed — so logship's stderr stays a few lines long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_bad_lines_are_counted_not_logged_one_by_one() {
+    const BAD: usize = 50_000;
+    let ls = Logship::start(FLOOD_CONF);
+    let metrics = ls.url("in_prometheus.0", "/metrics");
+    let lines_at_start = ls.lines.lock().unwrap().len();
+    let started = Instant::now();
+    let mut c = client(ls.addr("in"), None).await.unwrap();
+    let bad_line = "thread 'main' panicked at src/main.rs:7:5: not JSON at all";
+    for chunk in 0..BAD / 1000 {
+        let events = (0..1000)
+            .map(|i| {
+                let log = format!("{bad_line} #{}", chunk * 1000 + i);
+                Event::new(EventTime::now(), es_common::mp_map(&[("log", &log)]))
+            })
+            .collect();
+        c.send_batch(&EventBatch::new("app.web", events)).await.unwrap();
+    }
+    let parser = plugin("parse_log", "parser");
+    wait_value(&metrics, "logship_filter_invalid_records_total", &parser, BAD as f64).await;
+    wait_value(&metrics, "logship_output_events_total", &plugin("sink", "null"), BAD as f64).await;
+    let elapsed = started.elapsed();
+    // Whatever logship logs at shutdown is not part of the flood: count before stopping.
+    let lines: Vec<String> = ls.lines.lock().unwrap()[lines_at_start..].to_vec();
+    let warns: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "parser filter: record left unparsed")
+        .collect();
+    // 5 per 10-second interval (logship::filter::parser::WARN_BURST / WARN_INTERVAL).
+    let intervals = elapsed.as_secs() / 10 + 1;
+    assert!(
+        !warns.is_empty() && warns.len() as u64 <= 5 * intervals,
+        "{} WARN lines for {BAD} bad records in {elapsed:?}:\n{}",
+        warns.len(),
+        lines.join("\n")
+    );
+    assert!(
+        lines.len() as u64 <= 5 * intervals + 2,
+        "{} stderr lines after start-up:\n{}",
+        lines.len(),
+        ls.stderr()
+    );
+    // The first ones carry the reason and an example of the value.
+    assert_eq!(warns[0]["fields"]["reason"].as_str().unwrap().split(" (").next(), Some("value is not valid JSON"));
+    assert!(warns[0]["fields"]["example"].as_str().unwrap().starts_with(bad_line), "{}", warns[0]);
+    // A line after the interval says how many were not logged.
+    let summed: u64 = warns.iter().filter_map(|w| w["fields"]["suppressed"].as_u64()).sum();
+    assert!(summed < BAD as u64);
+}

@@ -51,27 +51,29 @@ impl EsHttp {
     }
 
     /// Sends `method path` to the next host; on a transport error tries the others in turn.
+    /// The body is shared, not copied, by every attempt (a bulk body is megabytes).
     pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<(&[u8], &'static str)>,
+        body: Option<(bytes::Bytes, &'static str)>,
     ) -> Result<Response, TransportError> {
         let n = self.bases.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut errors = Vec::new();
+        let content_type = body.as_ref().map(|(_, ct)| *ct);
         let payload = match (body, self.compression) {
             (Some((b, _)), Some(level)) => {
                 let mut enc = flate2::write::GzEncoder::new(
                     Vec::with_capacity(b.len() / 4),
                     flate2::Compression::new(level),
                 );
-                enc.write_all(b)
+                enc.write_all(&b)
                     .and_then(|()| enc.finish())
-                    .map(Some)
+                    .map(|v| Some(bytes::Bytes::from(v)))
                     .map_err(|e| TransportError(format!("gzip: {e}")))?
             }
-            (Some((b, _)), None) => Some(b.to_vec()),
+            (Some((b, _)), None) => Some(b),
             (None, _) => None,
         };
         for i in 0..n {
@@ -81,7 +83,7 @@ impl EsHttp {
             if let Some(u) = &self.user {
                 req = req.basic_auth(u, self.password.as_ref());
             }
-            if let (Some(p), Some((_, ct))) = (&payload, body) {
+            if let (Some(p), Some(ct)) = (&payload, content_type) {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, ct)
                     .body(p.clone());

@@ -61,8 +61,9 @@ impl<'s> Encoder<'s> {
         i
     }
 
-    /// Appends one event.
-    pub fn push(&mut self, item: ItemRef, tag: &str, ev: &Event) {
+    /// Appends one event; true once the current body reached `bulk_message_request_threshold`
+    /// (the next event starts a new body).
+    pub fn push(&mut self, item: ItemRef, tag: &str, ev: &Event) -> bool {
         let s = self.settings;
         let rec = &ev.record[..];
         let found = match doc_id::find_keys(
@@ -83,7 +84,7 @@ impl<'s> Encoder<'s> {
                     item,
                     reason: "the record is not a well-formed msgpack map".into(),
                 });
-                return;
+                return false;
             }
         };
         let index = self.index(tag, ev.time.secs);
@@ -105,7 +106,7 @@ impl<'s> Encoder<'s> {
                         item,
                         reason: "the record is not well-formed msgpack".into(),
                     });
-                    return;
+                    return false;
                 }
                 out.push(b'"');
             }
@@ -135,7 +136,7 @@ impl<'s> Encoder<'s> {
                 item,
                 reason: "the record is not well-formed msgpack".into(),
             });
-            return;
+            return false;
         }
         // out[rec_at] is the record's '{': drop it, joining with ',' when needed.
         let empty = out.get(rec_at + 1) == Some(&b'}');
@@ -152,7 +153,9 @@ impl<'s> Encoder<'s> {
         body.items.push(item);
         if len >= s.bulk_threshold {
             self.bodies.push(BulkBody::default());
+            return true;
         }
+        false
     }
 
     /// The non-empty bodies.
