@@ -51,6 +51,11 @@ tck="$(getconf CLK_TCK)"
 work="$(mktemp -d)"
 
 ls_pid=""
+on_error() { # a failed step: say where, with the end of logship's log
+  echo "bench-pipeline: failed at line $1 (exit $2)" >&2
+  tail -n 5 "$work"/*/stderr.log 2>/dev/null | cut -c1-400 >&2 || true
+}
+trap 'on_error $LINENO $?' ERR
 cleanup() {
   if [[ -n "$ls_pid" ]]; then
     kill -TERM "$ls_pid" 2>/dev/null || true

@@ -107,6 +107,30 @@ struct Scratch {
     entries: Vec<ObjectEntry>,
     /// Per parsed entry: kept, and whether its value becomes null.
     keep: Vec<(bool, bool)>,
+    /// Per original entry: kept.
+    keep_rec: Vec<bool>,
+}
+
+/// A run of adjacent byte ranges of one buffer, copied with one `extend_from_slice`.
+#[derive(Default)]
+struct Run(Option<Range<usize>>);
+
+impl Run {
+    fn add(&mut self, src: &[u8], r: Range<usize>, out: &mut Vec<u8>) {
+        match &mut self.0 {
+            Some(cur) if cur.end == r.start => cur.end = r.end,
+            _ => {
+                self.flush(src, out);
+                self.0 = Some(r);
+            }
+        }
+    }
+
+    fn flush(&mut self, src: &[u8], out: &mut Vec<u8>) {
+        if let Some(r) = self.0.take() {
+            out.extend_from_slice(&src[r]);
+        }
+    }
 }
 
 impl ParserFilter {
@@ -212,37 +236,29 @@ impl ParserFilter {
             }
         }
 
-        // Which original entries stay.
+        // Which original entries stay (computed once: the key comparisons are the cost).
         let merged = cfg.hash_value_field.is_none() && cfg.inject_key_prefix.is_none();
         let kept_parsed = sc.keep.iter().filter(|k| k.0).count();
-        let keep_original = |i: usize, e: &RawEntry| -> bool {
-            if !cfg.reserve_data {
-                return false;
-            }
-            let Some(t) = e.text.clone() else {
-                return true;
-            };
-            let key = &rec[t];
-            if cfg.remove_key_name_field && i == src {
-                return false;
-            }
-            if cfg.hash_value_field.as_deref().map(str::as_bytes) == Some(key) {
-                return false;
-            }
-            // A parsed key of the same name replaces the original.
-            !(merged
-                && sc
-                    .entries
-                    .iter()
-                    .zip(&sc.keep)
-                    .any(|(p, k)| k.0 && &parsed[p.key_text.clone()] == key))
-        };
-        let kept_originals = sc
-            .rec
-            .iter()
-            .enumerate()
-            .filter(|(i, e)| keep_original(*i, e))
-            .count();
+        sc.keep_rec.clear();
+        for (i, e) in sc.rec.iter().enumerate() {
+            let keep = cfg.reserve_data
+                && match e.text.clone() {
+                    None => true,
+                    Some(t) => {
+                        let key = &rec[t];
+                        !(cfg.remove_key_name_field && i == src)
+                            && cfg.hash_value_field.as_deref().map(str::as_bytes) != Some(key)
+                            // A parsed key of the same name replaces the original.
+                            && !(merged
+                                && sc.entries.iter().zip(&sc.keep).any(|(p, k)| {
+                                    k.0 && p.key_text.len() == key.len()
+                                        && &parsed[p.key_text.clone()] == key
+                                }))
+                    }
+                };
+            sc.keep_rec.push(keep);
+        }
+        let kept_originals = sc.keep_rec.iter().filter(|k| **k).count();
         let n = kept_originals
             + if cfg.hash_value_field.is_some() {
                 1
@@ -250,12 +266,14 @@ impl ParserFilter {
                 kept_parsed
             };
         record::write_map_len(out, n);
-        for (i, e) in sc.rec.iter().enumerate() {
-            if keep_original(i, e) {
-                out.extend_from_slice(&rec[e.key.clone()]);
-                out.extend_from_slice(&rec[e.value.clone()]);
+        // Key and value are adjacent in both buffers: copy runs of kept entries at once.
+        let mut run = Run::default();
+        for (e, keep) in sc.rec.iter().zip(&sc.keep_rec) {
+            if *keep {
+                run.add(rec, e.key.start..e.value.end, out);
             }
         }
+        run.flush(rec, out);
         if let Some(f) = &cfg.hash_value_field {
             record::write_str(out, f.as_bytes());
             record::write_map_len(out, kept_parsed);
@@ -264,21 +282,29 @@ impl ParserFilter {
             if !keep {
                 continue;
             }
-            match &cfg.inject_key_prefix {
-                Some(prefix) => {
-                    let k = &parsed[e.key_text.clone()];
-                    let _ = rmp::encode::write_str_len(out, (prefix.len() + k.len()) as u32);
-                    out.extend_from_slice(prefix.as_bytes());
-                    out.extend_from_slice(k);
+            match (&cfg.inject_key_prefix, null) {
+                (None, false) => run.add(parsed, e.key.start..e.value.end, out),
+                (prefix, _) => {
+                    run.flush(parsed, out);
+                    match prefix {
+                        Some(prefix) => {
+                            let k = &parsed[e.key_text.clone()];
+                            let len = (prefix.len() + k.len()) as u32;
+                            let _ = rmp::encode::write_str_len(out, len);
+                            out.extend_from_slice(prefix.as_bytes());
+                            out.extend_from_slice(k);
+                        }
+                        None => out.extend_from_slice(&parsed[e.key.clone()]),
+                    }
+                    if null {
+                        out.push(0xc0);
+                    } else {
+                        out.extend_from_slice(&parsed[e.value.clone()]);
+                    }
                 }
-                None => out.extend_from_slice(&parsed[e.key.clone()]),
-            }
-            if null {
-                out.push(0xc0);
-            } else {
-                out.extend_from_slice(&parsed[e.value.clone()]);
             }
         }
+        run.flush(parsed, out);
         Ok(time)
     }
 
@@ -348,9 +374,10 @@ impl Filter for ParserFilter {
                 }
             })
             .collect();
-        // One allocation for the batch's new records, each a slice of it.
-        let all = Bytes::copy_from_slice(&buf);
-        drop(buf);
+        // One allocation for the batch's new records, each a slice of it (shrunk in place to
+        // what they use: the buffer holds them as long as one of them lives).
+        buf.shrink_to_fit();
+        let all = Bytes::from(buf);
         let mut out = Vec::with_capacity(events.len());
         for (ev, r) in events.into_iter().zip(results) {
             match r {
