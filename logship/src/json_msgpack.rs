@@ -265,21 +265,21 @@ impl<'a> Parser<'a> {
     fn string(&mut self, out: &mut Vec<u8>) -> Result<usize, JsonError> {
         let start = self.pos;
         let s = self.s;
-        // Fast path: the first `"` or `\` (memchr, SIMD) is the closing quote, and no control
-        // character comes before it (a branch-free minimum over the bytes).
-        let Some(off) = memchr::memchr2(b'"', b'\\', &s[start..]) else {
+        // Fast path: the first special byte is the closing quote.
+        let Some(i) = special(s, start) else {
             self.pos = s.len();
             return Err(self.err("unterminated string"));
         };
-        let i = start + off;
-        let seg = &s[start..i];
-        if seg.iter().fold(0xff, |m, &b| m.min(b)) < 0x20 {
-            self.pos = start + seg.iter().position(|&b| b < 0x20).unwrap_or(0);
-            return Err(self.err("control character in a string"));
-        }
-        if s[i] == b'"' {
-            self.pos = i + 1;
-            return Ok(write_str(out, seg));
+        match s[i] {
+            b'"' => {
+                self.pos = i + 1;
+                return Ok(write_str(out, &s[start..i]));
+            }
+            b'\\' => {}
+            _ => {
+                self.pos = i;
+                return Err(self.err("control character in a string"));
+            }
         }
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
@@ -294,20 +294,19 @@ impl<'a> Parser<'a> {
     /// The rest of a string from its first backslash, decoded into `buf`.
     fn escaped_rest(&mut self, buf: &mut Vec<u8>) -> Result<(), JsonError> {
         loop {
-            let rest = &self.s[self.pos..];
-            let Some(off) = memchr::memchr2(b'"', b'\\', rest) else {
+            let Some(i) = special(self.s, self.pos) else {
                 self.pos = self.s.len();
                 return Err(self.err("unterminated string"));
             };
-            let seg = &rest[..off];
-            if let Some(bad) = seg.iter().position(|&b| b < 0x20) {
-                self.pos += bad;
-                return Err(self.err("control character in a string"));
-            }
-            buf.extend_from_slice(seg);
-            self.pos += off + 1;
-            if rest[off] == b'"' {
-                return Ok(());
+            buf.extend_from_slice(&self.s[self.pos..i]);
+            self.pos = i;
+            match self.s[i] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => self.pos += 1,
+                _ => return Err(self.err("control character in a string")),
             }
             let Some(e) = self.peek() else {
                 return Err(self.err("unterminated string"));
@@ -419,9 +418,10 @@ impl<'a> Parser<'a> {
             float = true;
         }
         if !float {
-            // The digits are ASCII: no UTF-8 check needed, and u64 parsing rejects overflow.
-            let digits = std::str::from_utf8(&self.s[int_start..int_end]).unwrap_or("");
-            if let Ok(u) = digits.parse::<u64>() {
+            let u = self.s[int_start..int_end].iter().try_fold(0u64, |acc, &d| {
+                acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            });
+            if let Some(u) = u {
                 if !negative {
                     let _ = rmp::encode::write_uint(out, u);
                     return Ok(());
@@ -445,6 +445,31 @@ impl<'a> Parser<'a> {
             }
         }
     }
+}
+
+/// The offset of the first byte at or after `from` that ends the plain part of a string: `"`,
+/// `\` or a control character (< 0x20). Eight bytes at a time: in each word a flag per byte
+/// equal to `"`, equal to `\` or below 0x20 (the usual "has zero byte" arithmetic, whose
+/// lowest flag is exact), then the lowest flag's byte.
+fn special(s: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = from;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        let m = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i.min(s.len())..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|p| i + p)
 }
 
 /// Writes a msgpack str; returns the offset of its text in `out`.

@@ -191,10 +191,13 @@ impl ParserFilter {
         let raw = read_str(rec, sc.rec[src].value.start)
             .map(|(s, _)| s)
             .ok_or(Failure::NotAString)?;
-        let text: Cow<'_, [u8]> = match std::str::from_utf8(raw) {
-            Err(_) if cfg.replace_invalid_sequence => Cow::Owned(scrub(raw)),
-            _ => Cow::Borrowed(raw),
-        };
+        // (The JSON parser checks UTF-8 itself; scrubbing is only asked for.)
+        let text: Cow<'_, [u8]> =
+            if cfg.replace_invalid_sequence && std::str::from_utf8(raw).is_err() {
+                Cow::Owned(scrub(raw))
+            } else {
+                Cow::Borrowed(raw)
+            };
         sc.parsed.clear();
         sc.entries.clear();
         object_entries(&text, &mut sc.parsed, &mut sc.entries).map_err(|e| match e {
