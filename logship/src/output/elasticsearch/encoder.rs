@@ -38,6 +38,7 @@ pub struct Encoder<'s> {
     last_index: Option<(String, i64, String)>,
     pub bodies: Vec<BulkBody>,
     pub rejected: Vec<Unencodable>,
+    ids: doc_id::DocIds,
 }
 
 impl<'s> Encoder<'s> {
@@ -47,6 +48,7 @@ impl<'s> Encoder<'s> {
             last_index: None,
             bodies: vec![BulkBody::default()],
             rejected: Vec::new(),
+            ids: doc_id::DocIds::default(),
         }
     }
 
@@ -100,7 +102,7 @@ impl<'s> Encoder<'s> {
             Some(id) => write_json_str(out, &id),
             None => {
                 out.push(b'"');
-                if doc_id::write_doc_id(out, tag, ev.time, rec).is_err() {
+                if self.ids.write(out, tag, ev.time, rec).is_err() {
                     out.truncate(mark);
                     self.rejected.push(Unencodable {
                         item,
