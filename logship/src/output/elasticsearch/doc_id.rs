@@ -169,9 +169,8 @@ pub fn value_as_string(record: &[u8], range: (usize, usize)) -> Option<String> {
 pub struct DocIds {
     /// The canonical form being built.
     canon: Vec<u8>,
-    /// Entries of the maps being built, a stack: (key start, key end = value start, value end)
-    /// in `canon`.
-    entries: Vec<(usize, usize, usize)>,
+    /// Entries of the maps being built, a stack.
+    entries: Vec<MapEntry>,
     /// Unsorted entries of a map while they are written back in order, a stack.
     tmp: Vec<u8>,
 }
@@ -260,17 +259,18 @@ impl DocIds {
                     self.value(b, pos, depth + 1)?;
                     let v = self.canon.len();
                     self.value(b, pos, depth + 1)?;
-                    self.entries.push((k, v, self.canon.len()));
+                    let e = self.canon.len();
+                    self.entries.push(MapEntry::new(&self.canon, k, v, e));
                 }
                 let canon = &self.canon;
                 let entries = &mut self.entries[first..];
-                if !entries.is_sorted_by(|x, y| entry_cmp(canon, x, y).is_le()) {
-                    entries.sort_unstable_by(|x, y| entry_cmp(canon, x, y));
+                if !entries.is_sorted_by(|x, y| x.cmp(y, canon).is_le()) {
+                    entries.sort_unstable_by(|x, y| x.cmp(y, canon));
                     let t = self.tmp.len();
                     self.tmp.extend_from_slice(&self.canon[region..]);
                     self.canon.truncate(region);
-                    for &(k, _, e) in &self.entries[first..] {
-                        let (k, e) = (t + k - region, t + e - region);
+                    for m in &self.entries[first..] {
+                        let (k, e) = (t + m.key - region, t + m.end - region);
                         self.canon.extend_from_slice(&self.tmp[k..e]);
                     }
                     self.tmp.truncate(t);
@@ -282,15 +282,40 @@ impl DocIds {
     }
 }
 
-/// Orders two map entries of the canonical form by key, then value.
-fn entry_cmp(
-    canon: &[u8],
-    &(ka, va, ea): &(usize, usize, usize),
-    &(kb, vb, eb): &(usize, usize, usize),
-) -> std::cmp::Ordering {
-    canon[ka..va]
-        .cmp(&canon[kb..vb])
-        .then_with(|| canon[va..ea].cmp(&canon[vb..eb]))
+/// A map entry of the canonical form being built: its key and value in `canon`, and the first
+/// 16 bytes of its key (zero-padded, big-endian) so that most comparisons are one integer
+/// comparison.
+#[derive(Debug, Clone, Copy)]
+struct MapEntry {
+    prefix: u128,
+    key: usize,
+    value: usize,
+    end: usize,
+}
+
+impl MapEntry {
+    fn new(canon: &[u8], key: usize, value: usize, end: usize) -> Self {
+        let mut p = [0u8; 16];
+        let k = &canon[key..value];
+        let n = k.len().min(16);
+        p[..n].copy_from_slice(&k[..n]);
+        Self {
+            prefix: u128::from_be_bytes(p),
+            key,
+            value,
+            end,
+        }
+    }
+
+    /// By key, then value, as byte strings. Prefixes that differ decide as the bytes would (a
+    /// shorter key is padded with zeros, which sort first); equal prefixes compare the bytes.
+    fn cmp(&self, other: &Self, canon: &[u8]) -> std::cmp::Ordering {
+        self.prefix.cmp(&other.prefix).then_with(|| {
+            canon[self.key..self.value]
+                .cmp(&canon[other.key..other.value])
+                .then_with(|| canon[self.value..self.end].cmp(&canon[other.value..other.end]))
+        })
+    }
 }
 
 /// The 128-bit id of an event (see [`DocIds`] to compute many).
