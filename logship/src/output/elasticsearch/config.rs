@@ -86,8 +86,12 @@ impl Template {
     }
 }
 
-/// Default `bulk_message_request_threshold` (fluent-plugin-elasticsearch's 20 MiB).
-pub const DEFAULT_BULK_THRESHOLD: usize = 20 * 1024 * 1024;
+/// Default `bulk_message_request_threshold`: 4 MiB (fluent-plugin-elasticsearch's is 20 MiB).
+/// A flush worker holds its chunk and one body: with 8 MiB chunks a 20 MiB threshold meant a
+/// whole chunk's NDJSON (~14 MiB, and twice that while the buffer grew) per worker; 4 MiB
+/// bodies keep a file-buffered output within 64 MiB (docs/durability.md, memory) and are still
+/// in the size range Elasticsearch recommends for `_bulk`.
+pub const DEFAULT_BULK_THRESHOLD: usize = 4 * 1024 * 1024;
 
 fn base_url(host: &str, scheme: &str, path: Option<&str>) -> Result<String, String> {
     let host = host.trim();

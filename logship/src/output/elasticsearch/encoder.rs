@@ -91,6 +91,11 @@ impl<'s> Encoder<'s> {
         };
         let index = self.index(tag, ev.time.secs);
         let body = self.bodies.last_mut().expect("at least one body");
+        if body.body.capacity() == 0 {
+            // The body stops growing at the threshold (plus the event that crosses it): reserve
+            // that at once rather than doubling past it (pages not written are not resident).
+            body.body.reserve(s.bulk_threshold.min(64 << 20) + 64 * 1024);
+        }
         let mark = body.body.len();
         let out = &mut body.body;
         out.extend_from_slice(b"{\"");
