@@ -828,3 +828,109 @@ async fn fifty_thousand_bad_lines_are_counted_not_logged_one_by_one() {
     let summed: u64 = warns.iter().filter_map(|w| w["fields"]["suppressed"].as_u64()).sum();
     assert!(summed < BAD as u64);
 }
+
+/// Peak RSS (VmHWM) of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// docs/durability.md, *Memory*: with a memory buffer, logship's memory follows
+/// `total_limit_size` (plus a base, and one bulk body and one chunk per flush worker) however
+/// much is sent. Elasticsearch is unreachable (a closed port on loopback), so nothing drains:
+/// the buffer fills to its limit, the input blocks (overflow_action block), and the peak RSS
+/// must stay within the documented bound — while 4× the limit is offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_buffer_rss_follows_total_limit_size() {
+    const LIMIT_MIB: u64 = 16;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let conf = format!(
+        r#"
+<source>
+  @type forward
+  @id in
+  bind 127.0.0.1
+  port 0
+</source>
+<source>
+  @type prometheus
+  bind 127.0.0.1
+  port 0
+</source>
+<match app.**>
+  @type elasticsearch
+  @id es
+  host 127.0.0.1
+  port {closed_port}
+  request_timeout 2s
+  <buffer>
+    @type memory
+    total_limit_size {LIMIT_MIB}m
+    chunk_limit_size 1m
+    flush_interval 1s
+    flush_thread_count 2
+    overflow_action block
+    retry_forever true
+    retry_wait 1s
+  </buffer>
+</match>
+"#
+    );
+    let ls = Logship::start(&conf);
+    let metrics = ls.url("in_prometheus.0", "/metrics");
+    let addr = ls.addr("in").to_string();
+    // 4 × the limit in 1,000-event batches of ~330-byte records; blocks once the buffer is full.
+    let sender = tokio::spawn(async move {
+        let mut c = client(&addr, None).await.unwrap();
+        let line = "x".repeat(250);
+        for b in 0..200 {
+            let events = (0..1000)
+                .map(|i| {
+                    let n = format!("{b}-{i}");
+                    Event::new(EventTime::now(), es_common::mp_map(&[("log", &line), ("n", &n)]))
+                })
+                .collect();
+            if c.send_batch(&EventBatch::new("app.web", events)).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Wait until the buffer holds at least 90 % of its limit (bounded).
+    let es = plugin("es", "elasticsearch");
+    let l: Vec<(&str, &str)> = es.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let limit = (LIMIT_MIB << 20) as f64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let (body, s) = scrape(&metrics).await;
+        let held = value(&s, "logship_buffer_total_bytes", &l).unwrap_or(0.0);
+        if held >= 0.9 * limit {
+            break held;
+        }
+        assert!(Instant::now() < deadline, "the buffer did not fill:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(held <= limit, "the buffer holds {held} bytes, over its limit");
+    // A few more retry rounds while it is full (each re-encodes bodies).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let peak = peak_rss(ls.child.id());
+    // The documented bound: base (16 MiB) + total_limit_size + flush_thread_count ×
+    // (chunk_limit_size + bulk_message_request_threshold (4 MiB)), plus 25 % for the allocator.
+    let bound = ((16 + LIMIT_MIB + 2 * (1 + 4)) << 20) as f64 * 1.25;
+    assert!(
+        (peak as f64) <= bound,
+        "peak RSS {} MiB over the bound {} MiB",
+        peak >> 20,
+        bound as u64 >> 20
+    );
+    eprintln!("peak RSS {} MiB with the buffer holding {} MiB", peak >> 20, held as u64 >> 20);
+    // And the limit does matter: far less than what was offered (~66 MB of records) is held.
+    assert!((peak as f64) < 66e6, "peak RSS {} MiB", peak >> 20);
+    sender.abort();
+}

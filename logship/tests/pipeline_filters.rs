@@ -117,6 +117,7 @@ fn record_transformer_placeholders_and_removal() {
         remove_keys: vec!["secret".into()],
         keep_keys: vec![],
         renew_record: false,
+        auto_typecast: true,
     };
     let f = RecordTransformer::with_hostname(&cfg, "box-1".into());
     let out = f.filter(
@@ -132,6 +133,7 @@ fn record_transformer_placeholders_and_removal() {
         remove_keys: vec![],
         keep_keys: vec!["n".into()],
         renew_record: true,
+        auto_typecast: false,
     };
     let out = RecordTransformer::with_hostname(&renew, "h".into())
         .filter("a", vec![ev(json!({"source": "x", "n": 1}))]);
@@ -139,6 +141,27 @@ fn record_transformer_placeholders_and_removal() {
         to_json_string(&out[0].record).unwrap(),
         r#"{"n":1,"t":"a"}"#
     );
+}
+
+/// Fluentd's `auto_typecast`: without it (the default) a lone `${field}` becomes a string.
+#[test]
+fn record_transformer_auto_typecast() {
+    let cfg = |auto_typecast| RecordTransformerConfig {
+        record: vec![
+            ("n2".into(), "${n}".into()),
+            ("ok2".into(), "${ok}".into()),
+            ("s2".into(), "${s}".into()),
+        ],
+        remove_keys: vec![],
+        keep_keys: vec![],
+        renew_record: true,
+        auto_typecast,
+    };
+    let input = || vec![ev(json!({"n": 5, "ok": true, "s": "x"}))];
+    let out = RecordTransformer::with_hostname(&cfg(false), "h".into()).filter("a", input());
+    assert_eq!(js(&out[0]), json!({"n2": "5", "ok2": "true", "s2": "x"}));
+    let out = RecordTransformer::with_hostname(&cfg(true), "h".into()).filter("a", input());
+    assert_eq!(js(&out[0]), json!({"n2": 5, "ok2": true, "s2": "x"}));
 }
 
 fn vectors() -> PathBuf {

@@ -276,6 +276,8 @@ impl Default for ParseConfig {
 #[derive(Debug, Clone)]
 pub struct RecordTransformerConfig {
     pub record: Vec<(String, String)>,
+    /// A value that is exactly one field placeholder keeps the field's type (else a string).
+    pub auto_typecast: bool,
     pub remove_keys: Vec<String>,
     pub keep_keys: Vec<String>,
     pub renew_record: bool,
@@ -1266,7 +1268,7 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
                     "enable_ruby true is not supported: logship runs no Ruby".into(),
                 );
             }
-            s.bool("auto_typecast", false);
+            let auto_typecast = s.bool("auto_typecast", false);
             let renew_record = s.bool("renew_record", false);
             let remove_keys = s.list("remove_keys");
             let keep_keys = s.list("keep_keys");
@@ -1284,6 +1286,7 @@ fn filter_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<FilterCo
             }
             FilterConfig::RecordTransformer(RecordTransformerConfig {
                 record,
+                auto_typecast,
                 remove_keys,
                 keep_keys,
                 renew_record,
