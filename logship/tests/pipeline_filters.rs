@@ -280,3 +280,86 @@ fn concat_flushes_incomplete_groups_after_the_timeout() {
     );
     assert_eq!(f.pending_groups(), 0);
 }
+
+fn with_parse(f: impl FnOnce(&mut logship::config::ParseConfig)) -> ParserFilter {
+    let mut c = parser_cfg(true, true);
+    f(&mut c.parse);
+    ParserFilter::new(c)
+}
+
+/// `<parse>` time_key / time_format (with %N and %z) / time_type / keep_time_key / timezone.
+#[test]
+fn parse_time_parameters() {
+    use logship::config::{ParseZone, TimeType};
+    let one = |f: &ParserFilter, log: &str| {
+        let out = f.filter("t", vec![ev(json!({ "log": log }))]);
+        (out[0].time, js(&out[0]), f.invalid_count())
+    };
+    // time_key + time_format with nanoseconds and an offset
+    let f = with_parse(|p| {
+        p.time_key = Some("ts".into());
+        p.time_type = TimeType::String;
+        p.time_format = Some("%Y-%m-%d %H:%M:%S.%N %z".into());
+    });
+    let (t, r, bad) = one(&f, r#"{"ts":"2025-03-14 16:09:26.535897932 +01:00","m":1}"#);
+    assert_eq!((t, bad), (EventTime::new(1_741_964_966, 535_897_932), 0));
+    assert_eq!(r, json!({"m": 1}), "time key removed");
+    // keep_time_key
+    let f = with_parse(|p| {
+        p.keep_time_key = true;
+        p.time_type = TimeType::Unixtime;
+    });
+    let (t, r, _) = one(&f, r#"{"time":"1741964966","m":1}"#);
+    assert_eq!(t, EventTime::new(1_741_964_966, 0));
+    assert_eq!(r, json!({"time": "1741964966", "m": 1}));
+    // time_type float keeps nanoseconds
+    let f = with_parse(|p| p.time_type = TimeType::Float);
+    let (t, _, _) = one(&f, r#"{"time":1741964966.5}"#);
+    assert_eq!(t, EventTime::new(1_741_964_966, 500_000_000));
+    // timezone applies to a format without %z
+    let f = with_parse(|p| {
+        p.time_type = TimeType::String;
+        p.time_format = Some("%d/%b/%Y:%H:%M:%S".into());
+        p.zone = ParseZone::Fixed(9 * 3600);
+    });
+    let (t, _, _) = one(&f, r#"{"time":"15/Mar/2025:00:09:26"}"#);
+    assert_eq!(t, EventTime::new(1_741_964_966, 0));
+    // a time that cannot be read makes the record unparsable (left unchanged, counted)
+    let (t, r, bad) = one(&f, r#"{"time":"yesterday","m":1}"#);
+    assert_eq!((t, bad), (EventTime::new(1_741_964_966, 0), 1));
+    assert_eq!(r, json!({"log": r#"{"time":"yesterday","m":1}"#}));
+}
+
+/// `<parse>` null_value_pattern / null_empty_string, and `replace_invalid_sequence`.
+#[test]
+fn parse_null_values_and_invalid_sequences() {
+    let f = with_parse(|p| {
+        p.null_value_pattern = Some("^(-|null|NULL)$".into());
+        p.null_empty_string = true;
+    });
+    let out = f.filter(
+        "t",
+        vec![ev(json!({"log": r#"{"a":"-","b":"","c":"x-y","d":{"e":""},"f":"NULL"}"#}))],
+    );
+    assert_eq!(
+        js(&out[0]),
+        json!({"a": null, "b": null, "c": "x-y", "d": {"e": ""}, "f": null})
+    );
+    // Invalid UTF-8 inside the JSON text: unparsable, unless replace_invalid_sequence.
+    let mut rec = Vec::new();
+    rmp::encode::write_map_len(&mut rec, 1).unwrap();
+    rmp::encode::write_str(&mut rec, "log").unwrap();
+    let text = b"{\"m\":\"caf\xe9\"}";
+    rmp::encode::write_str_len(&mut rec, text.len() as u32).unwrap();
+    rec.extend_from_slice(text);
+    let raw = Event::new(EventTime::new(1, 0), Bytes::from(rec));
+    let strict = ParserFilter::new(parser_cfg(true, true));
+    let out = strict.filter("t", vec![raw.clone()]);
+    assert_eq!((out[0].record.clone(), strict.invalid_count()), (raw.record.clone(), 1));
+    let mut c = parser_cfg(true, true);
+    c.replace_invalid_sequence = true;
+    let lenient = ParserFilter::new(c);
+    let out = lenient.filter("t", vec![raw]);
+    assert_eq!(js(&out[0]), json!({"m": "caf?"}));
+    assert_eq!(lenient.invalid_count(), 0);
+}
