@@ -157,7 +157,9 @@ fn docker_record(i: usize, distinct: bool, invalid: bool) -> Vec<u8> {
     let log = if invalid {
         format!("thread 'main' panicked at src/items.rs:42:9: request {unit}-{i:08x} failed: connection reset by peer (os error 104); retrying in 250 ms, attempt 3, backend items-db-1")
     } else {
-        format!(r#"{{"name":"web","hostname":"web-1","pid":1,"level":30,"req_id":"b7e2f1a0-4c3d-{unit}-{i:08x}","msg":"completed","status":200,"path":"/api/v1/items","time":"2026-11-25T14:00:00.123Z","v":0}}"#)
+        format!(
+            r#"{{"name":"web","hostname":"web-1","pid":1,"level":30,"req_id":"b7e2f1a0-4c3d-{unit}-{i:08x}","msg":"completed","status":200,"path":"/api/v1/items","time":"2026-11-25T14:00:00.123Z","v":0}}"#
+        )
     };
     encode_record_from_json(&serde_json::json!({
         "container_id": "7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a",

@@ -606,7 +606,9 @@ mod tests {
             (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| close(a, b)),
             (Map(x), Map(y)) => {
                 x.len() == y.len()
-                    && x.iter().zip(y).all(|((ka, va), (kb, vb))| ka == kb && close(va, vb))
+                    && x.iter()
+                        .zip(y)
+                        .all(|((ka, va), (kb, vb))| ka == kb && close(va, vb))
             }
             _ => a == b,
         }

@@ -794,11 +794,25 @@ async fn fifty_thousand_bad_lines_are_counted_not_logged_one_by_one() {
                 Event::new(EventTime::now(), es_common::mp_map(&[("log", &log)]))
             })
             .collect();
-        c.send_batch(&EventBatch::new("app.web", events)).await.unwrap();
+        c.send_batch(&EventBatch::new("app.web", events))
+            .await
+            .unwrap();
     }
     let parser = plugin("parse_log", "parser");
-    wait_value(&metrics, "logship_filter_invalid_records_total", &parser, BAD as f64).await;
-    wait_value(&metrics, "logship_output_events_total", &plugin("sink", "null"), BAD as f64).await;
+    wait_value(
+        &metrics,
+        "logship_filter_invalid_records_total",
+        &parser,
+        BAD as f64,
+    )
+    .await;
+    wait_value(
+        &metrics,
+        "logship_output_events_total",
+        &plugin("sink", "null"),
+        BAD as f64,
+    )
+    .await;
     let elapsed = started.elapsed();
     // Whatever logship logs at shutdown is not part of the flood: count before stopping.
     let lines: Vec<String> = ls.lines.lock().unwrap()[lines_at_start..].to_vec();
@@ -822,10 +836,27 @@ async fn fifty_thousand_bad_lines_are_counted_not_logged_one_by_one() {
         ls.stderr()
     );
     // The first ones carry the reason and an example of the value.
-    assert_eq!(warns[0]["fields"]["reason"].as_str().unwrap().split(" (").next(), Some("value is not valid JSON"));
-    assert!(warns[0]["fields"]["example"].as_str().unwrap().starts_with(bad_line), "{}", warns[0]);
+    assert_eq!(
+        warns[0]["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .split(" (")
+            .next(),
+        Some("value is not valid JSON")
+    );
+    assert!(
+        warns[0]["fields"]["example"]
+            .as_str()
+            .unwrap()
+            .starts_with(bad_line),
+        "{}",
+        warns[0]
+    );
     // A line after the interval says how many were not logged.
-    let summed: u64 = warns.iter().filter_map(|w| w["fields"]["suppressed"].as_u64()).sum();
+    let summed: u64 = warns
+        .iter()
+        .filter_map(|w| w["fields"]["suppressed"].as_u64())
+        .sum();
     assert!(summed < BAD as u64);
 }
 
@@ -894,10 +925,16 @@ async fn memory_buffer_rss_follows_total_limit_size() {
             let events = (0..1000)
                 .map(|i| {
                     let n = format!("{b}-{i}");
-                    Event::new(EventTime::now(), es_common::mp_map(&[("log", &line), ("n", &n)]))
+                    Event::new(
+                        EventTime::now(),
+                        es_common::mp_map(&[("log", &line), ("n", &n)]),
+                    )
                 })
                 .collect();
-            if c.send_batch(&EventBatch::new("app.web", events)).await.is_err() {
+            if c.send_batch(&EventBatch::new("app.web", events))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -913,10 +950,16 @@ async fn memory_buffer_rss_follows_total_limit_size() {
         if held >= 0.9 * limit {
             break held;
         }
-        assert!(Instant::now() < deadline, "the buffer did not fill:\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "the buffer did not fill:\n{body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(held <= limit, "the buffer holds {held} bytes, over its limit");
+    assert!(
+        held <= limit,
+        "the buffer holds {held} bytes, over its limit"
+    );
     // A few more retry rounds while it is full (each re-encodes bodies).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let peak = peak_rss(ls.child.id());
@@ -929,7 +972,11 @@ async fn memory_buffer_rss_follows_total_limit_size() {
         peak >> 20,
         bound as u64 >> 20
     );
-    eprintln!("peak RSS {} MiB with the buffer holding {} MiB", peak >> 20, held as u64 >> 20);
+    eprintln!(
+        "peak RSS {} MiB with the buffer holding {} MiB",
+        peak >> 20,
+        held as u64 >> 20
+    );
     // And the limit does matter: far less than what was offered (~66 MB of records) is held.
     assert!((peak as f64) < 66e6, "peak RSS {} MiB", peak >> 20);
     sender.abort();

@@ -339,7 +339,9 @@ fn parse_null_values_and_invalid_sequences() {
     });
     let out = f.filter(
         "t",
-        vec![ev(json!({"log": r#"{"a":"-","b":"","c":"x-y","d":{"e":""},"f":"NULL"}"#}))],
+        vec![ev(
+            json!({"log": r#"{"a":"-","b":"","c":"x-y","d":{"e":""},"f":"NULL"}"#}),
+        )],
     );
     assert_eq!(
         js(&out[0]),
@@ -355,7 +357,10 @@ fn parse_null_values_and_invalid_sequences() {
     let raw = Event::new(EventTime::new(1, 0), Bytes::from(rec));
     let strict = ParserFilter::new(parser_cfg(true, true));
     let out = strict.filter("t", vec![raw.clone()]);
-    assert_eq!((out[0].record.clone(), strict.invalid_count()), (raw.record.clone(), 1));
+    assert_eq!(
+        (out[0].record.clone(), strict.invalid_count()),
+        (raw.record.clone(), 1)
+    );
     let mut c = parser_cfg(true, true);
     c.replace_invalid_sequence = true;
     let lenient = ParserFilter::new(c);

@@ -381,11 +381,19 @@ async fn unparsable_records_go_to_the_error_label() {
     };
     assert_eq!(
         of("main"),
-        vec![r#"{"log":"{\"a\":1}","a":1}"#, r#"{"other":1}"#, r#"{"log":"[1,2]"}"#]
+        vec![
+            r#"{"log":"{\"a\":1}","a":1}"#,
+            r#"{"other":1}"#,
+            r#"{"log":"[1,2]"}"#
+        ]
     );
     assert_eq!(
         of("errors"),
-        vec![r#"{"log":"not json"}"#, r#"{"other":1}"#, r#"{"log":"[1,2]"}"#]
+        vec![
+            r#"{"log":"not json"}"#,
+            r#"{"other":1}"#,
+            r#"{"log":"[1,2]"}"#
+        ]
     );
     assert!(got.iter().all(|(_, tag, _)| tag == "app.web"));
 

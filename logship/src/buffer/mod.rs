@@ -178,7 +178,9 @@ pub fn batch_bytes(b: &EventBatch) -> u64 {
     let per_event = std::mem::size_of::<crate::event::Event>() as u64;
     b.events
         .iter()
-        .map(|e| e.record.len() as u64 + e.metadata.as_ref().map_or(0, |m| m.len() as u64) + per_event)
+        .map(|e| {
+            e.record.len() as u64 + e.metadata.as_ref().map_or(0, |m| m.len() as u64) + per_event
+        })
         .sum::<u64>()
         + b.tag.len() as u64
 }

@@ -1353,7 +1353,10 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
     if let (Some(f), TimeType::String) = (&time_format, time_type) {
         if let Err(e) = crate::filter::time_parse::check_format(f) {
             let loc = p.param("time_format").map(|x| x.loc.clone());
-            s.error(&loc.unwrap_or(p.loc.clone()), format!("parameter 'time_format' in {}: {e}", s.what));
+            s.error(
+                &loc.unwrap_or(p.loc.clone()),
+                format!("parameter 'time_format' in {}: {e}", s.what),
+            );
         }
     }
     let null_value_pattern = s.string("null_value_pattern");
@@ -1362,7 +1365,10 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
             let loc = p.param("null_value_pattern").map(|x| x.loc.clone());
             s.error(
                 &loc.unwrap_or(p.loc.clone()),
-                format!("parameter 'null_value_pattern' in {}: invalid regular expression: {e}", s.what),
+                format!(
+                    "parameter 'null_value_pattern' in {}: invalid regular expression: {e}",
+                    s.what
+                ),
             );
         }
     }
@@ -1372,11 +1378,22 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
     let utc = s.parsed("utc", values::parse_bool);
     let localtime = s.parsed("localtime", values::parse_bool);
     let timezone = s.parsed("timezone", crate::filter::time_parse::parse_timezone);
-    let zone_param = ["utc", "localtime", "timezone"].into_iter().find(|n| p.param(n).is_some());
+    let zone_param = ["utc", "localtime", "timezone"]
+        .into_iter()
+        .find(|n| p.param(n).is_some());
     let zone = match (utc, localtime, timezone) {
         (Some(_), Some(_), _) => {
-            let loc = p.param("utc").map(|x| x.loc.clone()).unwrap_or(p.loc.clone());
-            s.error(&loc, format!("both utc and localtime are set in {}; use only one of them", s.what));
+            let loc = p
+                .param("utc")
+                .map(|x| x.loc.clone())
+                .unwrap_or(p.loc.clone());
+            s.error(
+                &loc,
+                format!(
+                    "both utc and localtime are set in {}; use only one of them",
+                    s.what
+                ),
+            );
             ParseZone::Local
         }
         (_, _, Some(offset)) => ParseZone::Fixed(offset),
@@ -1387,8 +1404,17 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
         // As in Fluentd: a zone only means something for a strptime format without %z.
         let strptime = matches!(time_type, TimeType::String | TimeType::Auto);
         if strptime && time_format.is_none() && (zone != ParseZone::Local || name == "timezone") {
-            let loc = p.param(name).map(|x| x.loc.clone()).unwrap_or(p.loc.clone());
-            s.error(&loc, format!("'{name}' in {} needs a time_format (it applies to times parsed with it)", s.what));
+            let loc = p
+                .param(name)
+                .map(|x| x.loc.clone())
+                .unwrap_or(p.loc.clone());
+            s.error(
+                &loc,
+                format!(
+                    "'{name}' in {} needs a time_format (it applies to times parsed with it)",
+                    s.what
+                ),
+            );
         }
     }
     let _ = ty;

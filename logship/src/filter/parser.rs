@@ -176,7 +176,10 @@ impl ParserFilter {
             let ke = skip_value(rec, p).map_err(|_| Failure::NotAMap)?;
             let ve = skip_value(rec, ke).map_err(|_| Failure::NotAMap)?;
             let text = read_str(rec, p).map(|(s, end)| end - s.len()..end);
-            if src.is_none() && text.clone().is_some_and(|t| &rec[t] == cfg.key_name.as_bytes())
+            if src.is_none()
+                && text
+                    .clone()
+                    .is_some_and(|t| &rec[t] == cfg.key_name.as_bytes())
             {
                 src = Some(sc.rec.len());
             }
@@ -328,7 +331,12 @@ impl ParserFilter {
     /// The start of the value that could not be parsed, for a log line.
     fn example(&self, ev: &Event) -> String {
         record::find_str(&ev.record, &self.cfg.key_name)
-            .map(|v| String::from_utf8_lossy(v).chars().take(EXAMPLE_CHARS).collect())
+            .map(|v| {
+                String::from_utf8_lossy(v)
+                    .chars()
+                    .take(EXAMPLE_CHARS)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }

@@ -103,7 +103,8 @@ impl TimeParser {
 
     fn strptime(&self, items: &[Item<'static>], s: &str) -> Result<EventTime, String> {
         let mut p = Parsed::new();
-        parse(&mut p, s, items.iter()).map_err(|e| format!("{s:?} does not match time_format: {e}"))?;
+        parse(&mut p, s, items.iter())
+            .map_err(|e| format!("{s:?} does not match time_format: {e}"))?;
         if p.timestamp().is_none() {
             let today = Utc::now().date_naive();
             let no_date = p.year().is_none()
@@ -323,7 +324,11 @@ mod tests {
 
     #[test]
     fn strptime_with_nanoseconds_and_zones() {
-        let p = parser(TimeType::String, Some("%Y-%m-%d %H:%M:%S.%N %z"), ParseZone::Utc);
+        let p = parser(
+            TimeType::String,
+            Some("%Y-%m-%d %H:%M:%S.%N %z"),
+            ParseZone::Utc,
+        );
         for v in [
             "2025-03-14 15:09:26.535897932 +0000",
             "2025-03-14 16:09:26.535897932 +01:00",
@@ -356,14 +361,21 @@ mod tests {
             Ok(EventTime::new(1_741_964_966, 0))
         );
         // %L and a comma-separated fraction
-        let ms = parser(TimeType::String, Some("%Y-%m-%dT%H:%M:%S,%L"), ParseZone::Utc);
+        let ms = parser(
+            TimeType::String,
+            Some("%Y-%m-%dT%H:%M:%S,%L"),
+            ParseZone::Utc,
+        );
         assert_eq!(
             ms.parse(&s("2025-03-14T15:09:26,535")),
             Ok(EventTime::new(1_741_964_966, 535_000_000))
         );
         // %s and %iso8601
         let epoch = parser(TimeType::String, Some("%s"), ParseZone::Local);
-        assert_eq!(epoch.parse(&s("1741964966")), Ok(EventTime::new(1_741_964_966, 0)));
+        assert_eq!(
+            epoch.parse(&s("1741964966")),
+            Ok(EventTime::new(1_741_964_966, 0))
+        );
         let iso = parser(TimeType::String, Some("%iso8601"), ParseZone::Local);
         assert_eq!(
             iso.parse(&s("2025-03-14T15:09:26.5Z")),
@@ -373,7 +385,10 @@ mod tests {
         let syslog = parser(TimeType::String, Some("%b %d %H:%M:%S"), ParseZone::Utc);
         let t = syslog.parse(&s("Mar 14 15:09:26")).unwrap();
         let year = Utc::now().year();
-        let expect = Utc.with_ymd_and_hms(year, 3, 14, 15, 9, 26).unwrap().timestamp();
+        let expect = Utc
+            .with_ymd_and_hms(year, 3, 14, 15, 9, 26)
+            .unwrap()
+            .timestamp();
         assert_eq!(t, EventTime::new(expect, 0));
         assert!(check_format("%Q").is_err());
         assert!(check_format("%Y-%m-%d %H:%M:%S.%N %z").is_ok());
@@ -391,7 +406,10 @@ mod tests {
         assert!(fl.parse(&s("2025-03-14T15:09:26Z")).is_err());
         let ux = parser(TimeType::Unixtime, None, ParseZone::Local);
         assert_eq!(ux.parse(&f(1.9)), Ok(EventTime::new(1, 0)));
-        assert_eq!(ux.parse(&s("1741964966")), Ok(EventTime::new(1_741_964_966, 0)));
+        assert_eq!(
+            ux.parse(&s("1741964966")),
+            Ok(EventTime::new(1_741_964_966, 0))
+        );
         assert_eq!(ux.parse(&s("12.7")), Ok(EventTime::new(12, 0)));
         assert!(ux.parse(&s("soon")).is_err());
         let auto = parser(TimeType::Auto, None, ParseZone::Local);

@@ -94,7 +94,8 @@ impl<'s> Encoder<'s> {
         if body.body.capacity() == 0 {
             // The body stops growing at the threshold (plus the event that crosses it): reserve
             // that at once rather than doubling past it (pages not written are not resident).
-            body.body.reserve(s.bulk_threshold.min(64 << 20) + 64 * 1024);
+            body.body
+                .reserve(s.bulk_threshold.min(64 << 20) + 64 * 1024);
         }
         let mark = body.body.len();
         let out = &mut body.body;
