@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of tracker issue 9, one entry point.
 #
-#   scripts/bench.sh [logship|micro|api|es|pipeline|callgrind|targets|all]...  (default: all)
+#   scripts/bench.sh [logship|micro|api|es|buffer|pipeline|callgrind|targets|all]...  (default: all)
 #
 # Sections (each writes its table between its markers in BENCHMARKS.md; `targets` is rebuilt
 # after every section from the latest results of all of them):
@@ -13,6 +13,8 @@
 #            (bench-api)
 #   es       `cargo bench -p logship --bench es_bench` RUNS times: logship -> real OpenSearch
 #            vs the same documents pre-encoded as `_bulk` (bench-es)
+#   buffer   `cargo bench -p logship --bench buffer`: pushes into a memory / file / gzip file
+#            buffer, acked when held (bench-buffer)
 #   pipeline scripts/bench-pipeline.sh (tracker issue 16): fluentd/fluentd.conf (parser filter,
 #            file buffer) and the minimal forward -> elasticsearch path into the test node,
 #            500 k events, exact count; shipper and node CPU per M docs, peak RSS
@@ -34,7 +36,7 @@ export RUNS="${RUNS:-5}"
 RES="$CARGO_TARGET_DIR/bench"
 mkdir -p "$RES"
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es pipeline callgrind)
+[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer pipeline callgrind)
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet -- api logship scripts || echo "+dirty")
 machine="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
@@ -321,8 +323,18 @@ PY
   write_section targets "$RES/targets.section"
 }
 
+run_buffer() {
+  {
+    header "cargo bench -p logship --bench buffer (RUNS=$RUNS)"
+    echo
+    cargo bench --quiet -p logship --bench buffer 2>/dev/null | grep '^|'
+  } >"$RES/buffer.section"
+  write_section buffer "$RES/buffer.section"
+}
+
 for s in "${SECTIONS[@]}"; do
   case "$s" in
+  buffer) run_buffer ;;
   logship) run_logship ;;
   micro) run_micro ;;
   api) run_api ;;
@@ -330,7 +342,7 @@ for s in "${SECTIONS[@]}"; do
   pipeline) run_pipeline ;;
   callgrind) run_callgrind ;;
   targets) ;;
-  *) echo "unknown section $s (logship|micro|api|es|pipeline|callgrind|targets|all)" >&2; exit 2 ;;
+  *) echo "unknown section $s (logship|micro|api|es|buffer|pipeline|callgrind|targets|all)" >&2; exit 2 ;;
   esac
   run_targets
 done

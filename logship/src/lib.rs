@@ -3,14 +3,18 @@
 //! # Layout
 //! - [`event`]: the event model (tag, time, msgpack record kept in wire form) and the
 //!   [`event::EventSink`] trait through which inputs hand events to the pipeline.
-//! - [`config`]: Fluentd-syntax config files → a syntax tree → typed plugin configs.
+//! - [`config`]: Fluentd-syntax config files → a syntax tree → typed plugin configs, each
+//!   plugin declaring its parameters beside its code; the plugin registry.
+//! - [`source`]: what a `<source>` plugin is (`forward`, `prometheus`, `monitor_agent`).
 //! - [`pipeline`]: tag patterns, the router (filters, then the first matching `<match>`).
 //! - [`filter`]: `parser`, `record_transformer`, `concat` (Docker partial lines).
-//! - [`output`]: `stdout`, `file`, `null`, `copy`, `elasticsearch`.
+//! - [`output`]: `stdout`, `file`, `null`, `copy`, `relabel`, `elasticsearch`, `forward`.
 //! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree; [`json_msgpack`]: JSON → msgpack.
 //! - [`log_limit`]: rate-limited warnings for per-event and per-connection problems.
+//! - [`secret`]: passwords and keys that never reach a log line.
+//! - [`private_key`]: PEM private keys for TLS, plain or encrypted with a passphrase.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 //! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
 
@@ -26,4 +30,7 @@ pub mod metrics;
 pub mod msgpack_json;
 pub mod output;
 pub mod pipeline;
+pub mod private_key;
+pub mod secret;
+pub mod source;
 pub mod tail;

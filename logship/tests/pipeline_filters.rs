@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use logship::config::{ConcatConfig, ParserFilterConfig, RecordTransformerConfig};
 use logship::event::{Event, EventTime};
-use logship::filter::concat::ConcatFilter;
-use logship::filter::parser::ParserFilter;
-use logship::filter::record_transformer::RecordTransformer;
+use logship::filter::concat::{ConcatConfig, ConcatFilter};
+use logship::filter::parser::{ParseConfig, ParserFilter, ParserFilterConfig};
+use logship::filter::record_transformer::{RecordTransformer, RecordTransformerConfig};
 use logship::filter::Filter;
 use logship::msgpack_json::to_json_string;
 use logship::pipeline::record::value_to_msgpack;
@@ -281,7 +280,7 @@ fn concat_flushes_incomplete_groups_after_the_timeout() {
     assert_eq!(f.pending_groups(), 0);
 }
 
-fn with_parse(f: impl FnOnce(&mut logship::config::ParseConfig)) -> ParserFilter {
+fn with_parse(f: impl FnOnce(&mut logship::filter::parser::ParseConfig)) -> ParserFilter {
     let mut c = parser_cfg(true, true);
     f(&mut c.parse);
     ParserFilter::new(c)
@@ -290,7 +289,7 @@ fn with_parse(f: impl FnOnce(&mut logship::config::ParseConfig)) -> ParserFilter
 /// `<parse>` time_key / time_format (with %N and %z) / time_type / keep_time_key / timezone.
 #[test]
 fn parse_time_parameters() {
-    use logship::config::{ParseZone, TimeType};
+    use logship::filter::parser::{ParseZone, TimeType};
     let one = |f: &ParserFilter, log: &str| {
         let out = f.filter("t", vec![ev(json!({ "log": log }))]);
         (out[0].time, js(&out[0]), f.invalid_count())

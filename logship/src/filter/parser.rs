@@ -34,21 +34,297 @@
 //! - otherwise passes through unchanged. Fluentd drops it from the stream in that case (and
 //!   without `@ERROR` logs one warning per record); logship loses no log line instead.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use regex::Regex;
 
-use super::time_parse::TimeParser;
-use super::Filter;
-use crate::config::ParserFilterConfig;
+use super::time_parse::{self, TimeParser};
+use super::{Filter, FilterPlugin};
+use crate::config::params::{ParamSpec, SectionSpec};
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::{Event, EventTime};
 use crate::json_msgpack::{object_entries, JsonError, ObjectEntry};
 use crate::log_limit::LogLimiter;
 use crate::pipeline::record::{self, map_header, read_str, skip_value};
+
+/// `@type parser`, checked.
+#[derive(Debug, Clone)]
+pub struct ParserFilterConfig {
+    pub key_name: String,
+    pub reserve_data: bool,
+    pub reserve_time: bool,
+    pub remove_key_name_field: bool,
+    pub inject_key_prefix: Option<String>,
+    pub hash_value_field: Option<String>,
+    pub emit_invalid_record_to_error: bool,
+    /// Invalid UTF-8 in the parsed value is replaced with `?` instead of failing the record.
+    pub replace_invalid_sequence: bool,
+    pub parse: ParseConfig,
+}
+
+impl Default for ParserFilterConfig {
+    /// The declared defaults.
+    fn default() -> Self {
+        Self {
+            key_name: "log".into(),
+            reserve_data: false,
+            reserve_time: false,
+            remove_key_name_field: false,
+            inject_key_prefix: None,
+            hash_value_field: None,
+            emit_invalid_record_to_error: true,
+            replace_invalid_sequence: false,
+            parse: ParseConfig::default(),
+        }
+    }
+}
+
+/// How `<parse>` reads the time field (`time_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeType {
+    /// Not set and no `time_format`: a number of seconds, or an RFC 3339 string.
+    Auto,
+    /// `string`: `time_format` (strptime), else RFC 3339.
+    String,
+    /// `float`: seconds with a fraction (a number, or a decimal string).
+    Float,
+    /// `unixtime`: whole seconds (a number or a decimal string; the fraction is dropped).
+    Unixtime,
+}
+
+/// The zone of a `time_format` without `%z` (`localtime`, `utc`, `timezone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseZone {
+    /// The host's local zone (`localtime true`, Fluentd's default).
+    Local,
+    /// `utc true` / `localtime false`.
+    Utc,
+    /// `timezone +09:00`: a fixed offset, in seconds east of UTC.
+    Fixed(i32),
+}
+
+/// `<parse>` (only `@type json`).
+#[derive(Debug, Clone)]
+pub struct ParseConfig {
+    /// `None`: `time_key ""`, the event time is kept.
+    pub time_key: Option<String>,
+    pub keep_time_key: bool,
+    pub time_type: TimeType,
+    /// A Ruby strptime format, or `%iso8601`.
+    pub time_format: Option<String>,
+    pub zone: ParseZone,
+    /// A regular expression: a parsed top-level string value that matches it becomes null.
+    pub null_value_pattern: Option<String>,
+    /// A parsed top-level empty string becomes null.
+    pub null_empty_string: bool,
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        Self {
+            time_key: Some("time".into()),
+            keep_time_key: false,
+            time_type: TimeType::Auto,
+            time_format: None,
+            zone: ParseZone::Local,
+            null_value_pattern: None,
+            null_empty_string: false,
+        }
+    }
+}
+
+static PARAMS: &[ParamSpec] = &[
+    ParamSpec::string("key_name").default("log").doc("the field holding the JSON text"),
+    ParamSpec::bool("reserve_data").default("false").doc("keep the record's other fields (a parsed key replaces one of the same name)"),
+    ParamSpec::bool("reserve_time").default("false").doc("keep the event's time even when the parsed object has a time"),
+    ParamSpec::bool("remove_key_name_field").default("false").doc("with `reserve_data`: drop `key_name` once parsed"),
+    ParamSpec::string("inject_key_prefix").doc("prefix every parsed key with this"),
+    ParamSpec::string("hash_value_field").doc("store the parsed object under this key instead of merging it"),
+    ParamSpec::bool("emit_invalid_record_to_error").default("true").doc("with a `<label @ERROR>`: unparsable records go there (as Fluentd's emit_error_event); without it, or `false`, they pass on unchanged (Fluentd drops them)"),
+    ParamSpec::bool("replace_invalid_sequence").default("false").doc("replace invalid UTF-8 in the value with `?` instead of leaving the record unparsed"),
+];
+
+static PARSE: SectionSpec = SectionSpec::new(
+    "parse",
+    &[
+        ParamSpec::choice("@type", &["json"]).required().doc("the parser: only `json`"),
+        ParamSpec::string("time_key").default("time").doc("the parsed field that becomes the event time, then removed; `\"\"`: none"),
+        ParamSpec::bool("keep_time_key").default("false").doc("keep `time_key` in the record"),
+        ParamSpec::choice("json_parser", &["oj", "yajl", "json"]).default("oj").no_effect("logship has one JSON parser"),
+        ParamSpec::choice("time_type", &["float", "unixtime", "string"]).doc("`float` / `unixtime` (a number or a decimal string) / `string` (`time_format`, else RFC 3339); not set: a number or an RFC 3339 string"),
+        ParamSpec::string("time_format").doc("Ruby strptime (via chrono: `%N`, `%L`, `%z`, `%s`, `%iso8601`; `%Q` unsupported); implies `time_type string`"),
+        ParamSpec::bool("utc").doc("a `time_format` without `%z` is UTC (needs `time_format`)"),
+        ParamSpec::bool("localtime").doc("a `time_format` without `%z` is the host's local time (the default)"),
+        ParamSpec::string("timezone").doc("a `time_format` without `%z` is at this offset (`+09:00`, `-05`, `UTC`; zone names are an error)"),
+        ParamSpec::string("null_value_pattern").doc("a parsed top-level string matching this regular expression becomes null"),
+        ParamSpec::bool("null_empty_string").default("false").doc("a parsed top-level empty string becomes null"),
+        ParamSpec::bool("estimate_current_event").default("true").no_effect("an event without a parsed time keeps the time it came with"),
+        ParamSpec::size("stream_buffer_size").no_effect("the JSON is parsed whole"),
+    ],
+)
+.doc("How `key_name` is parsed. Required.");
+
+/// The registry's entry.
+pub static SPEC: PluginSpec<dyn FilterPlugin> = PluginSpec {
+    type_name: "parser",
+    summary:
+        "Parses a string field (Docker's `log`) as a JSON object and merges it into the record.",
+    params: PARAMS,
+    sections: &[&PARSE],
+    parse,
+};
+
+fn parse_section(s: &mut Section<'_, '_>) -> ParseConfig {
+    let ty: String = s.get("@type");
+    s.set_what(format!("<parse> (@type {ty})"));
+    let time_key: String = s.get("time_key");
+    let keep_time_key = s.get("keep_time_key");
+    let time_format: Option<String> = s.opt("time_format");
+    let time_type = match s.opt::<String>("time_type").as_deref() {
+        Some("string") => TimeType::String,
+        Some("float") => TimeType::Float,
+        Some("unixtime") => TimeType::Unixtime,
+        // Fluentd: time_format implies string.
+        _ if time_format.is_some() => TimeType::String,
+        _ => TimeType::Auto,
+    };
+    if let (Some(f), TimeType::String) = (&time_format, time_type) {
+        if let Err(e) = time_parse::check_format(f) {
+            let loc = s.given("time_format").map(|p| p.loc.clone());
+            let msg = format!("parameter 'time_format' in {}: {e}", s.what());
+            match loc {
+                Some(l) => s.error(&l, msg),
+                None => s.error_here(msg),
+            }
+        }
+    }
+    let null_value_pattern: Option<String> = s.opt("null_value_pattern");
+    if let Some(pat) = &null_value_pattern {
+        if let Err(e) = Regex::new(pat) {
+            let loc = s.given("null_value_pattern").map(|p| p.loc.clone());
+            let msg = format!(
+                "parameter 'null_value_pattern' in {}: invalid regular expression: {e}",
+                s.what()
+            );
+            match loc {
+                Some(l) => s.error(&l, msg),
+                None => s.error_here(msg),
+            }
+        }
+    }
+    let null_empty_string = s.get("null_empty_string");
+    let utc: Option<bool> = s.opt("utc");
+    let localtime: Option<bool> = s.opt("localtime");
+    let timezone = match s.opt::<String>("timezone") {
+        None => None,
+        Some(tz) => match time_parse::parse_timezone(&tz) {
+            Ok(o) => Some(o),
+            Err(e) => {
+                let loc = s.given("timezone").map(|p| p.loc.clone());
+                let msg = format!("parameter 'timezone' in {}: {e}", s.what());
+                if let Some(l) = loc {
+                    s.error(&l, msg);
+                }
+                None
+            }
+        },
+    };
+    let zone = match (utc, localtime, timezone) {
+        (Some(_), Some(_), _) => {
+            let loc = s.given("utc").map(|p| p.loc.clone());
+            let msg = format!(
+                "both utc and localtime are set in {}; use only one of them",
+                s.what()
+            );
+            if let Some(l) = loc {
+                s.error(&l, msg);
+            }
+            ParseZone::Local
+        }
+        (_, _, Some(offset)) => ParseZone::Fixed(offset),
+        (Some(true), _, None) | (_, Some(false), None) => ParseZone::Utc,
+        _ => ParseZone::Local,
+    };
+    // As in Fluentd: a zone only means something for a strptime format.
+    let strptime = matches!(time_type, TimeType::String | TimeType::Auto);
+    for name in ["utc", "localtime", "timezone"] {
+        let given = s.given(name).map(|p| p.loc.clone());
+        if let Some(loc) = given {
+            if strptime && time_format.is_none() && (zone != ParseZone::Local || name == "timezone")
+            {
+                let msg = format!(
+                    "'{name}' in {} needs a time_format (it applies to times parsed with it)",
+                    s.what()
+                );
+                s.error(&loc, msg);
+            }
+            break;
+        }
+    }
+    ParseConfig {
+        time_key: (!time_key.is_empty()).then_some(time_key),
+        keep_time_key,
+        time_type,
+        time_format,
+        zone,
+        null_value_pattern,
+        null_empty_string,
+    }
+}
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn FilterPlugin> {
+    let mut cfg = ParserFilterConfig {
+        key_name: s.get("key_name"),
+        reserve_data: s.get("reserve_data"),
+        reserve_time: s.get("reserve_time"),
+        remove_key_name_field: s.get("remove_key_name_field"),
+        inject_key_prefix: s.opt("inject_key_prefix"),
+        hash_value_field: s.opt("hash_value_field"),
+        emit_invalid_record_to_error: s.get("emit_invalid_record_to_error"),
+        replace_invalid_sequence: s.get("replace_invalid_sequence"),
+        parse: ParseConfig::default(),
+    };
+    match s.child("parse", parse_section) {
+        Some(p) => cfg.parse = p,
+        None => {
+            let msg = format!(
+                "missing <parse> section in {}; supported: <parse> @type json",
+                s.what()
+            );
+            s.error_here(msg);
+        }
+    }
+    Arc::new(cfg)
+}
+
+impl FilterPlugin for ParserFilterConfig {
+    fn type_name(&self) -> &'static str {
+        "parser"
+    }
+    fn describe(&self) -> String {
+        format!(
+            "parser key_name={} reserve_data={}",
+            self.key_name, self.reserve_data
+        )
+    }
+    fn build(&self) -> Arc<dyn Filter> {
+        Arc::new(ParserFilter::new(self.clone()))
+    }
+    fn build_with_error_label(&self, error_label: bool) -> Arc<dyn Filter> {
+        Arc::new(ParserFilter::with_error_label(self.clone(), error_label))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// Unparsable records logged in full per [`WARN_INTERVAL`] (per filter).
 pub const WARN_BURST: u32 = 5;

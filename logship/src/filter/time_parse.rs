@@ -29,7 +29,7 @@
 use chrono::format::{parse, Item, Parsed, StrftimeItems};
 use chrono::{Datelike, Offset, TimeZone, Utc};
 
-use crate::config::{ParseConfig, ParseZone, TimeType};
+use super::parser::{ParseConfig, ParseZone, TimeType};
 use crate::event::EventTime;
 use crate::output::timefmt;
 use crate::pipeline::record::read_str;

@@ -6,37 +6,96 @@
 //! keeps batches in order and keeps blocking writes off the async runtime. `emit` resolves once
 //! the batch has been written.
 
+use std::any::Any;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{format_batch, Output};
-use crate::config::LineFormat;
+use super::{format, format_batch, metadata, LineFormat, Output, OutputContext, OutputPlugin};
+use crate::config::params::{ParamSpec, SectionSpec};
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::{BoxFuture, EmitError, EventBatch};
+
+/// `@type stdout`, checked.
+#[derive(Debug, Clone)]
+pub struct StdoutConfig {
+    pub format: LineFormat,
+    /// `metadata_key`: see [`metadata::DEFAULT_LINE_METADATA_KEY`]; `None` hides metadata.
+    pub metadata_key: Option<String>,
+}
+
+static BUFFER: SectionSpec = crate::buffer::config::SECTION
+    .no_effect("each batch is written before it is acked; nothing is buffered");
+
+/// The registry's entry.
+pub static SPEC: PluginSpec<dyn OutputPlugin> = PluginSpec {
+    type_name: "stdout",
+    summary: "Writes each event to stdout: Fluentd's `TIME TAG: JSON` line, or JSON lines with `<format> @type json`.",
+    params: &[
+        ParamSpec::choice("output_type", &["json"])
+            .default("json")
+            .doc("the record is written as JSON (the only choice)"),
+        metadata::LINE_METADATA_KEY,
+    ],
+    sections: &[&format::SECTION, &BUFFER],
+    parse,
+};
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
+    // Only `json` exists, which is what the line format writes.
+    let _output_type: String = s.get("output_type");
+    let format = s.child("format", |f| format::parse(f, LineFormat::Stdout));
+    Arc::new(StdoutConfig {
+        format: format.unwrap_or(LineFormat::Stdout),
+        metadata_key: metadata::line_metadata_key(s),
+    })
+}
+
+impl OutputPlugin for StdoutConfig {
+    fn type_name(&self) -> &'static str {
+        "stdout"
+    }
+    fn describe(&self) -> String {
+        match self.format {
+            LineFormat::Json => "stdout (json)".into(),
+            _ => "stdout (fluentd line format)".into(),
+        }
+    }
+    fn build(&self, _: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
+        Ok(Arc::new(StdoutOutput::new(self)))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 type Job = (Vec<u8>, oneshot::Sender<std::io::Result<()>>);
 
 /// The stdout output (or any writer, for tests).
 pub struct StdoutOutput {
     format: LineFormat,
+    /// Where non-empty Forward v1.5 metadata is shown (`metadata_key`).
+    metadata_key: Option<String>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl StdoutOutput {
     /// Writes to the process's stdout.
-    pub fn new(format: LineFormat) -> Self {
-        Self::start(format, None)
+    pub fn new(cfg: &StdoutConfig) -> Self {
+        Self::start(cfg, None)
     }
 
     /// Writes to `w` instead of stdout.
-    pub fn with_writer(format: LineFormat, w: Box<dyn Write + Send>) -> Self {
-        Self::start(format, Some(w))
+    pub fn with_writer(cfg: &StdoutConfig, w: Box<dyn Write + Send>) -> Self {
+        Self::start(cfg, Some(w))
     }
 
-    fn start(format: LineFormat, w: Option<Box<dyn Write + Send>>) -> Self {
+    fn start(cfg: &StdoutConfig, w: Option<Box<dyn Write + Send>>) -> Self {
         // A few batches in flight are enough to keep the writer busy.
         let (tx, mut rx) = mpsc::channel::<Job>(16);
         let thread = std::thread::Builder::new()
@@ -56,7 +115,8 @@ impl StdoutOutput {
             })
             .expect("spawn stdout writer thread");
         Self {
-            format,
+            format: cfg.format,
+            metadata_key: cfg.metadata_key.clone(),
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         }
@@ -68,7 +128,7 @@ impl Output for StdoutOutput {
         Box::pin(async move {
             let mut buf =
                 Vec::with_capacity(batch.events.iter().map(|e| e.record.len() * 2 + 64).sum());
-            format_batch(self.format, batch, &mut buf);
+            format_batch(self.format, self.metadata_key.as_deref(), batch, &mut buf);
             let tx = self.tx.lock().map_err(|_| EmitError::ShuttingDown)?.clone();
             let tx = tx.ok_or(EmitError::ShuttingDown)?;
             let (done_tx, done_rx) = oneshot::channel();
