@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use logship::event::{Event, EventTime};
 use logship::filter::concat::{ConcatConfig, ConcatFilter};
-use logship::filter::parser::{ParseConfig, ParserFilter, ParserFilterConfig};
+use logship::filter::parser::{ParserFilter, ParserFilterConfig};
 use logship::filter::record_transformer::{RecordTransformer, RecordTransformerConfig};
 use logship::filter::Filter;
 use logship::msgpack_json::to_json_string;
