@@ -24,7 +24,7 @@
 #   - ratio: shipper CPU / node CPU;
 #   - logship's stderr lines over the whole run (the log-flood check).
 # Raw lines: $CARGO_TARGET_DIR/bench/pipeline.tsv; the table: $CARGO_TARGET_DIR/bench/pipeline.md.
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-3}"
@@ -99,8 +99,12 @@ run_one() { # CONFIG RUN
     BENCH_PORT="$port" BENCH_INDEX_PREFIX="$prefix" LOG_LEVEL=info \
     "$bin" run -c "$dir/logship.conf" >/dev/null 2>"$dir/stderr.log" &
   ls_pid=$!
-  for _ in $(seq 200); do
+  for _ in $(seq 600); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    if ! kill -0 "$ls_pid" 2>/dev/null; then
+      echo "bench-pipeline: logship exited at start: $(tail -3 "$dir/stderr.log")" >&2
+      exit 1
+    fi
     sleep 0.05
   done
   local load ls0 node0 t0 line n=0 deadline
