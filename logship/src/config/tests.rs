@@ -139,7 +139,7 @@ fn sample(p: &ParamSpec) -> String {
     if p.secret {
         return SECRET_SAMPLE.into();
     }
-    if p.name == "timekey_zone" {
+    if p.name == "timekey_zone" || p.name == "timezone" {
         return "+0900".into();
     }
     if let DefaultValue::Value(v) = p.default {
@@ -168,6 +168,7 @@ fn companion(section: &str, param: &str) -> &'static str {
         (_, "template_name") => "template_file /x.json\n",
         (_, "template_file") => "template_name x\n",
         ("buffer", "path") => "@type file\n",
+        ("parse", "utc" | "localtime" | "timezone") => "time_format %d/%b/%Y:%H:%M:%S\n",
         ("elasticsearch", "user") => "password p\n",
         ("elasticsearch", "password" | "password_file") => "user u\n",
         ("elasticsearch", "ca_file" | "ssl_verify" | "client_key_pass") => "scheme https\n",
