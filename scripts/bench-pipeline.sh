@@ -37,7 +37,8 @@ RES="$CARGO_TARGET_DIR/bench"
 mkdir -p "$RES"
 : "${TEST_ELASTICSEARCH_URL:?TEST_ELASTICSEARCH_URL is not set (eval \"\$(scripts/test-services.sh start)\")}"
 es="${TEST_ELASTICSEARCH_URL%/}"
-es_hostport="${es#*://}"
+# shellcheck source=scripts/bench-pipeline-lib.sh
+. scripts/bench-pipeline-lib.sh
 node_pid="$(awk '$1 == "opensearch" {p = $2} END {print p}' "$SERVICES_DIR/pids" 2>/dev/null || true)"
 [[ -n "$node_pid" && -r "/proc/$node_pid/stat" ]] || {
   echo "bench-pipeline: no running OpenSearch node in $SERVICES_DIR/pids" >&2
@@ -68,46 +69,23 @@ trap cleanup EXIT INT TERM
 cpu_s() { # PID: utime+stime in seconds (fields 14 and 15 of /proc/PID/stat)
   awk -v t="$tck" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / t}' "/proc/$1/stat"
 }
-count() { # INDEX_PATTERN
-  curl -sf -XPOST "$es/$1/_refresh" >/dev/null 2>&1 || true
-  curl -sf "$es/$1/_count" 2>/dev/null | sed -n 's/.*"count":\([0-9]*\).*/\1/p'
-}
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 run_one() { # CONFIG RUN
-  local cfg="$1" run="$2" port prefix conf dir
+  local cfg="$1" run="$2" port prefix dir
   port="$(free_port)"
   prefix="fluentd-bench-pipe-$(printf '%08x' $RANDOM$RANDOM)"
   dir="$work/$run"
   mkdir -p "$dir"
-  if [[ "$cfg" == fluentd.conf ]]; then
-    # The shipped file, with the test node's address, a free port, no fixed monitoring port
-    # and an index prefix of this run (still matching the template's fluentd-*).
-    sed -e "s/^  port 24224$/  port $port/" -e 's/^  port 24231$/  port 0/' \
-      -e "s/^  logstash_prefix fluentd$/  logstash_prefix $prefix/" fluentd/fluentd.conf >"$dir/logship.conf"
-    grep -q "logstash_prefix $prefix" "$dir/logship.conf" || {
-      echo "bench-pipeline: fluentd/fluentd.conf no longer has 'logstash_prefix fluentd'" >&2
-      exit 1
-    }
-  else
-    cp logship/benches/configs/es_minimal.conf "$dir/logship.conf"
-  fi
-  ELASTICSEARCH_HOST="${es_hostport%:*}" ELASTICSEARCH_PORT="${es_hostport##*:}" \
-    FLUENTD_TEMPLATE_FILE="$PWD/elk/fluentd-template.json" LOGSHIP_BUFFER_PATH="$dir/buffer" \
-    BENCH_PORT="$port" BENCH_INDEX_PREFIX="$prefix" LOG_LEVEL=info \
+  pipeline_config "$cfg" "$port" "$prefix" "$dir/logship.conf"
+  # shellcheck disable=SC2046 # the environment, word by word
+  env $(pipeline_env "$port" "$prefix" "$dir/buffer") \
     "$bin" run -c "$dir/logship.conf" >/dev/null 2>"$dir/stderr.log" &
   ls_pid=$!
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-    if ! kill -0 "$ls_pid" 2>/dev/null; then
-      echo "bench-pipeline: logship exited at start: $(tail -3 "$dir/stderr.log")" >&2
-      exit 1
-    fi
-    sleep 0.05
-  done
-  local load ls0 node0 t0 line n=0 deadline
+  wait_listening "$port" "$ls_pid" || {
+    echo "bench-pipeline: logship did not start: $(tail -3 "$dir/stderr.log")" >&2
+    exit 1
+  }
+  local load ls0 node0 t0 line n
   load="$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' '/')"
   ls0="$(cpu_s "$ls_pid")"
   node0="$(cpu_s "$node_pid")"
@@ -119,22 +97,10 @@ run_one() { # CONFIG RUN
   }
   local acked_secs
   acked_secs="$(echo "$line" | cut -f7)"
-  deadline=$((SECONDS + TIMEOUT_SECS))
-  while :; do
-    n="$(count "$prefix-*")"
-    n="${n:-0}"
-    ((n == EVENTS)) && break
-    if ((n > EVENTS)); then
-      echo "bench-pipeline: $n documents for $EVENTS events sent" >&2
-      exit 1
-    fi
-    if ((SECONDS >= deadline)); then
-      echo "bench-pipeline: only $n of $EVENTS documents after ${TIMEOUT_SECS}s" >&2
-      tail -5 "$dir/stderr.log" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
+  wait_exact_count "$prefix-*" "$EVENTS" "$TIMEOUT_SECS" || {
+    tail -5 "$dir/stderr.log" >&2
+    exit 1
+  }
   local secs ls1 node1 hwm
   secs="$(echo "$(date +%s.%N) - $t0" | bc)"
   ls1="$(cpu_s "$ls_pid")"
@@ -142,7 +108,7 @@ run_one() { # CONFIG RUN
   hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$ls_pid/status")"
   # The count must stay exact (no late duplicate).
   sleep 1.5
-  n="$(count "$prefix-*")"
+  n="$(es_count "$prefix-*")"
   if [[ "$n" != "$EVENTS" ]]; then
     echo "bench-pipeline: count changed to $n after settling" >&2
     exit 1

@@ -232,8 +232,10 @@ pub enum BulkOutcome {
 /// OpenSearch write `{"took":N,"errors":false,"items":[...]}`, and without errors every item
 /// was stored — so the items (hundreds of bytes each) need not be parsed at all.
 fn all_succeeded(body: &[u8]) -> bool {
+    const ITEMS: &[u8] = b"\"items\"";
+    const NO_ERRORS: &[u8] = b"\"errors\":false,";
     let head = &body[..body.len().min(128)];
-    let Some(items) = head.windows(8).position(|w| w == b"\"items\"") else {
+    let Some(items) = head.windows(ITEMS.len()).position(|w| w == ITEMS) else {
         return false;
     };
     let head: Vec<u8> = head[..items]
@@ -241,7 +243,7 @@ fn all_succeeded(body: &[u8]) -> bool {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    head.starts_with(b"{") && head.windows(15).any(|w| w == b"\"errors\":false,")
+    head.starts_with(b"{") && head.windows(NO_ERRORS.len()).any(|w| w == NO_ERRORS)
 }
 
 /// Classifies a `_bulk` response for a request of `n` items sent with `create` or `index`.
@@ -332,7 +334,16 @@ mod tests {
             classify(503, b"", 5, true),
             BulkOutcome::RetryAll(_)
         ));
-        // Without errors the items are not read.
+        // Without errors the items are not read (all_succeeded), as OpenSearch 2 and
+        // Elasticsearch 7/8 write a response; with errors, or "errors" after "items", they are.
+        assert!(all_succeeded(
+            br#"{"took":129,"errors":false,"items":[{"create":{"_index":"i","_id":"4hL2","_version":1,"result":"created","status":201}}]}"#
+        ));
+        assert!(all_succeeded(
+            b"{\n  \"took\" : 3,\n  \"errors\" : false,\n  \"items\" : [ ]\n}"
+        ));
+        assert!(!all_succeeded(br#"{"took":1,"errors":true,"items":[]}"#));
+        assert!(!all_succeeded(br#"{"items":[],"errors":false}"#));
         let BulkOutcome::Items(o) = classify(
             200,
             br#"{"took":3,"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}}]}"#,
