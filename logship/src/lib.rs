@@ -13,6 +13,8 @@
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
 //! - [`log_limit`]: rate-limited warnings for per-event and per-connection problems.
+//! - [`secret`]: passwords and keys that never reach a log line.
+//! - [`private_key`]: PEM private keys for TLS, plain or encrypted with a passphrase.
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 //! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
 
@@ -27,5 +29,7 @@ pub mod metrics;
 pub mod msgpack_json;
 pub mod output;
 pub mod pipeline;
+pub mod private_key;
+pub mod secret;
 pub mod source;
 pub mod tail;

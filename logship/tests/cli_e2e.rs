@@ -328,6 +328,20 @@ fn check_config_good_and_broken() {
         String::from_utf8_lossy(&es.stdout)
     );
 
+    // a parameter accepted without effect is named with its line (stdout, exit 0)
+    let file = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(configs().join("file_output.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(file.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&file.stdout);
+    assert!(
+        out.contains("<buffer>: each batch is written through")
+            && out.contains("file_output.conf:16 in <match app.**> (@type file)"),
+        "{out}"
+    );
+
     let bad = Command::new(BIN)
         .args(["check-config", "-c"])
         .arg(configs().join("broken/unknown_param.conf"))

@@ -49,6 +49,40 @@ pub fn parse_time(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(v * mult))
 }
 
+/// A fixed offset from UTC in seconds: `+0900`, `-07:00`, `+09`, `UTC`, `Z`. Named zones
+/// (`Asia/Tokyo`) need a time-zone database, which logship does not carry: an error naming the
+/// supported forms.
+pub fn parse_utc_offset(s: &str) -> Result<i32, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("utc") || t == "Z" {
+        return Ok(0);
+    }
+    let bad = || {
+        format!(
+            "unsupported time zone {t:?} (expected a fixed offset such as +0900, -07:00 or UTC)"
+        )
+    };
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return Err(bad()),
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !matches!(digits.len(), 2 | 4) {
+        return Err(bad());
+    }
+    let h: i32 = digits[..2].parse().map_err(|_| bad())?;
+    let m: i32 = if digits.len() == 4 {
+        digits[2..].parse().map_err(|_| bad())?
+    } else {
+        0
+    };
+    if h > 23 || m > 59 || (rest.contains(':') && digits.len() != 4) {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
+}
+
 /// `true`/`yes` or `false`/`no`; an empty value means true (as in Fluentd).
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim() {

@@ -13,6 +13,7 @@ use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
 use crate::event::BoxFuture;
+use crate::secret::Secret;
 use crate::source::{SourceContext, SourcePlugin};
 
 /// `<source> @type forward`, checked.
@@ -36,10 +37,10 @@ pub struct ForwardSourceConfig {
 #[derive(Debug, Clone)]
 pub struct ForwardSecurity {
     pub self_hostname: String,
-    pub shared_key: String,
+    pub shared_key: Secret,
     pub user_auth: bool,
     /// `<user>` username and password.
-    pub users: Vec<(String, String)>,
+    pub users: Vec<(String, Secret)>,
 }
 
 /// `<transport tls>`: the server's certificate chain and private key.
@@ -47,6 +48,8 @@ pub struct ForwardSecurity {
 pub struct TlsFiles {
     pub cert_path: Option<String>,
     pub private_key_path: Option<String>,
+    /// The passphrase of an encrypted private key.
+    pub private_key_passphrase: Option<Secret>,
 }
 
 static PARAMS: &[ParamSpec] = &[
@@ -71,7 +74,7 @@ static USER: SectionSpec = SectionSpec::new(
     "user",
     &[
         ParamSpec::string("username").required(),
-        ParamSpec::string("password").required(),
+        ParamSpec::string("password").required().secret(),
     ],
 )
 .multiple()
@@ -85,7 +88,7 @@ static SECURITY: SectionSpec = SectionSpec::new(
     "security",
     &[
         ParamSpec::string("self_hostname").computed("the host name").doc("the server's name in the handshake"),
-        ParamSpec::string("shared_key").required().doc("the key both sides digest in the handshake"),
+        ParamSpec::string("shared_key").required().secret().doc("the key both sides digest in the handshake"),
         ParamSpec::bool("user_auth").default("false").doc("also require a `<user>`'s username and password"),
         ParamSpec::bool("allow_anonymous_source").default("true").no_effect("without `<client>` sections every client is anonymous and allowed (with the shared key)"),
     ],
@@ -100,12 +103,13 @@ static TRANSPORT: SectionSpec = SectionSpec::new(
     &[
         ParamSpec::string("cert_path").doc("PEM certificate chain, leaf first (needed with `tls`)"),
         ParamSpec::string("private_key_path")
-            .doc("PEM private key: PKCS#8, PKCS#1 or SEC1 (needed with `tls`)"),
+            .doc("PEM private key: PKCS#8, PKCS#1 or SEC1, or encrypted PKCS#8 with `private_key_passphrase` (needed with `tls`)"),
         ParamSpec::bool("client_cert_auth")
             .default("false")
             .doc("only `false`: clients are not asked for a certificate"),
         ParamSpec::string("private_key_passphrase")
-            .no_effect("encrypted private keys are not supported"),
+            .secret()
+            .doc("the passphrase of an encrypted private key (`ENCRYPTED PRIVATE KEY`, PKCS#8)"),
         ParamSpec::string("ca_path").no_effect("clients are not asked for a certificate"),
         ParamSpec::bool("insecure").no_effect(TLS_VERSIONS),
         ParamSpec::string("version").no_effect(TLS_VERSIONS),
@@ -132,9 +136,11 @@ fn hostname() -> String {
 
 fn security(s: &mut Section<'_, '_>) -> ForwardSecurity {
     let self_hostname = s.opt("self_hostname").unwrap_or_else(hostname);
-    let shared_key = s.get("shared_key");
+    let shared_key = s.secret("shared_key").unwrap_or_default();
     let user_auth = s.get("user_auth");
-    let users = s.children("user", |u| (u.get("username"), u.get("password")));
+    let users = s.children("user", |u| {
+        (u.get("username"), u.secret("password").unwrap_or_default())
+    });
     ForwardSecurity {
         self_hostname,
         shared_key,
@@ -147,6 +153,7 @@ fn transport(s: &mut Section<'_, '_>) -> Option<TlsFiles> {
     let files = TlsFiles {
         cert_path: s.opt("cert_path"),
         private_key_path: s.opt("private_key_path"),
+        private_key_passphrase: s.secret("private_key_passphrase"),
     };
     if s.get::<bool>("client_cert_auth") {
         s.error_here(
@@ -156,7 +163,7 @@ fn transport(s: &mut Section<'_, '_>) -> Option<TlsFiles> {
     match s.element().arg.trim() {
         "tls" => Some(files),
         "tcp" | "" => {
-            for name in ["cert_path", "private_key_path"] {
+            for name in ["cert_path", "private_key_path", "private_key_passphrase"] {
                 if let Some(p) = s.given(name) {
                     s.note_no_effect(&p.loc, name, "only `<transport tls>` uses it");
                 }
@@ -207,14 +214,14 @@ impl ForwardSourceConfig {
         };
         if let Some(s) = &self.security {
             c.security = Some(SecurityConfig {
-                shared_key: s.shared_key.clone(),
+                shared_key: s.shared_key.expose().to_string(),
                 self_hostname: s.self_hostname.clone(),
                 users: if s.user_auth {
                     s.users
                         .iter()
                         .map(|(u, p)| UserCredential {
                             username: u.clone(),
-                            password: p.clone(),
+                            password: p.expose().to_string(),
                         })
                         .collect()
                 } else {
@@ -235,6 +242,7 @@ impl ForwardSourceConfig {
             c.tls = Some(TlsConfig {
                 cert_path: cert.into(),
                 key_path: key.into(),
+                key_passphrase: t.private_key_passphrase.clone(),
             });
         }
         Ok(c)

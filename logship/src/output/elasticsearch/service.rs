@@ -1,18 +1,23 @@
 //! The delivery side: flush workers take chunks from the buffer, install the index template,
 //! send `_bulk` requests, retry what may succeed later and dead-letter what never will.
+//!
+//! A request refused for a reason of configuration (TLS, credentials, privileges: see
+//! [`super::diagnose`]) is retried like an outage, never dead-lettered — the documents are
+//! fine — and each failed flush logs the cause and the parameter that fixes it at ERROR,
+//! rate-limited ([`BLOCKED_LOG_BURST`] per [`BLOCKED_LOG_INTERVAL`]).
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
-
-use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome};
+use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome, TransportError};
 use super::config::{EsSettings, WriteOperation};
+use super::diagnose::ConfigProblem;
 use super::encoder::{write_rfc3339_nanos, Encoder, ItemRef};
 use crate::buffer::{Buffer, Chunk};
 use crate::event::Event;
+use crate::log_limit::LogLimiter;
 
 /// Counters of an Elasticsearch output.
 #[derive(Debug, Default)]
@@ -48,6 +53,26 @@ impl EsStats {
     }
 }
 
+/// At most this many "delivery blocked" ERROR lines per [`BLOCKED_LOG_INTERVAL`] and output.
+pub const BLOCKED_LOG_BURST: u32 = 3;
+pub const BLOCKED_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why a request (template or bulk) failed as a whole.
+struct Failure {
+    message: String,
+    /// Set when a change of configuration fixes it.
+    problem: Option<ConfigProblem>,
+}
+
+impl From<TransportError> for Failure {
+    fn from(e: TransportError) -> Self {
+        Self {
+            message: e.message,
+            problem: e.problem,
+        }
+    }
+}
+
 /// Shared state of the flush workers.
 pub struct Service {
     pub name: String,
@@ -59,11 +84,18 @@ pub struct Service {
     dead_letter: Mutex<Option<std::fs::File>>,
     /// Set at shutdown: retries stop at this instant and what is left is dead-lettered.
     give_up_at: Mutex<Option<Instant>>,
+    /// Rate limit of the ERROR lines of flushes refused for a configuration problem.
+    blocked_log: LogLimiter,
+    /// `true` once the start-up check ([`super::check`]) is over: the workers wait for it.
+    pub checked: tokio::sync::watch::Sender<bool>,
 }
 
 impl Service {
     pub fn new(name: String, settings: EsSettings, buffer: Arc<Buffer>) -> Result<Self, String> {
         let http = EsHttp::new(&settings)?;
+        for w in &http.warnings {
+            tracing::warn!(output = %name, "{w}");
+        }
         let dead_letter = match &settings.dead_letter_path {
             Some(p) => {
                 if let Some(dir) = std::path::Path::new(p).parent() {
@@ -91,11 +123,15 @@ impl Service {
             stats: EsStats::default(),
             dead_letter: Mutex::new(dead_letter),
             give_up_at: Mutex::new(None),
+            blocked_log: LogLimiter::new(BLOCKED_LOG_BURST, BLOCKED_LOG_INTERVAL),
+            checked: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// A flush worker: delivers chunks until the buffer is closed and drained.
     pub async fn worker(self: Arc<Self>) {
+        // After the start-up check: its verdict is logged first, its request sent first.
+        let _ = self.checked.subscribe().wait_for(|done| *done).await;
         while let Some(chunk) = self.buffer.take().await {
             if self.deliver(&chunk).await {
                 self.buffer.release(&chunk);
@@ -108,16 +144,8 @@ impl Service {
         *self.give_up_at.lock().unwrap() = Some(deadline);
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.retry_wait.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
-        let capped = base.min(self.settings.retry_max_interval.as_secs_f64());
-        // ±12.5 % jitter so that several outputs do not retry in lockstep.
-        let j = rand::thread_rng().gen_range(0.875..1.125);
-        Duration::from_secs_f64((capped * j).max(0.01))
-    }
-
     /// Installs the template if configured and not yet known to be there.
-    async fn ensure_template(&self) -> Result<(), String> {
+    async fn ensure_template(&self) -> Result<(), Failure> {
         if self.template_ok.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -130,7 +158,13 @@ impl Service {
                 .http
                 .send(reqwest::Method::GET, &path, None)
                 .await
-                .map_err(|e| e.0)?;
+                .map_err(Failure::from)?;
+            if let Some(p) = self.http.problem(&r) {
+                return Err(Failure {
+                    message: format!("GET {path}: {p}"),
+                    problem: Some(p),
+                });
+            }
             if r.status == 200 {
                 self.template_ok.store(true, Ordering::Release);
                 return Ok(());
@@ -144,17 +178,21 @@ impl Service {
                 Some((t.body.as_bytes(), "application/json")),
             )
             .await
-            .map_err(|e| e.0)?;
+            .map_err(Failure::from)?;
         if (200..300).contains(&r.status) {
             tracing::info!(output = %self.name, template = %t.name, "index template installed");
             self.template_ok.store(true, Ordering::Release);
             Ok(())
         } else {
-            Err(format!(
-                "PUT {path}: HTTP {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            ))
+            let problem = self.http.problem(&r);
+            Err(Failure {
+                message: format!(
+                    "PUT {path}: HTTP {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ),
+                problem,
+            })
         }
     }
 
@@ -190,9 +228,11 @@ impl Service {
             }
             let mut retry: Vec<ItemRef> = Vec::new();
             let mut last_error = String::new();
+            let mut last_problem: Option<ConfigProblem> = None;
             for body in bodies {
                 if let Err(e) = self.ensure_template().await {
-                    last_error = format!("installing the index template: {e}");
+                    last_error = format!("installing the index template: {}", e.message);
+                    last_problem = e.problem;
                     retry.extend(&body.items);
                     continue;
                 }
@@ -212,9 +252,19 @@ impl Service {
                         if self.settings.template.is_some() {
                             self.template_ok.store(false, Ordering::Release);
                         }
-                        BulkOutcome::RetryAll(e.0)
+                        last_problem = e.problem;
+                        BulkOutcome::RetryAll(e.message)
                     }
-                    Ok(r) => classify(r.status, &r.body, body.items.len(), create),
+                    // Refused for its credentials or TLS, not for its documents: retried,
+                    // never dead-lettered.
+                    Ok(r) => match self.http.problem(&r) {
+                        Some(p) => {
+                            let message = p.to_string();
+                            last_problem = Some(p);
+                            BulkOutcome::RetryAll(message)
+                        }
+                        None => classify(r.status, &r.body, body.items.len(), create),
+                    },
                 };
                 match outcome {
                     BulkOutcome::RetryAll(e) => {
@@ -253,10 +303,9 @@ impl Service {
             if retry.is_empty() {
                 break;
             }
-            let wait = self.backoff(attempt);
+            let wait = self.settings.retry.wait(attempt);
             let shutdown_deadline = *self.give_up_at.lock().unwrap();
-            let past_timeout = !self.settings.retry_forever
-                && started.elapsed() + wait > self.settings.retry_timeout;
+            let past_timeout = self.settings.retry.past_timeout(started.elapsed(), wait);
             let past_shutdown = shutdown_deadline.is_some_and(|d| Instant::now() + wait > d);
             if past_shutdown && !past_timeout && self.buffer.is_persistent() {
                 tracing::info!(output = %self.name, events = retry.len(), error = %last_error, "shutdown: chunk not delivered; it stays in the file buffer for the next start");
@@ -282,7 +331,21 @@ impl Service {
             self.stats
                 .retried
                 .fetch_add(retry.len() as u64, Ordering::Relaxed);
-            tracing::warn!(output = %self.name, events = retry.len(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %last_error, "bulk delivery failed; will retry");
+            match &last_problem {
+                Some(p) => crate::error_limited!(
+                    self.blocked_log,
+                    output = %self.name,
+                    events = retry.len(),
+                    attempt = attempt + 1,
+                    retry_in_ms = wait.as_millis() as u64,
+                    cause = %p.cause,
+                    fix = %p.fix,
+                    "Elasticsearch refuses logship: the events stay buffered and are retried until the configuration is fixed"
+                ),
+                None => {
+                    tracing::warn!(output = %self.name, events = retry.len(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %last_error, "bulk delivery failed; will retry")
+                }
+            }
             tokio::time::sleep(wait).await;
             attempt += 1;
             pending = retry;
