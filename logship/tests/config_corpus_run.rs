@@ -369,6 +369,31 @@ fn k8s_daemonset_conf_checks_with_no_variable_set() {
     );
 }
 
+#[test]
+fn efk_guide_conf_checks_with_a_warning_on_stderr() {
+    let path = repo().join("logship/tests/configs/efk_guide.conf");
+    let out = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (printed, warned) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{printed}\n{warned}");
+    assert_eq!(
+        warned,
+        format!("{}:28: warning: 'flush_interval' in <store> (@type elasticsearch) is Fluentd v0.12's form: read as 'flush_interval 1s' in <buffer>; write it there (Fluentd v1)\n", path.display())
+    );
+    assert!(
+        printed.contains(&format!(
+            "  type_name: logship never sends a document `_type`"
+        )),
+        "{printed}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k8s_daemonset_conf_runs_with_every_variable_set() {
     let Some(es) = es_url() else { return };
