@@ -200,19 +200,40 @@ async fn delete_indices(es: &str, pattern: &str) {
     json(http().delete(format!("{es}/{pattern}"))).await;
 }
 
-fn node(es: &str) -> (String, String) {
-    let u = reqwest::Url::parse(es).unwrap();
-    (
-        u.host_str().unwrap().to_string(),
-        u.port().unwrap().to_string(),
-    )
+/// What a run against the node needs: its URL, host and port, a temporary directory, and an
+/// index prefix of the test's own. `None`: skip (no node, and services not required).
+struct Node {
+    es: String,
+    host: String,
+    port: String,
+    dir: tempfile::TempDir,
+    prefix: String,
+}
+
+fn node(test: &str) -> Option<Node> {
+    let es = es_url()?;
+    let u = reqwest::Url::parse(&es).unwrap();
+    Some(Node {
+        host: u.host_str().unwrap().to_string(),
+        port: u.port().unwrap().to_string(),
+        es,
+        dir: tempfile::tempdir().unwrap(),
+        prefix: format!("corpus-{test}-{}", es_common::run_id()),
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregator_conf_takes_the_fluent_bit_5_vectors() {
-    let Some(es) = es_url() else { return };
-    let (host, port) = node(&es);
-    let dir = tempfile::tempdir().unwrap();
+    let Some(Node {
+        es,
+        host,
+        port,
+        dir,
+        ..
+    }) = node("aggregator")
+    else {
+        return;
+    };
     let conf = with_monitor(dir.path(), &repo().join("fluentd/aggregator.conf"));
     let run = Run::start(
         Command::new(BIN)
@@ -288,10 +309,16 @@ async fn aggregator_conf_takes_the_fluent_bit_5_vectors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn efk_guide_conf_takes_the_docker_vectors() {
-    let Some(es) = es_url() else { return };
-    let (host, port) = node(&es);
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("corpus-efk-{}", es_common::run_id());
+    let Some(Node {
+        es,
+        host,
+        port,
+        dir,
+        prefix,
+    }) = node("efk")
+    else {
+        return;
+    };
     // The guide's fixed names, pointed at the test node, a free port and a prefix of its own.
     let mut text =
         std::fs::read_to_string(repo().join("logship/tests/configs/efk_guide.conf")).unwrap();
@@ -396,10 +423,16 @@ fn efk_guide_conf_checks_with_a_warning_on_stderr() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k8s_daemonset_conf_runs_with_every_variable_set() {
-    let Some(es) = es_url() else { return };
-    let (host, port) = node(&es);
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("corpus-k8s-{}", es_common::run_id());
+    let Some(Node {
+        es,
+        host,
+        port,
+        dir,
+        prefix,
+    }) = node("k8s")
+    else {
+        return;
+    };
     let template = repo().join("elk/fluentd-template.json");
     let template = template.to_str().unwrap();
     let vars = [

@@ -90,13 +90,7 @@ impl Proc {
 
     /// The fields of the first JSON log line whose message is `msg`.
     pub fn log_fields(&self, msg: &str) -> Option<Value> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["fields"]["message"] == msg)
-            .map(|v| v["fields"].clone())
+        logship_child::log_fields(&self.lines, msg)
     }
 }
 

@@ -18,15 +18,30 @@ pub type Lines = Arc<Mutex<Vec<String>>>;
 /// Spawns `cmd` (a `logship run ...` command) at log level info, stdout discarded; returns
 /// the child, its stderr lines so far, and a channel that receives each line as it comes.
 pub fn spawn(cmd: &mut Command) -> (Child, Lines, mpsc::Receiver<String>) {
-    let mut child = cmd
-        .env("LOG_LEVEL", "info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(cmd, Stdio::null());
     let (lines, rx, _) = collect_lines(child.stderr.take().unwrap());
     (child, lines, rx)
+}
+
+/// Starts `cmd` at log level info with stderr piped and stdout to `stdout`.
+fn start(cmd: &mut Command, stdout: Stdio) -> Child {
+    cmd.env("LOG_LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The fields of the first JSON log line in `lines` whose message is `msg`.
+pub fn log_fields(lines: &Lines, msg: &str) -> Option<Value> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == msg)
+        .map(|v| v["fields"].clone())
 }
 
 /// A thread that collects the lines of `from` (a child's pipe) until EOF; each line is also
@@ -59,13 +74,7 @@ pub struct Captured {
 
 /// Spawns `cmd` like [`spawn`], keeping its stdout lines too.
 pub fn spawn_captured(cmd: &mut Command) -> Captured {
-    let mut child = cmd
-        .env("LOG_LEVEL", "info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = start(cmd, Stdio::piped());
     let (log, log_rx, log_reader) = collect_lines(child.stderr.take().unwrap());
     let (stdout, _, out_reader) = collect_lines(child.stdout.take().unwrap());
     Captured {
@@ -107,13 +116,7 @@ impl Captured {
 
     /// The fields of the first log line whose message is `msg`.
     pub fn log_fields(&self, msg: &str) -> Option<Value> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["fields"]["message"] == msg)
-            .map(|v| v["fields"].clone())
+        log_fields(&self.log, msg)
     }
 }
 
