@@ -414,9 +414,7 @@ fn efk_guide_conf_checks_with_a_warning_on_stderr() {
         format!("{}:28: warning: 'flush_interval' in <store> (@type elasticsearch) is Fluentd v0.12's form: read as 'flush_interval 1s' in <buffer>; write it there (Fluentd v1)\n", path.display())
     );
     assert!(
-        printed.contains(&format!(
-            "  type_name: logship never sends a document `_type`"
-        )),
+        printed.contains("  type_name: logship never sends a document `_type`"),
         "{printed}"
     );
 }
