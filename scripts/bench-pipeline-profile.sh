@@ -13,9 +13,12 @@
 # The run: loadgen --mode packed --distinct --invalid-every 10 --events EVENTS (as
 # scripts/bench-pipeline.sh), then `_count` of the run's indices is polled until it is exactly
 # EVENTS (TIMEOUT_SECS, default 900), then logship gets SIGTERM (stopped by PID).
-# Prints a summary; writes under $CARGO_TARGET_DIR/bench/profile/NAME-TOOL.* (NAME: the
-# binary's file name): the raw valgrind output and, for callgrind, the inclusive and self
-# tables of callgrind_annotate; for massif, ms_print's report.
+# Prints a summary, then as its last line: binary, config, events, tool, figure (callgrind:
+# instructions per doc of the whole process; massif: peak heap MiB, requested + allocator
+# overhead), tab-separated. Writes under $CARGO_TARGET_DIR/bench/profile/BIN-CONFIG-TOOL.*
+# (BIN: the binary's file name): the raw valgrind output and logship's log; for callgrind, the
+# inclusive and self tables of callgrind_annotate; for massif, ms_print's report and the heap
+# at its peak by the logship function that allocated it (.sites.txt).
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 TOOL="${TOOL:-callgrind}"
@@ -78,7 +81,10 @@ pid=""
 curl -sf -XDELETE "$es/$prefix-*" >/dev/null || true
 cp "$work/stderr.log" "$out.log"
 
-per_doc() { awk -v n="$EVENTS" '{gsub(",", "", $1); printf "%12.0f  %s\n", $1 / n, substr($0, index($0, $2))}'; }
+per_doc() { # callgrind_annotate's lines as "instructions per doc  function"
+  sed -E 's/ \[[^]]*\]$//; s/^ *([0-9,]+) \( *[0-9.]+%\) +([^ :]*:)?/\1 /' |
+    awk -v n="$EVENTS" '{gsub(",", "", $1); printf "%10.0f  %s\n", $1 / n, substr($0, index($0, " ") + 1)}'
+}
 if [[ "$TOOL" == callgrind ]]; then
   callgrind_annotate --auto=no --inclusive=yes "$out.out" >"$out.inclusive.txt"
   callgrind_annotate --auto=no "$out.out" >"$out.self.txt"
@@ -88,21 +94,49 @@ if [[ "$TOOL" == callgrind ]]; then
   grep -E '^ *[0-9,]+ \(' "$out.inclusive.txt" | awk -v n="${TOP:-40}" 'NR <= n' | per_doc
   echo "-- self, per doc --"
   grep -E '^ *[0-9,]+ \(' "$out.self.txt" | awk -v n="${TOP:-40}" 'NR <= n' | per_doc
+  printf '%s\t%s\t%s\tcallgrind\t%s\n' "$(basename "$bin")" "$CONFIG" "$EVENTS" "$((total / EVENTS))"
 else
   ms_print "$out.out" >"$out.txt"
-  peak="$(python3 - "$out.out" <<'PY'
-import sys
-snaps, cur = [], {}
-for line in open(sys.argv[1]):
-    k, _, v = line.strip().partition("=")
+  python3 - "$out.out" >"$out.sites.txt" <<'PY'
+# The peak snapshot's heap, by allocation site: each leaf of massif's tree (a call stack from
+# malloc upwards) is counted under the first logship function on its stack.
+import collections, re, sys
+snaps, cur = [], None
+lines = iter(open(sys.argv[1]).read().split("\n"))
+for line in lines:
+    k, _, v = line.partition("=")
     if k == "snapshot":
-        cur = {}
+        cur = {"n": int(v), "heap": 0, "extra": 0, "tree": []}
         snaps.append(cur)
-    elif k in ("mem_heap_B", "mem_heap_extra_B"):
-        cur[k] = int(v)
-best = max(snaps, key=lambda s: s.get("mem_heap_B", 0) + s.get("mem_heap_extra_B", 0))
-print(f"{best['mem_heap_B'] / 2**20:.1f} MiB requested + {best['mem_heap_extra_B'] / 2**20:.1f} MiB allocator overhead")
+    elif k == "mem_heap_B":
+        cur["heap"] = int(v)
+    elif k == "mem_heap_extra_B":
+        cur["extra"] = int(v)
+    elif k == "heap_tree" and v != "empty":
+        for t in lines:
+            if not t.strip():
+                break
+            cur["tree"].append(t)
+peak = max((s for s in snaps if s["tree"]), key=lambda s: s["heap"] + s["extra"])
+node = re.compile(r"^( *)n(\d+): (\d+) (.*)$")
+stack, sites = [], collections.Counter()
+for t in peak["tree"]:
+    m = node.match(t)
+    if not m:
+        continue
+    depth, children, size, desc = len(m.group(1)), int(m.group(2)), int(m.group(3)), m.group(4)
+    del stack[depth:]
+    stack.append(re.sub(r" \(.*\)$", "", re.sub(r"^0x[0-9A-F]+: ", "", desc)))
+    if children == 0:
+        site = next((f for f in stack if "logship::" in f), None)
+        sites[(site or "(outside logship's code) " + stack[min(len(stack) - 1, 2)])[:160]] += size
+print(f"{peak['heap'] / 2**20:.1f}\t{peak['extra'] / 2**20:.1f}")
+for site, size in sites.most_common(25):
+    print(f"{size / 2**20:8.2f} MiB  {site}")
 PY
-)"
-  echo "$(basename "$bin") $CONFIG: $EVENTS docs, peak heap $peak; report: $out.txt"
+  read -r heap extra <"$out.sites.txt"
+  echo "$(basename "$bin") $CONFIG: $EVENTS docs, peak heap $heap MiB requested + $extra MiB allocator overhead"
+  echo "-- heap at the peak, by the logship function that allocated it --"
+  tail -n +2 "$out.sites.txt"
+  printf '%s\t%s\t%s\tmassif\t%s\n' "$(basename "$bin")" "$CONFIG" "$EVENTS" "$(echo "$heap + $extra" | bc)"
 fi
