@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of tracker issue 9, one entry point.
 #
-#   scripts/bench.sh [logship|micro|api|es|buffer|targets|all]...     (default: all)
+#   scripts/bench.sh [logship|micro|api|es|buffer|pipeline|callgrind|targets|all]...  (default: all)
 #
 # Sections (each writes its table between its markers in BENCHMARKS.md; `targets` is rebuilt
 # after every section from the latest results of all of them):
@@ -16,6 +16,15 @@
 #            vs the same documents pre-encoded as `_bulk` (bench-es)
 #   buffer   `cargo bench -p logship --bench buffer`: pushes into a memory / file / gzip file
 #            buffer, acked when held (bench-buffer)
+#   pipeline scripts/bench-pipeline.sh (tracker issue 16): fluentd/fluentd.conf (parser filter,
+#            file buffer) and the minimal forward -> elasticsearch path into the test node,
+#            500 k events, exact count; shipper and node CPU per M docs, peak RSS
+#            (bench-pipeline; RUNS, PIPELINE_EVENTS)
+#   callgrind scripts/bench-parser-callgrind.sh: instructions per event of the parser filter
+#            (bench-callgrind; LOGSHIP_BASELINE=<older logship binary> adds a "before" row)
+#   profile  scripts/bench-pipeline-profile.sh: fluentd.conf into the node (PROFILE_EVENTS,
+#            100 k) under callgrind (instructions per doc) and massif (peak heap), whole process
+#            (bench-profile; PROFILE_BASELINES="<older logship binaries>" adds "before" rows)
 #   targets  the issue-9 target table with met / not met (bench-targets)
 #
 # Environment: RUNS (5; medians with min–max), DURATION (wrk, 15s), ES_BENCH_EVENTS
@@ -31,7 +40,7 @@ export RUNS="${RUNS:-5}"
 RES="$CARGO_TARGET_DIR/bench"
 mkdir -p "$RES"
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer)
+[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer pipeline callgrind profile)
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet -- api logship scripts || echo "+dirty")
 machine="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
@@ -228,6 +237,74 @@ PY
   write_section es "$RES/es.section"
 }
 
+run_pipeline() {
+  need_services
+  RUNS="$RUNS" scripts/bench-pipeline.sh >&2
+  {
+    header "RUNS=$RUNS scripts/bench.sh pipeline"
+    echo "Each run: \`scripts/bench-pipeline.sh\` (${PIPELINE_EVENTS:-500000} events, PackedForward 1,000/frame, one connection,"
+    echo "every 10th \`log\` line not JSON) into the single OpenSearch node of \`scripts/test-services.sh\`;"
+    echo "figures from the first byte sent to the exact \`_count\`; medians (min–max) of $RUNS runs."
+    echo
+    cat "$RES/pipeline.md"
+  } >"$RES/pipeline.section"
+  write_section pipeline "$RES/pipeline.section"
+}
+
+run_callgrind() {
+  : >"$RES/callgrind.tsv"
+  if [[ -n "${LOGSHIP_BASELINE:-}" ]]; then
+    LOGSHIP_BIN="$LOGSHIP_BASELINE" scripts/bench-parser-callgrind.sh | sed 's/^[^\t]*/before/' >>"$RES/callgrind.tsv"
+  fi
+  scripts/bench-parser-callgrind.sh | sed 's/^[^\t]*/this commit/' >>"$RES/callgrind.tsv"
+  {
+    header "scripts/bench.sh callgrind"
+    echo "\`valgrind --tool=callgrind logship run\` (Forward → parser filter as in fluentd.conf → null),"
+    echo "fed by \`loadgen --mode packed --distinct --invalid-every 10\`; instructions divided by the events."
+    echo
+    echo "| build | events | instructions per event (whole process) | parser filter, inclusive, per event |"
+    echo "| --- | ---: | ---: | ---: |"
+    awk -F'\t' '{printf "| %s | %\047d | %\047d | %\047d |\n", $1, $2, $3, $4}' "$RES/callgrind.tsv"
+  } >"$RES/callgrind.section"
+  write_section callgrind "$RES/callgrind.section"
+}
+
+run_profile() {
+  need_services
+  local events="${PROFILE_EVENTS:-100000}" bins=() b tool label
+  read -ra bins <<<"${PROFILE_BASELINES:-}"
+  bins+=("$CARGO_TARGET_DIR/release/logship")
+  : >"$RES/profile.tsv"
+  for b in "${bins[@]}"; do
+    label="before ($(basename "$b"))"
+    [[ "$b" == "$CARGO_TARGET_DIR/release/logship" ]] && label="this commit"
+    for tool in callgrind massif; do
+      LOGSHIP_BIN="$b" TOOL="$tool" EVENTS="$events" scripts/bench-pipeline-profile.sh >"$RES/profile.log" 2>&1 ||
+        { tail -20 "$RES/profile.log" >&2; return 1; }
+      tail -1 "$RES/profile.log" | awk -F'\t' -v OFS='\t' -v l="$label" '{$1 = l; print}' >>"$RES/profile.tsv"
+    done
+  done
+  {
+    header "scripts/bench.sh profile"
+    echo "\`scripts/bench-pipeline-profile.sh\`: \`logship run\` on \`fluentd/fluentd.conf\` under valgrind, whole process,"
+    echo "$events events (\`loadgen --mode packed --distinct --invalid-every 10\`) into the test node until the exact"
+    echo "\`_count\`. Per-function tables: \`target/bench/profile/\`."
+    echo
+    echo "| build | docs | instructions per doc (callgrind) | peak heap MiB (massif, incl. allocator overhead) |"
+    echo "| --- | ---: | ---: | ---: |"
+    python3 - "$RES/profile.tsv" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, cfg, n, tool, figure = line.rstrip("\n").split("\t")
+    rows.setdefault(name, {"n": int(n)})[tool] = float(figure)
+for name, r in rows.items():
+    print(f"| {name} | {r['n']:,} | {r.get('callgrind', 0):,.0f} | {r.get('massif', 0):.1f} |")
+PY
+  } >"$RES/profile.section"
+  write_section profile "$RES/profile.section"
+}
+
 run_targets() {
   python3 - "$RES" >"$RES/targets.section" <<'PY'
 import os, sys, statistics
@@ -338,8 +415,11 @@ for s in "${SECTIONS[@]}"; do
   micro) run_micro ;;
   api) run_api ;;
   es) run_es ;;
+  pipeline) run_pipeline ;;
+  callgrind) run_callgrind ;;
+  profile) run_profile ;;
   targets) ;;
-  *) echo "unknown section $s (logship|micro|api|es|buffer|targets|all)" >&2; exit 2 ;;
+  *) echo "unknown section $s (logship|micro|api|es|buffer|pipeline|callgrind|profile|targets|all)" >&2; exit 2 ;;
   esac
   run_targets
 done

@@ -66,17 +66,23 @@ now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # kv_get FILE KEY / kv_set FILE KEY VALUE / kv_del FILE KEY: tiny "KEY VALUE" files.
+# Tests stop and restart services from parallel threads (one outage test per service in one
+# binary), so every rewrite holds an exclusive lock on FILE.lock: two unlocked rewrites of
+# the same file lose each other's lines (and with them the PIDs that `stop` needs).
 kv_get() {
     if [[ -f "$1" ]]; then awk -v k="$2" '$1 == k { print $2 }' "$1" | tail -n 1; fi
 }
-kv_del() {
-    [[ -f "$1" ]] || return 0
-    awk -v k="$2" '$1 != k' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
+kv_rewrite() { # FILE KEY [VALUE]: drop KEY's lines, then append "KEY VALUE" if given
+    (
+        flock 9
+        if [[ -f "$1" ]]; then
+            awk -v k="$2" '$1 != k' "$1" >"$1.tmp.$$" && mv "$1.tmp.$$" "$1"
+        fi
+        if [[ $# -ge 3 ]]; then echo "$2 $3" >>"$1"; fi
+    ) 9>>"$1.lock"
 }
-kv_set() {
-    kv_del "$1" "$2"
-    echo "$2 $3" >>"$1"
-}
+kv_del() { kv_rewrite "$1" "$2"; }
+kv_set() { kv_rewrite "$1" "$2" "$3"; }
 
 # port_in_use PORT: true if something accepts connections on 127.0.0.1:PORT.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

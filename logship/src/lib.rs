@@ -11,7 +11,7 @@
 //! - [`output`]: `stdout`, `file`, `null`, `copy`, `relabel`, `elasticsearch`, `forward`.
 //! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
-//! - [`msgpack_json`]: msgpack → JSON without a value tree.
+//! - [`msgpack_json`]: msgpack → JSON without a value tree; [`json_msgpack`]: JSON → msgpack.
 //! - [`log_limit`]: rate-limited warnings for per-event and per-connection problems.
 //! - [`secret`]: passwords and keys that never reach a log line.
 //! - [`private_key`]: PEM private keys for TLS, plain or encrypted with a passphrase.
@@ -24,6 +24,7 @@ pub mod config;
 pub mod event;
 pub mod filter;
 pub mod forward;
+pub mod json_msgpack;
 pub mod log_limit;
 pub mod metrics;
 pub mod msgpack_json;

@@ -121,15 +121,17 @@ impl EsHttp {
     }
 
     /// Sends `method path` to the next host; on a transport error tries the others in turn.
+    /// The body is shared, not copied, by every attempt (a bulk body is megabytes).
     pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<(&[u8], &'static str)>,
+        body: Option<(bytes::Bytes, &'static str)>,
     ) -> Result<Response, TransportError> {
         let n = self.bases.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut errors = Vec::new();
+        let content_type = body.as_ref().map(|(_, ct)| *ct);
         let mut problem = None;
         let payload = match (body, self.compression) {
             (Some((b, _)), Some(level)) => {
@@ -137,22 +139,22 @@ impl EsHttp {
                     Vec::with_capacity(b.len() / 4),
                     flate2::Compression::new(level),
                 );
-                enc.write_all(b)
+                enc.write_all(&b)
                     .and_then(|()| enc.finish())
-                    .map(Some)
+                    .map(|v| Some(bytes::Bytes::from(v)))
                     .map_err(|e| TransportError {
                         message: format!("gzip: {e}"),
                         problem: None,
                     })?
             }
-            (Some((b, _)), None) => Some(b.to_vec()),
+            (Some((b, _)), None) => Some(b),
             (None, _) => None,
         };
         for k in 0..n {
             let i = (start + k) % n;
             let url = format!("{}/{path}", self.bases[i]);
             let mut req = self.credentials[i].apply(self.client.request(method.clone(), &url));
-            if let (Some(p), Some((_, ct))) = (&payload, body) {
+            if let (Some(p), Some(ct)) = (&payload, content_type) {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, ct)
                     .body(p.clone());
@@ -226,6 +228,24 @@ pub enum BulkOutcome {
     RejectAll(serde_json::Value),
 }
 
+/// True when the response says `"errors":false` before its `"items"`: Elasticsearch and
+/// OpenSearch write `{"took":N,"errors":false,"items":[...]}`, and without errors every item
+/// was stored — so the items (hundreds of bytes each) need not be parsed at all.
+fn all_succeeded(body: &[u8]) -> bool {
+    const ITEMS: &[u8] = b"\"items\"";
+    const NO_ERRORS: &[u8] = b"\"errors\":false,";
+    let head = &body[..body.len().min(128)];
+    let Some(items) = head.windows(ITEMS.len()).position(|w| w == ITEMS) else {
+        return false;
+    };
+    let head: Vec<u8> = head[..items]
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    head.starts_with(b"{") && head.windows(NO_ERRORS.len()).any(|w| w == NO_ERRORS)
+}
+
 /// Classifies a `_bulk` response for a request of `n` items sent with `create` or `index`.
 pub fn classify(status: u16, body: &[u8], n: usize, create: bool) -> BulkOutcome {
     let text = || String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
@@ -238,6 +258,9 @@ pub fn classify(status: u16, body: &[u8], n: usize, create: bool) -> BulkOutcome
             .and_then(|v| v.get("error").cloned())
             .unwrap_or_else(|| serde_json::Value::String(text()));
         return BulkOutcome::RejectAll(serde_json::json!({"status": status, "error": err}));
+    }
+    if all_succeeded(body) {
+        return BulkOutcome::Items(vec![ItemOutcome::Indexed; n]);
     }
     let resp: BulkResponse = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -311,6 +334,34 @@ mod tests {
             classify(503, b"", 5, true),
             BulkOutcome::RetryAll(_)
         ));
+        // Without errors the items are not read (all_succeeded), as OpenSearch 2 and
+        // Elasticsearch 7/8 write a response; with errors, or "errors" after "items", they are.
+        assert!(all_succeeded(
+            br#"{"took":129,"errors":false,"items":[{"create":{"_index":"i","_id":"4hL2","_version":1,"result":"created","status":201}}]}"#
+        ));
+        assert!(all_succeeded(
+            b"{\n  \"took\" : 3,\n  \"errors\" : false,\n  \"items\" : [ ]\n}"
+        ));
+        assert!(!all_succeeded(br#"{"took":1,"errors":true,"items":[]}"#));
+        assert!(!all_succeeded(br#"{"items":[],"errors":false}"#));
+        let BulkOutcome::Items(o) = classify(
+            200,
+            br#"{"took":3,"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}}]}"#,
+            2,
+            true,
+        ) else {
+            panic!()
+        };
+        assert_eq!(o, vec![ItemOutcome::Indexed; 2]);
+        let BulkOutcome::Items(o) = classify(
+            200,
+            br#"{"took":3, "errors" : true, "items":[{"create":{"status":201}},{"create":{"status":409}}]}"#,
+            2,
+            true,
+        ) else {
+            panic!()
+        };
+        assert_eq!(o[1], ItemOutcome::Duplicate);
         assert!(matches!(
             classify(200, b"{\"errors\":true,\"items\":[]}", 5, true),
             BulkOutcome::RetryAll(_)

@@ -121,7 +121,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::string("template_file").doc("its JSON: with a top-level `template` key composable (`_index_template`), else legacy (`_template`)"),
     ParamSpec::bool("template_overwrite").default("false").doc("PUT the template even when it exists"),
     ParamSpec::time("request_timeout").default("5s").doc("per HTTP request"),
-    ParamSpec::size("bulk_message_request_threshold").default("20m").doc("a chunk whose `_bulk` body would grow past this is split into several requests"),
+    ParamSpec::size("bulk_message_request_threshold").default("4m").doc("a chunk whose `_bulk` body would grow past this is split into several requests, each encoded, sent and dropped before the next (Fluentd: 20 MiB; a flush worker holds its chunk plus one body, docs/durability.md *Memory*)"),
     ParamSpec::integer("compression_level").doc("gzip request bodies at this level (0–9)"),
     ParamSpec::string("dead_letter_path").doc("logship's own: JSON-lines file for events Elasticsearch rejected"),
     ParamSpec::string("time_key").no_effect(NOT_IMPLEMENTED),
@@ -130,7 +130,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::bool("include_timestamp").default("false").no_effect("not implemented: `@timestamp` is always added"),
     ParamSpec::string("target_index_key").no_effect(NOT_IMPLEMENTED),
     ParamSpec::bool("log_es_400_reason").default("false").no_effect("not implemented: a rejected event is always logged (ERROR) or dead-lettered with its reason"),
-    ParamSpec::string("type_name").no_effect(NEVER_TYPE),
+    ParamSpec::string("type_name").no_effect("logship never sends a document `_type`: Elasticsearch 7 keeps every document under `_doc` whatever the name (fluent-plugin-elasticsearch writes `_doc` with 7.x too), Elasticsearch 8 and OpenSearch 2 reject custom types"),
     ParamSpec::bool("suppress_type_name").default("false").no_effect(NEVER_TYPE),
     ParamSpec::choice("ssl_version", &["SSLv23", "TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"]).default("TLSv1_2").no_effect("as in fluent-plugin-elasticsearch on any Ruby with TLS 1.3: the versions are `ssl_min_version`..`ssl_max_version`, default TLSv1_2..TLSv1_3"),
     ParamSpec::bool("reconnect_on_error").default("false").no_effect("connections are pooled; a failed request is retried on the next host"),
@@ -458,8 +458,12 @@ impl Template {
     }
 }
 
-/// Default `bulk_message_request_threshold` (fluent-plugin-elasticsearch's 20 MiB).
-pub const DEFAULT_BULK_THRESHOLD: usize = 20 * 1024 * 1024;
+/// Default `bulk_message_request_threshold`: 4 MiB (fluent-plugin-elasticsearch's is 20 MiB).
+/// A flush worker holds its chunk and one body: with 8 MiB chunks a 20 MiB threshold meant a
+/// whole chunk's NDJSON (~14 MiB, and twice that while the buffer grew) per worker; 4 MiB
+/// bodies keep a file-buffered output within 64 MiB (docs/durability.md, memory) and are still
+/// in the size range Elasticsearch recommends for `_bulk`.
+pub const DEFAULT_BULK_THRESHOLD: usize = 4 * 1024 * 1024;
 
 fn base_url(host: &str, scheme: &str, path: Option<&str>) -> Result<String, String> {
     let host = host.trim();

@@ -183,7 +183,13 @@ fn reason(body: &[u8]) -> String {
 /// The configuration problem behind an HTTP answer, if it is one: 401, 403, and the 400s
 /// that a TLS-terminating nginx answers for a missing or refused client certificate and for
 /// plain HTTP on its HTTPS port.
+///
+/// Every `_bulk` response passes through here: the body (megabytes of items after a large
+/// request) is read only for those three statuses, never for a 2xx.
 pub fn response(status: u16, body: &[u8], cx: &Context<'_>) -> Option<ConfigProblem> {
+    if !matches!(status, 400 | 401 | 403) {
+        return None;
+    }
     let n = cx.names;
     let why = reason(body);
     match status {

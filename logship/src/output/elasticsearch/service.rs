@@ -53,6 +53,9 @@ impl EsStats {
     }
 }
 
+/// Rejected events logged in full per [`REJECTED_LOG_INTERVAL`] (then one line with the count).
+pub const REJECTED_LOG_BURST: u32 = 5;
+pub const REJECTED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// At most this many "delivery blocked" ERROR lines per [`BLOCKED_LOG_INTERVAL`] and output.
 pub const BLOCKED_LOG_BURST: u32 = 3;
 pub const BLOCKED_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -84,6 +87,8 @@ pub struct Service {
     dead_letter: Mutex<Option<std::fs::File>>,
     /// Set at shutdown: retries stop at this instant and what is left is dead-lettered.
     give_up_at: Mutex<Option<Instant>>,
+    /// Rate limit of the per-event ERROR lines of rejected documents.
+    rejected_log: crate::log_limit::LogLimiter,
     /// Rate limit of the ERROR lines of flushes refused for a configuration problem.
     blocked_log: LogLimiter,
     /// `true` once the start-up check ([`super::check`]) is over: the workers wait for it.
@@ -123,6 +128,10 @@ impl Service {
             stats: EsStats::default(),
             dead_letter: Mutex::new(dead_letter),
             give_up_at: Mutex::new(None),
+            rejected_log: crate::log_limit::LogLimiter::new(
+                REJECTED_LOG_BURST,
+                REJECTED_LOG_INTERVAL,
+            ),
             blocked_log: LogLimiter::new(BLOCKED_LOG_BURST, BLOCKED_LOG_INTERVAL),
             checked: tokio::sync::watch::Sender::new(false),
         })
@@ -175,7 +184,10 @@ impl Service {
             .send(
                 reqwest::Method::PUT,
                 &path,
-                Some((t.body.as_bytes(), "application/json")),
+                Some((
+                    bytes::Bytes::copy_from_slice(t.body.as_bytes()),
+                    "application/json",
+                )),
             )
             .await
             .map_err(Failure::from)?;
@@ -216,20 +228,31 @@ impl Service {
         let mut attempt = 0u32;
         let create = self.settings.write_operation == WriteOperation::Create;
         while !pending.is_empty() {
-            let mut enc = Encoder::new(&self.settings);
-            for &item in &pending {
-                let (tag, ev) = Self::event(chunk, item);
-                enc.push(item, tag, ev);
-            }
-            let (bodies, rejected) = enc.finish();
-            for r in rejected {
-                let (tag, ev) = Self::event(chunk, r.item);
-                self.dead_letter(tag, ev, &serde_json::json!({"reason": r.reason}));
-            }
             let mut retry: Vec<ItemRef> = Vec::new();
             let mut last_error = String::new();
             let mut last_problem: Option<ConfigProblem> = None;
-            for body in bodies {
+            // One body at a time: it is encoded, sent and dropped before the next is encoded,
+            // so a worker holds its chunk plus one body (see docs/durability.md, memory).
+            let mut rest = &pending[..];
+            while !rest.is_empty() {
+                let mut enc = Encoder::new(&self.settings);
+                let mut used = 0;
+                for &item in rest {
+                    used += 1;
+                    let (tag, ev) = Self::event(chunk, item);
+                    if enc.push(item, tag, ev) {
+                        break;
+                    }
+                }
+                rest = &rest[used..];
+                let (bodies, rejected) = enc.finish();
+                for r in rejected {
+                    let (tag, ev) = Self::event(chunk, r.item);
+                    self.dead_letter(tag, ev, &serde_json::json!({"reason": r.reason}));
+                }
+                let Some(body) = bodies.into_iter().next() else {
+                    continue;
+                };
                 if let Err(e) = self.ensure_template().await {
                     last_error = format!("installing the index template: {}", e.message);
                     last_problem = e.problem;
@@ -237,12 +260,13 @@ impl Service {
                     continue;
                 }
                 self.stats.bulk_requests.fetch_add(1, Ordering::Relaxed);
+                let payload = bytes::Bytes::from(body.body);
                 let outcome = match self
                     .http
                     .send(
                         reqwest::Method::POST,
                         "_bulk",
-                        Some((&body.body, "application/x-ndjson")),
+                        Some((payload, "application/x-ndjson")),
                     )
                     .await
                 {
@@ -375,15 +399,18 @@ impl Service {
         line.extend_from_slice(b",\"error\":");
         line.extend_from_slice(error.to_string().as_bytes());
         line.extend_from_slice(b"}\n");
+        // One line per event would let a producer of bad documents flood logship's own log:
+        // the first few per interval are logged with the event, then one line with the count
+        // of the others (the dead_lettered counter has every one).
         let mut f = self.dead_letter.lock().unwrap();
         match f.as_mut() {
             Some(file) => {
                 if let Err(e) = file.write_all(&line) {
-                    tracing::error!(output = %self.name, error = %e, event = %String::from_utf8_lossy(&line).trim_end(), "cannot write the dead letter; event rejected by Elasticsearch");
+                    crate::error_limited!(self.rejected_log, output = %self.name, error = %e, event = %String::from_utf8_lossy(&line).trim_end(), "cannot write the dead letter; event rejected by Elasticsearch");
                 }
             }
             None => {
-                tracing::error!(output = %self.name, event = %String::from_utf8_lossy(&line).trim_end(), "event rejected by Elasticsearch (no dead_letter_path configured)");
+                crate::error_limited!(self.rejected_log, output = %self.name, event = %String::from_utf8_lossy(&line).trim_end(), "event rejected by Elasticsearch (no dead_letter_path configured)");
             }
         }
     }
