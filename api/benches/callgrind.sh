@@ -13,6 +13,9 @@
 # shutdown cancel out). The top functions by inclusive cost of the longer run
 # (callgrind_annotate) go to $OUT (default $CARGO_TARGET_DIR/bench/callgrind-<git sha>.txt),
 # the raw profile to $OUT.callgrind (for callgrind_annotate / kcachegrind).
+# SYSCALLS=1 adds a third, plain `api serve`: after WARMUP requests, `strace -c -f` is
+# attached to it for exactly REQUESTS more; the syscalls per request (counts are exact,
+# strace's times are not) go to $OUT.syscalls and are printed.
 # Bounded: a fixed number of requests, and every wait has a deadline.
 set -euo pipefail
 
@@ -73,20 +76,26 @@ if errors:
 PY
 }
 
-# profile NAME N: serve N requests under callgrind; prints the total instructions.
-profile() {
-    local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    (cd "$WORK" && DATABASE_URL="$URL" PORT=$port HOST=127.0.0.1 LOG_LEVEL="$LOG_LEVEL" \
-        DATABASE_MAX_CONNECTIONS=8 exec valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out" \
-        "$API_BIN" serve >/dev/null 2>"$WORK/$1.log") &
+# serve NAME [WRAPPER...]: `api serve` (under WRAPPER) on a free port, stderr in $WORK/NAME.log;
+# sets PID and PORT once /readyz answers (60 s deadline).
+serve() {
+    local name=$1
+    shift
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    (cd "$WORK" && DATABASE_URL="$URL" PORT=$PORT HOST=127.0.0.1 LOG_LEVEL="$LOG_LEVEL" \
+        DATABASE_MAX_CONNECTIONS=8 exec "$@" "$API_BIN" serve >/dev/null 2>"$WORK/$name.log") &
     PID=$!
     for _ in $(seq 1 600); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" && break
+        curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" && break
         sleep 0.1
     done
-    curl -sf -o /dev/null "http://127.0.0.1:$port/readyz" || { cat "$WORK/$1.log" >&2; exit 1; }
-    load "$port" "$2" >&2
+    curl -sf -o /dev/null "http://127.0.0.1:$PORT/readyz" || { cat "$WORK/$name.log" >&2; exit 1; }
+}
+
+# profile NAME N: serve N requests under callgrind; prints the total instructions.
+profile() {
+    serve "$1" valgrind --tool=callgrind --callgrind-out-file="$WORK/$1.out"
+    load "$PORT" "$2" >&2
     kill -TERM "$PID"
     wait "$PID" || true
     PID=""
@@ -105,3 +114,31 @@ PER=$(((FULL - BASE) / REQUESTS))
 } >"$OUT"
 cp "$WORK/full.out" "$OUT.callgrind"
 echo "instructions per request: $PER   (profile: $OUT, raw: $OUT.callgrind)"
+
+[ "${SYSCALLS:-0}" = 1 ] || exit 0
+command -v strace >/dev/null || { echo "strace not installed (apt-get install strace)" >&2; exit 1; }
+serve syscalls
+load "$PORT" "$WARMUP" >&2
+strace -f -c -o "$WORK/strace.txt" -p "$PID" 2>/dev/null &
+STRACE=$!
+# strace prints nothing on attach with -o; wait until it traces the server's threads.
+for _ in $(seq 1 100); do
+    grep -q "^TracerPid:[[:space:]]*$STRACE$" "/proc/$PID/status" && break
+    sleep 0.05
+done
+load "$PORT" "$REQUESTS" >&2
+kill -INT "$STRACE"
+wait "$STRACE" || true
+python3 - "$WORK/strace.txt" "$REQUESTS" >"$OUT.syscalls" <<'PY'
+import sys
+n = int(sys.argv[2])
+print(f"syscalls per GET /users/{{id}} ({n} requests, strace -c -f; counts exact, times not)")
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) >= 5 and f[3].isdigit() and f[-1] != "total":
+        errors = f" ({int(f[4]) / n:.2f} failed)" if len(f) == 6 else ""
+        print(f"{f[-1]:<16} {int(f[3]) / n:6.2f}{errors}")
+    elif f and f[-1] == "total":
+        print(f"{'total':<16} {int(f[3]) / n:6.2f}")
+PY
+cat "$OUT.syscalls"
