@@ -11,6 +11,8 @@
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
 //! - [`log_limit`]: rate-limited warnings for per-event and per-connection problems.
+//! - [`memory_budget`]: the one memory budget of the process (receive buffers, decompressed
+//!   payloads, events held by memory buffers).
 //! - [`cli`]: the subcommands `run`, `cat`, `exec`, `check-config`.
 //! - [`tail`]: `logship tail`, showing and following the documents in Elasticsearch.
 
@@ -21,6 +23,7 @@ pub mod event;
 pub mod filter;
 pub mod forward;
 pub mod log_limit;
+pub mod memory_budget;
 pub mod metrics;
 pub mod msgpack_json;
 pub mod output;

@@ -27,7 +27,7 @@ fn opts() -> DecodeOptions {
         max_frame_size: 1 << 20,
         max_depth: 64,
         max_decompressed_size: 4 << 20,
-        skip_invalid_event: false,
+        ..Default::default()
     }
 }
 

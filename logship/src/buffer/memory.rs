@@ -15,6 +15,12 @@
 //!   logged at WARN);
 //! - `throw_exception`: the push fails with [`EmitError::BufferOverflow`]; the client gets no
 //!   ack and resends.
+//!
+//! The events held also count against the process memory budget
+//! ([`crate::memory_budget`], `<system> memory_budget`): a push first waits until its bytes fit
+//! in the budget, whatever `overflow_action` says (that applies to `total_limit_size`), so a
+//! destination that is down holds the inputs back once the budget is used up instead of
+//! growing the process past it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -26,6 +32,7 @@ use super::{
     batch_bytes, BufferCounters, BufferSettings, BufferStats, Chunk, FlushMode, OverflowAction,
 };
 use crate::event::{EmitError, EventBatch};
+use crate::memory_budget::{MemoryBudget, Reservation};
 
 #[derive(Default)]
 struct State {
@@ -86,6 +93,7 @@ impl MemoryBuffer {
             return Ok(());
         }
         let bytes = batch_bytes(&batch);
+        let mut memory = Some(MemoryBudget::global().reserve_or_force(bytes).await);
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
@@ -101,7 +109,7 @@ impl MemoryBuffer {
                     self.counters
                         .pushed_records
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    self.append(&mut st, batch, bytes);
+                    self.append(&mut st, batch, bytes, memory.take().unwrap_or_default());
                     return Ok(());
                 }
                 self.counters.overflows.fetch_add(1, Ordering::Relaxed);
@@ -134,10 +142,11 @@ impl MemoryBuffer {
         }
     }
 
-    fn append(&self, st: &mut State, batch: EventBatch, bytes: u64) {
+    fn append(&self, st: &mut State, batch: EventBatch, bytes: u64, memory: Reservation) {
         st.total += bytes;
         let first = st.staged.created.is_none();
         st.staged.push(batch, bytes);
+        st.staged.memory.absorb(memory);
         if st.staged.bytes >= self.settings.chunk_limit_size
             || st.staged.records >= self.settings.chunk_limit_records
             || self.settings.flush_mode == FlushMode::Immediate

@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, ForwardSourceConfig, SourcePlugin, DEFAULT_CONFIG};
 use crate::event::EventSink;
+use crate::forward::admission::default_max_connections;
 use crate::forward::server::{ForwardListeners, ForwardServer, ForwardServerConfig, TlsConfig};
-use crate::forward::{SecurityConfig, UserCredential};
+use crate::forward::{ClientRule, SecurityConfig, UserCredential};
+use crate::memory_budget::{MemoryBudget, DEFAULT_MEMORY_BUDGET};
 use crate::metrics::plugin::{Category, PluginIds};
 use crate::metrics::{InputEntry, Monitor};
 use crate::pipeline::{LabelSink, Router};
@@ -38,26 +40,45 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 /// Maps `<source> @type forward` parameters onto the forward server's settings.
-pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardServerConfig> {
+/// `default_max_connections` is this source's share of the connection cap that the open-file
+/// limit allows (see [`run_config`]).
+pub fn forward_server_config(
+    f: &ForwardSourceConfig,
+    default_max_connections: usize,
+) -> anyhow::Result<ForwardServerConfig> {
     let mut c = ForwardServerConfig {
         bind: f.bind.clone(),
         port: f.port,
+        max_connections: f.max_connections.unwrap_or(default_max_connections),
         ..Default::default()
     };
     if let Some(limit) = f.chunk_size_limit {
         c.chunk_size_limit = usize::try_from(limit).unwrap_or(usize::MAX);
     }
+    c.chunk_size_warn_limit = f
+        .chunk_size_warn_limit
+        .map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     if let Some(t) = f.read_timeout {
         c.read_timeout = t;
     }
-    if let Some(m) = f.max_connections {
-        c.max_connections = m;
+    if let Some(t) = f.handshake_timeout {
+        c.handshake_timeout = t;
+    }
+    if let Some(r) = f.min_receive_rate {
+        c.min_receive_rate = r;
+    }
+    if let Some(r) = f.max_decompression_ratio {
+        c.max_decompression_ratio = r;
     }
     c.tag = f.tag.clone();
     c.add_tag_prefix = f.add_tag_prefix.clone();
     c.source_hostname_key = f.source_hostname_key.clone();
+    c.resolve_hostname = f.resolve_hostname;
     c.source_address_key = f.source_address_key.clone();
     c.skip_invalid_event = f.skip_invalid_event;
+    c.deny_keepalive = f.deny_keepalive;
+    c.linger_timeout = f.linger_timeout;
+    c.send_keepalive_packet = f.send_keepalive_packet;
     if let Some(s) = &f.security {
         c.security = Some(SecurityConfig {
             shared_key: s.shared_key.clone(),
@@ -73,6 +94,16 @@ pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardS
             } else {
                 Vec::new()
             },
+            clients: s
+                .clients
+                .iter()
+                .map(|c| ClientRule {
+                    network: c.network,
+                    shared_key: c.shared_key.clone(),
+                    users: c.users.clone(),
+                })
+                .collect(),
+            allow_anonymous_source: s.allow_anonymous_source,
             ..Default::default()
         });
     }
@@ -94,7 +125,21 @@ pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardS
 }
 
 /// Runs until `shutdown` is cancelled (by a signal in the binary, by the test otherwise).
+///
+/// Sets the process memory budget from `<system> memory_budget`, and gives each Forward
+/// source without `max_connections` an equal share of the connection cap that the open-file
+/// limit allows (the file descriptors are the process's, whichever source uses them).
 pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let budget = cfg.system.memory_budget.unwrap_or(DEFAULT_MEMORY_BUDGET);
+    MemoryBudget::global().set_limit(budget);
+    tracing::info!(memory_budget = budget, "memory budget set");
+    let forward_sources = cfg
+        .sources
+        .iter()
+        .filter(|s| matches!(s.plugin, SourcePlugin::Forward(_)))
+        .count()
+        .max(1);
+    let share = (default_max_connections() / forward_sources).max(1);
     let router = Router::build(&cfg).map_err(errors_to_anyhow)?;
     let timers = router.spawn_timers(shutdown.child_token());
     let monitor = Monitor::new(router.clone());
@@ -146,7 +191,8 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
         let SourcePlugin::Forward(f) = &src.plugin else {
             continue;
         };
-        let scfg = forward_server_config(f).with_context(|| format!("source at {}", src.loc))?;
+        let scfg =
+            forward_server_config(f, share).with_context(|| format!("source at {}", src.loc))?;
         let listeners = ForwardListeners::bind(&scfg).await.with_context(|| {
             format!(
                 "cannot listen on {}:{} (source at {})",

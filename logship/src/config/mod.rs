@@ -40,6 +40,9 @@ pub struct SystemConfig {
     pub log_level: Option<String>,
     pub process_name: Option<String>,
     pub workers: u32,
+    /// logship's own: the process memory budget in bytes (`memory_budget`, see
+    /// [`crate::memory_budget`]); `None` = the default.
+    pub memory_budget: Option<u64>,
 }
 
 /// The directives of one label (or of the root), in config order.
@@ -135,24 +138,34 @@ pub struct MonitorSourceConfig {
     pub health_failing_after: Duration,
 }
 
-/// `<source> @type forward` (Fluentd's in_forward parameters).
+/// `<source> @type forward` (Fluentd's in_forward parameters, and logship's own limits; see
+/// `docs/logship.md`).
 #[derive(Debug, Clone)]
 pub struct ForwardSourceConfig {
     pub bind: String,
     pub port: u16,
-    pub linger_timeout: Duration,
+    /// `SO_LINGER` seconds; `None`: not set (the system's graceful close).
+    pub linger_timeout: Option<Duration>,
     pub chunk_size_limit: Option<u64>,
     pub chunk_size_warn_limit: Option<u64>,
     pub skip_invalid_event: bool,
     pub source_address_key: Option<String>,
     pub source_hostname_key: Option<String>,
+    /// Effective value: Fluentd's default is true once `source_hostname_key` is set.
     pub resolve_hostname: bool,
     pub deny_keepalive: bool,
     pub send_keepalive_packet: bool,
     pub tag: Option<String>,
     pub add_tag_prefix: Option<String>,
     pub read_timeout: Option<Duration>,
+    /// logship's own: deadline of a connection's first frame (or PING).
+    pub handshake_timeout: Option<Duration>,
+    /// logship's own: least average bytes/s of a frame in progress.
+    pub min_receive_rate: Option<u64>,
+    /// logship's own: connection cap (default from the open-file limit).
     pub max_connections: Option<usize>,
+    /// logship's own: decompressed bytes per compressed byte.
+    pub max_decompression_ratio: Option<u32>,
     pub security: Option<ForwardSecurity>,
     pub tls: Option<TlsConfig>,
 }
@@ -165,6 +178,16 @@ pub struct ForwardSecurity {
     pub user_auth: bool,
     pub allow_anonymous_source: bool,
     pub users: Vec<(String, String)>,
+    pub clients: Vec<ForwardClient>,
+}
+
+/// `<client>` of in_forward's `<security>`.
+#[derive(Debug, Clone)]
+pub struct ForwardClient {
+    /// `network`, or `host` resolved to its address.
+    pub network: ipnet::IpNet,
+    pub shared_key: Option<String>,
+    pub users: Vec<String>,
 }
 
 /// `<transport tls>`.
@@ -827,6 +850,10 @@ fn system(el: &Element, errors: &mut Vec<ConfigError>) -> SystemConfig {
     let log_level = s.string("log_level");
     let process_name = s.string("process_name");
     let workers: u32 = s.int("workers", "integer").unwrap_or(1);
+    let memory_budget = s.size("memory_budget");
+    if memory_budget == Some(0) {
+        s.error(&el.loc, "memory_budget must be larger than 0".into());
+    }
     // Accepted and ignored: they change nothing for a single-process shipper.
     for n in [
         "suppress_repeated_stacktrace",
@@ -861,6 +888,7 @@ fn system(el: &Element, errors: &mut Vec<ConfigError>) -> SystemConfig {
         log_level,
         process_name,
         workers,
+        memory_budget,
     }
 }
 
@@ -955,41 +983,57 @@ fn source(el: &Element, errors: &mut Vec<ConfigError>) -> Option<SourceConfig> {
     }
     let bind = s.string_or("bind", "0.0.0.0");
     let port = s.int::<u16>("port", "port number").unwrap_or(24224);
-    let linger_timeout = s.time("linger_timeout").unwrap_or(Duration::ZERO);
+    let linger_timeout = s.time("linger_timeout");
     let chunk_size_limit = s.size("chunk_size_limit");
     let chunk_size_warn_limit = s.size("chunk_size_warn_limit");
     let skip_invalid_event = s.bool("skip_invalid_event", false);
     let source_address_key = s.string("source_address_key");
     let source_hostname_key = s.string("source_hostname_key");
-    let resolve_hostname = s.bool("resolve_hostname", false);
+    // Fluentd: unset means true once source_hostname_key is set; false with it is an error.
+    let resolve_hostname = match (
+        s.parsed("resolve_hostname", values::parse_bool),
+        &source_hostname_key,
+    ) {
+        (Some(false), Some(_)) => {
+            let loc = el
+                .param("resolve_hostname")
+                .map(|p| p.loc.clone())
+                .unwrap_or_else(|| el.loc.clone());
+            s.error(
+                &loc,
+                "resolve_hostname must be true with source_hostname_key (as in Fluentd)".into(),
+            );
+            false
+        }
+        (Some(v), _) => v,
+        (None, key) => key.is_some(),
+    };
     let deny_keepalive = s.bool("deny_keepalive", false);
     let send_keepalive_packet = s.bool("send_keepalive_packet", false);
     let tag = s.string("tag");
     let add_tag_prefix = s.string("add_tag_prefix");
     let read_timeout = s.time("read_timeout");
+    let handshake_timeout = s.time("handshake_timeout");
+    let min_receive_rate = s.size("min_receive_rate");
     let max_connections = s.int::<usize>("max_connections", "integer");
-    let security = s.child("security").map(|sec| {
-        let mut t = Section::new(sec, "<security>".into(), s.errors);
-        let self_hostname = t.string_or("self_hostname", &hostname());
-        let shared_key = t.required("shared_key");
-        let user_auth = t.bool("user_auth", false);
-        let allow_anonymous_source = t.bool("allow_anonymous_source", true);
-        let mut users = Vec::new();
-        for u in t.children("user") {
-            let mut us = Section::new(u, "<user>".into(), t.errors);
-            users.push((us.required("username"), us.required("password")));
-            us.finish();
-        }
-        // <client> (per-host keys) is not supported: finish() reports it as unknown.
-        t.finish();
-        ForwardSecurity {
-            self_hostname,
-            shared_key,
-            user_auth,
-            allow_anonymous_source,
-            users,
-        }
-    });
+    if max_connections == Some(0) {
+        let loc = el
+            .param("max_connections")
+            .map(|p| p.loc.clone())
+            .unwrap_or_else(|| el.loc.clone());
+        s.error(&loc, "max_connections must be at least 1".into());
+    }
+    let max_decompression_ratio = s.int::<u32>("max_decompression_ratio", "integer");
+    if max_decompression_ratio == Some(0) {
+        let loc = el
+            .param("max_decompression_ratio")
+            .map(|p| p.loc.clone())
+            .unwrap_or_else(|| el.loc.clone());
+        s.error(&loc, "max_decompression_ratio must be at least 1".into());
+    }
+    let security = s
+        .child("security")
+        .map(|sec| security_section(sec, s.errors));
     let tls = s
         .child("transport")
         .and_then(|tr| tls_section(tr, s.errors));
@@ -1012,12 +1056,120 @@ fn source(el: &Element, errors: &mut Vec<ConfigError>) -> Option<SourceConfig> {
             tag,
             add_tag_prefix,
             read_timeout,
+            handshake_timeout,
+            min_receive_rate,
             max_connections,
+            max_decompression_ratio,
             security,
             tls,
         }),
         loc: el.loc.clone(),
     })
+}
+
+/// `<security>` of a forward source, with its `<user>` and `<client>` sections, checked as
+/// Fluentd checks them.
+fn security_section(sec: &Element, errors: &mut Vec<ConfigError>) -> ForwardSecurity {
+    let mut t = Section::new(sec, "<security>".into(), errors);
+    let self_hostname = t.string_or("self_hostname", &hostname());
+    let shared_key = t.required("shared_key");
+    let user_auth = t.bool("user_auth", false);
+    let allow_anonymous_source = t.bool("allow_anonymous_source", true);
+    let mut users = Vec::new();
+    for u in t.children("user") {
+        let mut us = Section::new(u, "<user>".into(), t.errors);
+        users.push((us.required("username"), us.required("password")));
+        us.finish();
+    }
+    let mut clients = Vec::new();
+    for c in t.children("client") {
+        let mut cs = Section::new(c, "<client>".into(), t.errors);
+        let host = cs.raw("host").cloned();
+        let network = cs.raw("network").cloned();
+        let shared_key = cs.string("shared_key");
+        let client_users = cs.list("users");
+        let net = match (host, network) {
+            (Some(_), Some(n)) => {
+                cs.error(
+                    &n.loc,
+                    "both of 'host' and 'network' are specified for client".into(),
+                );
+                None
+            }
+            (None, None) => {
+                cs.error(
+                    &c.loc,
+                    "either of 'host' and 'network' must be specified for client".into(),
+                );
+                None
+            }
+            (Some(h), None) => match resolve_host(h.value.trim()) {
+                Some(ip) => Some(ipnet::IpNet::from(ip)),
+                None => {
+                    cs.error(
+                        &h.loc,
+                        format!("host '{}' cannot be resolved", h.value.trim()),
+                    );
+                    None
+                }
+            },
+            (None, Some(n)) => match parse_network(n.value.trim()) {
+                Some(net) => Some(net),
+                None => {
+                    cs.error(
+                        &n.loc,
+                        format!("network '{}' address format is invalid", n.value.trim()),
+                    );
+                    None
+                }
+            },
+        };
+        cs.finish();
+        if let Some(network) = net {
+            clients.push(ForwardClient {
+                network,
+                shared_key,
+                users: client_users,
+            });
+        }
+    }
+    if user_auth && users.is_empty() {
+        t.error(
+            &sec.loc,
+            "<user> sections required if user_auth enabled".into(),
+        );
+    }
+    if !allow_anonymous_source && t.el.children.iter().all(|c| c.name != "client") {
+        t.error(
+            &sec.loc,
+            "<client> sections required if allow_anonymous_source disabled".into(),
+        );
+    }
+    t.finish();
+    ForwardSecurity {
+        self_hostname,
+        shared_key,
+        user_auth,
+        allow_anonymous_source,
+        users,
+        clients,
+    }
+}
+
+/// A `<client> host`: an address, or a name resolved now (as Fluentd does at configure).
+fn resolve_host(host: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = host.parse() {
+        return Some(ip);
+    }
+    use std::net::ToSocketAddrs;
+    (host, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
+}
+
+/// A `<client> network`: `addr/prefix`, or a single address.
+fn parse_network(n: &str) -> Option<ipnet::IpNet> {
+    n.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| n.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// `@type prometheus` (fluent-plugin-prometheus's input) or `@type monitor_agent`.

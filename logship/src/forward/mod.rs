@@ -59,9 +59,15 @@
 //!
 //! Any malformed frame closes only its connection (WARN log, `frames_malformed` counter).
 
+pub mod admission;
 pub mod client;
 pub mod codec;
+pub mod connection;
+pub mod deadline;
 pub mod handshake;
+pub mod hostname;
+pub mod inflate;
+pub mod recv_buffer;
 pub mod server;
 
 pub use client::{
@@ -69,10 +75,11 @@ pub use client::{
     ForwardClient,
 };
 pub use codec::{
-    DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser, FrameScanner, Mode,
-    PingFrame,
+    CompressedFrame, DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser,
+    FrameScanner, Mode, Parsed, PingFrame,
 };
-pub use handshake::{HandshakeError, SecurityConfig, UserCredential};
+pub use connection::ConnectionError;
+pub use handshake::{ClientRule, HandshakeError, SecurityConfig, UserCredential};
 pub use server::{
     run, serve, ForwardError, ForwardListeners, ForwardMetrics, ForwardServer, ForwardServerConfig,
     TlsConfig,
