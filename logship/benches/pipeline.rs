@@ -93,7 +93,12 @@ fn transcode(c: &mut Criterion) {
         let mut out = Vec::with_capacity(1 << 20);
         b.iter(|| {
             out.clear();
-            format_batch(LineFormat::Stdout, black_box(&batch), &mut out);
+            format_batch(
+                LineFormat::Stdout,
+                Some(logship::config::DEFAULT_LINE_METADATA_KEY),
+                black_box(&batch),
+                &mut out,
+            );
         })
     });
     g.finish();

@@ -12,7 +12,8 @@ mod logship_child;
 
 use common::TestServer;
 use fwd_common::*;
-use logship::event::EventBatch;
+use logship::event::{Event, EventBatch};
+use logship::forward::encode_record_from_json;
 use logship::forward::{ForwardServerConfig, SecurityConfig, TlsConfig};
 use logship::output::Output;
 
@@ -404,16 +405,48 @@ async fn ack_timeout_resends_elsewhere_at_least_once() {
 }
 
 /// The messages the output writes, read back by the project's decoder (the one the golden
-/// vectors test): mode, tag, `chunk`, `size`, and every event byte for byte.
+/// vectors test): mode, tag, `chunk`, `size`, and every event byte for byte — with Forward
+/// v1.5 metadata only when `send_metadata` asks for it.
 #[test]
 fn encoded_messages_decode_with_the_forward_decoder() {
     use bytes::BytesMut;
     use logship::forward::{encode_packed_forward, ForwardDecoder, Frame, Mode};
-    let b = batch("app.enc", 0, 50);
-    for gzip in [false, true] {
+    let mut b = batch("app.enc", 0, 50);
+    // every other event carries metadata (an empty map on some, as Fluent Bit 5 sends)
+    for (i, e) in b.events.iter_mut().enumerate() {
+        e.metadata = match i % 4 {
+            1 => Some(encode_record_from_json(
+                &serde_json::json!({"stream": "stdout", "i": i}),
+            )),
+            3 => Some(bytes::Bytes::from_static(&[0x80])),
+            _ => None,
+        };
+    }
+    let without_metadata: Vec<Event> = b
+        .events
+        .iter()
+        .map(|e| Event::new(e.time, e.record.clone()))
+        .collect();
+    for (gzip, send_metadata) in [(false, false), (true, false), (false, true), (true, true)] {
         let mut out = Vec::new();
-        encode_packed_forward(&mut out, "app.enc", &b.events, Some("id-1"), gzip).unwrap();
-        encode_packed_forward(&mut out, "app.other", &b.events[..3], None, gzip).unwrap();
+        encode_packed_forward(
+            &mut out,
+            "app.enc",
+            &b.events,
+            Some("id-1"),
+            gzip,
+            send_metadata,
+        )
+        .unwrap();
+        encode_packed_forward(
+            &mut out,
+            "app.other",
+            &b.events[..3],
+            None,
+            gzip,
+            send_metadata,
+        )
+        .unwrap();
         let mut buf = BytesMut::from(&out[..]);
         let mut dec = ForwardDecoder::default();
         let first = dec.next_raw(&mut buf).unwrap().expect("a whole frame");
@@ -429,7 +462,11 @@ fn encoded_messages_decode_with_the_forward_decoder() {
         assert_eq!(&*f.tag, "app.enc");
         assert_eq!(f.chunk.as_deref(), Some(&b"id-1"[..]));
         assert_eq!(f.size_hint, Some(50));
-        assert_eq!(f.events, b.events);
+        if send_metadata {
+            assert_eq!(f.events, b.events);
+        } else {
+            assert_eq!(f.events, without_metadata);
+        }
         let second = dec.next_raw(&mut buf).unwrap().expect("a second frame");
         let Frame::Events(g) = dec.parse(second).unwrap() else {
             panic!("not events")

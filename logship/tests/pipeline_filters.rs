@@ -265,3 +265,42 @@ fn concat_flushes_incomplete_groups_after_the_timeout() {
     );
     assert_eq!(f.pending_groups(), 0);
 }
+
+/// Every filter keeps an event's Forward v1.5 metadata (a joined partial keeps the first
+/// piece's), so outputs can still send or store it.
+#[test]
+fn filters_keep_forward_v15_metadata() {
+    let meta = Bytes::from(value_to_msgpack(&json!({"stream": "stdout"})));
+    let with_meta = |v: Value| {
+        let e = ev(v);
+        Event::with_metadata(e.time, e.record, Some(meta.clone()))
+    };
+    let parsed = ParserFilter::new(parser_cfg(true, true))
+        .filter("t", vec![with_meta(json!({"log": r#"{"a":1}"#}))]);
+    assert_eq!(parsed[0].metadata.as_ref(), Some(&meta));
+
+    let rt = RecordTransformerConfig {
+        record: vec![("added".into(), "x".into())],
+        remove_keys: vec![],
+        keep_keys: vec![],
+        renew_record: false,
+    };
+    let transformed = RecordTransformer::with_hostname(&rt, "h".into())
+        .filter("t", vec![with_meta(json!({"log": "y"}))]);
+    assert_eq!(js(&transformed[0])["added"], "x");
+    assert_eq!(transformed[0].metadata.as_ref(), Some(&meta));
+
+    let joined = ConcatFilter::new(concat_cfg(Duration::from_secs(60))).filter(
+        "t",
+        vec![
+            with_meta(
+                json!({"log": "a", "partial_message": "true", "partial_id": "P", "partial_ordinal": "1", "partial_last": "false"}),
+            ),
+            ev(
+                json!({"log": "b", "partial_message": "true", "partial_id": "P", "partial_ordinal": "2", "partial_last": "true"}),
+            ),
+        ],
+    );
+    assert_eq!(js(&joined[0])["log"], "ab");
+    assert_eq!(joined[0].metadata.as_ref(), Some(&meta));
+}

@@ -5,7 +5,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use logship::config::{FileOutputConfig, LineFormat};
+use logship::config::{
+    Config, Directive, FileOutputConfig, LineFormat, OutputConfig, StdoutConfig,
+    DEFAULT_LINE_METADATA_KEY,
+};
 use logship::event::{Event, EventBatch, EventTime};
 use logship::msgpack_json::{to_json_string, write_json, TranscodeError};
 use logship::output::file::FileOutput;
@@ -45,10 +48,103 @@ fn batch() -> EventBatch {
     )
 }
 
+fn stdout_cfg(format: LineFormat) -> StdoutConfig {
+    StdoutConfig {
+        format,
+        metadata_key: Some(DEFAULT_LINE_METADATA_KEY.into()),
+        buffer: None,
+    }
+}
+
+/// The output config of `<match **> @type TYPE BODY </match>`.
+fn output_config(body: &str) -> OutputConfig {
+    let cfg = Config::from_str_at(
+        &format!("<match **>\n{body}\n</match>\n"),
+        std::path::Path::new("t.conf"),
+    )
+    .unwrap();
+    let Directive::Match(m) = &cfg.root.directives[0] else {
+        panic!("not a match")
+    };
+    m.plugin.clone()
+}
+
+/// A batch of Fluent Bit 5-style events: non-empty metadata, an empty map, none.
+fn batch_with_metadata() -> EventBatch {
+    let rec = || Bytes::from(value_to_msgpack(&json!({"log": "x"})));
+    let t = EventTime::new(1_741_964_966, 535_897_932);
+    EventBatch::new(
+        "app.api",
+        vec![
+            Event::with_metadata(
+                t,
+                rec(),
+                Some(Bytes::from(value_to_msgpack(
+                    &json!({"stream": "stdout", "k8s": {"pod": "api-1"}}),
+                ))),
+            ),
+            Event::with_metadata(t, rec(), Some(Bytes::from_static(&[0x80]))),
+            Event::new(t, rec()),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn stdout_and_file_show_non_empty_metadata() {
+    let shown = "{\"log\":\"x\",\"_metadata\":{\"k8s\":{\"pod\":\"api-1\"},\"stream\":\"stdout\"}}";
+    let plain = "{\"log\":\"x\"}";
+    for (body, first) in [
+        (
+            "@type stdout",
+            format!("2025-03-14 15:09:26.535897932 +0000 app.api: {shown}"),
+        ),
+        (
+            "@type stdout\n<format>\n@type json\n</format>",
+            shown.to_string(),
+        ),
+        (
+            "@type stdout\nmetadata_key fluent\n<format>\n@type json\n</format>",
+            shown.replace("_metadata", "fluent"),
+        ),
+        (
+            "@type stdout\nmetadata_key \"\"\n<format>\n@type json\n</format>",
+            plain.to_string(),
+        ),
+    ] {
+        let OutputConfig::Stdout(cfg) = output_config(body) else {
+            panic!("{body}")
+        };
+        let buf = Shared::default();
+        let out = StdoutOutput::with_writer(&cfg, Box::new(buf.clone()));
+        out.emit(&batch_with_metadata()).await.unwrap();
+        out.shutdown().await;
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], first, "{body}");
+        assert!(
+            lines[1].ends_with(plain) && lines[2].ends_with(plain),
+            "{body}: {text}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let OutputConfig::File(cfg) = output_config(&format!(
+        "@type file\npath {}/out\n<format>\n@type json\n</format>",
+        dir.path().display()
+    )) else {
+        panic!()
+    };
+    FileOutput::new(&cfg)
+        .emit(&batch_with_metadata())
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("out.log")).unwrap();
+    assert_eq!(text, format!("{shown}\n{plain}\n{plain}\n"));
+}
+
 #[tokio::test]
 async fn stdout_uses_fluentds_line_format() {
     let buf = Shared::default();
-    let out = StdoutOutput::with_writer(LineFormat::Stdout, Box::new(buf.clone()));
+    let out = StdoutOutput::with_writer(&stdout_cfg(LineFormat::Stdout), Box::new(buf.clone()));
     out.emit(&batch()).await.unwrap();
     out.shutdown().await;
     assert_eq!(
@@ -61,7 +157,7 @@ async fn stdout_uses_fluentds_line_format() {
 #[tokio::test]
 async fn stdout_json_format_is_the_record_alone() {
     let buf = Shared::default();
-    let out = StdoutOutput::with_writer(LineFormat::Json, Box::new(buf.clone()));
+    let out = StdoutOutput::with_writer(&stdout_cfg(LineFormat::Json), Box::new(buf.clone()));
     out.emit(&batch()).await.unwrap();
     out.shutdown().await;
     assert_eq!(
@@ -79,6 +175,7 @@ async fn file_output_expands_time_and_tag_and_appends() {
         add_path_suffix: true,
         path_suffix: ".log".into(),
         format: LineFormat::OutFile,
+        metadata_key: Some(DEFAULT_LINE_METADATA_KEY.into()),
         buffer: None,
     };
     let out = FileOutput::new(&cfg);

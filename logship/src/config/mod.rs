@@ -291,9 +291,15 @@ pub enum LineFormat {
     OutFile,
 }
 
+/// Key under which stdout/file lines show an event's non-empty Forward v1.5 metadata
+/// (`metadata_key`; an empty value hides it).
+pub const DEFAULT_LINE_METADATA_KEY: &str = "_metadata";
+
 #[derive(Debug, Clone)]
 pub struct StdoutConfig {
     pub format: LineFormat,
+    /// `metadata_key`: see [`DEFAULT_LINE_METADATA_KEY`]; `None` hides metadata.
+    pub metadata_key: Option<String>,
     pub buffer: Option<BufferConfig>,
 }
 
@@ -305,6 +311,8 @@ pub struct FileOutputConfig {
     pub add_path_suffix: bool,
     pub path_suffix: String,
     pub format: LineFormat,
+    /// `metadata_key`: see [`DEFAULT_LINE_METADATA_KEY`]; `None` hides metadata.
+    pub metadata_key: Option<String>,
     pub buffer: Option<BufferConfig>,
 }
 
@@ -348,6 +356,9 @@ pub struct ElasticsearchConfig {
     pub include_tag_key: bool,
     pub tag_key: String,
     pub id_key: Option<String>,
+    /// `metadata_key`: the document gets the event's non-empty Forward v1.5 metadata under
+    /// this key (off by default).
+    pub metadata_key: Option<String>,
     pub time_key: Option<String>,
     pub include_timestamp: bool,
     pub request_timeout: Duration,
@@ -379,6 +390,9 @@ pub struct ForwardOutputConfig {
     pub connect_timeout: Option<Duration>,
     pub heartbeat_type: String,
     pub compress: String,
+    /// `send_metadata` (default false): re-send Forward v1.5 metadata to the next hop. Off by
+    /// default because Fluentd < 1.19 and Fluent Bit < 5 reject `[[time, metadata], record]`.
+    pub send_metadata: bool,
     pub shared_key: Option<String>,
     pub self_hostname: Option<String>,
     pub buffer: Option<BufferConfig>,
@@ -1448,6 +1462,11 @@ fn parse_section(p: &Element, errors: &mut Vec<ConfigError>) -> ParseConfig {
     }
 }
 
+/// `metadata_key` of the stdout and file outputs.
+fn line_metadata_key(s: &mut Section<'_, '_>) -> Option<String> {
+    Some(s.string_or("metadata_key", DEFAULT_LINE_METADATA_KEY)).filter(|k| !k.is_empty())
+}
+
 fn format_section(s: &mut Section<'_, '_>, default: LineFormat) -> LineFormat {
     let Some(f) = s.child("format") else {
         return default;
@@ -1575,8 +1594,13 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
         "stdout" => {
             s.one_of("output_type", &["json"], "json");
             let format = format_section(&mut s, LineFormat::Stdout);
+            let metadata_key = line_metadata_key(&mut s);
             let buffer = buffer_section(&mut s);
-            OutputConfig::Stdout(StdoutConfig { format, buffer })
+            OutputConfig::Stdout(StdoutConfig {
+                format,
+                metadata_key,
+                buffer,
+            })
         }
         "null" => {
             s.raw("never_flush");
@@ -1591,6 +1615,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
             s.one_of("compress", &["text"], "text");
             s.raw("symlink_path");
             let format = format_section(&mut s, LineFormat::OutFile);
+            let metadata_key = line_metadata_key(&mut s);
             let buffer = buffer_section(&mut s);
             OutputConfig::File(FileOutputConfig {
                 path,
@@ -1598,6 +1623,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 add_path_suffix,
                 path_suffix,
                 format,
+                metadata_key,
                 buffer,
             })
         }
@@ -1654,6 +1680,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 include_tag_key: s.bool("include_tag_key", false),
                 tag_key: s.string_or("tag_key", "tag"),
                 id_key: s.string("id_key"),
+                metadata_key: s.string("metadata_key").filter(|k| !k.is_empty()),
                 time_key: s.string("time_key"),
                 include_timestamp: s.bool("include_timestamp", false),
                 request_timeout: s.time("request_timeout").unwrap_or(Duration::from_secs(5)),
@@ -1755,6 +1782,7 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                     "transport",
                 ),
                 compress: s.one_of("compress", &["text", "gzip"], "text"),
+                send_metadata: s.bool("send_metadata", false),
                 shared_key,
                 self_hostname,
                 buffer: buffer_section(&mut s),

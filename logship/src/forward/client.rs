@@ -28,8 +28,8 @@ use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::codec::{
-    parse_ack, write_array_len, write_bin, write_event_time, write_map_len, write_str, FrameError,
-    FrameScanner,
+    parse_ack, write_array_len, write_bin, write_entry, write_event_time, write_map_len, write_str,
+    FrameError, FrameScanner,
 };
 use super::handshake::{parse_helo, ClientHandshake, HandshakeError, UserCredential};
 use crate::event::{EventBatch, EventTime};
@@ -299,9 +299,7 @@ impl ForwardClient {
         // bin header, then entries written in place
         let mut entries = Vec::with_capacity(payload);
         for e in &batch.events {
-            entries.push(0x92);
-            write_event_time(&mut entries, e.time);
-            entries.extend_from_slice(&e.record);
+            write_entry(&mut entries, e, false);
         }
         write_bin(&mut self.wbuf, &entries);
         let chunk = self.write_option(Some(batch.events.len()));
@@ -391,20 +389,21 @@ impl ForwardClient {
 }
 
 /// Appends one PackedForward message `[tag, bin(entries), {size, chunk?}]` for `events` to
-/// `out`, or with `gzip` a CompressedPackedForward one (`compressed: "gzip"`).
+/// `out`, or with `gzip` a CompressedPackedForward one (`compressed: "gzip"`). With
+/// `send_metadata`, events carrying Forward v1.5 metadata are sent as `[[time, metadata],
+/// record]` (see [`write_entry`]).
 pub fn encode_packed_forward<'e>(
     out: &mut Vec<u8>,
     tag: &str,
     events: impl IntoIterator<Item = &'e crate::event::Event>,
     chunk: Option<&str>,
     gzip: bool,
+    send_metadata: bool,
 ) -> std::io::Result<()> {
     let mut entries = Vec::new();
     let mut n = 0u64;
     for e in events {
-        entries.push(0x92);
-        write_event_time(&mut entries, e.time);
-        entries.extend_from_slice(&e.record);
+        write_entry(&mut entries, e, send_metadata);
         n += 1;
     }
     if gzip {

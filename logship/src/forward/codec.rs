@@ -1439,6 +1439,22 @@ pub fn write_bin(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Writes one Forward/PackedForward entry for `ev`: `[time, record]`, or with `with_metadata`
+/// and an event that carries v1.5 metadata, `[[time, metadata], record]`. Receivers older than
+/// Fluentd 1.19 / Fluent Bit 5 reject the v1.5 form, so senders opt in.
+pub fn write_entry(out: &mut Vec<u8>, ev: &Event, with_metadata: bool) {
+    out.push(0x92);
+    match &ev.metadata {
+        Some(m) if with_metadata => {
+            out.push(0x92);
+            write_event_time(out, ev.time);
+            out.extend_from_slice(m);
+        }
+        _ => write_event_time(out, ev.time),
+    }
+    out.extend_from_slice(&ev.record);
+}
+
 /// Writes an EventTime (fixext8, ext type 0).
 pub fn write_event_time(out: &mut Vec<u8>, t: EventTime) {
     out.push(0xd7);

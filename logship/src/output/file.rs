@@ -23,6 +23,8 @@ pub struct FileOutput {
     path: String,
     suffix: String,
     format: LineFormat,
+    /// Where non-empty Forward v1.5 metadata is shown (`metadata_key`).
+    metadata_key: Option<String>,
     /// Serializes writes so that lines of concurrent batches never interleave.
     lock: Mutex<()>,
 }
@@ -37,6 +39,7 @@ impl FileOutput {
                 String::new()
             },
             format: cfg.format,
+            metadata_key: cfg.metadata_key.clone(),
             lock: Mutex::new(()),
         }
     }
@@ -99,7 +102,13 @@ impl Output for FileOutput {
                     groups.push((p, Vec::new()));
                 }
                 let buf = &mut groups.last_mut().expect("just pushed").1;
-                format_event(self.format, &batch.tag, ev, buf);
+                format_event(
+                    self.format,
+                    self.metadata_key.as_deref(),
+                    &batch.tag,
+                    ev,
+                    buf,
+                );
             }
             let _guard = self.lock.lock().await;
             tokio::task::spawn_blocking(move || -> std::io::Result<()> {

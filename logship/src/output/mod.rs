@@ -8,6 +8,7 @@
 pub mod elasticsearch;
 pub mod file;
 pub mod forward;
+pub mod metadata;
 pub mod stdout;
 pub mod timefmt;
 
@@ -67,15 +68,27 @@ impl Output for CopyOutput {
 }
 
 /// Appends one formatted line per event of `batch` to `out`. Records that are not valid
-/// msgpack are written as `{"$invalid_record":"<base64>"}` rather than dropped.
-pub fn format_batch(format: LineFormat, batch: &EventBatch, out: &mut Vec<u8>) {
+/// msgpack are written as `{"$invalid_record":"<base64>"}` rather than dropped. Non-empty
+/// Forward v1.5 metadata is shown under `metadata_key` (see [`metadata`]).
+pub fn format_batch(
+    format: LineFormat,
+    metadata_key: Option<&str>,
+    batch: &EventBatch,
+    out: &mut Vec<u8>,
+) {
     for ev in &batch.events {
-        format_event(format, &batch.tag, ev, out);
+        format_event(format, metadata_key, &batch.tag, ev, out);
     }
 }
 
 /// Appends one formatted line for `ev`.
-pub fn format_event(format: LineFormat, tag: &str, ev: &Event, out: &mut Vec<u8>) {
+pub fn format_event(
+    format: LineFormat,
+    metadata_key: Option<&str>,
+    tag: &str,
+    ev: &Event,
+    out: &mut Vec<u8>,
+) {
     match format {
         LineFormat::Stdout => {
             timefmt::write_stdout_time(out, ev.time);
@@ -92,7 +105,13 @@ pub fn format_event(format: LineFormat, tag: &str, ev: &Event, out: &mut Vec<u8>
         LineFormat::Json => {}
     }
     let mark = out.len();
-    if crate::msgpack_json::write_json(&ev.record, out).is_err() {
+    let written = crate::msgpack_json::write_json(&ev.record, out).and_then(|_| {
+        match (metadata_key, metadata::shown(ev)) {
+            (Some(key), Some(m)) => metadata::append_member(out, &ev.record, key, m),
+            _ => Ok(()),
+        }
+    });
+    if written.is_err() {
         out.truncate(mark);
         use base64::Engine as _;
         out.extend_from_slice(b"{\"$invalid_record\":\"");

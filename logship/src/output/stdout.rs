@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{format_batch, Output};
-use crate::config::LineFormat;
+use crate::config::{LineFormat, StdoutConfig};
 use crate::event::{BoxFuture, EmitError, EventBatch};
 
 type Job = (Vec<u8>, oneshot::Sender<std::io::Result<()>>);
@@ -21,22 +21,24 @@ type Job = (Vec<u8>, oneshot::Sender<std::io::Result<()>>);
 /// The stdout output (or any writer, for tests).
 pub struct StdoutOutput {
     format: LineFormat,
+    /// Where non-empty Forward v1.5 metadata is shown (`metadata_key`).
+    metadata_key: Option<String>,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl StdoutOutput {
     /// Writes to the process's stdout.
-    pub fn new(format: LineFormat) -> Self {
-        Self::start(format, None)
+    pub fn new(cfg: &StdoutConfig) -> Self {
+        Self::start(cfg, None)
     }
 
     /// Writes to `w` instead of stdout.
-    pub fn with_writer(format: LineFormat, w: Box<dyn Write + Send>) -> Self {
-        Self::start(format, Some(w))
+    pub fn with_writer(cfg: &StdoutConfig, w: Box<dyn Write + Send>) -> Self {
+        Self::start(cfg, Some(w))
     }
 
-    fn start(format: LineFormat, w: Option<Box<dyn Write + Send>>) -> Self {
+    fn start(cfg: &StdoutConfig, w: Option<Box<dyn Write + Send>>) -> Self {
         // A few batches in flight are enough to keep the writer busy.
         let (tx, mut rx) = mpsc::channel::<Job>(16);
         let thread = std::thread::Builder::new()
@@ -56,7 +58,8 @@ impl StdoutOutput {
             })
             .expect("spawn stdout writer thread");
         Self {
-            format,
+            format: cfg.format,
+            metadata_key: cfg.metadata_key.clone(),
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
         }
@@ -68,7 +71,7 @@ impl Output for StdoutOutput {
         Box::pin(async move {
             let mut buf =
                 Vec::with_capacity(batch.events.iter().map(|e| e.record.len() * 2 + 64).sum());
-            format_batch(self.format, batch, &mut buf);
+            format_batch(self.format, self.metadata_key.as_deref(), batch, &mut buf);
             let tx = self.tx.lock().map_err(|_| EmitError::ShuttingDown)?.clone();
             let tx = tx.ok_or(EmitError::ShuttingDown)?;
             let (done_tx, done_rx) = oneshot::channel();

@@ -97,7 +97,7 @@ impl Output for RelabelOutput {
 /// Builds the output for `cfg` (stdout, null, file, copy). Relabel is built by the router.
 pub fn build_output(cfg: &OutputConfig, id: Option<&str>) -> Result<Arc<dyn Output>, String> {
     Ok(match cfg {
-        OutputConfig::Stdout(s) => Arc::new(StdoutOutput::new(s.format)),
+        OutputConfig::Stdout(s) => Arc::new(StdoutOutput::new(s)),
         OutputConfig::Null => Arc::new(NullOutput),
         OutputConfig::File(f) => Arc::new(FileOutput::new(f)),
         OutputConfig::Elasticsearch(e) => Arc::new(

@@ -50,6 +50,8 @@ pub struct EsSettings {
     pub include_tag_key: bool,
     pub tag_key: String,
     pub id_key: Option<String>,
+    /// `metadata_key`: store non-empty Forward v1.5 metadata under this key.
+    pub metadata_key: Option<String>,
     pub write_operation: WriteOperation,
     /// Template name, the JSON body and whether it is a composable (`_index_template`) one.
     pub template: Option<Template>,
@@ -159,6 +161,7 @@ impl EsSettings {
             include_tag_key: cfg.include_tag_key,
             tag_key: cfg.tag_key.clone(),
             id_key: cfg.id_key.clone(),
+            metadata_key: cfg.metadata_key.clone(),
             write_operation: if cfg.write_operation == "index" {
                 WriteOperation::Index
             } else {

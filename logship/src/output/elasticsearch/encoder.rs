@@ -3,7 +3,9 @@
 //! For each event two lines are written:
 //! `{"create":{"_index":"INDEX","_id":"ID"}}` and the record as JSON with `@timestamp`
 //! (RFC 3339, UTC, nanoseconds) and, with `include_tag_key`, the tag added in front — unless
-//! the record already has that key, which then wins. The record's own JSON comes from
+//! the record already has that key, which then wins. With `metadata_key`, an event's non-empty
+//! Forward v1.5 metadata is the document's last member under that key (see
+//! [`crate::output::metadata`]). The record's own JSON comes from
 //! [`crate::msgpack_json::write_json`]; its opening `{` is spliced onto the added fields, so
 //! nothing is decoded into a value tree.
 
@@ -11,6 +13,7 @@ use super::config::EsSettings;
 use super::doc_id;
 use crate::event::{Event, EventTime};
 use crate::msgpack_json::{write_json, write_json_str};
+use crate::output::metadata;
 
 /// Where an item of a bulk body came from: (batch index, event index) in the chunk.
 pub type ItemRef = (usize, usize);
@@ -147,6 +150,16 @@ impl<'s> Encoder<'s> {
         } else {
             out[rec_at] = b',';
         }
+        if let (Some(key), Some(m)) = (&s.metadata_key, metadata::shown(ev)) {
+            if metadata::append_member(out, rec, key, m).is_err() {
+                out.truncate(mark);
+                self.rejected.push(Unencodable {
+                    item,
+                    reason: "the event's metadata is not well-formed msgpack".into(),
+                });
+                return;
+            }
+        }
         out.push(b'\n');
         let len = out.len();
         body.items.push(item);
@@ -188,6 +201,55 @@ mod tests {
             EventTime::new(1_700_000_000, 123),
             crate::forward::client::encode_record_from_json(&v),
         )
+    }
+
+    #[test]
+    fn metadata_key_stores_non_empty_metadata() {
+        let meta = |v: serde_json::Value| Some(crate::forward::client::encode_record_from_json(&v));
+        let with_meta = |m| {
+            Event::with_metadata(
+                ev(serde_json::json!({"msg": "hi"})).time,
+                ev(serde_json::json!({"msg": "hi"})).record,
+                m,
+            )
+        };
+        let docs = |s: &EsSettings| {
+            let mut e = Encoder::new(s);
+            e.push(
+                (0, 0),
+                "t",
+                &with_meta(meta(
+                    serde_json::json!({"stream": "stdout", "k8s": {"pod": "a"}}),
+                )),
+            );
+            e.push((0, 1), "t", &with_meta(meta(serde_json::json!({}))));
+            e.push((0, 2), "t", &with_meta(None));
+            let (bodies, rejected) = e.finish();
+            assert!(rejected.is_empty());
+            String::from_utf8(bodies[0].body.clone())
+                .unwrap()
+                .lines()
+                .skip(1)
+                .step_by(2)
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let on = docs(&settings("metadata_key fluent_meta"));
+        assert_eq!(
+            on[0]["fluent_meta"],
+            serde_json::json!({"stream": "stdout", "k8s": {"pod": "a"}})
+        );
+        assert_eq!(on[0]["msg"], "hi");
+        assert!(
+            on[1].get("fluent_meta").is_none(),
+            "empty metadata is not stored"
+        );
+        assert!(on[2].get("fluent_meta").is_none());
+        // off by default, and the document id does not depend on metadata
+        let off = docs(&settings(""));
+        assert!(off
+            .iter()
+            .all(|d| d.get("fluent_meta").is_none() && d.as_object().unwrap().len() == 2));
     }
 
     #[test]

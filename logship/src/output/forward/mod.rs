@@ -92,6 +92,8 @@ pub struct ForwardSettings {
     pub require_ack: bool,
     pub ack_timeout: Duration,
     pub gzip: bool,
+    /// `send_metadata`: re-send Forward v1.5 metadata (`[[time, metadata], record]`).
+    pub send_metadata: bool,
     pub heartbeat: HeartbeatType,
     pub heartbeat_interval: Duration,
     pub recover_wait: Duration,
@@ -165,6 +167,7 @@ impl ForwardSettings {
             require_ack: cfg.require_ack_response,
             ack_timeout: cfg.ack_response_timeout,
             gzip: cfg.compress == "gzip",
+            send_metadata: cfg.send_metadata,
             heartbeat: HeartbeatType::parse(&cfg.heartbeat_type),
             heartbeat_interval: cfg.heartbeat_interval,
             recover_wait: cfg.recover_wait,
@@ -289,9 +292,15 @@ impl Inner {
             }
             let id = self.settings.require_ack.then(new_chunk_id);
             let events = chunk.batches[i..j].iter().flat_map(|b| b.events.iter());
-            if let Err(e) =
-                encode_packed_forward(&mut out, tag, events, id.as_deref(), self.settings.gzip)
-            {
+            let s = &self.settings;
+            if let Err(e) = encode_packed_forward(
+                &mut out,
+                tag,
+                events,
+                id.as_deref(),
+                s.gzip,
+                s.send_metadata,
+            ) {
                 // Only gzip into a Vec can fail here, which it does not; keep the plain form.
                 tracing::error!(output = %self.name, error = %e, "cannot compress a chunk");
             }
