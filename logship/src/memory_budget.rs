@@ -16,6 +16,12 @@
 //! request larger than the whole budget can never fit and is refused
 //! ([`OverBudget`]); the Forward input refuses such a frame with a WARN and a metric.
 //!
+//! Memory **held** until an output delivers it (the memory buffers, [`MemoryBudget::reserve_held`])
+//! may fill the budget only up to three quarters: the last quarter stays for the inputs' receive
+//! buffers and inflate windows. Without it, an output that cannot deliver would fill the whole
+//! budget, and every client — also one whose events go elsewhere — would wait for its next
+//! frame that does not fit in the first small buffer.
+//!
 //! Two kinds of memory are counted without waiting ([`MemoryBudget::force`]): the first small
 //! receive buffer of a connection (so that a client sending small frames is always read, even
 //! while a flood of large frames has used up the budget), and requests larger than the budget
@@ -35,6 +41,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Notify;
+
+use crate::event::{Event, EventBatch};
 
 /// The default `<system> memory_budget`: sized for a small container.
 pub const DEFAULT_MEMORY_BUDGET: u64 = 256 * 1024 * 1024;
@@ -105,9 +113,18 @@ impl MemoryBudget {
         self.waits.load(Ordering::Relaxed)
     }
 
+    /// The part of the budget that memory held for outputs may fill (three quarters).
+    pub fn held_limit(&self) -> u64 {
+        let limit = self.limit();
+        limit - limit / 4
+    }
+
     /// Reserves `bytes` if they fit now.
     pub fn try_reserve(self: &Arc<Self>, bytes: u64) -> Option<Reservation> {
-        let limit = self.limit();
+        self.try_reserve_below(bytes, self.limit())
+    }
+
+    fn try_reserve_below(self: &Arc<Self>, bytes: u64, limit: u64) -> Option<Reservation> {
         let mut used = self.used.load(Ordering::Relaxed);
         loop {
             let next = used.checked_add(bytes)?;
@@ -126,13 +143,31 @@ impl MemoryBudget {
 
     /// Reserves `bytes`, waiting until they fit. Fails at once when they never can.
     pub async fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, OverBudget> {
-        if let Some(r) = self.try_reserve(bytes) {
+        self.reserve_below(bytes, Self::limit).await
+    }
+
+    /// Reserves `bytes` of memory held until an output delivers it: waits until they fit in
+    /// [`MemoryBudget::held_limit`]; a request larger than that is forced (the memory exists
+    /// already and has to go somewhere).
+    pub async fn reserve_held(self: &Arc<Self>, bytes: u64) -> Reservation {
+        match self.reserve_below(bytes, Self::held_limit).await {
+            Ok(r) => r,
+            Err(_) => self.force(bytes),
+        }
+    }
+
+    async fn reserve_below(
+        self: &Arc<Self>,
+        bytes: u64,
+        threshold: fn(&Self) -> u64,
+    ) -> Result<Reservation, OverBudget> {
+        if let Some(r) = self.try_reserve_below(bytes, threshold(self)) {
             return Ok(r);
         }
         self.waits.fetch_add(1, Ordering::Relaxed);
         let _waiting = WaiterGuard::new(&self.waiters);
         loop {
-            let limit = self.limit();
+            let limit = threshold(self);
             if bytes > limit {
                 return Err(OverBudget {
                     requested: bytes,
@@ -144,7 +179,7 @@ impl MemoryBudget {
             // Registered before the check, so a release between the check and the await
             // is not missed.
             released.as_mut().enable();
-            if let Some(r) = self.try_reserve(bytes) {
+            if let Some(r) = self.try_reserve_below(bytes, limit) {
                 return Ok(r);
             }
             released.await;
@@ -156,15 +191,6 @@ impl MemoryBudget {
     pub fn force(self: &Arc<Self>, bytes: u64) -> Reservation {
         self.used.fetch_add(bytes, Ordering::AcqRel);
         self.reservation(bytes)
-    }
-
-    /// Like [`MemoryBudget::reserve`], but a request larger than the whole budget is forced
-    /// instead of refused (for memory that already exists and has to go somewhere).
-    pub async fn reserve_or_force(self: &Arc<Self>, bytes: u64) -> Reservation {
-        match self.reserve(bytes).await {
-            Ok(r) => r,
-            Err(_) => self.force(bytes),
-        }
     }
 
     fn reservation(self: &Arc<Self>, bytes: u64) -> Reservation {
@@ -187,6 +213,19 @@ impl MemoryBudget {
             self.released.notify_waiters();
         }
     }
+}
+
+/// The memory a batch holds: its records and metadata, and each event's own size (for small
+/// records the `Event` itself is a good part of it).
+pub fn batch_memory(batch: &EventBatch) -> u64 {
+    let per_event = std::mem::size_of::<Event>() as u64;
+    batch
+        .events
+        .iter()
+        .map(|e| e.record.len() as u64 + e.metadata.as_ref().map_or(0, |m| m.len() as u64))
+        .sum::<u64>()
+        + per_event * batch.events.len() as u64
+        + batch.tag.len() as u64
 }
 
 /// Counts a waiting task for as long as it waits (also when its future is dropped).
@@ -310,8 +349,21 @@ mod tests {
                 limit: 100
             }
         );
-        let r = b.reserve_or_force(101).await;
+        let r = b.reserve_held(101).await;
         assert_eq!((r.bytes(), b.used()), (101, 101));
+    }
+
+    #[tokio::test]
+    async fn memory_held_for_outputs_leaves_a_quarter_to_the_inputs() {
+        let b = MemoryBudget::new(100);
+        let held = b.reserve_held(70).await;
+        // 6 more would pass 75: a held reservation waits ...
+        let r = tokio::time::timeout(Duration::from_millis(20), b.reserve_held(6)).await;
+        assert!(r.is_err());
+        // ... while an input still gets the last quarter
+        let input = b.try_reserve(30).unwrap();
+        assert_eq!(b.used(), 100);
+        drop((held, input));
     }
 
     #[tokio::test]

@@ -18,9 +18,9 @@
 //!
 //! The events held also count against the process memory budget
 //! ([`crate::memory_budget`], `<system> memory_budget`): a push first waits until its bytes fit
-//! in the budget, whatever `overflow_action` says (that applies to `total_limit_size`), so a
-//! destination that is down holds the inputs back once the budget is used up instead of
-//! growing the process past it.
+//! in the part of the budget that buffers may hold (three quarters), whatever `overflow_action`
+//! says (that applies to `total_limit_size`), so a destination that is down holds the inputs
+//! back once the budget is used up instead of growing the process past it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -32,7 +32,7 @@ use super::{
     batch_bytes, BufferCounters, BufferSettings, BufferStats, Chunk, FlushMode, OverflowAction,
 };
 use crate::event::{EmitError, EventBatch};
-use crate::memory_budget::{MemoryBudget, Reservation};
+use crate::memory_budget::{batch_memory, MemoryBudget, Reservation};
 
 #[derive(Default)]
 struct State {
@@ -93,7 +93,11 @@ impl MemoryBuffer {
             return Ok(());
         }
         let bytes = batch_bytes(&batch);
-        let mut memory = Some(MemoryBudget::global().reserve_or_force(bytes).await);
+        let mut memory = Some(
+            MemoryBudget::global()
+                .reserve_held(batch_memory(&batch))
+                .await,
+        );
         loop {
             let notified = self.space.notified();
             tokio::pin!(notified);

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::Slot;
 use super::codec::{
     append_str_pair, encode_ack, CompressedFrame, DecodeOptions, EventsFrame, ForwardDecoder,
-    Frame, FrameError, Parsed,
+    Frame, FrameError, FrameParser, Parsed,
 };
 use super::deadline::{FrameClock, FrameLimits, Missed};
 use super::handshake::ServerHandshake;
@@ -485,12 +485,15 @@ impl<W: AsyncWrite + Unpin> Connection<'_, W> {
     }
 
     /// A `CompressedPackedForward` frame: inflated one budgeted window at a time, each
-    /// window's events emitted before the next is inflated.
+    /// window's events emitted before the next is inflated. Inflating is CPU work of a few
+    /// milliseconds per window: it runs on the blocking pool, so that a flood of compressed
+    /// frames does not hold up the other connections' tasks.
     async fn compressed(&mut self, cf: CompressedFrame) -> Result<Next, ConnectionError> {
-        let mut inflater = Inflater::new(cf.payload, &self.ctx.decode);
+        let mut inflater = Some(Inflater::new(cf.payload, &self.ctx.decode));
+        let mut parser = Some(FrameParser::new(self.ctx.decode.clone()));
         self.emit_pending().await?;
         loop {
-            let window = inflater.window_size(STREAM_WINDOW);
+            let window = inflater.as_ref().expect("kept").window_size(STREAM_WINDOW);
             let started = Instant::now();
             let memory = match self.ctx.budget.try_reserve(window as u64) {
                 Some(r) => r,
@@ -506,7 +509,15 @@ impl<W: AsyncWrite + Unpin> Connection<'_, W> {
                     r.inspect_err(|_| inc(&self.ctx.metrics.frames_over_budget, 1))?
                 }
             };
-            let Some(w) = inflater.next_window(self.decoder.parser(), window)? else {
+            let (mut inf, mut p) = (inflater.take().expect("kept"), parser.take().expect("kept"));
+            let (inf, p, w) = tokio::task::spawn_blocking(move || {
+                let w = inf.next_window(&mut p, window);
+                (inf, p, w)
+            })
+            .await
+            .map_err(|e| ConnectionError::Io(std::io::Error::other(e.to_string())))?;
+            (inflater, parser) = (Some(inf), Some(p));
+            let Some(w) = w? else {
                 break;
             };
             self.count_skipped(&cf.tag, w.skipped);
