@@ -219,8 +219,9 @@ where
                 }
             };
             if let Next::Close = next {
+                // Closed by dropping the socket, as Fluentd does: with `linger_timeout 0`
+                // that is a reset, else the FIN handshake.
                 conn.emit_pending().await?;
-                let _ = conn.wr.shutdown().await;
                 return Ok(());
             }
         }

@@ -658,3 +658,26 @@ fn log_end(m: &ForwardMetrics, peer: &str, result: Result<(), ConnectionError>) 
         Err(e) => crate::warn_limited!(CLOSED, peer, error = %e, "forward connection closed"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn socket_options_are_set_on_accepted_connections() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert!(!sock.keepalive().unwrap());
+        assert_eq!(sock.linger().unwrap(), None);
+        let cfg = ForwardServerConfig {
+            linger_timeout: Some(Duration::ZERO),
+            send_keepalive_packet: true,
+            ..Default::default()
+        };
+        SocketOptions::of(&cfg).apply(&s, peer);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.linger().unwrap(), Some(Duration::ZERO));
+    }
+}
