@@ -64,6 +64,7 @@ pub mod client;
 pub mod codec;
 pub mod connection;
 pub mod deadline;
+pub mod fuzzing;
 pub mod handshake;
 pub mod hostname;
 pub mod inflate;
