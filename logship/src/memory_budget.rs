@@ -282,6 +282,16 @@ impl Reservation {
         other.bytes = 0;
     }
 
+    /// Splits up to `bytes` off into a reservation of their own (the rest stays here).
+    pub fn split_off(&mut self, bytes: u64) -> Reservation {
+        let n = bytes.min(self.bytes);
+        self.bytes -= n;
+        Reservation {
+            budget: self.budget.clone(),
+            bytes: n,
+        }
+    }
+
     /// Gives everything back now.
     pub fn release(&mut self) {
         if let Some(b) = &self.budget {
@@ -314,7 +324,11 @@ mod tests {
         assert_eq!(b.used(), 240);
         r3.absorb(r2);
         assert_eq!(r3.bytes(), 240);
+        let part = r3.split_off(100);
+        assert_eq!((part.bytes(), r3.bytes()), (100, 140));
         drop(r3);
+        assert_eq!(b.used(), 100);
+        drop(part);
         assert_eq!(b.used(), 0);
     }
 

@@ -14,8 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use logship::cli::run::forward_server_config;
-use logship::config::{Config, SourcePlugin};
+use logship::config::Config;
+use logship::forward::source::ForwardSourceConfig;
 use logship::event::{EventBatch, EventTime};
 use logship::forward::{
     encode_record_from_json, ClientConfig, ClientError, ForwardClient, ForwardServerConfig,
@@ -30,10 +30,11 @@ fn source(body: &str) -> ForwardServerConfig {
     let text = format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port 0\n{body}\n</source>\n<match **>\n  @type null\n</match>\n");
     let cfg = Config::from_str_at(&text, Path::new("test.conf"))
         .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
-    let SourcePlugin::Forward(f) = &cfg.sources[0].plugin else {
-        panic!("not forward")
-    };
-    forward_server_config(f, 100).unwrap()
+    cfg.sources[0]
+        .config::<ForwardSourceConfig>()
+        .expect("a forward source")
+        .server_config(100)
+        .unwrap()
 }
 
 /// The errors of a config whose `<source>` has `body`.

@@ -70,6 +70,7 @@ pub mod hostname;
 pub mod inflate;
 pub mod recv_buffer;
 pub mod server;
+pub mod source;
 
 pub use client::{
     encode_packed_forward, encode_record_from_json, new_chunk_id, ClientConfig, ClientError,

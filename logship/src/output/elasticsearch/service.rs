@@ -4,9 +4,7 @@
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use rand::Rng as _;
+use std::time::Instant;
 
 use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome};
 use super::config::{EsSettings, WriteOperation};
@@ -106,14 +104,6 @@ impl Service {
     /// From now on, retries end at `deadline`.
     pub fn give_up_at(&self, deadline: Instant) {
         *self.give_up_at.lock().unwrap() = Some(deadline);
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.retry_wait.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
-        let capped = base.min(self.settings.retry_max_interval.as_secs_f64());
-        // ±12.5 % jitter so that several outputs do not retry in lockstep.
-        let j = rand::thread_rng().gen_range(0.875..1.125);
-        Duration::from_secs_f64((capped * j).max(0.01))
     }
 
     /// Installs the template if configured and not yet known to be there.
@@ -253,10 +243,9 @@ impl Service {
             if retry.is_empty() {
                 break;
             }
-            let wait = self.backoff(attempt);
+            let wait = self.settings.retry.wait(attempt);
             let shutdown_deadline = *self.give_up_at.lock().unwrap();
-            let past_timeout = !self.settings.retry_forever
-                && started.elapsed() + wait > self.settings.retry_timeout;
+            let past_timeout = self.settings.retry.past_timeout(started.elapsed(), wait);
             let past_shutdown = shutdown_deadline.is_some_and(|d| Instant::now() + wait > d);
             if past_shutdown && !past_timeout && self.buffer.is_persistent() {
                 tracing::info!(output = %self.name, events = retry.len(), error = %last_error, "shutdown: chunk not delivered; it stays in the file buffer for the next start");
