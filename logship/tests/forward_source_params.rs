@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use common::*;
 use logship::config::Config;
-use logship::forward::source::ForwardSourceConfig;
 use logship::event::{EventBatch, EventTime};
+use logship::forward::source::ForwardSourceConfig;
 use logship::forward::{
     encode_record_from_json, ClientConfig, ClientError, ForwardClient, ForwardServerConfig,
     HandshakeError,

@@ -51,7 +51,10 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
         tracing::info!(parameter = %line, "configuration parameter has no effect in logship");
     }
     MemoryBudget::global().set_limit(cfg.system.memory_budget);
-    tracing::info!(memory_budget = cfg.system.memory_budget, "memory budget set");
+    tracing::info!(
+        memory_budget = cfg.system.memory_budget,
+        "memory budget set"
+    );
     let event_sources = cfg
         .sources
         .iter()

@@ -98,10 +98,14 @@ static USER: SectionSpec = SectionSpec::new(
 static CLIENT: SectionSpec = SectionSpec::new(
     "client",
     &[
-        ParamSpec::string("host").doc("the client's address or host name (resolved once at start); either this or `network`"),
+        ParamSpec::string("host").doc(
+            "the client's address or host name (resolved once at start); either this or `network`",
+        ),
         ParamSpec::string("network").doc("the clients' network, `ADDR/PREFIX`"),
-        ParamSpec::string("shared_key").doc("the shared key of these clients instead of the section's"),
-        ParamSpec::array("users").doc("the `<user>`s that may log in from these clients (default: every one)"),
+        ParamSpec::string("shared_key")
+            .doc("the shared key of these clients instead of the section's"),
+        ParamSpec::array("users")
+            .doc("the `<user>`s that may log in from these clients (default: every one)"),
     ],
 )
 .multiple()
@@ -189,7 +193,10 @@ fn client(c: &mut Section<'_, '_>) -> Option<ClientRule> {
     let users = c.opt::<Vec<String>>("users").unwrap_or_default();
     let network = match (host, network) {
         (Some(_), Some(n)) => {
-            c.error(&n.loc, "both of 'host' and 'network' are specified for client");
+            c.error(
+                &n.loc,
+                "both of 'host' and 'network' are specified for client",
+            );
             return None;
         }
         (None, None) => {
@@ -199,7 +206,10 @@ fn client(c: &mut Section<'_, '_>) -> Option<ClientRule> {
         (Some(h), None) => match resolve_host(h.value.trim()) {
             Some(ip) => ipnet::IpNet::from(ip),
             None => {
-                c.error(&h.loc, format!("host '{}' cannot be resolved", h.value.trim()));
+                c.error(
+                    &h.loc,
+                    format!("host '{}' cannot be resolved", h.value.trim()),
+                );
                 return None;
             }
         },
@@ -456,13 +466,20 @@ mod tests {
         assert_eq!(c.chunk_size_warn_limit, d.chunk_size_warn_limit);
         assert_eq!(c.linger_timeout, d.linger_timeout);
         assert_eq!(
-            (c.deny_keepalive, c.send_keepalive_packet, c.resolve_hostname),
+            (
+                c.deny_keepalive,
+                c.send_keepalive_packet,
+                c.resolve_hostname
+            ),
             (false, false, false)
         );
         // the open-file limit's share, unless given
         assert_eq!(c.max_connections, 123);
         assert_eq!(
-            forward("max_connections 7").server_config(123).unwrap().max_connections,
+            forward("max_connections 7")
+                .server_config(123)
+                .unwrap()
+                .max_connections,
             7
         );
         assert_eq!((c.bind.as_str(), c.port), ("0.0.0.0", 24224));
