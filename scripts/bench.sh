@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of tracker issue 9, one entry point.
 #
-#   scripts/bench.sh [logship|micro|api|es|buffer|targets|all]...     (default: all)
+#   scripts/bench.sh [logship|micro|api|es|buffer|fwd|targets|all]...     (default: all)
 #
 # Sections (each writes its table between its markers in BENCHMARKS.md; `targets` is rebuilt
 # after every section from the latest results of all of them):
@@ -15,6 +15,9 @@
 #            vs the same documents pre-encoded as `_bulk` (bench-es)
 #   buffer   `cargo bench -p logship --bench buffer`: pushes into a memory / file / gzip file
 #            buffer, acked when held (bench-buffer)
+#   fwd      scripts/bench-fwd.sh: 10,000 concurrent acked connections (forward_fleet test in
+#            release), one ack per message vs the ack_floor example, instructions per acked
+#            message (bench-fwd)
 #   targets  the issue-9 target table with met / not met (bench-targets)
 #
 # Environment: RUNS (5; medians with min–max), DURATION (wrk, 15s), ES_BENCH_EVENTS
@@ -30,7 +33,7 @@ export RUNS="${RUNS:-5}"
 RES="$CARGO_TARGET_DIR/bench"
 mkdir -p "$RES"
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer)
+[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer fwd)
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet -- api logship scripts || echo "+dirty")
 machine="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
@@ -285,6 +288,12 @@ PY
   write_section targets "$RES/targets.section"
 }
 
+run_fwd() {
+  scripts/bench-fwd.sh >"$RES/fwd.section"
+  { header "RUNS=$RUNS scripts/bench.sh fwd"; echo; cat "$RES/fwd.section"; } >"$RES/fwd.md"
+  write_section fwd "$RES/fwd.md"
+}
+
 run_buffer() {
   {
     header "cargo bench -p logship --bench buffer (RUNS=$RUNS)"
@@ -297,12 +306,13 @@ run_buffer() {
 for s in "${SECTIONS[@]}"; do
   case "$s" in
   buffer) run_buffer ;;
+  fwd) run_fwd ;;
   logship) run_logship ;;
   micro) run_micro ;;
   api) run_api ;;
   es) run_es ;;
   targets) ;;
-  *) echo "unknown section $s (logship|micro|api|es|buffer|targets|all)" >&2; exit 2 ;;
+  *) echo "unknown section $s (logship|micro|api|es|buffer|fwd|targets|all)" >&2; exit 2 ;;
   esac
   run_targets
 done

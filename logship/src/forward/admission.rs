@@ -66,9 +66,9 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Records a completed frame.
-    pub fn frame_completed(&self) {
-        let ms = self.accepted.elapsed().as_millis() as u64 + 1;
+    /// Records a frame completed at `now`.
+    pub fn frame_completed(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.accepted).as_millis() as u64 + 1;
         self.last_frame.store(ms, Ordering::Relaxed);
     }
 
@@ -273,7 +273,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         let second = a.try_admit("second".into()).unwrap();
         let active = a.try_admit("active".into()).unwrap();
-        active.slot().frame_completed();
+        active.slot().frame_completed(Instant::now());
         let busy = a.try_admit("busy".into()).unwrap();
         busy.slot().set_busy(true);
         assert!(a.try_admit("fifth".into()).is_none(), "full");

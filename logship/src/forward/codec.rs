@@ -1485,10 +1485,15 @@ pub fn write_event_time(out: &mut Vec<u8>, t: EventTime) {
 /// Encodes the ack reply `{"ack": chunk}`.
 pub fn encode_ack(chunk: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(chunk.len() + 8);
-    out.push(0x81);
-    write_str(&mut out, b"ack");
-    write_str(&mut out, chunk);
+    write_ack(&mut out, chunk);
     out
+}
+
+/// Appends the ack reply `{"ack": chunk}` to `out`.
+pub fn write_ack(out: &mut Vec<u8>, chunk: &[u8]) {
+    out.push(0x81);
+    write_str(out, b"ack");
+    write_str(out, chunk);
 }
 
 /// Parses an ack reply `{"ack": chunk}`; returns the chunk bytes.

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::Slot;
 use super::codec::{
-    append_str_pair, encode_ack, CompressedFrame, DecodeOptions, EventsFrame, ForwardDecoder,
+    append_str_pair, write_ack, CompressedFrame, DecodeOptions, EventsFrame, ForwardDecoder,
     Frame, FrameError, FrameParser, Parsed,
 };
 use super::deadline::{FrameClock, FrameLimits, Missed};
@@ -137,16 +137,18 @@ pub(crate) async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut rd, wr) = tokio::io::split(stream);
+    // Reads and writes take turns (a reply is written between reads), so the stream is not
+    // split: no lock between two halves on every read and write.
     let mut conn = Connection {
         ctx,
         slot,
-        wr,
+        io: stream,
         peer,
         hostname: None,
         pending: None,
         decoder: ForwardDecoder::new(ctx.decode.clone()),
         clock: FrameClock::new(ctx.limits),
+        reply: Vec::new(),
     };
     let mut buf = RecvBuffer::new(ctx.budget.clone());
     let cfg = &ctx.cfg;
@@ -164,6 +166,14 @@ where
         n: 0,
         counter: &ctx.metrics.frames_received,
     };
+    // Waited on at every read: made once, so that a read does not register and deregister
+    // two waiters (a lock each).
+    let evicted = slot.evicted();
+    tokio::pin!(evicted);
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
+    // When the bytes being handled arrived (one clock read per socket read).
+    let mut now = Instant::now();
     loop {
         // Handle every complete frame in the buffer.
         loop {
@@ -177,8 +187,8 @@ where
                 }
             };
             frames.n += 1;
-            slot.frame_completed();
-            conn.clock.frame_completed(Instant::now(), buf.len());
+            slot.frame_completed(now.into_std());
+            conn.clock.frame_completed(now, buf.len());
             let size = raw.len();
             let parsed = match conn.decoder.parse_deferred(raw) {
                 Ok(p) => p,
@@ -193,7 +203,7 @@ where
                     let result = hs.check_ping(sec, &ping, peer.map(|p| p.ip()));
                     conn.write(&hs.pong(sec, &ping, &result)).await?;
                     if let Err(reason) = result {
-                        let _ = conn.wr.shutdown().await;
+                        let _ = conn.io.shutdown().await;
                         return Err(ConnectionError::Handshake(reason));
                     }
                     state = State::Ready;
@@ -240,32 +250,28 @@ where
         }
 
         // Room for the next read; a large frame may have to wait for the memory budget.
-        let room_for = conn.decoder.known_frame_len();
-        let waited_from = Instant::now();
-        slot.set_busy(true);
-        let room = tokio::select! {
-            r = buf.make_room(room_for) => r,
-            _ = slot.evicted() => return Err(ConnectionError::Evicted),
-            // Shutdown while waiting for the budget: handled at the top of the loop.
-            _ = shutdown.cancelled(), if shutdown_deadline.is_none() => {
-                slot.set_busy(false);
-                continue;
-            }
-            _ = sleep_until_or_never(shutdown_deadline) => {
-                return Err(ConnectionError::Timeout(Missed::ReadTimeout));
-            }
-        };
-        slot.set_busy(false);
-        match room {
-            Ok(true) => {
-                inc(&ctx.metrics.memory_waits, 1);
-                conn.clock.credit(waited_from.elapsed());
-            }
-            Ok(false) => {}
-            Err(e) => {
+        if let Err(size) = buf.try_make_room(conn.decoder.known_frame_len()) {
+            let waited_from = Instant::now();
+            inc(&ctx.metrics.memory_waits, 1);
+            slot.set_busy(true);
+            let room = tokio::select! {
+                r = buf.wait_for_room(size) => r,
+                _ = &mut evicted => return Err(ConnectionError::Evicted),
+                // Shutdown while waiting for the budget: handled at the top of the loop.
+                _ = &mut stopping, if shutdown_deadline.is_none() => {
+                    slot.set_busy(false);
+                    continue;
+                }
+                _ = sleep_until_or_never(shutdown_deadline) => {
+                    return Err(ConnectionError::Timeout(Missed::ReadTimeout));
+                }
+            };
+            slot.set_busy(false);
+            if let Err(e) = room {
                 inc(&ctx.metrics.frames_over_budget, 1);
                 return Err(e.into());
             }
+            conn.clock.credit(waited_from.elapsed());
         }
 
         let (deadline, missed) = match (conn.clock.deadline(), shutdown_deadline) {
@@ -275,15 +281,18 @@ where
             (None, None) => (cfg.idle_timeout.map(|i| Instant::now() + i), None),
         };
         let room = buf.room();
+        let io = &mut conn.io;
         let read = async {
             match deadline {
-                Some(d) => tokio::time::timeout_at(d, rd.read_buf(buf.bytes()))
+                Some(d) => tokio::time::timeout_at(d, io.read_buf(buf.bytes()))
                     .await
                     .ok(),
-                None => Some(rd.read_buf(buf.bytes()).await),
+                None => Some(io.read_buf(buf.bytes()).await),
             }
         };
         let n = tokio::select! {
+            // The read first: when it is ready the others are not polled.
+            biased;
             r = read => match r {
                 Some(r) => r?,
                 None => {
@@ -294,8 +303,8 @@ where
                     };
                 }
             },
-            _ = slot.evicted() => return Err(ConnectionError::Evicted),
-            _ = shutdown.cancelled(), if shutdown_deadline.is_none() && !partial => return Ok(()),
+            _ = &mut evicted => return Err(ConnectionError::Evicted),
+            _ = &mut stopping, if shutdown_deadline.is_none() && !partial => return Ok(()),
         };
         if n == 0 {
             if !buf.is_empty() {
@@ -304,7 +313,8 @@ where
             return Ok(());
         }
         buf.after_read(n, room);
-        conn.clock.received(Instant::now(), n, buf.len());
+        now = Instant::now();
+        conn.clock.received(now, n, buf.len());
         inc(&ctx.metrics.bytes_received, n as u64);
     }
 }
@@ -318,10 +328,10 @@ async fn sleep_until_or_never(deadline: Option<Instant>) {
 }
 
 /// The per-connection state the frame handlers need.
-struct Connection<'c, W> {
+struct Connection<'c, S> {
     ctx: &'c Ctx,
     slot: &'c Slot,
-    wr: W,
+    io: S,
     peer: Option<SocketAddr>,
     /// The peer's name for `source_hostname_key`, found on first use.
     hostname: Option<String>,
@@ -329,12 +339,14 @@ struct Connection<'c, W> {
     pending: Option<(Arc<str>, EventBatch)>,
     decoder: ForwardDecoder,
     clock: FrameClock,
+    /// The bytes of the last reply (an ack), reused.
+    reply: Vec<u8>,
 }
 
-impl<W: AsyncWrite + Unpin> Connection<'_, W> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ConnectionError> {
-        self.wr.write_all(bytes).await?;
-        self.wr.flush().await?;
+        self.io.write_all(bytes).await?;
+        self.io.flush().await?;
         Ok(())
     }
 
@@ -373,11 +385,14 @@ impl<W: AsyncWrite + Unpin> Connection<'_, W> {
     /// the connection is not read: backpressure). The wait is not held against the client.
     async fn emit(&mut self, batch: EventBatch) -> Result<(), ConnectionError> {
         let n = batch.events.len() as u64;
-        let started = Instant::now();
+        // Only a frame in progress has a clock to credit.
+        let started = self.clock.in_progress().then(Instant::now);
         self.slot.set_busy(true);
         let r = self.ctx.sink.emit(batch).await;
         self.slot.set_busy(false);
-        self.clock.credit(started.elapsed());
+        if let Some(t) = started {
+            self.clock.credit(t.elapsed());
+        }
         if let Err(e) = r {
             inc(&self.ctx.metrics.emit_failures, 1);
             return Err(ConnectionError::Emit(e.to_string()));
@@ -395,7 +410,12 @@ impl<W: AsyncWrite + Unpin> Connection<'_, W> {
 
     async fn ack(&mut self, chunk: &[u8]) -> Result<(), ConnectionError> {
         self.emit_pending().await?;
-        self.write(&encode_ack(chunk)).await?;
+        let mut reply = std::mem::take(&mut self.reply);
+        reply.clear();
+        write_ack(&mut reply, chunk);
+        let r = self.write(&reply).await;
+        self.reply = reply;
+        r?;
         inc(&self.ctx.metrics.acks_sent, 1);
         Ok(())
     }
@@ -454,17 +474,17 @@ impl<W: AsyncWrite + Unpin> Connection<'_, W> {
         // one pipeline pass per line would cost more than decoding it.
         if let Some((src, p)) = &mut self.pending {
             if Arc::ptr_eq(src, &sent) && p.events.len() < COALESCE_EVENTS {
+                // A second frame joins: room for the next ones too (a Docker client sends
+                // one event per frame).
+                if p.events.capacity() - p.events.len() < events.len() {
+                    p.events.reserve(events.len().max(64));
+                }
                 p.events.append(&mut events);
                 return Ok(());
             }
         }
         self.emit_pending().await?;
         let tag = self.routed_tag(&sent);
-        if events.capacity() < 16 {
-            let mut v = Vec::with_capacity(64);
-            v.append(&mut events);
-            events = v;
-        }
         self.pending = Some((sent, EventBatch { tag, events }));
         Ok(())
     }

@@ -71,35 +71,50 @@ impl RecvBuffer {
         self.memory.bytes()
     }
 
-    /// Makes room for the next read. `frame_needs` is the total size the frame in progress is
-    /// known to need (from its headers). Returns without waiting when there is room or the
-    /// budget has it; otherwise waits for the budget (`Ok(true)` then, so the caller knows that
-    /// time passed without reading).
-    pub async fn make_room(&mut self, frame_needs: Option<usize>) -> Result<bool, OverBudget> {
+    /// Makes room for the next read without waiting, when there is room or the budget has it
+    /// now. `frame_needs` is the total size the frame in progress is known to need (from its
+    /// headers). `Err(size)`: an allocation of `size` bytes has to wait for the budget
+    /// ([`RecvBuffer::wait_for_room`]).
+    pub fn try_make_room(&mut self, frame_needs: Option<usize>) -> Result<(), usize> {
         let len = self.buf.len();
         let spare = self.buf.capacity() - len;
         // The least that lets the read make progress, and what the read would like.
         let need = frame_needs.unwrap_or(0).max(len + 1);
         let want = need.max(len + self.read_size);
         if spare >= want - len || self.buf.try_reclaim(want - len) {
-            return Ok(false);
+            return Ok(());
         }
         if let Some(r) = self.grow_reservation(want) {
             self.replace(want, r);
-            return Ok(false);
+            return Ok(());
         }
         if spare >= need - len || self.buf.try_reclaim(need - len) {
-            return Ok(false);
+            return Ok(());
         }
         let size = need.max(len + MIN_READ);
         if len == 0 && size <= MIN_READ {
             let r = self.budget.force(size as u64);
             self.replace(size, r);
-            return Ok(false);
+            return Ok(());
         }
+        Err(size)
+    }
+
+    /// Waits until the budget has `size` bytes (from [`RecvBuffer::try_make_room`]) and moves
+    /// the buffer into an allocation of that size. Fails when `size` exceeds the whole budget.
+    pub async fn wait_for_room(&mut self, size: usize) -> Result<(), OverBudget> {
         let r = self.budget.reserve(size as u64).await?;
         self.replace(size, r);
-        Ok(true)
+        Ok(())
+    }
+
+    /// [`RecvBuffer::try_make_room`], waiting when it has to (`Ok(true)` then, so the caller
+    /// knows that time passed without reading).
+    pub async fn make_room(&mut self, frame_needs: Option<usize>) -> Result<bool, OverBudget> {
+        match self.try_make_room(frame_needs) {
+            Ok(()) => Ok(false),
+            Err(size) => self.wait_for_room(size).await.map(|()| true),
+        }
     }
 
     fn grow_reservation(&self, size: usize) -> Option<Reservation> {
