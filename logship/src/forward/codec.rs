@@ -1314,11 +1314,6 @@ impl ForwardDecoder {
         self.parser.parse_deferred(frame)
     }
 
-    /// The frame parser (to split the windows of an inflated payload).
-    pub fn parser(&mut self) -> &mut FrameParser {
-        &mut self.parser
-    }
-
     /// Splits the next complete raw frame off `buf` without classifying it.
     pub fn next_raw(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.scanner.scan(buf)? {
