@@ -5,16 +5,71 @@
 //! document shown. (A document indexed later with a `@timestamp` older than the last one shown
 //! is not shown — Elasticsearch cannot tell it is new.) Connection errors while following are
 //! reported once on stderr and retried until Elasticsearch is back.
+//!
+//! A secured cluster takes the output's settings as options: `--ca-file`, `--insecure`,
+//! `--client-cert`/`--client-key`/`--client-key-pass`, `--user`/`--password` (or
+//! `https://USER:PASSWORD@HOST` in the URL), `--api-key`; the secrets also from the
+//! environment (`ELASTICSEARCH_PASSWORD`, `ELASTICSEARCH_API_KEY`,
+//! `ELASTICSEARCH_CLIENT_KEY_PASS`), which keeps them out of `ps`. A refusal that only a change
+//! of these fixes (untrusted certificate, wrong password, ...) is printed as its cause and the
+//! option to change, and ends `tail`, also with `-f`: waiting would not help.
 
 use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::output::elasticsearch::auth::{split_userinfo, Credentials};
+use crate::output::elasticsearch::bulk::error_chain;
+use crate::output::elasticsearch::diagnose::{self, ConfigProblem};
+use crate::output::elasticsearch::tls::{self as es_tls, ParamNames, TlsOptions};
+use crate::secret::Secret;
+
+/// Where Elasticsearch is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The URL without credentials.
+    pub url: String,
+    pub credentials: Credentials,
+    pub tls: TlsOptions,
+}
+
+impl Connection {
+    /// `url` (credentials in it are taken out), `--user`/`--password` (which win over the
+    /// URL's) or `--api-key`, and the TLS options.
+    pub fn new(
+        url: &str,
+        user: Option<&str>,
+        password: Option<&Secret>,
+        api_key: Option<&Secret>,
+        tls: TlsOptions,
+    ) -> Result<Self, String> {
+        let (url, userinfo) =
+            split_userinfo(url.trim().trim_end_matches('/')).map_err(|e| format!("--url: {e}"))?;
+        let (user, password) = match (user, userinfo) {
+            (Some(u), _) => (Some(u.to_string()), password.cloned()),
+            (None, Some((u, p))) => (Some(u), password.cloned().or(Some(p))),
+            (None, None) => (None, password.cloned()),
+        };
+        let credentials = Credentials::from_params(user.as_deref(), password.as_ref(), api_key)
+            .map_err(|e| {
+                e.replace("user/password", "--user/--password (or the URL's)")
+                    .replace("api_key", "--api-key (ELASTICSEARCH_API_KEY)")
+                    .replace("'password'", "--password (ELASTICSEARCH_PASSWORD)")
+                    .replace("'user'", "--user")
+            })?;
+        Ok(Self {
+            url: url.trim_end_matches('/').to_string(),
+            credentials,
+            tls,
+        })
+    }
+}
+
 /// What to show.
 #[derive(Debug, Clone)]
 pub struct TailOptions {
-    pub url: String,
+    pub connection: Connection,
     pub index: String,
     pub follow: bool,
     /// `10m`, `2h`, `30s`, `1d`, or an RFC 3339 timestamp.
@@ -110,33 +165,64 @@ pub fn build_query(o: &TailOptions) -> Result<Value, String> {
 
 struct Es {
     http: reqwest::Client,
-    url: String,
+    connection: Connection,
     index: String,
 }
 
+/// Why a search failed.
+enum SearchError {
+    /// Only a change of options fixes it.
+    Refused(ConfigProblem),
+    /// Anything else (down, timeout, 5xx): worth retrying.
+    Failed(String),
+}
+
+impl std::fmt::Display for SearchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SearchError::Refused(p) => write!(f, "{}\n  fix: {}", p.cause, p.fix),
+            SearchError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 impl Es {
-    async fn search(&self, body: &Value) -> Result<Value, String> {
+    fn context(&self) -> diagnose::Context<'_> {
+        diagnose::Context {
+            names: &ParamNames::TAIL,
+            url: &self.connection.url,
+            credentials: &self.connection.credentials,
+            tls: &self.connection.tls,
+        }
+    }
+
+    async fn search(&self, body: &Value) -> Result<Value, SearchError> {
+        let url = format!("{}/{}/_search", self.connection.url, self.index);
         let r = self
-            .http
-            .post(format!("{}/{}/_search", self.url, self.index))
+            .connection
+            .credentials
+            .apply(self.http.post(url))
             .json(body)
             .send()
             .await
-            .map_err(|e| {
-                let mut s = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(c) = src {
-                    s = format!("{s}: {c}");
-                    src = c.source();
-                }
-                s
+            .map_err(|e| match diagnose::transport(&e, &self.context()) {
+                Some(p) => SearchError::Refused(p),
+                None => SearchError::Failed(error_chain(&e)),
             })?;
         let status = r.status();
-        let text = r.text().await.map_err(|e| e.to_string())?;
+        let bytes = r
+            .bytes()
+            .await
+            .map_err(|e| SearchError::Failed(e.to_string()))?;
         if !status.is_success() {
-            return Err(format!("HTTP {status}: {}", &text[..text.len().min(300)]));
+            if let Some(p) = diagnose::response(status.as_u16(), &bytes, &self.context()) {
+                return Err(SearchError::Refused(p));
+            }
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+            return Err(SearchError::Failed(format!("HTTP {status}: {text}")));
         }
-        serde_json::from_str(&text).map_err(|e| format!("unreadable response: {e}"))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| SearchError::Failed(format!("unreadable response: {e}")))
     }
 }
 
@@ -152,13 +238,20 @@ fn sort(order: &str) -> Value {
 /// Runs `tail`; returns the exit code (0, also on Ctrl-C; 1 on an error when not following).
 pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<i32> {
     let query = build_query(&o).map_err(anyhow::Error::msg)?;
+    let configured = es_tls::configure(
+        reqwest::Client::builder().timeout(Duration::from_secs(30)),
+        &o.connection.tls,
+        &ParamNames::TAIL,
+    )?;
+    for w in &configured.warnings {
+        eprintln!("logship tail: warning: {w}");
+    }
     let es = Es {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        url: o.url.trim_end_matches('/').to_string(),
+        http: configured.builder.build()?,
+        connection: o.connection.clone(),
         index: o.index.clone(),
     };
+    let url = es.connection.url.clone();
     let mut printer = Printer::new(o.json, o.color);
     let run = async {
         // The latest `lines` documents (newest first from ES), shown oldest first; the newest
@@ -179,18 +272,19 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
                         }
                     }
                     if failing {
-                        eprintln!("logship tail: connected to {}", es.url);
+                        eprintln!("logship tail: connected to {url}");
                     }
                     break;
                 }
+                Err(e @ SearchError::Refused(_)) => anyhow::bail!("{e}"),
                 Err(e) if o.follow => {
                     if !failing {
-                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url);
+                        eprintln!("logship tail: {url} unreachable ({e}); retrying");
                         failing = true;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => anyhow::bail!("{}: {e}", es.url),
+                Err(e) => anyhow::bail!("{url}: {e}"),
             }
         }
         out.flush()?;
@@ -205,7 +299,7 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
             match es.search(&body).await {
                 Ok(r) => {
                     if failing {
-                        eprintln!("logship tail: {} is back", es.url);
+                        eprintln!("logship tail: {url} is back");
                         failing = false;
                     }
                     let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
@@ -218,9 +312,10 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
                         continue;
                     }
                 }
+                Err(e @ SearchError::Refused(_)) => anyhow::bail!("{e}"),
                 Err(e) => {
                     if !failing {
-                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url);
+                        eprintln!("logship tail: {url} unreachable ({e}); retrying");
                         failing = true;
                     }
                 }
@@ -385,7 +480,8 @@ mod tests {
         );
         assert!(parse_since("10w", 0).is_err());
         let o = TailOptions {
-            url: "http://x".into(),
+            connection: Connection::new("http://x", None, None, None, TlsOptions::default())
+                .unwrap(),
             index: "fluentd-*".into(),
             follow: false,
             since: None,
@@ -399,6 +495,37 @@ mod tests {
             interval: Duration::from_secs(1),
         };
         let q = build_query(&o).unwrap();
+        let c = Connection::new(
+            "https://u:p%40ss@es:9200/",
+            None,
+            None,
+            None,
+            TlsOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.url, "https://es:9200");
+        assert_eq!(c.credentials.describe(), "basic auth as user \"u\"");
+        let c = Connection::new(
+            "https://u:p@es:9200",
+            Some("admin"),
+            Some(&Secret::new("pw")),
+            None,
+            TlsOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.credentials.describe(), "basic auth as user \"admin\"");
+        let e = Connection::new(
+            "https://u:p@es:9200",
+            None,
+            None,
+            Some(&Secret::new("id:key")),
+            TlsOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "set either --user/--password (or the URL's) or --api-key (ELASTICSEARCH_API_KEY), not both"
+        );
         let f = q["bool"]["filter"].as_array().unwrap();
         assert_eq!(f.len(), 4);
         assert_eq!(f[0]["query_string"]["query"], "status:500");

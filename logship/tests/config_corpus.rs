@@ -127,13 +127,12 @@ fn typed_values_of_the_corpus() {
         .config::<ForwardSourceConfig>()
         .expect("a forward source");
     let sec = f.security.as_ref().unwrap();
-    assert_eq!(
-        sec.users,
-        vec![
-            ("alice".into(), "p@ss # not a comment".into()),
-            ("bob".into(), "b\"ob".into())
-        ]
-    );
+    let users: Vec<(&str, &str)> = sec
+        .users
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.expose()))
+        .collect();
+    assert_eq!(users, [("alice", "p@ss # not a comment"), ("bob", "b\"ob")]);
     assert_eq!(
         f.tls.as_ref().unwrap().cert_path.as_deref(),
         Some("/etc/logship/tls/server.crt")

@@ -285,6 +285,7 @@ async fn tls_with_handshake() {
         tls: Some(TlsConfig {
             cert_path: cp.clone(),
             key_path: kp,
+            key_passphrase: None,
         }),
         security: Some(security("tlskey")),
         ..Default::default()

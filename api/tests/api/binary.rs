@@ -454,3 +454,33 @@ async fn healthcheck_subcommand_exits_0_on_200_else_1() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     drop(silent);
 }
+
+/// SIGTERM the moment the `listening` line appears (before the server task
+/// has necessarily run): the handlers are installed before that line, so the
+/// process still drains and exits 0 instead of dying of the signal.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_right_after_listening_still_drains() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("early.db").display());
+        let mut app = BinaryApp::spawn(
+            &["serve"],
+            &[("DATABASE_URL", &url), ("PORT", "0")],
+            dir.path(),
+        );
+        assert!(
+            app.port.is_some(),
+            "no listening line: {}",
+            app.stderr_text()
+        );
+        app.signal("TERM");
+        let status = app.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "exit {status:?}");
+        let msgs: Vec<String> = app
+            .records()
+            .iter()
+            .filter_map(|r| r["msg"].as_str().map(str::to_owned))
+            .collect();
+        assert!(msgs.iter().any(|m| m == "shutdown complete"), "{msgs:?}");
+    }
+}

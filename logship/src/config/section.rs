@@ -19,6 +19,7 @@
 use super::params::{find, DefaultValue, ParamSpec, SectionSpec, Status};
 use super::values::{parse_value, FromValue};
 use super::{ConfigError, Element, Loc, Param};
+use crate::secret::Secret;
 
 /// A parameter (or section) that was given but has no effect in logship.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +192,29 @@ impl<'a, 'd> Section<'a, 'd> {
     /// given: the declaration decides, and [`Section::finish`] reports it.
     pub fn opt<T: FromValue>(&mut self, name: &'static str) -> Option<T> {
         let spec = self.spec(name);
+        debug_assert!(
+            !spec.secret,
+            "BUG: '{name}' is declared secret; read it with secret()"
+        );
+        self.value(spec)
+    }
+
+    /// A parameter declared secret, as a [`Secret`]: the value given, else its default. A
+    /// missing required one is an error (and reads as `None`).
+    pub fn secret(&mut self, name: &'static str) -> Option<Secret> {
+        let spec = self.spec(name);
+        debug_assert!(
+            spec.secret,
+            "BUG: '{name}' is not declared secret; read it with opt()"
+        );
+        if self.missing_required(spec) {
+            return None;
+        }
+        self.value::<String>(spec).map(Secret::new)
+    }
+
+    fn value<T: FromValue>(&mut self, spec: &'static ParamSpec) -> Option<T> {
+        let name = spec.name;
         if spec.status != Status::Implemented {
             return self.parse_default(spec);
         }
@@ -219,13 +243,24 @@ impl<'a, 'd> Section<'a, 'd> {
             ),
             "BUG: '{name}' has no declared default; read it with opt()"
         );
-        if spec.default == DefaultValue::Required && self.el.param(name).is_none() {
-            self.read.push(spec.name);
-            let msg = format!("missing required parameter '{name}' in {}", self.what);
-            self.diag.error(&self.el.loc, msg);
+        if self.missing_required(spec) {
             return T::default();
         }
         self.opt(name).unwrap_or_default()
+    }
+
+    /// Whether `spec` is required and not given (recorded as an error).
+    fn missing_required(&mut self, spec: &'static ParamSpec) -> bool {
+        if spec.default != DefaultValue::Required || self.el.param(spec.name).is_some() {
+            return false;
+        }
+        self.read.push(spec.name);
+        let msg = format!(
+            "missing required parameter '{}' in {}",
+            spec.name, self.what
+        );
+        self.diag.error(&self.el.loc, msg);
+        true
     }
 
     fn section_spec(&self, name: &str) -> &'static SectionSpec {

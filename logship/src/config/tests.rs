@@ -125,12 +125,18 @@ fn skeleton(directive: &str, type_name: &str) -> &'static str {
     }
 }
 
+/// The sample value of every parameter declared secret: no output may show it.
+const SECRET_SAMPLE: &str = "s3cret-sample-value";
+
 /// A value of the declared type that no cross-check refuses.
 fn sample(p: &ParamSpec) -> String {
     if p.name == "@label" || p.name == "timeout_label" {
         return "@L".into();
     }
-    if p.name == "timekey_zone" {
+    if p.secret {
+        return SECRET_SAMPLE.into();
+    }
+    if p.name == "timekey_zone" || p.name == "timezone" {
         return "+0900".into();
     }
     // <security><client>: resolvable, valid
@@ -168,6 +174,14 @@ fn companion(section: &str, param: &str) -> &'static str {
         ("buffer", "path") => "@type file\n",
         // a <client> names a host or a network
         ("client", "shared_key" | "users") => "network 10.0.0.0/8\n",
+        ("parse", "utc" | "localtime" | "timezone") => "time_format %d/%b/%Y:%H:%M:%S\n",
+        ("elasticsearch", "user") => "password p\n",
+        ("elasticsearch", "password" | "password_file") => "user u\n",
+        ("elasticsearch", "ca_file" | "ssl_verify" | "client_key_pass") => "scheme https\n",
+        ("elasticsearch", "client_cert") => "scheme https\nclient_key /k.pem\n",
+        ("elasticsearch", "client_key") => "scheme https\nclient_cert /c.pem\n",
+        ("elasticsearch", "ssl_min_version") => "scheme https\nssl_max_version TLSv1_3\n",
+        ("elasticsearch", "ssl_max_version") => "scheme https\nssl_min_version TLSv1_2\n",
         _ => "",
     }
 }
@@ -185,6 +199,7 @@ struct Case {
     text: String,
     name: String,
     status: Status,
+    secret: bool,
 }
 
 /// One case per declared parameter and section of `spec` (inside `open` … `close`).
@@ -201,6 +216,7 @@ fn section_cases(open: &str, close: &str, spec: &SectionSpec, out: &mut Vec<Case
             text: format!("{s_open}{s_close}"),
             name: format!("<{}>", spec.name),
             status: spec.status,
+            secret: false,
         });
         return;
     }
@@ -238,6 +254,7 @@ fn param_cases(
             ),
             name: p.name.to_string(),
             status: p.status,
+            secret: p.secret,
         });
     }
 }
@@ -323,12 +340,20 @@ fn every_declared_parameter_is_accepted_and_reported_as_declared() {
                 c.name, c.status, c.text
             ));
         }
+        // Required secrets are in the text of every case of their section.
+        if let (Ok(cfg), true) = (&r, c.text.contains(SECRET_SAMPLE)) {
+            let shown = format!("{cfg:?}\n{}\n{:?}", cfg.describe(), cfg.no_effect_report());
+            if shown.contains(SECRET_SAMPLE) {
+                failures.push(format!("{} is declared secret but shown:\n{shown}", c.name));
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(cases.iter().filter(|c| c.secret).count() >= 7);
 }
 
-#[test]
-fn declared_defaults_parse_as_their_type() {
+/// Every declared parameter, of every plugin, section and `<system>`.
+fn every_param() -> Vec<ParamSpec> {
     fn all(tables: &[&[ParamSpec]], sections: &[&SectionSpec], out: &mut Vec<ParamSpec>) {
         out.extend(tables.iter().flat_map(|t| t.iter()).copied());
         for s in sections {
@@ -358,7 +383,29 @@ fn declared_defaults_parse_as_their_type() {
         );
     }
     all(&[], &[&system::SECTION], &mut params);
-    for p in params {
+    params
+}
+
+/// A password, key or passphrase declared as a plain string would be shown by `Debug` and
+/// could reach a log line: every parameter named like one is declared secret.
+#[test]
+fn passwords_keys_and_passphrases_are_declared_secret() {
+    let secret_like = |n: &str| {
+        ["password", "passphrase", "_pass", "shared_key", "api_key"]
+            .iter()
+            .any(|s| n.ends_with(s))
+    };
+    let plain: Vec<&str> = every_param()
+        .iter()
+        .filter(|p| secret_like(p.name) && !p.secret)
+        .map(|p| p.name)
+        .collect();
+    assert!(plain.is_empty(), "declared as plain strings: {plain:?}");
+}
+
+#[test]
+fn declared_defaults_parse_as_their_type() {
+    for p in every_param() {
         if let DefaultValue::Value(v) = p.default {
             assert!(
                 values::parse_value(p.ty, v).is_ok(),

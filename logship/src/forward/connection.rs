@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::Slot;
 use super::codec::{
-    append_str_pair, write_ack, CompressedFrame, DecodeOptions, EventsFrame, ForwardDecoder,
-    Frame, FrameError, FrameParser, Parsed,
+    append_str_pair, write_ack, CompressedFrame, DecodeOptions, EventsFrame, ForwardDecoder, Frame,
+    FrameError, FrameParser, Parsed,
 };
 use super::deadline::{FrameClock, FrameLimits, Missed};
 use super::handshake::ServerHandshake;

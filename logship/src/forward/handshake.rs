@@ -26,6 +26,7 @@ use sha2::{Digest, Sha512};
 
 use super::codec::raw::{self, Raw};
 use super::codec::{write_array_len, write_bin, write_str, PingFrame};
+use crate::secret::Secret;
 
 /// One user for user authentication (`<user>` in fluentd).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,14 +34,14 @@ pub struct UserCredential {
     /// The username.
     pub username: String,
     /// The password.
-    pub password: String,
+    pub password: Secret,
 }
 
 /// Server-side handshake settings (`<security>` in fluentd's in_forward).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityConfig {
     /// The shared key both sides must know.
-    pub shared_key: String,
+    pub shared_key: Secret,
     /// This server's hostname, sent in PONG and mixed into its digest.
     pub self_hostname: String,
     /// Users; when non-empty, user authentication is on (`user_auth true`).
@@ -58,7 +59,7 @@ pub struct SecurityConfig {
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
-            shared_key: String::new(),
+            shared_key: Secret::default(),
             self_hostname: String::new(),
             users: Vec::new(),
             clients: Vec::new(),
@@ -75,7 +76,7 @@ pub struct ClientRule {
     /// The peers: `network`, or `host` resolved to one address.
     pub network: ipnet::IpNet,
     /// This client's shared key instead of the section's.
-    pub shared_key: Option<String>,
+    pub shared_key: Option<Secret>,
     /// The usernames that may log in from this client (empty: every `<user>`).
     pub users: Vec<String>,
 }
@@ -174,15 +175,16 @@ impl ServerHandshake {
         cfg: &SecurityConfig,
         ping: &PingFrame,
         peer: Option<std::net::IpAddr>,
-    ) -> Result<String, String> {
+    ) -> Result<Secret, String> {
         let client = cfg.client_for(peer);
         if client.is_none() && !cfg.allow_anonymous_source {
             let addr = peer.map(|a| a.to_string()).unwrap_or_else(|| "unix".into());
             return Err(format!("anonymous source host '{addr}' denied"));
         }
         let key = client
-            .and_then(|c| c.shared_key.as_deref())
-            .unwrap_or(&cfg.shared_key);
+            .and_then(|c| c.shared_key.as_ref())
+            .unwrap_or(&cfg.shared_key)
+            .expose();
         let expected = sha512_hex(&[
             &ping.shared_key_salt,
             &ping.client_hostname,
@@ -199,7 +201,11 @@ impl ServerHandshake {
             };
             let mut ok = false;
             for u in cfg.users.iter().filter(|u| allowed(u)) {
-                let h = sha512_hex(&[&self.auth_salt, &ping.username, u.password.as_bytes()]);
+                let h = sha512_hex(&[
+                    &self.auth_salt,
+                    &ping.username,
+                    u.password.expose().as_bytes(),
+                ]);
                 ok |= u.username.as_bytes() == &ping.username[..]
                     && constant_time_eq(h.as_bytes(), &ping.password_digest);
             }
@@ -207,7 +213,7 @@ impl ServerHandshake {
                 return Err("username/password mismatch".into());
             }
         }
-        Ok(key.to_string())
+        Ok(Secret::new(key))
     }
 
     /// The PONG for `result` (the outcome of [`ServerHandshake::check_ping`]).
@@ -215,7 +221,7 @@ impl ServerHandshake {
         &self,
         cfg: &SecurityConfig,
         ping: &PingFrame,
-        result: &Result<String, String>,
+        result: &Result<Secret, String>,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
         write_array_len(&mut out, 5);
@@ -229,7 +235,7 @@ impl ServerHandshake {
                     &ping.shared_key_salt,
                     cfg.self_hostname.as_bytes(),
                     &self.nonce,
-                    key.as_bytes(),
+                    key.expose().as_bytes(),
                 ]);
                 write_str(&mut out, d.as_bytes());
             }
@@ -326,7 +332,7 @@ impl ClientHandshake {
                 sha512_hex(&[
                     &helo.auth_salt,
                     u.username.as_bytes(),
-                    u.password.as_bytes(),
+                    u.password.expose().as_bytes(),
                 ]),
             ),
             _ => (String::new(), String::new()),

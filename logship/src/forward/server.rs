@@ -29,8 +29,11 @@ use crate::memory_budget::MemoryBudget;
 pub struct TlsConfig {
     /// PEM file with the certificate chain (leaf first).
     pub cert_path: PathBuf,
-    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    /// PEM file with the private key: PKCS#8, PKCS#1 or SEC1, or encrypted PKCS#8
+    /// ([`crate::private_key`]).
     pub key_path: PathBuf,
+    /// The passphrase of an encrypted key (`private_key_passphrase`).
+    pub key_passphrase: Option<crate::secret::Secret>,
 }
 
 /// Settings of a Forward server.
@@ -479,7 +482,19 @@ fn load_tls(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ForwardError> {
             t.cert_path.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(&t.key_path)
+    let params = crate::private_key::KeyParams {
+        key: "private_key_path",
+        passphrase: "private_key_passphrase",
+    };
+    let pem = crate::private_key::read(&t.key_path, t.key_passphrase.as_ref(), params)
+        .map_err(|e| ForwardError::Tls(e.to_string()))?;
+    if pem.passphrase_unused {
+        warn!(
+            "private_key_passphrase has no effect: private_key_path {} is not encrypted",
+            t.key_path.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_slice(pem.pem.as_bytes())
         .map_err(|e| ForwardError::Tls(format!("{}: {e}", t.key_path.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)

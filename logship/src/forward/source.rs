@@ -14,6 +14,7 @@ use crate::config::params::{ParamSpec, SectionSpec};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
 use crate::event::BoxFuture;
+use crate::secret::Secret;
 use crate::source::{SourceContext, SourcePlugin};
 
 /// `<source> @type forward`, checked.
@@ -48,11 +49,11 @@ pub struct ForwardSourceConfig {
 #[derive(Debug, Clone)]
 pub struct ForwardSecurity {
     pub self_hostname: String,
-    pub shared_key: String,
+    pub shared_key: Secret,
     pub user_auth: bool,
     pub allow_anonymous_source: bool,
     /// `<user>` username and password.
-    pub users: Vec<(String, String)>,
+    pub users: Vec<(String, Secret)>,
     /// `<client>` sections that named a host or network.
     pub clients: Vec<ClientRule>,
 }
@@ -62,6 +63,8 @@ pub struct ForwardSecurity {
 pub struct TlsFiles {
     pub cert_path: Option<String>,
     pub private_key_path: Option<String>,
+    /// The passphrase of an encrypted private key.
+    pub private_key_passphrase: Option<Secret>,
 }
 
 static PARAMS: &[ParamSpec] = &[
@@ -89,7 +92,7 @@ static USER: SectionSpec = SectionSpec::new(
     "user",
     &[
         ParamSpec::string("username").required(),
-        ParamSpec::string("password").required(),
+        ParamSpec::string("password").required().secret(),
     ],
 )
 .multiple()
@@ -103,6 +106,7 @@ static CLIENT: SectionSpec = SectionSpec::new(
         ),
         ParamSpec::string("network").doc("the clients' network, `ADDR/PREFIX`"),
         ParamSpec::string("shared_key")
+            .secret()
             .doc("the shared key of these clients instead of the section's"),
         ParamSpec::array("users")
             .doc("the `<user>`s that may log in from these clients (default: every one)"),
@@ -115,7 +119,7 @@ static SECURITY: SectionSpec = SectionSpec::new(
     "security",
     &[
         ParamSpec::string("self_hostname").computed("the host name").doc("the server's name in the handshake"),
-        ParamSpec::string("shared_key").required().doc("the key both sides digest in the handshake"),
+        ParamSpec::string("shared_key").required().secret().doc("the key both sides digest in the handshake"),
         ParamSpec::bool("user_auth").default("false").doc("also require a `<user>`'s username and password"),
         ParamSpec::bool("allow_anonymous_source").default("true").doc("false: only clients a `<client>` section names may log in (`PONG false` for the others)"),
     ],
@@ -130,12 +134,13 @@ static TRANSPORT: SectionSpec = SectionSpec::new(
     &[
         ParamSpec::string("cert_path").doc("PEM certificate chain, leaf first (needed with `tls`)"),
         ParamSpec::string("private_key_path")
-            .doc("PEM private key: PKCS#8, PKCS#1 or SEC1 (needed with `tls`)"),
+            .doc("PEM private key: PKCS#8, PKCS#1 or SEC1, or encrypted PKCS#8 with `private_key_passphrase` (needed with `tls`)"),
         ParamSpec::bool("client_cert_auth")
             .default("false")
             .doc("only `false`: clients are not asked for a certificate"),
         ParamSpec::string("private_key_passphrase")
-            .no_effect("encrypted private keys are not supported"),
+            .secret()
+            .doc("the passphrase of an encrypted private key (`ENCRYPTED PRIVATE KEY`, PKCS#8)"),
         ParamSpec::string("ca_path").no_effect("clients are not asked for a certificate"),
         ParamSpec::bool("insecure").no_effect(TLS_VERSIONS),
         ParamSpec::string("version").no_effect(TLS_VERSIONS),
@@ -162,10 +167,12 @@ fn hostname() -> String {
 
 fn security(s: &mut Section<'_, '_>) -> ForwardSecurity {
     let self_hostname = s.opt("self_hostname").unwrap_or_else(hostname);
-    let shared_key = s.get("shared_key");
+    let shared_key = s.secret("shared_key").unwrap_or_default();
     let user_auth = s.get("user_auth");
     let allow_anonymous_source: bool = s.get("allow_anonymous_source");
-    let users = s.children("user", |u| (u.get("username"), u.get("password")));
+    let users = s.children("user", |u| {
+        (u.get("username"), u.secret("password").unwrap_or_default())
+    });
     let clients: Vec<Option<ClientRule>> = s.children("client", client);
     // As Fluentd's in_forward checks them.
     if user_auth && users.is_empty() {
@@ -189,7 +196,7 @@ fn security(s: &mut Section<'_, '_>) -> ForwardSecurity {
 fn client(c: &mut Section<'_, '_>) -> Option<ClientRule> {
     let host = c.given("host").cloned();
     let network = c.given("network").cloned();
-    let shared_key = c.opt("shared_key");
+    let shared_key = c.secret("shared_key");
     let users = c.opt::<Vec<String>>("users").unwrap_or_default();
     let network = match (host, network) {
         (Some(_), Some(n)) => {
@@ -251,6 +258,7 @@ fn transport(s: &mut Section<'_, '_>) -> Option<TlsFiles> {
     let files = TlsFiles {
         cert_path: s.opt("cert_path"),
         private_key_path: s.opt("private_key_path"),
+        private_key_passphrase: s.secret("private_key_passphrase"),
     };
     if s.get::<bool>("client_cert_auth") {
         s.error_here(
@@ -260,7 +268,7 @@ fn transport(s: &mut Section<'_, '_>) -> Option<TlsFiles> {
     match s.element().arg.trim() {
         "tls" => Some(files),
         "tcp" | "" => {
-            for name in ["cert_path", "private_key_path"] {
+            for name in ["cert_path", "private_key_path", "private_key_passphrase"] {
                 if let Some(p) = s.given(name) {
                     s.note_no_effect(&p.loc, name, "only `<transport tls>` uses it");
                 }
@@ -387,6 +395,7 @@ impl ForwardSourceConfig {
             c.tls = Some(TlsConfig {
                 cert_path: cert.into(),
                 key_path: key.into(),
+                key_passphrase: t.private_key_passphrase.clone(),
             });
         }
         Ok(c)
@@ -491,7 +500,7 @@ mod tests {
         let c = forward(body).server_config(10).unwrap();
         let sec = c.security.unwrap();
         assert_eq!(
-            (sec.shared_key.as_str(), sec.self_hostname.as_str()),
+            (sec.shared_key.expose(), sec.self_hostname.as_str()),
             ("k", "me")
         );
         assert!(sec.users.is_empty());

@@ -206,6 +206,14 @@ fn gather(m: &Monitor) -> Families {
                     &l,
                     get(&c.events_out),
                 );
+                if let Some(fl) = &p.filter {
+                    f.counter(
+                        "logship_filter_invalid_records",
+                        "Records the filter could not process (parser: unparsable values), each counted",
+                        &l,
+                        fl.invalid_records(),
+                    );
+                }
             }
             Category::Output | Category::Input => {
                 f.counter(

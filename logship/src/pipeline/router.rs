@@ -98,6 +98,9 @@ impl Output for LabelOutput {
     }
 }
 
+/// The label Fluentd sends error events to (a filter's unparsable records).
+pub const ERROR_LABEL: &str = "@ERROR";
+
 impl Router {
     /// Builds the router for `cfg` with the real outputs.
     pub fn build(cfg: &Config) -> Result<Arc<Router>, Vec<ConfigError>> {
@@ -113,6 +116,7 @@ impl Router {
         let mut outputs: Vec<Arc<dyn Output>> = Vec::new();
         let mut plugins = Vec::new();
         let mut ids = PluginIds::default();
+        let has_error_label = cfg.labels.contains_key(ERROR_LABEL);
         let router = Arc::new_cyclic(|weak: &Weak<Router>| {
             let mut labels = HashMap::new();
             let all = std::iter::once((String::new(), &cfg.root))
@@ -124,19 +128,21 @@ impl Router {
                         Directive::Filter(f) => {
                             let type_name = f.plugin.type_name();
                             let counters = Arc::new(PluginCounters::default());
+                            let filter: Arc<dyn Filter> = Arc::new(CountedFilter {
+                                inner: f.plugin.build_with_error_label(has_error_label),
+                                counters: counters.clone(),
+                            });
                             plugins.push(PluginEntry {
                                 id: ids.id(f.id.as_deref(), Category::Filter, type_name),
                                 type_name,
                                 category: Category::Filter,
-                                counters: counters.clone(),
+                                counters,
                                 output: None,
+                                filter: Some(filter.clone()),
                             });
                             steps.push(Step::Filter {
                                 pattern: f.pattern.clone(),
-                                filter: Arc::new(CountedFilter {
-                                    inner: f.plugin.build(),
-                                    counters,
-                                }),
+                                filter,
                             })
                         }
                         Directive::Match(m) => {
@@ -253,14 +259,26 @@ impl Router {
             return Ok(());
         };
         let EventBatch { tag, mut events } = batch;
+        let mut errors = Vec::new();
         for (i, f) in &route.filters {
             if after.is_some_and(|a| *i <= a) {
                 continue;
             }
-            events = f.filter(&tag, events);
+            events = f.filter_with_errors(&tag, events, &mut errors);
             if events.is_empty() {
-                return Ok(());
+                break;
             }
+        }
+        if !errors.is_empty() {
+            // Error events (only filters built knowing that this label exists make them).
+            let batch = EventBatch {
+                tag: tag.clone(),
+                events: errors,
+            };
+            Box::pin(self.deliver(ERROR_LABEL, batch, None)).await?;
+        }
+        if events.is_empty() {
+            return Ok(());
         }
         let out = EventBatch { tag, events };
         route.output.emit(&out).await
@@ -346,6 +364,7 @@ impl Builder<'_, '_> {
             category: Category::Output,
             counters: counters.clone(),
             output: None,
+            filter: None,
         });
         let inner = match (self.replace)(plugin, id) {
             Some(o) => o,

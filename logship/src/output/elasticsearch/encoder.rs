@@ -41,6 +41,7 @@ pub struct Encoder<'s> {
     last_index: Option<(String, i64, String)>,
     pub bodies: Vec<BulkBody>,
     pub rejected: Vec<Unencodable>,
+    ids: doc_id::DocIds,
 }
 
 impl<'s> Encoder<'s> {
@@ -50,6 +51,7 @@ impl<'s> Encoder<'s> {
             last_index: None,
             bodies: vec![BulkBody::default()],
             rejected: Vec::new(),
+            ids: doc_id::DocIds::default(),
         }
     }
 
@@ -64,8 +66,9 @@ impl<'s> Encoder<'s> {
         i
     }
 
-    /// Appends one event.
-    pub fn push(&mut self, item: ItemRef, tag: &str, ev: &Event) {
+    /// Appends one event; true once the current body reached `bulk_message_request_threshold`
+    /// (the next event starts a new body).
+    pub fn push(&mut self, item: ItemRef, tag: &str, ev: &Event) -> bool {
         let s = self.settings;
         let rec = &ev.record[..];
         let found = match doc_id::find_keys(
@@ -86,11 +89,17 @@ impl<'s> Encoder<'s> {
                     item,
                     reason: "the record is not a well-formed msgpack map".into(),
                 });
-                return;
+                return false;
             }
         };
         let index = self.index(tag, ev.time.secs);
         let body = self.bodies.last_mut().expect("at least one body");
+        if body.body.capacity() == 0 {
+            // The body stops growing at the threshold (plus the event that crosses it): reserve
+            // that at once rather than doubling past it (pages not written are not resident).
+            body.body
+                .reserve(s.bulk_threshold.min(64 << 20) + 64 * 1024);
+        }
         let mark = body.body.len();
         let out = &mut body.body;
         out.extend_from_slice(b"{\"");
@@ -102,13 +111,13 @@ impl<'s> Encoder<'s> {
             Some(id) => write_json_str(out, &id),
             None => {
                 out.push(b'"');
-                if doc_id::write_doc_id(out, tag, ev.time, rec).is_err() {
+                if self.ids.write(out, tag, ev.time, rec).is_err() {
                     out.truncate(mark);
                     self.rejected.push(Unencodable {
                         item,
                         reason: "the record is not well-formed msgpack".into(),
                     });
-                    return;
+                    return false;
                 }
                 out.push(b'"');
             }
@@ -138,7 +147,7 @@ impl<'s> Encoder<'s> {
                 item,
                 reason: "the record is not well-formed msgpack".into(),
             });
-            return;
+            return false;
         }
         // out[rec_at] is the record's '{': drop it, joining with ',' when needed.
         let empty = out.get(rec_at + 1) == Some(&b'}');
@@ -157,7 +166,7 @@ impl<'s> Encoder<'s> {
                     item,
                     reason: "the event's metadata is not well-formed msgpack".into(),
                 });
-                return;
+                return false;
             }
         }
         out.push(b'\n');
@@ -165,7 +174,9 @@ impl<'s> Encoder<'s> {
         body.items.push(item);
         if len >= s.bulk_threshold {
             self.bodies.push(BulkBody::default());
+            return true;
         }
+        false
     }
 
     /// The non-empty bodies.
