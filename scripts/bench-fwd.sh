@@ -6,8 +6,9 @@
 #
 # 1. Fleet: `cargo test --release --test forward_fleet` — 10,000 concurrent connections to a
 #    release `logship run`, each sending one Docker-shaped Message-mode event per second and
-#    waiting for its ack, for FLEET_SECS (30) seconds; FLEET_RUNS (3) runs. Every event is
-#    acked and written once (the test checks it); the test prints the steady-state figures.
+#    waiting for its ack, for FLEET_SECS (30) seconds; FLEET_RUNS (3) runs with a `null` output
+#    (the input's cost; every ack counted by the output) and one with the `file` output (every
+#    event written once, checked line by line). The test prints the steady-state figures.
 # 2. One ack per message, one connection (`loadgen --mode message --ack every`, 50,000
 #    events), RUNS (5) times, alternating between `logship run -c null.conf` and the
 #    `ack_floor` example (a tokio server that only reads and acks: the floor of this pattern
@@ -44,12 +45,18 @@ wait_port() {
 }
 
 # 1. fleet
+fleet() { # output
+  FLEET_OUTPUT="$1" FLEET_SECS="$FLEET_SECS" cargo test --release --locked --quiet -p logship \
+    --test forward_fleet -- --nocapture 2>&1 | grep '^FLEET:' || echo "FLEET: output=$1 failed"
+}
 for i in $(seq "$FLEET_RUNS"); do
-  line=$(FLEET_SECS="$FLEET_SECS" cargo test --release --locked --quiet -p logship --test forward_fleet \
-    -- --nocapture 2>&1 | grep '^FLEET:' || echo "FLEET: failed")
+  line=$(fleet null)
   echo "$line" >>"$out/fleet.txt"
   echo "bench-fwd: fleet run $i: $line" >&2
 done
+line=$(fleet file)
+echo "$line" >>"$out/fleet.txt"
+echo "bench-fwd: fleet run with the file output: $line" >&2
 
 # 2. one ack per message: logship vs the floor
 "$bin" run -c logship/benches/configs/null.conf >/dev/null 2>&1 &
@@ -94,30 +101,36 @@ fi
 python3 - "$out" "$RUNS" "$FLEET_RUNS" "$FLEET_SECS" "$instr" <<'PY'
 import sys, statistics, os
 out, runs, fleet_runs, fleet_secs, instr = sys.argv[1:6]
-print("Fleet: `FLEET_SECS=%s cargo test --release --locked -p logship --test forward_fleet -- --nocapture`, "
-      "%s runs (median, min–max): 10,000 connections, each one Docker-shaped Message-mode event per second "
-      "with an ack; every event acked and written once by the `file` output (checked by the test)." % (fleet_secs, fleet_runs))
+print("Fleet: `FLEET_OUTPUT=null|file FLEET_SECS=%s cargo test --release --locked -p logship --test forward_fleet -- --nocapture`: "
+      "10,000 connections, each one Docker-shaped Message-mode event per second with an ack; with `null`, %s runs "
+      "(median, min–max), every ack counted by the output; with `file`, one run, every event written once "
+      "(checked line by line)." % (fleet_secs, fleet_runs))
 print()
-rows = []
+rows = {"null": [], "file": []}
 for line in open(os.path.join(out, "fleet.txt")):
     if "failed" in line:
         continue
-    rows.append(dict(kv.split("=", 1) for kv in line.split()[1:]))
-def col(k, fmt="%.1f"):
-    v = sorted(float(r[k]) for r in rows)
+    r = dict(kv.split("=", 1) for kv in line.split()[1:])
+    rows[r["output"]].append(r)
+def col(rs, k, fmt="%.1f"):
+    v = sorted(float(r[k]) for r in rs)
     if not v:
         return "–"
+    if len(v) == 1:
+        return fmt % v[0]
     return (fmt % statistics.median(v)) + " (" + (fmt % v[0]) + "–" + (fmt % v[-1]) + ")"
-print("| connections | events/s | server CPU-s per M events | server CPU ms per connection-second | RSS MiB (idle → with 10,000) | RSS per connection KiB | ack p50 / p99 / max ms | load avg |")
-print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-if rows:
-    print("| 10,000 | %s | %s | %s | %s → %s | %s | %s / %s / %s | %s |" % (
-        col("events_per_s", "%.0f"), col("cpu_s_per_M", "%.2f"), col("cpu_ms_per_conn_s", "%.4f"),
-        col("rss_idle_MiB"), col("rss_MiB"), col("rss_per_conn_KiB", "%.2f"),
-        col("ack_p50_ms", "%.2f"), col("ack_p99_ms", "%.1f"), col("ack_max_ms", "%.0f"),
-        rows[len(rows)//2]["loadavg"]))
-else:
-    print("| 10,000 | FAILED | | | | | | |")
+print("| output | events/s | server CPU-s per M events | server CPU ms per connection-second | RSS MiB (idle → with 10,000) | RSS per connection KiB | ack p50 / p99 / max ms | load avg |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+for name in ("null", "file"):
+    rs = rows[name]
+    if not rs:
+        print("| %s | FAILED | | | | | | |" % name)
+        continue
+    print("| `%s` | %s | %s | %s | %s → %s | %s | %s / %s / %s | %s |" % (
+        name, col(rs, "events_per_s", "%.0f"), col(rs, "cpu_s_per_M", "%.2f"), col(rs, "cpu_ms_per_conn_s", "%.4f"),
+        col(rs, "rss_idle_MiB"), col(rs, "rss_MiB"), col(rs, "rss_per_conn_KiB", "%.2f"),
+        col(rs, "ack_p50_ms", "%.2f"), col(rs, "ack_p99_ms", "%.1f"), col(rs, "ack_max_ms", "%.0f"),
+        rs[len(rs)//2]["loadavg"]))
 print()
 print("One ack per message, one connection: `loadgen --mode message --ack every --events 50000`, "
       "%s runs alternating (median, min–max)." % runs)
