@@ -12,67 +12,36 @@ mod monitored_logship;
 use std::time::Duration;
 
 use common::{open_stalled, HonestClient};
-use monitored_logship::{metric, wait_value_for, Logship};
+use monitored_logship::{forward_config, metric, Logship};
 
 const STALLED: usize = 1_000;
 const CAP: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_100_under_1000_stalled_connections_still_serves_an_honest_client() {
-    let ls = Logship::start(&format!(
-        r#"
-<source>
-  @type forward
-  @id in
-  bind 127.0.0.1
-  port 0
-  max_connections {CAP}
-</source>
-<source>
-  @type prometheus
-  @id prom
-  bind 127.0.0.1
-  port 0
-</source>
-<match **>
-  @type null
-  @id out
-</match>
-"#
+    let ls = Logship::start(&forward_config(
+        "",
+        &format!("  max_connections {CAP}"),
+        "<match **>\n  @type null\n  @id out\n</match>",
     ));
     let addr = ls.addr("in").parse().unwrap();
-    let metrics = ls.url("prom", "/metrics");
-    let m = |name: &'static str| {
-        let metrics = metrics.clone();
-        async move { metric(&metrics, name, &[("plugin_id", "in")]).await }
-    };
+    let metrics = ls.metrics_url();
+    let m = |name: &'static str| ls.input_metric(name);
     assert_eq!(m("logship_input_connection_limit").await, CAP as f64);
 
     let stalled = open_stalled(addr, STALLED).await;
     // The table is full of stalled connections (once the evicted ones have closed); the
     // honest client comes last.
-    wait_value_for(
-        &metrics,
-        "logship_input_connections",
-        &[("plugin_id", "in".into())],
-        CAP as f64,
-        Duration::from_secs(20),
-    )
-    .await;
+    ls.wait_input_metric("logship_input_connections", CAP as f64, 20)
+        .await;
     let honest = HonestClient::start(addr);
     while honest.rounds() < 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Wait until the server has closed every stalled connection (evicted, or timed out by the
     // 5 s first-frame deadline): only the honest client is left.
-    wait_value_for(
-        &metrics,
-        "logship_input_connections",
-        &[("plugin_id", "in".into())],
-        1.0,
-        Duration::from_secs(60),
-    )
-    .await;
+    ls.wait_input_metric("logship_input_connections", 1.0, 60)
+        .await;
     let report = honest.finish();
     drop(stalled);
 

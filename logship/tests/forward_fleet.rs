@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use logship::event::EventTime;
 use logship::forward::codec::{encode_ack, write_event_time, write_map_len, write_str};
 use logship::forward::encode_record_from_json;
-use monitored_logship::{metric, wait_value_for, Logship};
+use monitored_logship::{forward_config, metric, Logship};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -152,30 +152,13 @@ async fn ten_thousand_connections_with_acks_every_event_delivered_once() {
         "null" => "@type null\n  @id out".to_string(),
         _ => "@type file\n  @id out\n  path {dir}/fleet\n  append true\n  add_path_suffix false\n  <format>\n    @type json\n  </format>".to_string(),
     };
-    let ls = Logship::start(&format!(
-        r#"
-<system>
-  log_level warn
-</system>
-<source>
-  @type forward
-  @id in
-  bind 127.0.0.1
-  port 0
-</source>
-<source>
-  @type prometheus
-  @id prom
-  bind 127.0.0.1
-  port 0
-</source>
-<match docker.**>
-  {output}
-</match>
-"#
+    let ls = Logship::start(&forward_config(
+        "  log_level warn",
+        "",
+        &format!("<match docker.**>\n  {output}\n</match>"),
     ));
     let addr: std::net::SocketAddr = ls.addr("in").parse().unwrap();
-    let metrics = ls.url("prom", "/metrics");
+    let metrics = ls.metrics_url();
     let out_path = ls.dir.path().join("fleet");
     let secs = fleet_secs();
     let rss_idle_kib = ls.status_kib("VmRSS:");
@@ -202,14 +185,8 @@ async fn ten_thousand_connections_with_acks_every_event_delivered_once() {
         }
     }
     let connect_secs = t_connect.elapsed().as_secs_f64();
-    wait_value_for(
-        &metrics,
-        "logship_input_connections",
-        &[("plugin_id", "in".into())],
-        CONNS as f64,
-        Duration::from_secs(60),
-    )
-    .await;
+    ls.wait_input_metric("logship_input_connections", CONNS as f64, 60)
+        .await;
     assert!(
         tally.errors.lock().unwrap().is_empty(),
         "{:?}",

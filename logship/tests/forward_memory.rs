@@ -20,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use common::HonestClient;
 use logship::forward::codec::{write_map_len, write_str};
-use monitored_logship::{metric, wait_value_for, Logship};
+use monitored_logship::{forward_config, metric, Logship};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1024 * 1024;
+const NULL_OUTPUT: &str = "<match **>\n  @type null\n  @id out\n</match>";
 const DEFAULT_BUDGET: u64 = 256 * MIB;
 
 /// A gzip payload of valid `[EventTime, {"log": ...}]` entries: one ~18 MiB block of entries
@@ -76,21 +77,6 @@ fn closed_port() -> u16 {
         .port()
 }
 
-const SOURCES: &str = r#"
-<source>
-  @type forward
-  @id in
-  bind 127.0.0.1
-  port 0
-</source>
-<source>
-  @type prometheus
-  @id prom
-  bind 127.0.0.1
-  port 0
-</source>
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_gzip_bombs_stay_within_the_budget_and_an_honest_client_is_served() {
     let (payload, inflated) = bomb_payload(16);
@@ -100,9 +86,11 @@ async fn sixteen_gzip_bombs_stay_within_the_budget_and_an_honest_client_is_serve
         inflated / MIB,
         inflated as f64 / payload.len() as f64
     );
-    let mut ls = Logship::start(&format!(
-        r#"{SOURCES}
-<match bomb.**>
+    let mut ls = Logship::start(&forward_config(
+        "",
+        "",
+        &format!(
+            r#"<match bomb.**>
   @type forward
   @id stuck
   heartbeat_type none
@@ -120,12 +108,12 @@ async fn sixteen_gzip_bombs_stay_within_the_budget_and_an_honest_client_is_serve
 <match **>
   @type null
   @id out
-</match>
-"#,
-        closed_port()
+</match>"#,
+            closed_port()
+        ),
     ));
     let addr: std::net::SocketAddr = ls.addr("in").parse().unwrap();
-    let metrics = ls.url("prom", "/metrics");
+    let metrics = ls.metrics_url();
     assert_eq!(
         metric(&metrics, "logship_memory_budget_bytes", &[]).await,
         DEFAULT_BUDGET as f64
@@ -214,11 +202,9 @@ async fn sixteen_gzip_bombs_stay_within_the_budget_and_an_honest_client_is_serve
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bomb_is_refused_by_the_ratio_limit_before_it_is_inflated() {
     let (payload, inflated) = bomb_payload(16);
-    let ls = Logship::start(&format!(
-        "{SOURCES}<match **>\n  @type null\n  @id out\n</match>\n"
-    ));
+    let ls = Logship::start(&forward_config("", "", NULL_OUTPUT));
     let addr: std::net::SocketAddr = ls.addr("in").parse().unwrap();
-    let metrics = ls.url("prom", "/metrics");
+    let metrics = ls.metrics_url();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(&compressed_frame("bomb.ratio", &payload))
         .await
@@ -229,14 +215,8 @@ async fn a_bomb_is_refused_by_the_ratio_limit_before_it_is_inflated() {
         .expect("the server closes the connection")
         .ok();
     assert!(rest.is_empty(), "no ack for a refused chunk");
-    wait_value_for(
-        &metrics,
-        "logship_input_malformed_frames_total",
-        &[("plugin_id", "in".into())],
-        1.0,
-        Duration::from_secs(20),
-    )
-    .await;
+    ls.wait_input_metric("logship_input_malformed_frames_total", 1.0, 20)
+        .await;
     let warn = ls.log_lines("malformed forward frame; closing connection");
     assert_eq!(warn.len(), 1);
     let error = warn[0]["error"].as_str().unwrap();
@@ -264,12 +244,13 @@ async fn a_bomb_is_refused_by_the_ratio_limit_before_it_is_inflated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_larger_than_the_budget_is_refused_from_its_header() {
-    let ls = Logship::start(&format!(
-        "<system>\n  memory_budget 4m\n</system>\n{}<match **>\n  @type null\n  @id out\n</match>\n",
-        SOURCES.replacen("port 0\n</source>", "port 0\n  chunk_size_limit 64m\n</source>", 1)
+    let ls = Logship::start(&forward_config(
+        "  memory_budget 4m",
+        "  chunk_size_limit 64m",
+        NULL_OUTPUT,
     ));
     let addr: std::net::SocketAddr = ls.addr("in").parse().unwrap();
-    let metrics = ls.url("prom", "/metrics");
+    let metrics = ls.metrics_url();
     assert_eq!(
         metric(&metrics, "logship_memory_budget_bytes", &[]).await,
         4.0 * MIB as f64
@@ -287,14 +268,8 @@ async fn a_frame_larger_than_the_budget_is_refused_from_its_header() {
         .await
         .expect("the server closes the connection")
         .ok();
-    wait_value_for(
-        &metrics,
-        "logship_input_frames_over_budget_total",
-        &[("plugin_id", "in".into())],
-        1.0,
-        Duration::from_secs(20),
-    )
-    .await;
+    ls.wait_input_metric("logship_input_frames_over_budget_total", 1.0, 20)
+        .await;
     let rounds = honest.rounds();
     while honest.rounds() < rounds + 2 {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -16,41 +16,20 @@ mod monitored_logship;
 use std::time::{Duration, Instant};
 
 use common::{open_stalled, HonestClient};
-use monitored_logship::{metric, wait_value_for, Logship};
+use monitored_logship::{forward_config, metric, Logship};
 
 const STALLED: usize = 10_000;
 
-const CONF: &str = r#"
-<source>
-  @type forward
-  @id in
-  bind 127.0.0.1
-  port 0
-  handshake_timeout 40s
-</source>
-<source>
-  @type prometheus
-  @id prom
-  bind 127.0.0.1
-  port 0
-</source>
-<match **>
-  @type null
-  @id out
-</match>
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_stalled_connections_do_not_starve_an_honest_client() {
-    let ls = Logship::start(CONF);
+    let ls = Logship::start(&forward_config(
+        "",
+        "  handshake_timeout 40s",
+        "<match **>\n  @type null\n  @id out\n</match>",
+    ));
     let addr = ls.addr("in").parse().unwrap();
-    let metrics = ls.url("prom", "/metrics");
-    let cap = metric(
-        &metrics,
-        "logship_input_connection_limit",
-        &[("plugin_id", "in")],
-    )
-    .await;
+    let metrics = ls.metrics_url();
+    let cap = ls.input_metric("logship_input_connection_limit").await;
     assert!(
         cap > STALLED as f64,
         "the default cap ({cap}) follows the raised open-file limit"
@@ -64,23 +43,15 @@ async fn ten_thousand_stalled_connections_do_not_starve_an_honest_client() {
         t0.elapsed()
     );
     // All of them and the honest client, at once.
-    wait_value_for(
-        &metrics,
-        "logship_input_connections",
-        &[("plugin_id", "in".into())],
-        STALLED as f64 + 1.0,
-        Duration::from_secs(60),
-    )
-    .await;
+    ls.wait_input_metric("logship_input_connections", STALLED as f64 + 1.0, 60)
+        .await;
     eprintln!("server holds {} connections", STALLED + 1);
 
     // Every stalled connection is closed by the first-frame deadline.
-    wait_value_for(
-        &metrics,
+    ls.wait_input_metric(
         "logship_input_timed_out_connections_total",
-        &[("plugin_id", "in".into())],
         STALLED as f64,
-        Duration::from_secs(180),
+        180,
     )
     .await;
     eprintln!("all stalled connections closed after {:?}", t0.elapsed());
@@ -118,11 +89,7 @@ async fn ten_thousand_stalled_connections_do_not_starve_an_honest_client() {
         ("logship_input_evicted_connections_total", 0.0),
         ("logship_input_timed_out_connections_total", STALLED as f64),
     ] {
-        assert_eq!(
-            metric(&metrics, name, &[("plugin_id", "in")]).await,
-            want,
-            "{name}"
-        );
+        assert_eq!(ls.input_metric(name).await, want, "{name}");
     }
     // Rate-limited: 10,000 timeouts, a handful of WARN lines, each naming its peer.
     let warns = ls.log_lines("forward connection too slow; closing it");

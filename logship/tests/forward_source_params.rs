@@ -110,9 +110,11 @@ async fn source_hostname_key_is_the_reverse_dns_name_and_source_address_key_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunk_size_warn_limit_warns_and_accepts() {
-    let ls = monitored_logship::Logship::start(
-        "<source>\n  @type forward\n  @id in\n  bind 127.0.0.1\n  port 0\n  chunk_size_warn_limit 1k\n</source>\n<source>\n  @type prometheus\n  @id prom\n  bind 127.0.0.1\n  port 0\n</source>\n<match **>\n  @type null\n</match>\n",
-    );
+    let ls = monitored_logship::Logship::start(&monitored_logship::forward_config(
+        "",
+        "  chunk_size_warn_limit 1k",
+        "<match **>\n  @type null\n</match>",
+    ));
     let mut c = ForwardClient::connect(ClientConfig {
         addr: ls.addr("in").into(),
         require_ack: true,
@@ -130,21 +132,11 @@ async fn chunk_size_warn_limit_warns_and_accepts() {
     );
     c.send_batch(&big).await.unwrap(); // accepted and acked
     c.send_batch(&one("small.chunk", 1)).await.unwrap();
-    let metrics = ls.url("prom", "/metrics");
-    monitored_logship::wait_value(
-        &metrics,
-        "logship_input_events_total",
-        &[("plugin_id", "in".into())],
-        2.0,
-    )
-    .await;
+    ls.wait_input_metric("logship_input_events_total", 2.0, 20)
+        .await;
     assert_eq!(
-        monitored_logship::metric(
-            &metrics,
-            "logship_input_chunk_size_warnings_total",
-            &[("plugin_id", "in")]
-        )
-        .await,
+        ls.input_metric("logship_input_chunk_size_warnings_total")
+            .await,
         1.0
     );
     let w = ls.log_lines("Input chunk size is larger than 'chunk_size_warn_limit'");

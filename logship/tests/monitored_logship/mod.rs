@@ -13,6 +13,21 @@ use crate::logship_child;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_logship");
 
+/// The config the Forward input tests run: `<system>` with `system` lines (none when empty), a
+/// forward source `in` on 127.0.0.1, port 0, with `source` lines, a prometheus source `prom`,
+/// then `matches`.
+pub fn forward_config(system: &str, source: &str, matches: &str) -> String {
+    let system = if system.is_empty() {
+        String::new()
+    } else {
+        format!("<system>\n{system}\n</system>\n")
+    };
+    format!(
+        "{system}<source>\n  @type forward\n  @id in\n  bind 127.0.0.1\n  port 0\n{source}\n</source>\n\
+         <source>\n  @type prometheus\n  @id prom\n  bind 127.0.0.1\n  port 0\n</source>\n{matches}\n"
+    )
+}
+
 /// A running `logship run`; killed (SIGKILL) and reaped on drop.
 pub struct Logship {
     pub child: Child,
@@ -58,6 +73,29 @@ impl Logship {
 
     pub fn url(&self, plugin_id: &str, path: &str) -> String {
         format!("http://{}{path}", self.addr(plugin_id))
+    }
+
+    /// `/metrics` of the prometheus source `prom` (see [`forward_config`]).
+    pub fn metrics_url(&self) -> String {
+        self.url("prom", "/metrics")
+    }
+
+    /// `name{plugin_id="in"}` now (the forward source of [`forward_config`]).
+    pub async fn input_metric(&self, name: &str) -> f64 {
+        metric(&self.metrics_url(), name, &[("plugin_id", "in")]).await
+    }
+
+    /// Polls until `name{plugin_id="in"}` equals `want`, for at most `secs` seconds.
+    pub async fn wait_input_metric(&self, name: &str, want: f64, secs: u64) {
+        let labels = [("plugin_id", "in".to_string())];
+        wait_value_for(
+            &self.metrics_url(),
+            name,
+            &labels,
+            want,
+            Duration::from_secs(secs),
+        )
+        .await
     }
 
     pub fn stderr(&self) -> String {
