@@ -9,8 +9,10 @@
 //! before any Forward input accepts, and stop last, after the outputs have flushed (see
 //! [`crate::source`]).
 //!
-//! Before anything starts, every parameter the config gives that has no effect in logship is
-//! named once (INFO, `"message":"configuration parameter has no effect in logship"`).
+//! Before anything starts, every configuration warning is logged once (WARN,
+//! `"message":"configuration warning"` with `at` = `file:line`), and every parameter the
+//! config gives that has no effect in logship is named once (INFO,
+//! `"message":"configuration parameter has no effect in logship"`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,6 +49,9 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
 /// an equal share of the connection cap that the open-file limit allows (used by the ones
 /// without `max_connections`).
 pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for w in &cfg.warnings {
+        tracing::warn!(at = %w.loc, warning = %w.message, "configuration warning");
+    }
     for line in cfg.no_effect_report() {
         tracing::info!(parameter = %line, "configuration parameter has no effect in logship");
     }

@@ -450,3 +450,131 @@ fn docs_parameter_tables_match_the_declarations() {
          run LOGSHIP_UPDATE_DOCS=1 cargo test -p logship --lib config::tests::docs"
     );
 }
+
+/// The first `<match>`'s typed config.
+fn first_match<T: 'static + Clone>(c: &Config) -> T {
+    let Directive::Match(m) = &c.root.directives[0] else {
+        panic!("not a match")
+    };
+    m.config::<T>().expect("another type").clone()
+}
+
+fn errors(t: &str) -> Vec<String> {
+    check(t)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn use_default_takes_the_declared_default_and_use_nil_unsets() {
+    use crate::forward::source::ForwardSourceConfig;
+    use crate::output::elasticsearch::ElasticsearchConfig;
+    let c = check(
+        "<source>\n @type forward\n port \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n linger_timeout \"#{use_default}\"\n deny_keepalive \"#{use_nil}\"\n</source>\n\
+         <match **>\n @type elasticsearch\n host \"#{ENV['LOGSHIP_T_UNSET'] || 'es'}\"\n user \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n\
+         template_file \"#{ENV['LOGSHIP_T_UNSET'] || use_nil}\"\n template_overwrite \"#{use_default}\"\n\
+         <buffer>\n  chunk_limit_size \"#{use_default}\"\n  total_limit_size \"#{use_nil}\"\n </buffer>\n</match>\n",
+    )
+    .unwrap();
+    let f = c.sources[0].config::<ForwardSourceConfig>().unwrap();
+    assert_eq!(f.port, 24224);
+    let es: ElasticsearchConfig = first_match(&c);
+    assert_eq!(es.hosts, ["es:9200"]);
+    assert_eq!((es.user, es.template_file), (None, None));
+    assert!(!es.template_overwrite);
+    let b = es.buffer.unwrap();
+    // Declared default 8m: use_default gives it, use_nil leaves the parameter unset.
+    assert_eq!(b.chunk_limit_size, Some(8 << 20));
+    assert_eq!(b.total_limit_size, None);
+    // Lines that give nothing are not "no effect" lines.
+    assert!(c.no_effect.is_empty(), "{:?}", c.no_effect);
+}
+
+#[test]
+fn use_default_and_use_nil_errors_name_the_line() {
+    let e = errors(
+        "<source>\n @type forward\n bind \"#{ENV['LOGSHIP_T_UNSET'] || use_nil}\"\n made_up \"#{use_default}\"\n</source>\n\
+         <match **>\n @type forward\n <server>\n  host \"#{use_default}\"\n </server>\n <server>\n  host \"#{use_nil}\"\n </server>\n</match>\n\
+         <filter **>\n @type record_transformer\n <record>\n  f \"#{use_nil}\"\n </record>\n</filter>\n",
+    );
+    let expected = [
+        "t.conf:3: parameter 'bind' in <source> (@type forward) always has a value: use_nil cannot unset it (use_default gives its default, \"0.0.0.0\")",
+        "t.conf:4: unknown parameter 'made_up' in <source> (@type forward); supported: ",
+        "t.conf:9: parameter 'host' in <server> has no default: use_default cannot stand for it",
+        "t.conf:12: parameter 'host' in <server> is required: use_nil cannot unset it",
+        "t.conf:18: field 'f' in <record> needs a value, not use_default or use_nil",
+    ];
+    assert_eq!(e.len(), expected.len(), "{e:#?}");
+    for x in expected {
+        assert!(e.iter().any(|m| m.starts_with(x)), "no {x:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn v012_buffer_parameters_are_read_in_their_v1_form_with_one_warning_each() {
+    use crate::output::copy::CopyConfig;
+    use crate::output::elasticsearch::ElasticsearchConfig;
+    // The Fluentd docs' EFK guide shape.
+    let c = check(
+        "<match *.**>\n @type copy\n <store>\n  @type elasticsearch\n  type_name access_log\n  flush_interval 1s\n  retry_limit 5\n  disable_retry_limit false\n\
+         buffer_queue_full_action exception\n </store>\n <store>\n  @type stdout\n  flush_interval 1s\n </store>\n</match>\n",
+    )
+    .unwrap();
+    let copy: CopyConfig = first_match(&c);
+    let es = copy.stores[0]
+        .plugin
+        .as_any()
+        .downcast_ref::<ElasticsearchConfig>()
+        .unwrap();
+    let b = es.buffer.as_ref().unwrap();
+    assert_eq!(b.flush_interval, std::time::Duration::from_secs(1));
+    assert!(!b.retry_forever);
+    assert_eq!(b.overflow_action, "throw_exception");
+    let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 5, "{w:#?}");
+    assert!(w[0].starts_with("t.conf:6: warning: 'flush_interval' in <store> (@type elasticsearch) is Fluentd v0.12's form: read as 'flush_interval 1s' in <buffer>"), "{}", w[0]);
+    assert!(
+        w[4].starts_with("t.conf:13: warning: 'flush_interval' in <store> (@type stdout)"),
+        "{}",
+        w[4]
+    );
+    // retry_max_times has no effect in the elasticsearch output; the stdout output has no
+    // buffer; type_name is Elasticsearch 6's: each is named, with where it was written.
+    let report = c.no_effect_report().join("\n");
+    for x in [
+        "type_name: logship never sends a document `_type`",
+        "retry_max_times: ",
+        "t.conf:7 in <buffer>",
+        "<buffer>: each batch is written",
+        "t.conf:13 in <store> (@type stdout)",
+    ] {
+        assert!(report.contains(x), "no {x:?} in\n{report}");
+    }
+}
+
+#[test]
+fn v012_buffer_parameters_clash_or_stay_unknown() {
+    let e = errors("<match **>\n @type forward\n <server>\n  host h\n </server>\n num_threads 2\n <buffer>\n  flush_thread_count 4\n </buffer>\n</match>\n");
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("t.conf:6: 'num_threads' in <match **> (@type forward) is Fluentd v0.12's form of <buffer> 'flush_thread_count', which is also given at t.conf:8"), "{}", e[0]);
+    // An output without a <buffer> section has no buffer parameters, in any form.
+    let e = errors("<match **>\n @type relabel\n @label @x\n flush_interval 1s\n</match>\n<label @x>\n</label>\n");
+    assert!(
+        e[0].starts_with(
+            "t.conf:4: unknown parameter 'flush_interval' in <match **> (@type relabel)"
+        ),
+        "{}",
+        e[0]
+    );
+    // A value is type-checked at its own line, under its v1 name.
+    let e = errors("<match **>\n @type elasticsearch\n buffer_chunk_limit lots\n</match>\n");
+    assert!(
+        e[0].starts_with(
+            "t.conf:3: parameter 'chunk_limit_size' in <buffer> (@type memory): invalid size"
+        ),
+        "{}",
+        e[0]
+    );
+}

@@ -20,6 +20,7 @@ use super::{Filter, FilterPlugin};
 use crate::config::params::{ParamSpec, SectionSpec};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
+use crate::config::syntax::ValueKind;
 use crate::event::Event;
 use crate::log_limit::LogLimiter;
 use crate::pipeline::record::{self, Entry};
@@ -75,8 +76,17 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn FilterPlugin> {
     }
     let mut record = Vec::new();
     s.children("record", |r| {
-        let el = r.element();
-        record.extend(el.params.iter().map(|p| (p.key.clone(), p.value.clone())));
+        for p in &r.element().params {
+            if p.kind == ValueKind::Given {
+                record.push((p.key.clone(), p.value.clone()));
+            } else {
+                let msg = format!(
+                    "field '{}' in <record> needs a value, not use_default or use_nil",
+                    p.key
+                );
+                r.error(&p.loc, msg);
+            }
+        }
     });
     Arc::new(RecordTransformerConfig {
         record,

@@ -294,6 +294,24 @@ pub fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Writes `bin` (a vector's bytes) to the Forward server at `addr` over one TCP connection,
+/// half-closes it, and returns everything the server sent until it closed (at most 10 s).
+pub async fn replay(addr: impl tokio::net::ToSocketAddrs, bin: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(bin).await.unwrap();
+    sock.shutdown().await.unwrap(); // half-close: the server sees EOF after the last frame
+    let mut replies = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sock.read_to_end(&mut replies),
+    )
+    .await
+    .expect("server closes the connection")
+    .unwrap();
+    replies
+}
+
 /// One message of a golden vector, and the exact reply it asks for (an ack), if any.
 pub struct ReplayMessage {
     pub bytes: Vec<u8>,

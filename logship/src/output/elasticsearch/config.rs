@@ -130,7 +130,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::bool("include_timestamp").default("false").no_effect("not implemented: `@timestamp` is always added"),
     ParamSpec::string("target_index_key").no_effect(NOT_IMPLEMENTED),
     ParamSpec::bool("log_es_400_reason").default("false").no_effect("not implemented: a rejected event is always logged (ERROR) or dead-lettered with its reason"),
-    ParamSpec::string("type_name").no_effect(NEVER_TYPE),
+    ParamSpec::string("type_name").no_effect("logship never sends a document `_type`: Elasticsearch 7 keeps every document under `_doc` whatever the name (fluent-plugin-elasticsearch writes `_doc` with 7.x too), Elasticsearch 8 and OpenSearch 2 reject custom types"),
     ParamSpec::bool("suppress_type_name").default("false").no_effect(NEVER_TYPE),
     ParamSpec::choice("ssl_version", &["SSLv23", "TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"]).default("TLSv1_2").no_effect("as in fluent-plugin-elasticsearch on any Ruby with TLS 1.3: the versions are `ssl_min_version`..`ssl_max_version`, default TLSv1_2..TLSv1_3"),
     ParamSpec::bool("reconnect_on_error").default("false").no_effect("connections are pooled; a failed request is retried on the next host"),
