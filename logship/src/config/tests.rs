@@ -472,7 +472,8 @@ fn use_default_takes_the_declared_default_and_use_nil_unsets() {
     use crate::forward::source::ForwardSourceConfig;
     use crate::output::elasticsearch::ElasticsearchConfig;
     let c = check(
-        "<source>\n @type forward\n port \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n linger_timeout \"#{use_default}\"\n deny_keepalive \"#{use_nil}\"\n</source>\n\
+        "<system>\n process_name \"#{use_nil}\"\n</system>\n\
+         <source>\n @type forward\n port \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n linger_timeout \"#{use_default}\"\n chunk_size_warn_limit \"#{use_nil}\"\n</source>\n\
          <match **>\n @type elasticsearch\n host \"#{ENV['LOGSHIP_T_UNSET'] || 'es'}\"\n user \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n\
          template_file \"#{ENV['LOGSHIP_T_UNSET'] || use_nil}\"\n template_overwrite \"#{use_default}\"\n\
          <buffer>\n  chunk_limit_size \"#{use_default}\"\n  total_limit_size \"#{use_nil}\"\n </buffer>\n</match>\n",
@@ -480,6 +481,8 @@ fn use_default_takes_the_declared_default_and_use_nil_unsets() {
     .unwrap();
     let f = c.sources[0].config::<ForwardSourceConfig>().unwrap();
     assert_eq!(f.port, 24224);
+    // No declared default: use_default and use_nil both leave it unset.
+    assert_eq!((f.linger_timeout, f.chunk_size_warn_limit), (None, None));
     let es: ElasticsearchConfig = first_match(&c);
     assert_eq!(es.hosts, ["es:9200"]);
     assert_eq!((es.user, es.template_file), (None, None));
