@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of tracker issue 9, one entry point.
 #
-#   scripts/bench.sh [logship|micro|api|es|buffer|pipeline|callgrind|targets|all]...  (default: all)
+#   scripts/bench.sh [logship|micro|api|es|buffer|pipeline|callgrind|fwd|targets|all]...  (default: all)
 #
 # Sections (each writes its table between its markers in BENCHMARKS.md; `targets` is rebuilt
 # after every section from the latest results of all of them):
@@ -25,6 +25,9 @@
 #   profile  scripts/bench-pipeline-profile.sh: fluentd.conf into the node (PROFILE_EVENTS,
 #            100 k) under callgrind (instructions per doc) and massif (peak heap), whole process
 #            (bench-profile; PROFILE_BASELINES="<older logship binaries>" adds "before" rows)
+#   fwd      scripts/bench-fwd.sh (tracker issue 17): 10,000 concurrent acked connections
+#            (forward_fleet test in release), one ack per message vs the ack_floor example,
+#            instructions per acked message (bench-fwd; FLEET_RUNS, FLEET_SECS)
 #   targets  the issue-9 target table with met / not met (bench-targets)
 #
 # Environment: RUNS (5; medians with min–max), DURATION (wrk, 15s), ES_BENCH_EVENTS
@@ -40,7 +43,7 @@ export RUNS="${RUNS:-5}"
 RES="$CARGO_TARGET_DIR/bench"
 mkdir -p "$RES"
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer pipeline callgrind profile)
+[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer pipeline callgrind profile fwd)
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet -- api logship scripts || echo "+dirty")
 machine="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
@@ -399,6 +402,12 @@ PY
   write_section targets "$RES/targets.section"
 }
 
+run_fwd() {
+  scripts/bench-fwd.sh >"$RES/fwd.section"
+  { header "RUNS=$RUNS scripts/bench.sh fwd"; echo; cat "$RES/fwd.section"; } >"$RES/fwd.md"
+  write_section fwd "$RES/fwd.md"
+}
+
 run_buffer() {
   {
     header "cargo bench -p logship --bench buffer (RUNS=$RUNS)"
@@ -411,6 +420,7 @@ run_buffer() {
 for s in "${SECTIONS[@]}"; do
   case "$s" in
   buffer) run_buffer ;;
+  fwd) run_fwd ;;
   logship) run_logship ;;
   micro) run_micro ;;
   api) run_api ;;
@@ -419,7 +429,7 @@ for s in "${SECTIONS[@]}"; do
   callgrind) run_callgrind ;;
   profile) run_profile ;;
   targets) ;;
-  *) echo "unknown section $s (logship|micro|api|es|buffer|pipeline|callgrind|profile|targets|all)" >&2; exit 2 ;;
+  *) echo "unknown section $s (logship|micro|api|es|buffer|pipeline|callgrind|profile|fwd|targets|all)" >&2; exit 2 ;;
   esac
   run_targets
 done

@@ -205,6 +205,9 @@ fn main() -> ExitCode {
         }
     }
     cli::telemetry::init(&default_level);
+    if run_config.is_some() {
+        cli::fd_limit::raise_and_log();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

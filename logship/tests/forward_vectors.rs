@@ -158,9 +158,8 @@ async fn every_vector_replays_over_tcp_with_exact_replies() {
             cfg.security = Some(SecurityConfig {
                 shared_key: hs["shared_key"].as_str().unwrap().into(),
                 self_hostname: hs["server_hostname"].as_str().unwrap().into(),
-                users: vec![],
                 fixed_nonce: Some(nonce),
-                fixed_auth_salt: None,
+                ..Default::default()
             });
         }
         let server = TestServer::start(cfg).await;

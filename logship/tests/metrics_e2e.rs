@@ -12,143 +12,21 @@
 
 mod es_common;
 mod logship_child;
+mod monitored_logship;
 
-use std::collections::HashMap;
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::{ClientConfig, ForwardClient};
+use monitored_logship::{get, scrape, value, wait_value, Logship};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_logship");
-
-/// A running `logship run`; killed (SIGKILL) and reaped on drop.
-struct Logship {
-    child: Child,
-    /// plugin_id → address of every source.
-    addrs: HashMap<String, String>,
-    lines: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Logship {
-    fn start(conf: &str) -> Logship {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("logship.conf");
-        std::fs::write(&path, conf).unwrap();
-        let (child, lines, rx) =
-            logship_child::spawn(Command::new(BIN).args(["run", "-c"]).arg(&path));
-        let mut addrs = HashMap::new();
-        logship_child::wait_for(&rx, &lines, 30, "logship did not start", |f| {
-            if f["message"] == "listening" {
-                addrs.insert(
-                    f["plugin_id"].as_str().unwrap().to_string(),
-                    f["address"].as_str().unwrap().to_string(),
-                );
-            }
-            (f["message"] == "logship running").then_some(())
-        });
-        Logship {
-            child,
-            addrs,
-            lines,
-            _dir: dir,
-        }
-    }
-
-    fn addr(&self, plugin_id: &str) -> &str {
-        self.addrs
-            .get(plugin_id)
-            .unwrap_or_else(|| panic!("no listening line for {plugin_id}: {:?}", self.addrs))
-    }
-
-    fn url(&self, plugin_id: &str, path: &str) -> String {
-        format!("http://{}{path}", self.addr(plugin_id))
-    }
-
-    fn stderr(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Logship {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// GET `url`: (status, content type, body).
-async fn get(url: &str) -> (u16, String, String) {
-    let r = http()
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, ct, r.text().await.unwrap())
-}
-
-/// Scrapes `url` and parses the exposition with `prometheus-parse` (panics if it does not
-/// parse); returns the body and the parsed scrape.
-async fn scrape(url: &str) -> (String, prometheus_parse::Scrape) {
-    let (status, ct, body) = get(url).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    let parsed = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
-    (body, parsed)
-}
-
-/// The value of `name{labels}` (exact label set match on the given pairs), if present.
-fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match x.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: unexpected value {other:?}"),
-        })
-}
 
 fn plugin(id: &str, ty: &'static str) -> Vec<(&'static str, String)> {
     vec![("plugin_id", id.to_string()), ("type", ty.to_string())]
-}
-
-/// Polls `url` until `name{labels}` equals `want` (up to 20 s), then asserts it.
-async fn wait_value(url: &str, name: &str, labels: &[(&str, String)], want: f64) {
-    let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (body, s) = scrape(url).await;
-        let got = value(&s, name, &l);
-        if got == Some(want) {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("{name}{labels:?} = {got:?}, want {want}; exposition:\n{body}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn events(n: usize, run: &str) -> Vec<Event> {

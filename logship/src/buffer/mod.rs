@@ -217,6 +217,9 @@ pub struct Chunk {
     pub bytes: u64,
     /// The file behind a file-buffer chunk (deleted on release).
     file: Option<file::ChunkRef>,
+    /// A memory buffer's share of the process memory budget for this chunk's events, given
+    /// back when the chunk is dropped (delivered, dropped or discarded at shutdown).
+    memory: crate::memory_budget::Reservation,
 }
 
 impl Chunk {

@@ -98,6 +98,9 @@ pub struct Section<'a, 'd> {
     quiet: bool,
     read: Vec<&'static str>,
     read_sections: Vec<&'static str>,
+    /// Errors reported before this section (the debug check runs only on a section without
+    /// errors of its own).
+    #[cfg(debug_assertions)]
     errors_before: usize,
     diag: &'d mut Diagnostics,
 }
@@ -120,7 +123,6 @@ impl<'a, 'd> Section<'a, 'd> {
         sections: &'static [&'static SectionSpec],
         diag: &'d mut Diagnostics,
     ) -> Self {
-        let errors_before = diag.errors.len();
         Self {
             el,
             what,
@@ -130,7 +132,8 @@ impl<'a, 'd> Section<'a, 'd> {
             quiet: false,
             read: Vec::new(),
             read_sections: Vec::new(),
-            errors_before,
+            #[cfg(debug_assertions)]
+            errors_before: diag.errors.len(),
             diag,
         }
     }

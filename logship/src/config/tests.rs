@@ -45,26 +45,23 @@ fn unknown_things() {
 #[test]
 fn no_effect_parameters_are_listed_once_per_name_with_every_place() {
     let c = check(
-        "<source>\n @type forward\n linger_timeout 2s\n @log_level debug\n</source>\n\
+        "<source>\n @type forward\n <transport tcp>\n  cert_path /x\n </transport>\n @log_level debug\n</source>\n\
          <match **>\n @type stdout\n @log_level info\n <buffer>\n  flush_interval 1s\n </buffer>\n</match>\n",
     )
     .unwrap();
     let names: Vec<&str> = c.no_effect.iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["linger_timeout", "@log_level", "@log_level", "<buffer>"]
-    );
+    assert_eq!(names, ["cert_path", "@log_level", "@log_level", "<buffer>"]);
     let report = c.no_effect_report();
     assert_eq!(report.len(), 3, "{report:#?}");
     assert!(
         report[0]
-            .starts_with("linger_timeout: not implemented (t.conf:3 in <source> (@type forward))"),
+            .starts_with("cert_path: only `<transport tls>` uses it (t.conf:4 in <transport tcp>)"),
         "{}",
         report[0]
     );
     assert!(
         report[1].contains(
-            "t.conf:4 in <source> (@type forward); t.conf:8 in <match **> (@type stdout)"
+            "t.conf:6 in <source> (@type forward); t.conf:10 in <match **> (@type stdout)"
         ),
         "{}",
         report[1]
@@ -142,6 +139,13 @@ fn sample(p: &ParamSpec) -> String {
     if p.name == "timekey_zone" || p.name == "timezone" {
         return "+0900".into();
     }
+    // <security><client>: resolvable, valid
+    if p.name == "host" {
+        return "127.0.0.1".into();
+    }
+    if p.name == "network" {
+        return "10.0.0.0/8".into();
+    }
     if let DefaultValue::Value(v) = p.default {
         return if v.is_empty() {
             "\"\"".into()
@@ -168,6 +172,8 @@ fn companion(section: &str, param: &str) -> &'static str {
         (_, "template_name") => "template_file /x.json\n",
         (_, "template_file") => "template_name x\n",
         ("buffer", "path") => "@type file\n",
+        // a <client> names a host or a network
+        ("client", "shared_key" | "users") => "network 10.0.0.0/8\n",
         ("parse", "utc" | "localtime" | "timezone") => "time_format %d/%b/%Y:%H:%M:%S\n",
         ("elasticsearch", "user") => "password p\n",
         ("elasticsearch", "password" | "password_file") => "user u\n",
@@ -466,7 +472,8 @@ fn use_default_takes_the_declared_default_and_use_nil_unsets() {
     use crate::forward::source::ForwardSourceConfig;
     use crate::output::elasticsearch::ElasticsearchConfig;
     let c = check(
-        "<source>\n @type forward\n port \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n linger_timeout \"#{use_default}\"\n deny_keepalive \"#{use_nil}\"\n</source>\n\
+        "<system>\n process_name \"#{use_nil}\"\n</system>\n\
+         <source>\n @type forward\n port \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n linger_timeout \"#{use_default}\"\n chunk_size_warn_limit \"#{use_nil}\"\n</source>\n\
          <match **>\n @type elasticsearch\n host \"#{ENV['LOGSHIP_T_UNSET'] || 'es'}\"\n user \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n\
          template_file \"#{ENV['LOGSHIP_T_UNSET'] || use_nil}\"\n template_overwrite \"#{use_default}\"\n\
          <buffer>\n  chunk_limit_size \"#{use_default}\"\n  total_limit_size \"#{use_nil}\"\n </buffer>\n</match>\n",
@@ -474,6 +481,8 @@ fn use_default_takes_the_declared_default_and_use_nil_unsets() {
     .unwrap();
     let f = c.sources[0].config::<ForwardSourceConfig>().unwrap();
     assert_eq!(f.port, 24224);
+    // No declared default: use_default and use_nil both leave it unset.
+    assert_eq!((f.linger_timeout, f.chunk_size_warn_limit), (None, None));
     let es: ElasticsearchConfig = first_match(&c);
     assert_eq!(es.hosts, ["es:9200"]);
     assert_eq!((es.user, es.template_file), (None, None));

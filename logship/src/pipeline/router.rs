@@ -53,7 +53,9 @@ struct Route {
 /// Cached routes per (label, tag). Cleared when it grows past this many entries.
 const MAX_CACHED_ROUTES: usize = 65_536;
 
-type RouteCache = Mutex<HashMap<(String, Arc<str>), Option<Arc<Route>>>>;
+/// Routes by label, then tag: looked up with the borrowed label and tag (no allocation per
+/// batch; a Docker client's one-line frames make one batch each).
+type RouteCache = Mutex<HashMap<String, HashMap<Arc<str>, Option<Arc<Route>>>>>;
 
 pub struct Router {
     labels: HashMap<String, Vec<Step>>,
@@ -193,9 +195,8 @@ impl Router {
     }
 
     fn route(&self, label: &str, tag: &Arc<str>) -> Option<Arc<Route>> {
-        let key = (label.to_string(), tag.clone());
         if let Ok(c) = self.cache.lock() {
-            if let Some(r) = c.get(&key) {
+            if let Some(r) = c.get(label).and_then(|by_tag| by_tag.get(&**tag)) {
                 return r.clone();
             }
         }
@@ -221,22 +222,27 @@ impl Router {
             tracing::warn!(tag = %tag, label = if label.is_empty() { "(root)" } else { label }, "no <match> pattern matched the tag; events dropped");
         }
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= MAX_CACHED_ROUTES {
+            if c.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED_ROUTES {
                 c.clear();
             }
-            c.insert(key, found.clone());
+            c.entry(label.to_string())
+                .or_default()
+                .insert(tag.clone(), found.clone());
         }
         found
     }
 
     /// Routes `batch` into `label` (`""` = the root).
-    pub fn emit_to(&self, label: &str, batch: EventBatch) -> BoxFuture<'_, Result<(), EmitError>> {
-        let label = label.to_string();
+    pub fn emit_to<'a>(
+        &'a self,
+        label: &'a str,
+        batch: EventBatch,
+    ) -> BoxFuture<'a, Result<(), EmitError>> {
         Box::pin(async move {
             if self.shutting_down.load(Ordering::Acquire) {
                 return Err(EmitError::ShuttingDown);
             }
-            self.deliver(&label, batch, None).await
+            self.deliver(label, batch, None).await
         })
     }
 
