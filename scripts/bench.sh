@@ -309,7 +309,7 @@ PY
 }
 
 run_targets() {
-  python3 - "$RES" >"$RES/targets.section" <<'PY'
+  python3 - "$RES" BENCHMARKS.md >"$RES/targets.section" <<'PY'
 import os, sys, statistics
 res = sys.argv[1]
 def rows(name):
@@ -392,8 +392,19 @@ if st:
     ms = med([int(r[2]) for r in st]); rss = med([int(r[3]) for r in st]) / 1024
     row("api start-up to first 200 of `/readyz` (SQLite) < 50 ms", f"{ms} ms", ms < 50)
     row("api idle RSS < 20 MiB", f"{rss:.1f} MiB", rss < 20)
+# Rows of sections without raw results here (another machine's or an earlier checkout's run)
+# stay as they are in BENCHMARKS.md: a run of one section must not drop the others' rows.
+fresh = {l.split(" | ")[0] for l in out}
+old_rows, inside = [], False
+for line in open(sys.argv[2]):
+    if line.startswith("<!-- bench-targets:"):
+        inside = line.startswith("<!-- bench-targets:start")
+    elif inside and line.startswith("| ") and not line.startswith(("| target", "| ---")):
+        old_rows.append(line.rstrip("\n"))
+out = [r for r in old_rows if r.split(" | ")[0] not in fresh] + out
 print("Built by `scripts/bench.sh targets` from the latest raw results of each section "
-      "(`$CARGO_TARGET_DIR/bench/*.tsv`); medians (min–max) as in the section tables below.")
+      "(`$CARGO_TARGET_DIR/bench/*.tsv`), keeping the rows of sections not run here; medians "
+      "(min–max) as in the section tables below.")
 print()
 print("| target (issue 9) | figure | status |")
 print("| --- | --- | --- |")
