@@ -336,8 +336,36 @@ pub struct ElasticsearchConfig {
     /// `metadata_key`: the document gets the event's non-empty Forward v1.5 metadata under
     /// this key (off by default).
     pub metadata_key: Option<String>,
+    /// `time_key`: a record field whose time becomes `@timestamp` (and the logstash index
+    /// date) when `@timestamp` is written (`logstash_format` or `include_timestamp`).
     pub time_key: Option<String>,
+    /// `time_key_format`: strptime format of the `time_key` value (else ISO 8601 or epoch).
+    pub time_key_format: Option<String>,
+    /// `time_key_exclude_timestamp`: the `time_key` value dates the index but `@timestamp`
+    /// is not added.
+    pub time_key_exclude_timestamp: bool,
+    /// `include_timestamp`: add `@timestamp` without `logstash_format`.
     pub include_timestamp: bool,
+    /// `target_index_key`: a record field (dotted path) naming the index; removed from the
+    /// document.
+    pub target_index_key: Option<String>,
+    /// `log_es_400_reason`: log the error type and reason of every document rejected with 400.
+    pub log_es_400_reason: bool,
+    /// `reconnect_on_error`: after any failed request, drop pooled connections and go back
+    /// to the configured hosts (and detect the version again).
+    pub reconnect_on_error: bool,
+    /// `reload_connections` / `reload_after`: replace the host list with the cluster's HTTP
+    /// nodes (`GET _nodes/http`) every `reload_after` requests (default 10,000).
+    pub reload_connections: bool,
+    pub reload_after: Option<u64>,
+    /// `reload_on_failure`: discover the nodes again after a request failed on every host.
+    pub reload_on_failure: bool,
+    /// `resurrect_after`: a host that failed is skipped for this long (doubling per failure).
+    pub resurrect_after: Duration,
+    /// `verify_es_version_at_startup`: `GET /` before the first request to learn the engine
+    /// and version; otherwise `default_elasticsearch_version` is assumed.
+    pub verify_es_version_at_startup: bool,
+    pub default_elasticsearch_version: u32,
     pub request_timeout: Duration,
     pub ssl_verify: bool,
     pub suppress_type_name: bool,
@@ -1529,8 +1557,23 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                 tag_key: s.string_or("tag_key", "tag"),
                 id_key: s.string("id_key"),
                 metadata_key: s.string("metadata_key").filter(|k| !k.is_empty()),
-                time_key: s.string("time_key"),
+                time_key: s.string("time_key").filter(|k| !k.is_empty()),
+                time_key_format: s.string("time_key_format").filter(|k| !k.is_empty()),
+                time_key_exclude_timestamp: s.bool("time_key_exclude_timestamp", false),
                 include_timestamp: s.bool("include_timestamp", false),
+                target_index_key: s.string("target_index_key").filter(|k| !k.is_empty()),
+                log_es_400_reason: s.bool("log_es_400_reason", false),
+                reconnect_on_error: s.bool("reconnect_on_error", false),
+                reload_connections: s.bool("reload_connections", true),
+                reload_after: s
+                    .int::<i64>("reload_after", "integer")
+                    .and_then(|n| u64::try_from(n).ok().filter(|&n| n > 0)),
+                reload_on_failure: s.bool("reload_on_failure", false),
+                resurrect_after: s.time("resurrect_after").unwrap_or(Duration::from_secs(60)),
+                verify_es_version_at_startup: s.bool("verify_es_version_at_startup", true),
+                default_elasticsearch_version: s
+                    .int::<u32>("default_elasticsearch_version", "integer")
+                    .unwrap_or(5),
                 request_timeout: s.time("request_timeout").unwrap_or(Duration::from_secs(5)),
                 ssl_verify: s.bool("ssl_verify", true),
                 suppress_type_name: s.bool("suppress_type_name", false),
@@ -1568,14 +1611,18 @@ fn output_plugin(el: &Element, errors: &mut Vec<ConfigError>) -> Option<OutputCo
                     ),
                 }
             }
+            if let Some(f) = &cfg.time_key_format {
+                if let Err(e) = crate::output::timefmt::check_strptime_format(f) {
+                    let loc = el
+                        .param("time_key_format")
+                        .map_or(el.loc.clone(), |p| p.loc.clone());
+                    s.error(
+                        &loc,
+                        format!("parameter 'time_key_format' in {}: {e}", s.what),
+                    );
+                }
+            }
             s.raw("type_name");
-            s.bool("reconnect_on_error", false);
-            s.bool("reload_connections", true);
-            s.bool("reload_on_failure", false);
-            s.bool("log_es_400_reason", false);
-            s.bool("verify_es_version_at_startup", true);
-            s.int::<u32>("default_elasticsearch_version", "integer");
-            s.raw("target_index_key");
             s.int::<u32>("max_retry_putting_template", "integer");
             s.bool("with_transporter_log", false);
             s.one_of("http_backend", &["excon", "typhoeus"], "excon");

@@ -1,65 +1,81 @@
-//! HTTP to Elasticsearch: one keep-alive client per output, hosts in round robin with failover,
-//! and classification of `_bulk` responses item by item.
+//! HTTP to Elasticsearch: one keep-alive client per output, the hosts of [`super::hosts`]
+//! (round robin, failed hosts skipped, node discovery), and classification of `_bulk`
+//! responses item by item.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::config::EsSettings;
+use super::hosts::{publish_addresses, HostPool, DISCOVERY_TIMEOUT};
 
 /// Why a request got no HTTP response from any host.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct TransportError(pub String);
 
-/// A response: status and body.
+/// A response: status, body and the `X-Elastic-Product` header.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub body: bytes::Bytes,
+    pub product: Option<String>,
 }
 
 /// The HTTP side of an output.
 pub struct EsHttp {
-    client: reqwest::Client,
-    bases: Vec<String>,
-    next: AtomicUsize,
+    /// Replaced by a fresh one (no pooled connections) on `reconnect_on_error`.
+    client: RwLock<reqwest::Client>,
+    request_timeout: Duration,
+    pub hosts: HostPool,
     user: Option<String>,
     password: Option<String>,
     compression: Option<u32>,
 }
 
+fn build_client(request_timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
 impl EsHttp {
     pub fn new(s: &EsSettings) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(s.request_timeout)
-            .connect_timeout(s.request_timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
-            client,
-            bases: s.base_urls.clone(),
-            next: AtomicUsize::new(0),
+            client: RwLock::new(build_client(s.request_timeout)?),
+            request_timeout: s.request_timeout,
+            hosts: HostPool::new(s.base_urls.clone(), s.hosts.clone()),
             user: s.user.clone(),
             password: s.password.clone(),
             compression: s.compression_level,
         })
     }
 
-    /// Sends `method path` to the next host; on a transport error tries the others in turn.
+    /// `reconnect_on_error`: new connections, and the configured hosts again.
+    pub fn reconnect(&self) {
+        if let Ok(c) = build_client(self.request_timeout) {
+            *self.client.write().unwrap() = c;
+        }
+        self.hosts.reset_to_seeds();
+    }
+
+    /// Sends `method path` to the next host; on a transport error tries the others in turn
+    /// (see [`HostPool::plan`]). Before it, node discovery if it is due.
     pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<(&[u8], &'static str)>,
     ) -> Result<Response, TransportError> {
-        let n = self.bases.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut errors = Vec::new();
+        if self.hosts.reload_due() {
+            self.discover().await;
+        }
         let payload = match (body, self.compression) {
             (Some((b, _)), Some(level)) => {
                 let mut enc = flate2::write::GzEncoder::new(
@@ -74,33 +90,111 @@ impl EsHttp {
             (Some((b, _)), None) => Some(b.to_vec()),
             (None, _) => None,
         };
-        for i in 0..n {
-            let base = &self.bases[(start + i) % n];
-            let url = format!("{base}/{path}");
-            let mut req = self.client.request(method.clone(), &url);
+        let content_type = body.map(|(_, ct)| ct);
+        let mut errors = Vec::new();
+        for base in self.hosts.plan() {
+            match self
+                .send_to(&base, method.clone(), path, payload.as_ref(), content_type)
+                .await
+            {
+                Ok(r) => {
+                    self.hosts.succeeded(&base);
+                    return Ok(r);
+                }
+                Err(e) => {
+                    self.hosts.failed(&base);
+                    errors.push(format!("{}: {e}", redact(&base)));
+                }
+            }
+        }
+        // Every host failed: the configured hosts again (discovered ones may be unreachable
+        // from here), and with reload_on_failure a fresh discovery through them.
+        if self.hosts.reset_to_seeds() {
+            tracing::warn!(hosts = ?self.hosts.current().iter().map(|h| redact(h)).collect::<Vec<_>>(), "elasticsearch: every host failed; back to the configured hosts");
+        }
+        if self.hosts.options().reload_on_failure {
+            self.discover().await;
+        }
+        Err(TransportError(errors.join("; ")))
+    }
+
+    /// One attempt on one host.
+    async fn send_to(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        payload: Option<&Vec<u8>>,
+        content_type: Option<&'static str>,
+    ) -> Result<Response, String> {
+        let url = format!("{base}/{path}");
+        let client = self.client.read().unwrap().clone();
+        let mut req = client.request(method, &url);
+        if let Some(u) = &self.user {
+            req = req.basic_auth(u, self.password.as_ref());
+        }
+        if let (Some(p), Some(ct)) = (payload, content_type) {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, ct)
+                .body(p.clone());
+            if self.compression.is_some() {
+                req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+            }
+        }
+        let resp = req.send().await.map_err(|e| error_chain(&e))?;
+        let status = resp.status().as_u16();
+        let product = resp
+            .headers()
+            .get("x-elastic-product")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the response: {}", error_chain(&e)))?;
+        Ok(Response {
+            status,
+            body,
+            product,
+        })
+    }
+
+    /// Node discovery: `GET _nodes/http` on a live host; the nodes' HTTP publish addresses
+    /// replace the host list. A failure keeps the list (and is logged).
+    pub async fn discover(&self) {
+        for base in self.hosts.plan() {
+            let client = self.client.read().unwrap().clone();
+            let mut req = client
+                .get(format!("{base}/_nodes/http"))
+                .timeout(DISCOVERY_TIMEOUT.min(self.request_timeout.max(Duration::from_secs(1))));
             if let Some(u) = &self.user {
                 req = req.basic_auth(u, self.password.as_ref());
             }
-            if let (Some(p), Some((_, ct))) = (&payload, body) {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, ct)
-                    .body(p.clone());
-                if self.compression.is_some() {
-                    req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
-                }
+            let Ok(resp) = req.send().await else { continue };
+            if !resp.status().is_success() {
+                tracing::warn!(host = %redact(&base), status = resp.status().as_u16(), "elasticsearch: node discovery (GET _nodes/http) refused; keeping the host list (set reload_connections false to stop trying)");
+                break;
             }
-            match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    match resp.bytes().await {
-                        Ok(body) => return Ok(Response { status, body }),
-                        Err(e) => errors.push(format!("{base}: reading the response: {e}")),
-                    }
-                }
-                Err(e) => errors.push(format!("{base}: {}", error_chain(&e))),
-            }
+            let Ok(v) = resp.json::<serde_json::Value>().await else {
+                continue;
+            };
+            let found = publish_addresses(&v);
+            let now = self.hosts.replace_with_discovered(&found);
+            tracing::info!(hosts = ?now.iter().map(|h| redact(h)).collect::<Vec<_>>(), "elasticsearch: node discovery (GET _nodes/http)");
+            return;
         }
-        Err(TransportError(errors.join("; ")))
+        self.hosts.reload_failed();
+    }
+}
+
+/// A base URL for logs: the password (if any) replaced by `***`.
+pub fn redact(base: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        _ => base.to_string(),
     }
 }
 

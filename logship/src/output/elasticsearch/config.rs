@@ -50,6 +50,14 @@ pub struct EsSettings {
     pub include_tag_key: bool,
     pub tag_key: String,
     pub id_key: Option<String>,
+    /// `logstash_format` or `include_timestamp`: documents get `@timestamp`.
+    pub writes_timestamp: bool,
+    pub time_key: Option<String>,
+    pub time_key_format: Option<String>,
+    pub time_key_exclude_timestamp: bool,
+    /// `target_index_key` split at dots.
+    pub target_index_path: Option<Vec<String>>,
+    pub log_es_400_reason: bool,
     /// `metadata_key`: store non-empty Forward v1.5 metadata under this key.
     pub metadata_key: Option<String>,
     pub write_operation: WriteOperation,
@@ -66,7 +74,32 @@ pub struct EsSettings {
     pub retry_max_interval: Duration,
     pub retry_forever: bool,
     pub retry_timeout: Duration,
+    /// `retry_max_times` of `<buffer>`: give a chunk up after this many retries.
+    pub retry_max_times: Option<u64>,
+    /// Host handling (see `hosts.rs`).
+    pub hosts: HostOptions,
+    /// `verify_es_version_at_startup`.
+    pub detect_version: bool,
+    /// `default_elasticsearch_version`: the major version assumed without detection.
+    pub default_major_version: u32,
 }
+
+/// How the output treats its hosts, as fluent-plugin-elasticsearch's transport does.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// `resurrect_after`: a failed host is skipped this long, doubled per further failure.
+    pub resurrect_after: Duration,
+    /// `reload_connections` (+ `reload_after`): rediscover the HTTP nodes every N requests.
+    pub reload_every: Option<u64>,
+    /// `reload_on_failure`: rediscover the nodes when a request failed on every host.
+    pub reload_on_failure: bool,
+    /// `reconnect_on_error`: after any failed request, new connections and the configured
+    /// hosts again.
+    pub reconnect_on_error: bool,
+}
+
+/// The elasticsearch-transport gem's default for `reload_connections true`.
+pub const DEFAULT_RELOAD_AFTER: u64 = 10_000;
 
 /// An index template read at start-up.
 #[derive(Debug, Clone)]
@@ -161,6 +194,15 @@ impl EsSettings {
             include_tag_key: cfg.include_tag_key,
             tag_key: cfg.tag_key.clone(),
             id_key: cfg.id_key.clone(),
+            writes_timestamp: cfg.logstash_format || cfg.include_timestamp,
+            time_key: cfg.time_key.clone(),
+            time_key_format: cfg.time_key_format.clone(),
+            time_key_exclude_timestamp: cfg.time_key_exclude_timestamp,
+            target_index_path: cfg
+                .target_index_key
+                .as_ref()
+                .map(|k| k.split('.').map(str::to_string).collect()),
+            log_es_400_reason: cfg.log_es_400_reason,
             metadata_key: cfg.metadata_key.clone(),
             write_operation: if cfg.write_operation == "index" {
                 WriteOperation::Index
@@ -185,6 +227,17 @@ impl EsSettings {
                 .unwrap_or(Duration::from_secs(60)),
             retry_forever: b.is_some_and(|b| b.retry_forever),
             retry_timeout: b.map_or(Duration::from_secs(72 * 3600), |b| b.retry_timeout),
+            retry_max_times: b.and_then(|b| b.retry_max_times),
+            hosts: HostOptions {
+                resurrect_after: cfg.resurrect_after,
+                reload_every: cfg
+                    .reload_connections
+                    .then_some(cfg.reload_after.unwrap_or(DEFAULT_RELOAD_AFTER)),
+                reload_on_failure: cfg.reload_on_failure,
+                reconnect_on_error: cfg.reconnect_on_error,
+            },
+            detect_version: cfg.verify_es_version_at_startup,
+            default_major_version: cfg.default_elasticsearch_version,
         })
     }
 

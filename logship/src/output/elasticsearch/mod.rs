@@ -14,7 +14,10 @@
 pub mod bulk;
 pub mod config;
 pub mod doc_id;
+pub mod doc_time;
 pub mod encoder;
+pub mod engine;
+pub mod hosts;
 pub mod service;
 
 use std::sync::atomic::Ordering;

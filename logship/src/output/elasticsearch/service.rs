@@ -1,16 +1,26 @@
-//! The delivery side: flush workers take chunks from the buffer, install the index template,
-//! send `_bulk` requests, retry what may succeed later and dead-letter what never will.
+//! The delivery side: flush workers take chunks from the buffer, learn the engine and its
+//! version ([`super::engine`]), install the index template, send `_bulk` requests, retry what
+//! may succeed later and dead-letter what never will.
+//!
+//! Retries: a chunk's failed items are sent again after `retry_wait·2ⁿ` (capped at
+//! `retry_max_interval`, ±12.5 % jitter) until they succeed, or until `retry_max_times`
+//! retries or `retry_timeout` have passed (unless `retry_forever`): then they go to the dead
+//! letter with the last error. A shutdown wakes a worker out of its backoff at once.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::log_limit::LogLimiter;
+
 use rand::Rng as _;
 
+use super::bulk::redact;
 use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome};
 use super::config::{EsSettings, WriteOperation};
 use super::encoder::{write_rfc3339_nanos, Encoder, ItemRef};
+use super::engine::EngineInfo;
 use crate::buffer::{Buffer, Chunk};
 use crate::event::Event;
 
@@ -56,10 +66,19 @@ pub struct Service {
     pub buffer: Arc<Buffer>,
     pub stats: EsStats,
     template_ok: AtomicBool,
+    /// What `GET /` said (or what is assumed); `None` until the first request.
+    engine: Mutex<Option<EngineInfo>>,
     dead_letter: Mutex<Option<std::fs::File>>,
     /// Set at shutdown: retries stop at this instant and what is left is dead-lettered.
     give_up_at: Mutex<Option<Instant>>,
+    /// `true` once shutdown began: wakes workers sleeping in a backoff.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
+
+/// One line per rejected document with `log_es_400_reason true`, within limits.
+static REJECTED_400: LogLimiter = LogLimiter::new(10, Duration::from_secs(60));
+/// Without it: one line per request that had rejected documents, within limits.
+static REJECTED_400_SUMMARY: LogLimiter = LogLimiter::new(3, Duration::from_secs(60));
 
 impl Service {
     pub fn new(name: String, settings: EsSettings, buffer: Arc<Buffer>) -> Result<Self, String> {
@@ -84,6 +103,8 @@ impl Service {
         };
         Ok(Self {
             template_ok: AtomicBool::new(settings.template.is_none()),
+            engine: Mutex::new(None),
+            shutting_down: tokio::sync::watch::channel(false).0,
             name,
             settings,
             http,
@@ -103,9 +124,74 @@ impl Service {
         }
     }
 
-    /// From now on, retries end at `deadline`.
+    /// From now on, retries end at `deadline`; a worker waiting for its next retry wakes up.
     pub fn give_up_at(&self, deadline: Instant) {
         *self.give_up_at.lock().unwrap() = Some(deadline);
+        self.shutting_down.send_replace(true);
+    }
+
+    /// Sleeps `wait`, or less if shutdown begins meanwhile.
+    async fn backoff_sleep(&self, wait: Duration) {
+        let mut rx = self.shutting_down.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = rx.wait_for(|down| *down) => {}
+        }
+    }
+
+    /// The engine behind the hosts: `GET /` once (`verify_es_version_at_startup`), else
+    /// `default_elasticsearch_version`. A 429/5xx or no response is an error (the chunk is
+    /// retried); another refusal of `GET /` (a proxy that only allows `_bulk`) is logged and
+    /// the default version is assumed.
+    pub async fn ensure_engine(&self) -> Result<EngineInfo, String> {
+        if let Some(e) = self.engine.lock().unwrap().clone() {
+            return Ok(e);
+        }
+        let s = &self.settings;
+        let info = if !s.detect_version {
+            EngineInfo::assumed(s.default_major_version)
+        } else {
+            let r = self
+                .http
+                .send(reqwest::Method::GET, "", None)
+                .await
+                .map_err(|e| format!("GET / (version detection): {}", e.0))?;
+            match r.status {
+                200..=299 => EngineInfo::from_root(&r.body, r.product.as_deref())?,
+                429 | 500..=599 => {
+                    return Err(format!(
+                        "GET / (version detection): HTTP {}: {}",
+                        r.status,
+                        String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+                    ))
+                }
+                status => {
+                    tracing::warn!(output = %self.name, status, default_elasticsearch_version = s.default_major_version, "elasticsearch: GET / (version detection) was refused; assuming the default version (set verify_es_version_at_startup false to skip detection)");
+                    EngineInfo::assumed(s.default_major_version)
+                }
+            }
+        };
+        tracing::info!(
+            output = %self.name,
+            engine = %info.describe(),
+            cluster = info.cluster_name.as_deref().unwrap_or(""),
+            hosts = ?self.http.hosts.current().iter().map(|h| redact(h)).collect::<Vec<_>>(),
+            "elasticsearch output connected"
+        );
+        if info.missing_product_header() {
+            tracing::warn!(output = %self.name, engine = %info.describe(), "the server reports Elasticsearch 7.14 or later but sent no X-Elastic-Product header (a proxy that strips it, or not Elasticsearch); logship goes on as if it were Elasticsearch");
+        }
+        *self.engine.lock().unwrap() = Some(info.clone());
+        Ok(info)
+    }
+
+    /// After a failed request with `reconnect_on_error`: new connections, the configured
+    /// hosts and a new version detection (as the plugin drops its client and its `_es_info`).
+    fn reconnect_if_configured(&self) {
+        if self.settings.hosts.reconnect_on_error {
+            self.http.reconnect();
+            *self.engine.lock().unwrap() = None;
+        }
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -124,6 +210,14 @@ impl Service {
         let Some(t) = &self.settings.template else {
             return Ok(());
         };
+        let engine = self.ensure_engine().await?;
+        if t.composable && !engine.has_composable_templates() {
+            return Err(format!(
+                "template_file {name} is a composable template (top-level \"template\" key, PUT _index_template), which {} does not have (Elasticsearch 7.8 or later); write it as a legacy template (index_patterns, order, settings and mappings at the top level)",
+                engine.describe(),
+                name = t.name
+            ));
+        }
         let path = t.api_path();
         if !self.settings.template_overwrite {
             let r = self
@@ -191,6 +285,11 @@ impl Service {
             let mut retry: Vec<ItemRef> = Vec::new();
             let mut last_error = String::new();
             for body in bodies {
+                if let Err(e) = self.ensure_engine().await {
+                    last_error = e;
+                    retry.extend(&body.items);
+                    continue;
+                }
                 if let Err(e) = self.ensure_template().await {
                     last_error = format!("installing the index template: {e}");
                     retry.extend(&body.items);
@@ -212,10 +311,18 @@ impl Service {
                         if self.settings.template.is_some() {
                             self.template_ok.store(false, Ordering::Release);
                         }
+                        self.reconnect_if_configured();
                         BulkOutcome::RetryAll(e.0)
                     }
                     Ok(r) => classify(r.status, &r.body, body.items.len(), create),
                 };
+                if matches!(
+                    outcome,
+                    BulkOutcome::RetryAll(_) | BulkOutcome::RejectAll(_)
+                ) {
+                    self.reconnect_if_configured();
+                }
+                let mut rejected_400 = 0u64;
                 match outcome {
                     BulkOutcome::RetryAll(e) => {
                         self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
@@ -243,11 +350,35 @@ impl Service {
                                 }
                                 ItemOutcome::Reject(err) => {
                                     let (tag, ev) = Self::event(chunk, item);
+                                    if err["status"] == 400 {
+                                        rejected_400 += 1;
+                                        if self.settings.log_es_400_reason {
+                                            crate::warn_limited!(
+                                                REJECTED_400,
+                                                output = %self.name,
+                                                tag,
+                                                error_type = err["error"]["type"].as_str().unwrap_or(""),
+                                                reason = err["error"]["reason"].as_str().unwrap_or(""),
+                                                "elasticsearch rejected a document (400)"
+                                            );
+                                        }
+                                    }
                                     self.dead_letter(tag, ev, &err);
                                 }
                             }
                         }
                     }
+                }
+                if rejected_400 > 0
+                    && !self.settings.log_es_400_reason
+                    && self.settings.dead_letter_path.is_some()
+                {
+                    crate::warn_limited!(
+                        REJECTED_400_SUMMARY,
+                        output = %self.name,
+                        rejected = rejected_400,
+                        "elasticsearch rejected documents (400: mapping or document errors); they are in the dead letter (set log_es_400_reason true to log each reason)"
+                    );
                 }
             }
             if retry.is_empty() {
@@ -256,14 +387,25 @@ impl Service {
             let wait = self.backoff(attempt);
             let shutdown_deadline = *self.give_up_at.lock().unwrap();
             let past_timeout = !self.settings.retry_forever
-                && started.elapsed() + wait > self.settings.retry_timeout;
+                && (started.elapsed() + wait > self.settings.retry_timeout
+                    || self
+                        .settings
+                        .retry_max_times
+                        .is_some_and(|m| u64::from(attempt) >= m));
             let past_shutdown = shutdown_deadline.is_some_and(|d| Instant::now() + wait > d);
             if past_shutdown && !past_timeout && self.buffer.is_persistent() {
                 tracing::info!(output = %self.name, events = retry.len(), error = %last_error, "shutdown: chunk not delivered; it stays in the file buffer for the next start");
                 return false;
             }
             if past_timeout || past_shutdown {
-                let why = if past_timeout {
+                let why = if past_timeout
+                    && self
+                        .settings
+                        .retry_max_times
+                        .is_some_and(|m| u64::from(attempt) >= m)
+                {
+                    "retry_max_times exceeded"
+                } else if past_timeout {
                     "retry_timeout exceeded"
                 } else {
                     "still failing at shutdown"
@@ -283,7 +425,7 @@ impl Service {
                 .retried
                 .fetch_add(retry.len() as u64, Ordering::Relaxed);
             tracing::warn!(output = %self.name, events = retry.len(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %last_error, "bulk delivery failed; will retry");
-            tokio::time::sleep(wait).await;
+            self.backoff_sleep(wait).await;
             attempt += 1;
             pending = retry;
         }
