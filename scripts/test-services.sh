@@ -7,8 +7,9 @@
 #
 # Usage: scripts/test-services.sh COMMAND
 #   install               apt-get install whatever is missing (quiet if nothing is)
-#   start                 install if needed, (re)start all services with fresh data,
-#                         print TEST_* env lines on stdout and write them to $SERVICES_DIR/env
+#   start [NAME...]       install if needed, (re)start all services (or only the NAMEd
+#                         ones) with fresh data, print TEST_* env lines on stdout and
+#                         write them to $SERVICES_DIR/env
 #   stop                  stop everything started by `start` (and the cluster)
 #   stop-service NAME     stop one service   (NAME: mysql | postgres | redis | opensearch
 #                         | elasticsearch7)
@@ -53,6 +54,9 @@ LC_NUMERIC=C # "1.5", not "1,5", in $EPOCHREALTIME
 
 ALL_SERVICES=(mysql postgres redis opensearch elasticsearch7)
 CLUSTER_NODES=(oscluster1 oscluster2 oscluster3)
+# The services `start` starts (all unless named on its command line).
+WANTED=("${ALL_SERVICES[@]}")
+wanted() { [[ " ${WANTED[*]} " == *" $1 "* ]]; }
 PIDS_FILE="$SERVICES_DIR/pids"   # lines "NAME PID"
 PORTS_FILE="$SERVICES_DIR/ports" # lines "NAME PORT"
 ENV_FILE="$SERVICES_DIR/env"
@@ -156,18 +160,26 @@ pg_bindir() {
 
 cmd_install() {
     local missing=()
-    command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null ||
-        missing+=(mariadb-server mariadb-client)
-    [[ -n "$(pg_bindir)" && -x "$(pg_bindir)/initdb" ]] && command -v psql >/dev/null || missing+=(postgresql)
-    command -v redis-server >/dev/null || missing+=(redis-server)
-    command -v mvn >/dev/null || missing+=(maven)
-    command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+    if wanted mysql; then
+        command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null ||
+            missing+=(mariadb-server mariadb-client)
+    fi
+    if wanted postgres; then
+        [[ -n "$(pg_bindir)" && -x "$(pg_bindir)/initdb" ]] && command -v psql >/dev/null || missing+=(postgresql)
+    fi
+    if wanted redis; then command -v redis-server >/dev/null || missing+=(redis-server); fi
+    if wanted opensearch || wanted elasticsearch7; then
+        command -v mvn >/dev/null || missing+=(maven)
+        command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+    fi
     command -v curl >/dev/null || missing+=(curl)
     command -v runuser >/dev/null || missing+=(util-linux)
-    # Not a service, but a test peer: logship's `tail` is driven in a real terminal (tmux).
-    command -v tmux >/dev/null || missing+=(tmux)
-    # Not a service either: promtool (Debian's prometheus package) validates logship's /metrics.
-    command -v promtool >/dev/null || missing+=(prometheus)
+    if ((${#WANTED[@]} == ${#ALL_SERVICES[@]})); then
+        # Not a service, but a test peer: logship's `tail` is driven in a real terminal (tmux).
+        command -v tmux >/dev/null || missing+=(tmux)
+        # Not a service either: promtool (Debian's prometheus package) validates logship's /metrics.
+        command -v promtool >/dev/null || missing+=(prometheus)
+    fi
     ((${#missing[@]} == 0)) && return 0
 
     log "installing ${missing[*]} with apt-get"
@@ -651,15 +663,13 @@ cmd_stop() {
 # ---------------------------------------------------------------------- start
 
 print_env() {
-    cat <<EOF
-TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" mysql)/$DB_NAME
-TEST_POSTGRES_URL=postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" postgres)/$DB_NAME
-TEST_REDIS_URL=redis://127.0.0.1:$(kv_get "$PORTS_FILE" redis)/
-TEST_ELASTICSEARCH_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" opensearch)
-TEST_ELASTICSEARCH7_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" elasticsearch7)
-TEST_SERVICES_SCRIPT=$SCRIPT
-TEST_SERVICES_DIR=$SERVICES_DIR
-EOF
+    if wanted mysql; then echo "TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" mysql)/$DB_NAME"; fi
+    if wanted postgres; then echo "TEST_POSTGRES_URL=postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" postgres)/$DB_NAME"; fi
+    if wanted redis; then echo "TEST_REDIS_URL=redis://127.0.0.1:$(kv_get "$PORTS_FILE" redis)/"; fi
+    if wanted opensearch; then echo "TEST_ELASTICSEARCH_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" opensearch)"; fi
+    if wanted elasticsearch7; then echo "TEST_ELASTICSEARCH7_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" elasticsearch7)"; fi
+    echo "TEST_SERVICES_SCRIPT=$SCRIPT"
+    echo "TEST_SERVICES_DIR=$SERVICES_DIR"
 }
 
 # on_start_failure NAME: report, stop what was started, exit non-zero.
@@ -672,6 +682,10 @@ on_start_failure() {
 cmd_start() {
     local t0 name
     t0="$(now)"
+    if (($# > 0)); then
+        for name in "$@"; do check_name "$name" any; done
+        WANTED=("$@")
+    fi
     cmd_install
     # Leftovers of an earlier run (crashed test, missing stop) go first.
     cmd_stop
@@ -688,31 +702,39 @@ cmd_start() {
     touch "$SERVICES_DIR/.test-services"
     : >"$PIDS_FILE"
     : >"$PORTS_FILE"
-    for name in "${ALL_SERVICES[@]}" opensearch_transport elasticsearch7_transport; do pick_port "$name"; done
+    for name in "${WANTED[@]}"; do pick_port "$name"; done
+    if wanted opensearch; then pick_port opensearch_transport; fi
+    if wanted elasticsearch7; then pick_port elasticsearch7_transport; fi
 
     # The search nodes take longest: launch their JVMs first, start the others
     # while they boot, then wait for them.
-    opensearch_build || on_start_failure opensearch
-    maven_build elasticsearch7 "$ES7_SRC" || on_start_failure elasticsearch7
-    launch_opensearch || on_start_failure opensearch
-    launch_elasticsearch7 || on_start_failure elasticsearch7
-    start_mysql 1 || on_start_failure mysql
-    start_postgres 1 || on_start_failure postgres
-    start_redis || on_start_failure redis
-    wait_opensearch || on_start_failure opensearch
-    wait_elasticsearch7 || on_start_failure elasticsearch7
+    if wanted opensearch; then
+        opensearch_build || on_start_failure opensearch
+        launch_opensearch || on_start_failure opensearch
+    fi
+    if wanted elasticsearch7; then
+        maven_build elasticsearch7 "$ES7_SRC" || on_start_failure elasticsearch7
+        launch_elasticsearch7 || on_start_failure elasticsearch7
+    fi
+    if wanted mysql; then start_mysql 1 || on_start_failure mysql; fi
+    if wanted postgres; then start_postgres 1 || on_start_failure postgres; fi
+    if wanted redis; then start_redis || on_start_failure redis; fi
+    if wanted opensearch; then wait_opensearch || on_start_failure opensearch; fi
+    if wanted elasticsearch7; then wait_elasticsearch7 || on_start_failure elasticsearch7; fi
 
     print_env >"$ENV_FILE"
-    log "all services ready in $(elapsed "$t0") s; env in $ENV_FILE, logs under $SERVICES_DIR"
+    log "${WANTED[*]} ready in $(elapsed "$t0") s; env in $ENV_FILE, logs under $SERVICES_DIR"
     cat "$ENV_FILE"
 }
 
+# check_name NAME [any]: a known service (and, without `any`, one that was started).
 check_name() {
     case "${1:-}" in
     mysql | postgres | redis | opensearch | elasticsearch7) ;;
     *) die "unknown service '${1:-}' (expected one of: ${ALL_SERVICES[*]})" ;;
     esac
-    [[ -s "$PORTS_FILE" ]] || die "services are not started (no $PORTS_FILE); run '$0 start' first"
+    [[ "${2:-}" == any ]] && return 0
+    [[ -n "$(kv_get "$PORTS_FILE" "$1")" ]] || die "$1 is not started (no port in $PORTS_FILE); run '$0 start' first"
 }
 
 cmd_stop_service() {
@@ -744,7 +766,10 @@ cmd_start_service() {
 
 case "${1:-}" in
 install) cmd_install ;;
-start) cmd_start ;;
+start)
+    shift
+    cmd_start "$@"
+    ;;
 stop) cmd_stop ;;
 stop-service) cmd_stop_service "${2:-}" ;;
 start-service) cmd_start_service "${2:-}" ;;

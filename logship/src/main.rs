@@ -77,7 +77,7 @@ enum Command {
     },
     /// Show (and follow) the log documents in Elasticsearch, oldest first.
     Tail {
-        /// Elasticsearch URL.
+        /// Elasticsearch URL; several, comma-separated, are tried in turn when one fails.
         #[arg(
             long,
             env = "ELASTICSEARCH_URL",

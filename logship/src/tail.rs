@@ -5,6 +5,10 @@
 //! document shown. (A document indexed later with a `@timestamp` older than the last one shown
 //! is not shown — Elasticsearch cannot tell it is new.) Connection errors while following are
 //! reported once on stderr and retried until Elasticsearch is back.
+//!
+//! `--url` may list several nodes of one cluster (comma-separated): tail reads from one, and
+//! when it gives no answer (or only part of the shards answer) it goes on with the next one at
+//! once, saying so on stderr; a cluster losing a node is followed without a gap.
 
 use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
@@ -110,15 +114,52 @@ pub fn build_query(o: &TailOptions) -> Result<Value, String> {
 
 struct Es {
     http: reqwest::Client,
-    url: String,
+    /// The `--url` list; `current` is the one in use.
+    urls: Vec<String>,
+    current: usize,
     index: String,
 }
 
+/// Why a search failed: no usable answer from that node (try another), or an answer that
+/// another node would give too (an HTTP error for the request itself).
+enum SearchError {
+    Unreachable(String),
+    Refused(String),
+}
+
 impl Es {
-    async fn search(&self, body: &Value) -> Result<Value, String> {
+    fn url(&self) -> &str {
+        &self.urls[self.current]
+    }
+
+    /// Searches on the current node; when it gives no usable answer, on the others in turn
+    /// (the one that answers becomes the current node). `Err` holds the last error.
+    async fn search(&mut self, body: &Value) -> Result<Value, String> {
+        let mut last = String::new();
+        for i in 0..self.urls.len() {
+            let at = (self.current + i) % self.urls.len();
+            match self.search_on(&self.urls[at], body).await {
+                Ok(v) => {
+                    if at != self.current {
+                        eprintln!(
+                            "logship tail: {} failed ({last}); following through {}",
+                            self.urls[self.current], self.urls[at]
+                        );
+                        self.current = at;
+                    }
+                    return Ok(v);
+                }
+                Err(SearchError::Refused(e)) => return Err(e),
+                Err(SearchError::Unreachable(e)) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn search_on(&self, url: &str, body: &Value) -> Result<Value, SearchError> {
         let r = self
             .http
-            .post(format!("{}/{}/_search", self.url, self.index))
+            .post(format!("{url}/{}/_search", self.index))
             .json(body)
             .send()
             .await
@@ -129,14 +170,36 @@ impl Es {
                     s = format!("{s}: {c}");
                     src = c.source();
                 }
-                s
+                SearchError::Unreachable(s)
             })?;
         let status = r.status();
-        let text = r.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("HTTP {status}: {}", &text[..text.len().min(300)]));
+        let text = r
+            .text()
+            .await
+            .map_err(|e| SearchError::Unreachable(e.to_string()))?;
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(SearchError::Unreachable(format!(
+                "HTTP {status}: {}",
+                &text[..text.len().min(300)]
+            )));
         }
-        serde_json::from_str(&text).map_err(|e| format!("unreadable response: {e}"))
+        if !status.is_success() {
+            return Err(SearchError::Refused(format!(
+                "HTTP {status}: {}",
+                &text[..text.len().min(300)]
+            )));
+        }
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| SearchError::Unreachable(format!("unreadable response: {e}")))?;
+        // A node that lost contact with some shard copies answers with part of the hits:
+        // following from that would skip documents, so it counts as no answer.
+        let failed = v["_shards"]["failed"].as_u64().unwrap_or(0);
+        if failed > 0 || v["timed_out"] == true {
+            return Err(SearchError::Unreachable(format!(
+                "{failed} shard(s) did not answer"
+            )));
+        }
+        Ok(v)
     }
 }
 
@@ -152,11 +215,19 @@ fn sort(order: &str) -> Value {
 /// Runs `tail`; returns the exit code (0, also on Ctrl-C; 1 on an error when not following).
 pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<i32> {
     let query = build_query(&o).map_err(anyhow::Error::msg)?;
-    let es = Es {
+    let urls: Vec<String> = o
+        .url
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    anyhow::ensure!(!urls.is_empty(), "--url is empty");
+    let mut es = Es {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,
-        url: o.url.trim_end_matches('/').to_string(),
+        urls,
+        current: 0,
         index: o.index.clone(),
     };
     let mut printer = Printer::new(o.json, o.color);
@@ -179,18 +250,18 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
                         }
                     }
                     if failing {
-                        eprintln!("logship tail: connected to {}", es.url);
+                        eprintln!("logship tail: connected to {}", es.url());
                     }
                     break;
                 }
                 Err(e) if o.follow => {
                     if !failing {
-                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url);
+                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url());
                         failing = true;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => anyhow::bail!("{}: {e}", es.url),
+                Err(e) => anyhow::bail!("{}: {e}", es.url()),
             }
         }
         out.flush()?;
@@ -205,7 +276,7 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
             match es.search(&body).await {
                 Ok(r) => {
                     if failing {
-                        eprintln!("logship tail: {} is back", es.url);
+                        eprintln!("logship tail: {} is back", es.url());
                         failing = false;
                     }
                     let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
@@ -220,7 +291,7 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
                 }
                 Err(e) => {
                     if !failing {
-                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url);
+                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url());
                         failing = true;
                     }
                 }

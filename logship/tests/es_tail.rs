@@ -1,4 +1,5 @@
-//! `logship tail -f -n 0 --json` against the real node while `logship run` indexes: each new
+//! `logship tail -f -n 0 --json` against each real search engine (OpenSearch, Elasticsearch 7;
+//! one test per engine) while `logship run` indexes: each new
 //! document is printed exactly once, in time order; a document indexed before the tail started
 //! is not printed; SIGINT exits 0.
 
@@ -14,10 +15,17 @@ use es_common::*;
 use logship::event::EventTime;
 use serde_json::{json, Value};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follow_prints_each_new_document_once_in_time_order() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+on_every_engine!(
+    follow_prints_each_new_document_once_in_time_order,
+    follow_survives_a_node_restart_with_a_notice,
+    filters_select_exactly_the_matching_documents,
+    json_lines_are_the_sources_in_timestamp_then_id_order,
+    pretty_output_in_a_real_terminal_is_coloured_unless_no_color,
+);
+
+async fn follow_prints_each_new_document_once_in_time_order(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let ls = Logship::start(&es, &[]);
     let mut client = ls.client().await;
@@ -101,26 +109,13 @@ async fn follow_prints_each_new_document_once_in_time_order() {
     ls.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follow_survives_a_node_restart_with_a_notice() {
-    let Some(es) = es_url() else { return };
-    let Ok(script) = std::env::var("TEST_SERVICES_SCRIPT") else {
-        assert_ne!(std::env::var("REQUIRE_SERVICES").as_deref(), Ok("1"));
-        eprintln!("skipping: TEST_SERVICES_SCRIPT is not set");
+async fn follow_survives_a_node_restart_with_a_notice(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let Some(script) = Engine::services_script() else {
         return;
     };
-    let _g = node_lock().lock().await;
-    let svc = |cmd: &str| {
-        let out = Command::new(&script)
-            .args([cmd, "opensearch"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let _g = engine.lock().lock().await;
+    let svc = |cmd: &str| engine.service_cmd(&script, cmd);
     let run = run_id();
     let mut tail = Command::new(BIN)
         .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
@@ -404,10 +399,9 @@ async fn filter_fixture(idx: &TestIndex, run: &str) -> (String, String) {
     (alpha, beta_id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_select_exactly_the_matching_documents() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+async fn filters_select_exactly_the_matching_documents(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let idx = TestIndex::new(&es, &run).await;
     let (alpha, beta_id) = filter_fixture(&idx, &run).await;
@@ -490,10 +484,9 @@ async fn filters_select_exactly_the_matching_documents() {
     assert_ne!(code, Some(0), "--since 10w: {err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_lines_are_the_sources_in_timestamp_then_id_order() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+async fn json_lines_are_the_sources_in_timestamp_then_id_order(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let idx = TestIndex::new(&es, &run).await;
     let now = EventTime::now().secs;
@@ -680,13 +673,12 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pretty_output_in_a_real_terminal_is_coloured_unless_no_color() {
+async fn pretty_output_in_a_real_terminal_is_coloured_unless_no_color(engine: Engine) {
     if !have_tmux() {
         return;
     }
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let idx = TestIndex::new(&es, &run).await;
     let now = EventTime::now().secs;

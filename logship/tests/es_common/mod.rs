@@ -1,8 +1,10 @@
-//! Shared by the `es_*` tests: the OpenSearch URL from `TEST_ELASTICSEARCH_URL` (skip or fail
-//! per `REQUIRE_SERVICES`), `logship run -c fluentd/fluentd.conf` as a child process, Docker
-//! shaped records sent with logship's own Forward client, and small OpenSearch queries.
+//! Shared by the `es_*` tests: the search engines of the test services ([`Engine`]: OpenSearch
+//! 2.19 at `TEST_ELASTICSEARCH_URL`, Elasticsearch 7.10 at `TEST_ELASTICSEARCH7_URL`; skip or
+//! fail per `REQUIRE_SERVICES`) and [`on_every_engine!`], which turns one test body into one
+//! test per engine; `logship run -c fluentd/fluentd.conf` as a child process, Docker shaped
+//! records sent with logship's own Forward client, and small search queries.
 //! A test binary that uses it declares `mod logship_child;` (the child-process helper) too.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -18,25 +20,128 @@ use crate::logship_child;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_logship");
 
-/// Every test of a binary that talks to the node takes this lock: the outage test restarts
-/// the node (which comes back empty), so nothing else may run meanwhile.
-pub fn node_lock() -> &'static tokio::sync::Mutex<()> {
-    static L: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
-    L.get_or_init(|| tokio::sync::Mutex::new(()))
+/// A search engine of the test services. Every Elasticsearch-facing test runs on each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// OpenSearch 2.19 (`TEST_ELASTICSEARCH_URL`, service `opensearch`).
+    OpenSearch,
+    /// Elasticsearch 7.10.2 (`TEST_ELASTICSEARCH7_URL`, service `elasticsearch7`).
+    Elasticsearch7,
 }
 
-/// The node's URL without a trailing slash; `None` means "skip".
-pub fn es_url() -> Option<String> {
-    match std::env::var("TEST_ELASTICSEARCH_URL") {
+impl Engine {
+    /// The variable `scripts/test-services.sh start` prints its URL in.
+    pub fn url_var(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "TEST_ELASTICSEARCH_URL",
+            Engine::Elasticsearch7 => "TEST_ELASTICSEARCH7_URL",
+        }
+    }
+
+    /// Its name for `test-services.sh stop-service/start-service`.
+    pub fn service(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "opensearch",
+            Engine::Elasticsearch7 => "elasticsearch7",
+        }
+    }
+
+    /// What logship's version detection should report (`Product version`, prefix).
+    pub fn describe_prefix(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "OpenSearch 2.",
+            Engine::Elasticsearch7 => "Elasticsearch 7.10.",
+        }
+    }
+
+    /// The node's URL without a trailing slash; `None` means "skip".
+    pub fn url(self) -> Option<String> {
+        service_url(self.url_var())
+    }
+
+    /// Every test of a binary that talks to this node takes its lock: the outage tests
+    /// restart the node (which comes back empty), so nothing else may use it meanwhile.
+    /// Tests on different engines run side by side.
+    pub fn lock(self) -> &'static tokio::sync::Mutex<()> {
+        static L: [std::sync::OnceLock<tokio::sync::Mutex<()>>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        L[self as usize].get_or_init(|| tokio::sync::Mutex::new(()))
+    }
+
+    /// `test-services.sh stop-service|start-service` for this node (`None`: skip, as for
+    /// [`Engine::url`]).
+    pub fn services_script() -> Option<String> {
+        match std::env::var("TEST_SERVICES_SCRIPT") {
+            Ok(s) if !s.is_empty() => Some(s),
+            _ => {
+                assert_ne!(
+                    std::env::var("REQUIRE_SERVICES").as_deref(),
+                    Ok("1"),
+                    "TEST_SERVICES_SCRIPT is not set but REQUIRE_SERVICES=1"
+                );
+                eprintln!("skipping: TEST_SERVICES_SCRIPT is not set");
+                None
+            }
+        }
+    }
+
+    /// Runs `test-services.sh CMD <service>` and asserts it succeeded.
+    pub fn service_cmd(self, script: &str, cmd: &str) {
+        let out = Command::new(script)
+            .args([cmd, self.service()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd} {}: {}",
+            self.service(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// One `#[tokio::test]` per [`Engine`] for each `async fn NAME(engine: Engine)` listed, in
+/// modules named after the engine: `opensearch::NAME` and `elasticsearch7::NAME`.
+macro_rules! on_every_engine {
+    ($($name:ident),+ $(,)?) => {
+        mod opensearch {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::es_common::Engine::OpenSearch).await
+                }
+            )+
+        }
+        mod elasticsearch7 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::es_common::Engine::Elasticsearch7).await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_every_engine;
+
+/// The URL in `var` without a trailing slash; `None` means "skip". Panics if it is missing
+/// while `REQUIRE_SERVICES=1`.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(u) if !u.trim().is_empty() => Some(u.trim().trim_end_matches('/').to_string()),
         _ if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("TEST_ELASTICSEARCH_URL is not set but REQUIRE_SERVICES=1")
+            panic!("{var} is not set but REQUIRE_SERVICES=1 (start them: scripts/test-services.sh start)")
         }
         _ => {
-            eprintln!("skipping: TEST_ELASTICSEARCH_URL is not set (run scripts/test.sh)");
+            eprintln!("skipping: {var} is not set (run scripts/test.sh)");
             None
         }
     }
+}
+
+/// The OpenSearch node's URL (benchmarks and tests that need only one engine).
+pub fn es_url() -> Option<String> {
+    Engine::OpenSearch.url()
 }
 
 pub fn repo() -> PathBuf {

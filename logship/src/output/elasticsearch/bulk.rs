@@ -98,11 +98,14 @@ impl EsHttp {
                 .await
             {
                 Ok(r) => {
-                    self.hosts.succeeded(&base);
+                    if self.hosts.succeeded(&base) {
+                        tracing::info!(host = %redact(&base), "elasticsearch: host is back");
+                    }
                     return Ok(r);
                 }
                 Err(e) => {
-                    self.hosts.failed(&base);
+                    let skip = self.hosts.failed(&base);
+                    tracing::warn!(host = %redact(&base), skipped_for_s = skip.as_secs_f64(), error = %e, "elasticsearch: host failed; skipped until it is due");
                     errors.push(format!("{}: {e}", redact(&base)));
                 }
             }

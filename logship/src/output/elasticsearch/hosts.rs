@@ -105,29 +105,40 @@ impl HostPool {
         dead.into_iter().map(|h| h.base.clone()).collect()
     }
 
-    /// `base` answered (any HTTP status): live again.
-    pub fn succeeded(&self, base: &str) {
+    /// `base` answered (any HTTP status): live again. `true` if it had failed before.
+    pub fn succeeded(&self, base: &str) -> bool {
         let mut st = self.state.lock().unwrap();
-        if let Some(h) = st.hosts.iter_mut().find(|h| h.base == base) {
-            h.failures = 0;
-            h.dead_until = None;
+        match st.hosts.iter_mut().find(|h| h.base == base) {
+            Some(h) => {
+                let was_dead = h.failures > 0;
+                h.failures = 0;
+                h.dead_until = None;
+                was_dead
+            }
+            None => false,
         }
     }
 
-    /// `base` gave no response: skipped for `resurrect_after · 2^(failures-1)`.
-    pub fn failed(&self, base: &str) {
-        self.failed_at(base, Instant::now());
+    /// `base` gave no response: skipped for `resurrect_after · 2^(failures-1)`, which is
+    /// returned.
+    pub fn failed(&self, base: &str) -> Duration {
+        self.failed_at(base, Instant::now())
     }
 
-    fn failed_at(&self, base: &str, now: Instant) {
+    fn failed_at(&self, base: &str, now: Instant) -> Duration {
         let mut st = self.state.lock().unwrap();
-        if let Some(h) = st.hosts.iter_mut().find(|h| h.base == base) {
-            h.failures = h.failures.saturating_add(1);
-            let factor = 1u32
-                .checked_shl(h.failures - 1)
-                .unwrap_or(MAX_BACKOFF_FACTOR)
-                .min(MAX_BACKOFF_FACTOR);
-            h.dead_until = Some(now + self.opts.resurrect_after * factor);
+        match st.hosts.iter_mut().find(|h| h.base == base) {
+            Some(h) => {
+                h.failures = h.failures.saturating_add(1);
+                let factor = 1u32
+                    .checked_shl(h.failures - 1)
+                    .unwrap_or(MAX_BACKOFF_FACTOR)
+                    .min(MAX_BACKOFF_FACTOR);
+                let skip = self.opts.resurrect_after * factor;
+                h.dead_until = Some(now + skip);
+                skip
+            }
+            None => Duration::ZERO,
         }
     }
 
@@ -254,7 +265,7 @@ mod tests {
         assert_eq!(p.plan_at(t0)[0], "http://h1:9200");
         assert_eq!(p.plan_at(t0)[0], "http://h2:9200");
         assert_eq!(p.plan_at(t0)[0], "http://h3:9200");
-        p.failed_at("http://h2:9200", t0);
+        assert_eq!(p.failed_at("http://h2:9200", t0), Duration::from_secs(60));
         // h2 is left out of every plan for 60 s
         for _ in 0..6 {
             let plan = p.plan_at(t0 + Duration::from_secs(59));
@@ -267,7 +278,8 @@ mod tests {
         assert_eq!(p.plan_at(t0 + Duration::from_secs(119)).len(), 2);
         assert_eq!(p.plan_at(t0 + Duration::from_secs(120)).len(), 3);
         // a success resets it
-        p.succeeded("http://h2:9200");
+        assert!(p.succeeded("http://h2:9200"));
+        assert!(!p.succeeded("http://h2:9200"));
         p.failed_at("http://h2:9200", t0);
         assert_eq!(p.plan_at(t0 + Duration::from_secs(60)).len(), 3);
         // the skip is capped at 32 x resurrect_after

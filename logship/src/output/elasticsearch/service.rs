@@ -39,12 +39,14 @@ pub struct EsStats {
     pub dead_lettered: AtomicU64,
     /// `_bulk` requests sent.
     pub bulk_requests: AtomicU64,
-    /// Requests that got no response, or a 429/5xx for the whole request.
+    /// Other requests sent: version detection (`GET /`) and template checks/installs.
+    pub other_requests: AtomicU64,
+    /// Requests (of either kind) that got no response, or a 429/5xx for the whole request.
     pub failed_requests: AtomicU64,
 }
 
 impl EsStats {
-    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("received", g(&self.received)),
@@ -54,6 +56,7 @@ impl EsStats {
             ("dead_lettered", g(&self.dead_lettered)),
             ("bulk_requests", g(&self.bulk_requests)),
             ("failed_requests", g(&self.failed_requests)),
+            ("other_requests", g(&self.other_requests)),
         ]
     }
 }
@@ -152,10 +155,9 @@ impl Service {
             EngineInfo::assumed(s.default_major_version)
         } else {
             let r = self
-                .http
-                .send(reqwest::Method::GET, "", None)
+                .aux_request(reqwest::Method::GET, "", None)
                 .await
-                .map_err(|e| format!("GET / (version detection): {}", e.0))?;
+                .map_err(|e| format!("GET / (version detection): {e}"))?;
             match r.status {
                 200..=299 => EngineInfo::from_root(&r.body, r.product.as_deref())?,
                 429 | 500..=599 => {
@@ -183,6 +185,31 @@ impl Service {
         }
         *self.engine.lock().unwrap() = Some(info.clone());
         Ok(info)
+    }
+
+    /// A request other than `_bulk`, counted in `other_requests` and, when it gets no answer or
+    /// a 429/5xx, in `failed_requests` (so `/healthz` sees an unreachable cluster even before
+    /// the first bulk request).
+    async fn aux_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&[u8], &'static str)>,
+    ) -> Result<super::bulk::Response, String> {
+        self.stats.other_requests.fetch_add(1, Ordering::Relaxed);
+        match self.http.send(method, path, body).await {
+            Ok(r) => {
+                if r.status == 429 || r.status >= 500 {
+                    self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                self.reconnect_if_configured();
+                Err(e.0)
+            }
+        }
     }
 
     /// After a failed request with `reconnect_on_error`: new connections, the configured
@@ -220,25 +247,19 @@ impl Service {
         }
         let path = t.api_path();
         if !self.settings.template_overwrite {
-            let r = self
-                .http
-                .send(reqwest::Method::GET, &path, None)
-                .await
-                .map_err(|e| e.0)?;
+            let r = self.aux_request(reqwest::Method::GET, &path, None).await?;
             if r.status == 200 {
                 self.template_ok.store(true, Ordering::Release);
                 return Ok(());
             }
         }
         let r = self
-            .http
-            .send(
+            .aux_request(
                 reqwest::Method::PUT,
                 &path,
                 Some((t.body.as_bytes(), "application/json")),
             )
-            .await
-            .map_err(|e| e.0)?;
+            .await?;
         if (200..300).contains(&r.status) {
             tracing::info!(output = %self.name, template = %t.name, "index template installed");
             self.template_ok.store(true, Ordering::Release);
