@@ -114,6 +114,10 @@ enum Command {
         /// Poll interval while following, in seconds.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
+        /// While following, show a document once its @timestamp is this many seconds old, so
+        /// that one on a shard that refreshes later is not passed over.
+        #[arg(long, default_value_t = 2.0)]
+        delay: f64,
     },
 }
 
@@ -219,6 +223,7 @@ fn main() -> ExitCode {
                 level,
                 json,
                 interval,
+                delay,
             } => {
                 let opts = logship::tail::TailOptions {
                     url,
@@ -233,6 +238,7 @@ fn main() -> ExitCode {
                     json,
                     color: logship::tail::TailOptions::default_color(),
                     interval: Duration::from_secs_f64(interval.clamp(0.05, 3600.0)),
+                    delay: Duration::from_secs_f64(delay.clamp(0.0, 86_400.0)),
                 };
                 let mut out = std::io::stdout();
                 logship::tail::tail(opts, &mut out).await

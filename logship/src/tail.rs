@@ -2,9 +2,12 @@
 //!
 //! Documents are read in `(@timestamp, _id)` order with `search_after`, so while following
 //! each document is shown once, in time order: a poll asks only for what sorts after the last
-//! document shown. (A document indexed later with a `@timestamp` older than the last one shown
-//! is not shown — Elasticsearch cannot tell it is new.) Connection errors while following are
-//! reported once on stderr and retried until Elasticsearch is back.
+//! document shown. A document indexed later with a `@timestamp` older than the last one shown
+//! is not shown — Elasticsearch cannot tell it is new — so while following, only documents
+//! whose `@timestamp` is at least `--delay` (2 s) old are read: the shards of an index refresh
+//! (make new documents searchable) each on its own second, and the delay lets every shard
+//! catch up before the cursor passes. Connection errors while following are reported once on
+//! stderr and retried until Elasticsearch is back.
 //!
 //! `--url` may list several nodes of one cluster (comma-separated): tail reads from one, and
 //! when it gives no answer (or only part of the shards answer) it goes on with the next one at
@@ -34,6 +37,8 @@ pub struct TailOptions {
     pub color: bool,
     /// Poll interval while following.
     pub interval: Duration,
+    /// While following, only documents whose `@timestamp` is at least this old are read.
+    pub delay: Duration,
 }
 
 impl TailOptions {
@@ -205,6 +210,27 @@ impl Es {
 
 const PAGE: usize = 1000;
 
+/// While following: `query` limited to documents whose `@timestamp` is at least `o.delay`
+/// old (see the module docs). Otherwise `query` itself.
+fn settled(query: &Value, o: &TailOptions) -> Value {
+    if !o.follow || o.delay.is_zero() {
+        return query.clone();
+    }
+    let now = crate::event::EventTime::now();
+    let total = now.secs as i128 * 1_000_000_000 + now.nanos as i128 - o.delay.as_nanos() as i128;
+    let upto = crate::event::EventTime::new(
+        total.div_euclid(1_000_000_000) as i64,
+        total.rem_euclid(1_000_000_000) as u32,
+    );
+    let mut ts = Vec::new();
+    crate::output::elasticsearch::encoder::write_rfc3339_nanos(&mut ts, upto);
+    let mut q = query.clone();
+    if let Some(f) = q["bool"]["filter"].as_array_mut() {
+        f.push(json!({"range": {"@timestamp": {"lte": String::from_utf8_lossy(&ts)}}}));
+    }
+    q
+}
+
 fn sort(order: &str) -> Value {
     json!([
         {"@timestamp": {"order": order, "unmapped_type": "date_nanos"}},
@@ -237,7 +263,8 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
         let mut cursor: Option<Value> = None;
         let mut failing = false;
         loop {
-            let body = json!({"size": o.lines.max(1), "query": query, "sort": sort("desc")});
+            let body =
+                json!({"size": o.lines.max(1), "query": settled(&query, &o), "sort": sort("desc")});
             match es.search(&body).await {
                 Ok(r) => {
                     let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
@@ -269,7 +296,7 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
             return Ok::<i32, anyhow::Error>(0);
         }
         loop {
-            let mut body = json!({"size": PAGE, "query": query, "sort": sort("asc")});
+            let mut body = json!({"size": PAGE, "query": settled(&query, &o), "sort": sort("asc")});
             if let Some(c) = &cursor {
                 body["search_after"] = c.clone();
             }
@@ -468,11 +495,24 @@ mod tests {
             json: false,
             color: false,
             interval: Duration::from_secs(1),
+            delay: Duration::from_secs(2),
         };
         let q = build_query(&o).unwrap();
         let f = q["bool"]["filter"].as_array().unwrap();
         assert_eq!(f.len(), 4);
         assert_eq!(f[0]["query_string"]["query"], "status:500");
         assert_eq!(f[3]["range"]["level"]["gte"], 50);
+        // not following: no delay
+        assert_eq!(settled(&q, &o), q);
+        // following: only documents at least `delay` old
+        let following = TailOptions { follow: true, ..o };
+        let s = settled(&q, &following);
+        let upto = s["bool"]["filter"][4]["range"]["@timestamp"]["lte"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let t = crate::output::timefmt::parse_rfc3339(&upto).unwrap();
+        let lag = crate::event::EventTime::now().secs - t.secs;
+        assert!((1..=3).contains(&lag), "{upto}");
     }
 }

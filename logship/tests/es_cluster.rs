@@ -10,7 +10,7 @@
 //!   `request_id` is stored twice (the failed node's shard copies were promoted elsewhere,
 //!   resent bulks answered 409 on `create`);
 //! - the output skipped the dead node (its requests went to the others) and used it again
-//!   once it was back (`resurrect_after 2s`);
+//!   once it was back (`resurrect_after 1s`);
 //! - `logship tail -f` kept following through the failure: it printed the events sent after
 //!   the node came back, none twice, and exits 0 on SIGINT.
 
@@ -20,13 +20,14 @@ mod logship_child;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durability_common::{batches, log_fields, seq_sum, wait_exact};
+use durability_common::{log_fields, wait_exact};
 use es_common::*;
-use logship::event::EventBatch;
+use logship::event::{Event, EventBatch, EventTime};
+use logship::forward::client::encode_record_from_json;
 use logship::forward::{ClientConfig, ForwardClient};
 use serde_json::{json, Value};
 
@@ -83,8 +84,7 @@ impl Drop for Cluster {
     }
 }
 
-const EVENTS: u64 = 9_000;
-const PER_BATCH: u64 = 10;
+const PER_BATCH: u64 = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows() {
@@ -126,7 +126,7 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
   index_name {index}
   include_timestamp true
   request_timeout 5s
-  resurrect_after 2s
+  resurrect_after 1s
   <buffer>
     flush_mode interval
     flush_interval 0.2s
@@ -172,23 +172,23 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
         }
     });
 
-    // A steady stream: 2 connections, each a batch of 10 every 100 ms (~200 events/s).
-    let all = with_request_ids(batches(&run, EVENTS, PER_BATCH, 40), &run);
+    // A steady stream on one connection: a batch of 20 every 100 ms (~200 events/s), until
+    // told to stop.
     let port = Arc::new(AtomicU16::new(ls.port));
     let acked = Arc::new(AtomicU64::new(0));
-    let mut feeders = Vec::new();
-    for part in split(all, 2) {
-        feeders.push(tokio::spawn(paced_feed(
-            port.clone(),
-            part,
-            Duration::from_millis(100),
-            acked.clone(),
-        )));
-    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = tokio::spawn(paced_feed(
+        port.clone(),
+        run.clone(),
+        Duration::from_millis(100),
+        acked.clone(),
+        stop.clone(),
+    ));
 
-    // Kill node 1 (first in hosts and in tail's --url) a third of the way in.
+    // Kill node 1 (first in hosts and in tail's --url) once 2,000 events are in.
+    let node1 = cluster.urls[0].clone();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while acked.load(Ordering::SeqCst) < EVENTS / 3 {
+    while acked.load(Ordering::SeqCst) < 2_000 {
         assert!(Instant::now() < deadline, "stream stalled before the kill");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -196,23 +196,44 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
     let killed_at = acked.load(Ordering::SeqCst);
     eprintln!("node 1 killed with {killed_at} events acked");
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let during = acked.load(Ordering::SeqCst) - killed_at;
     cluster.node("start-node", 1);
     eprintln!(
-        "node 1 back with {} events acked ({during} while it was down)",
-        acked.load(Ordering::SeqCst)
+        "node 1 back with {} events acked ({} while it was down)",
+        acked.load(Ordering::SeqCst),
+        acked.load(Ordering::SeqCst) - killed_at
     );
-    assert!(during > 0, "the stream stopped while node 1 was down");
-
-    for f in feeders {
-        tokio::time::timeout(Duration::from_secs(300), f)
-            .await
-            .expect("stream finished")
-            .unwrap();
+    // The output skipped node 1 while it was down (it kept acking: the stream went on) and
+    // uses it again once it is due (resurrect_after 1s, doubled per failure, at most 32 s).
+    let failed = log_fields(&ls, "elasticsearch: host failed; skipped until it is due");
+    assert!(
+        failed.iter().any(|f| f["host"] == node1.as_str()),
+        "node 1 never marked failed: {failed:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log_fields(&ls, "elasticsearch: host is back")
+        .iter()
+        .any(|f| f["host"] == node1.as_str())
+    {
+        assert!(Instant::now() < deadline, "node 1 never used again");
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(acked.load(Ordering::SeqCst), EVENTS);
-    // Exact count and seq sum on the node that was killed and came back.
-    wait_exact(&cluster.urls[0], &index, EVENTS, seq_sum(EVENTS), 240).await;
+    // A little more of the stream with all three nodes, then stop.
+    let back_at = acked.load(Ordering::SeqCst);
+    while acked.load(Ordering::SeqCst) < back_at + 400 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (sent, sum) = tokio::time::timeout(Duration::from_secs(120), feeder)
+        .await
+        .expect("stream finished")
+        .unwrap();
+    eprintln!(
+        "{sent} events sent; {} host failures, {} chunk retries",
+        failed.len(),
+        log_fields(&ls, "bulk delivery failed; will retry").len()
+    );
+    // Exact count and seq sum, read on the node that was killed and came back.
+    wait_exact(&node1, &index, sent, sum, 240).await;
     let dups = json(http().post(format!("{es}/{index}/_search")).json(&json!({
         "size": 0,
         "aggs": {"d": {"terms": {"field": "request_id", "min_doc_count": 2, "size": 10}}}
@@ -224,30 +245,8 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
         "duplicated request_id: {dups}"
     );
 
-    // The output skipped node 1 while it was down, and used it again once it was back.
-    let node1 = cluster.urls[0].clone();
-    let failed = log_fields(&ls, "elasticsearch: host failed; skipped until it is due");
-    assert!(
-        failed.iter().any(|f| f["host"] == node1.as_str()),
-        "node 1 never marked failed: {failed:?}"
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !log_fields(&ls, "elasticsearch: host is back")
-        .iter()
-        .any(|f| f["host"] == node1.as_str())
-    {
-        assert!(Instant::now() < deadline, "node 1 never used again");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let retried = log_fields(&ls, "bulk delivery failed; will retry");
-    eprintln!(
-        "{} host failures, {} chunk retries during the failure",
-        failed.len(),
-        retried.len()
-    );
-
     // tail: every event sent after node 1 came back is printed, and nothing twice.
-    let last = EVENTS - 200;
+    let last = sent - 200;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let n = printed
@@ -282,7 +281,7 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
     ids.dedup();
     assert_eq!(ids.len(), printed_n, "tail printed a document twice");
     let notices = notices.lock().unwrap().join("\n");
-    eprintln!("tail printed {printed_n} of {EVENTS}; its notices:\n{notices}");
+    eprintln!("tail printed {printed_n} of {sent}; its notices:\n{notices}");
     assert!(
         notices.contains("following through"),
         "tail did not move to another node: {notices}"
@@ -292,53 +291,35 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
     let _ = http().delete(format!("{es}/{index}")).send().await;
 }
 
-/// Adds `request_id: "<run>-<seq>"` to each record (msgpack map of 3 → 4 entries).
-fn with_request_ids(all: Vec<EventBatch>, run: &str) -> Vec<EventBatch> {
-    all.into_iter()
-        .map(|mut b| {
-            for e in b.events.iter_mut() {
-                let mut r = e.record.to_vec();
-                // fixmap 0x83 → 0x84, then append "request_id": "<run>-<seq>"
-                assert_eq!(r[0], 0x83);
-                r[0] = 0x84;
-                let seq = seq_of(&r);
-                rmp::encode::write_str(&mut r, "request_id").unwrap();
-                rmp::encode::write_str(&mut r, &format!("{run}-{seq}")).unwrap();
-                e.record = bytes::Bytes::from(r);
-            }
-            b
-        })
-        .collect()
+/// A record as the api's request logs carry: `run`, `seq`, `request_id` and some padding.
+fn record(run: &str, seq: u64) -> bytes::Bytes {
+    encode_record_from_json(&json!({
+        "run": run, "seq": seq, "request_id": format!("{run}-{seq}"), "msg": "x".repeat(40)
+    }))
 }
 
-/// The `seq` of a record made by `durability_common::batches`.
-fn seq_of(record: &[u8]) -> u64 {
-    let v: Value =
-        serde_json::from_str(&logship::msgpack_json::to_json_string(record).unwrap()).unwrap();
-    v["seq"].as_u64().unwrap()
-}
-
-/// The batches dealt round robin into `n` parts.
-fn split(all: Vec<EventBatch>, n: usize) -> Vec<Vec<EventBatch>> {
-    let mut parts: Vec<Vec<_>> = (0..n).map(|_| Vec::new()).collect();
-    for (i, b) in all.into_iter().enumerate() {
-        parts[i % n].push(b);
-    }
-    parts
-}
-
-/// One connection sending `part` in order, one batch per `gap`: each batch (tag
-/// `cluster.test`) is sent with `chunk` and kept until its ack arrives; on any error the
-/// client reconnects and sends it again. Counts acked events.
+/// One connection streaming batches of `PER_BATCH` events (seq 0, 1, 2, …), one batch per
+/// `gap`, until `stop`: each batch is sent with `chunk` and kept until its ack arrives; on any
+/// error the client reconnects and sends it again. Returns how many events were sent and the
+/// sum of their `seq`s; counts acked events as it goes.
 async fn paced_feed(
     port: Arc<AtomicU16>,
-    part: Vec<EventBatch>,
+    run: String,
     gap: Duration,
     acked: Arc<AtomicU64>,
-) {
+    stop: Arc<AtomicBool>,
+) -> (u64, u64) {
     let mut client: Option<ForwardClient> = None;
-    for mut b in part {
-        b.tag = "cluster.test".into();
+    let mut next = 0u64;
+    let mut sum = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        let t = EventTime::now();
+        let b = EventBatch::new(
+            "cluster.test",
+            (next..next + PER_BATCH)
+                .map(|seq| Event::new(t, record(&run, seq)))
+                .collect(),
+        );
         loop {
             if client.is_none() {
                 client = ForwardClient::connect(ClientConfig {
@@ -355,12 +336,15 @@ async fn paced_feed(
                 None => false,
             };
             if sent {
-                acked.fetch_add(b.len() as u64, Ordering::SeqCst);
+                acked.fetch_add(PER_BATCH, Ordering::SeqCst);
                 break;
             }
             client = None;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        sum += (next..next + PER_BATCH).sum::<u64>();
+        next += PER_BATCH;
         tokio::time::sleep(gap).await;
     }
+    (next, sum)
 }
