@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Private test services for the integration tests: MariaDB, PostgreSQL, Redis,
-# an embedded OpenSearch node and an embedded Elasticsearch 7 node, each on
+# an embedded OpenSearch node and embedded Elasticsearch 7 and 8 nodes, each on
 # 127.0.0.1 with its own free port and its own data directory under
 # $SERVICES_DIR; on request, a 3-node OpenSearch cluster. Nothing system-wide is
 # started, and only processes this script started are ever stopped.
@@ -12,7 +12,7 @@
 #                         write them to $SERVICES_DIR/env
 #   stop                  stop everything started by `start` (and the cluster)
 #   stop-service NAME     stop one service   (NAME: mysql | postgres | redis | opensearch
-#                         | elasticsearch7)
+#                         | elasticsearch7 | elasticsearch8)
 #   start-service NAME    start it again on the same port and data dir
 #   env                   print the env lines of the running services
 #   start-cluster         start a 3-node OpenSearch cluster (fresh data) and print
@@ -30,7 +30,7 @@
 #   SERVICES_DIR      state and data (default $CARGO_TARGET_DIR/services, else
 #                     <repo>/target/services; wiped by `start`)
 #   OPENSEARCH_HEAP   JVM heap of the OpenSearch node (default 512m)
-#   ELASTICSEARCH7_HEAP  JVM heap of the Elasticsearch 7 node (default 384m)
+#   ELASTICSEARCH7_HEAP, ELASTICSEARCH8_HEAP  JVM heap of the Elasticsearch nodes (384m)
 #   CLUSTER_HEAP      JVM heap of each cluster node (default 256m)
 #   SERVICES_TIMEOUT  seconds to wait for MariaDB/PostgreSQL/Redis (default 60);
 #                     the search nodes get 3x that
@@ -45,6 +45,7 @@ mkdir -p "$SERVICES_DIR"
 SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd)"
 OPENSEARCH_HEAP="${OPENSEARCH_HEAP:-512m}"
 ELASTICSEARCH7_HEAP="${ELASTICSEARCH7_HEAP:-384m}"
+ELASTICSEARCH8_HEAP="${ELASTICSEARCH8_HEAP:-384m}"
 CLUSTER_HEAP="${CLUSTER_HEAP:-256m}"
 TIMEOUT="${SERVICES_TIMEOUT:-60}"
 OS_TIMEOUT=$((TIMEOUT * 3))
@@ -52,7 +53,7 @@ OS_TIMEOUT=$((TIMEOUT * 3))
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 LC_NUMERIC=C # "1.5", not "1,5", in $EPOCHREALTIME
 
-ALL_SERVICES=(mysql postgres redis opensearch elasticsearch7)
+ALL_SERVICES=(mysql postgres redis opensearch elasticsearch7 elasticsearch8)
 CLUSTER_NODES=(oscluster1 oscluster2 oscluster3)
 # The services `start` starts (all unless named on its command line).
 WANTED=("${ALL_SERVICES[@]}")
@@ -129,7 +130,7 @@ is_ours() {
     mysql) [[ "$cmd" == *mariadbd* || "$cmd" == *mysqld* ]] ;;
     postgres) [[ "$cmd" == *postgres*"$(kv_get "$PORTS_FILE" postgres_dir)"* ]] ;;
     redis) [[ "$cmd" == *redis-server*":$(kv_get "$PORTS_FILE" redis)"* ]] ;;
-    opensearch | elasticsearch7 | oscluster[123]) [[ "$cmd" == *java*"-Dtest.services.node=$1 "*Launcher* ]] ;;
+    opensearch | elasticsearch[78] | oscluster[123]) [[ "$cmd" == *java*"-Dtest.services.node=$1 "*Launcher* ]] ;;
     *) return 1 ;;
     esac && [[ "$cmd" == *"$SERVICES_DIR"* || "$1" == redis || "$1" == postgres ]]
 }
@@ -168,7 +169,7 @@ cmd_install() {
         [[ -n "$(pg_bindir)" && -x "$(pg_bindir)/initdb" ]] && command -v psql >/dev/null || missing+=(postgresql)
     fi
     if wanted redis; then command -v redis-server >/dev/null || missing+=(redis-server); fi
-    if wanted opensearch || wanted elasticsearch7; then
+    if wanted opensearch || wanted elasticsearch7 || wanted elasticsearch8; then
         command -v mvn >/dev/null || missing+=(maven)
         command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
     fi
@@ -391,9 +392,9 @@ maven_build() {
     local name="$1" src="$2"
     local stamp="$src/target/.built" f jar ok=1
     if [[ -f "$stamp" && -f "$src/target/cp.txt" ]]; then
-        for f in "$src/pom.xml" "$src"/src/main/java/*.java "$src"/src/main/resources/*; do
+        while IFS= read -r f; do
             [[ "$stamp" -nt "$f" ]] || ok=0
-        done
+        done < <(find "$src/pom.xml" "$src/src" -type f)
         for jar in $(tr ':' ' ' <"$src/target/cp.txt"); do [[ -f "$jar" ]] || ok=0; done
         ((ok)) && return 0
     fi
@@ -453,51 +454,60 @@ start_opensearch() {
     opensearch_build && launch_opensearch && wait_opensearch
 }
 
-# ---------------------------------------------------------- Elasticsearch 7
+# ------------------------------------------------- Elasticsearch 7 and 8
+#
+# elasticsearch7 (7.10.2) and elasticsearch8 (8.15.5): one node each, embedded from Maven
+# artifacts by scripts/elasticsearchN/ (docs/services.md). The functions take the name.
 
-ES7_SRC="$REPO/scripts/elasticsearch7"
+es_src() { echo "$REPO/scripts/$1"; }
+es_heap() { if [[ "$1" == elasticsearch7 ]]; then echo "$ELASTICSEARCH7_HEAP"; else echo "$ELASTICSEARCH8_HEAP"; fi; }
 
-# launch_elasticsearch7: start the JVM in the background; wait_elasticsearch7 waits.
-ES7_T0=""
-launch_elasticsearch7() {
-    local dir="$SERVICES_DIR/elasticsearch7" port tport
-    port="$(kv_get "$PORTS_FILE" elasticsearch7)"
-    tport="$(kv_get "$PORTS_FILE" elasticsearch7_transport)"
+# launch_elasticsearch NAME: start the JVM in the background; wait_elasticsearch NAME waits.
+declare -A ES_T0=()
+launch_elasticsearch() {
+    local name="$1" dir="$SERVICES_DIR/$1" src heap port tport
+    src="$(es_src "$name")"
+    heap="$(es_heap "$name")"
+    port="$(kv_get "$PORTS_FILE" "$name")"
+    tport="$(kv_get "$PORTS_FILE" "${name}_transport")"
     mkdir -p "$dir"
-    ES7_T0="$(now)"
-    ES_HTTP_PORT="$port" ES_TRANSPORT_PORT="$tport" ES_HOME="$dir/home" ES_PID_FILE="$dir/elasticsearch7.pid" \
-        java -Xms"$ELASTICSEARCH7_HEAP" -Xmx"$ELASTICSEARCH7_HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    ES_T0[$name]="$(now)"
+    # log4j2.configurationFile: the 8.x test framework jar brings a log4j2-test.properties
+    # that would win over the launcher's own.
+    ES_HTTP_PORT="$port" ES_TRANSPORT_PORT="$tport" ES_HOME="$dir/home" ES_PID_FILE="$dir/$name.pid" \
+        java -Xms"$heap" -Xmx"$heap" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
         -Djava.locale.providers=SPI,COMPAT -Djava.awt.headless=true -Dfile.encoding=UTF-8 \
         -Dlog4j2.disable.jmx=true -Dlog4j.shutdownHookEnabled=false \
+        -Dlog4j2.configurationFile="$src/target/classes/log4j2.properties" \
         -Des.set.netty.runtime.available.processors=false \
         -Des.distribution.flavor=oss -Des.distribution.type=tar \
-        -Dtest.services.dir="$SERVICES_DIR" -Dtest.services.node=elasticsearch7 \
-        -cp "$ES7_SRC/target/classes:$(cat "$ES7_SRC/target/cp.txt")" Launcher \
-        </dev/null >"$dir/elasticsearch7.log" 2>&1 &
-    kv_set "$PIDS_FILE" elasticsearch7 "$!"
+        -Dtest.services.dir="$SERVICES_DIR" -Dtest.services.node="$name" \
+        -cp "$src/target/classes:$(cat "$src/target/cp.txt")" Launcher \
+        </dev/null >"$dir/$name.log" 2>&1 &
+    kv_set "$PIDS_FILE" "$name" "$!"
 }
 
-wait_elasticsearch7() {
-    local dir="$SERVICES_DIR/elasticsearch7" port pid version
-    port="$(kv_get "$PORTS_FILE" elasticsearch7)"
-    pid="$(kv_get "$PIDS_FILE" elasticsearch7)"
+wait_elasticsearch() {
+    local name="$1" dir="$SERVICES_DIR/$1" port pid version
+    port="$(kv_get "$PORTS_FILE" "$name")"
+    pid="$(kv_get "$PIDS_FILE" "$name")"
     local deadline=$((SECONDS + OS_TIMEOUT))
     # A fresh node has no index yet, so it is green (later, indices without
     # number_of_replicas 0 make it yellow, as on any single-node server).
-    until grep -q ELASTICSEARCH_READY "$dir/elasticsearch7.log" 2>/dev/null &&
+    until grep -q ELASTICSEARCH_READY "$dir/$name.log" 2>/dev/null &&
         curl -sf "http://127.0.0.1:$port/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null 2>&1; do
         if ! alive "$pid" || ((SECONDS >= deadline)); then
-            show_log elasticsearch7 "$dir/elasticsearch7.log"
+            show_log "$name" "$dir/$name.log"
             return 1
         fi
         sleep 0.3
     done
     version="$(curl -sf "http://127.0.0.1:$port/" | sed -n 's/.*"number" *: *"\([^"]*\)".*/\1/p')"
-    log "elasticsearch7: Elasticsearch $version ready on 127.0.0.1:$port in $(elapsed "$ES7_T0") s (heap $ELASTICSEARCH7_HEAP)"
+    log "$name: Elasticsearch $version ready on 127.0.0.1:$port in $(elapsed "${ES_T0[$name]}") s (heap $(es_heap "$name"))"
 }
 
-start_elasticsearch7() {
-    maven_build elasticsearch7 "$ES7_SRC" && launch_elasticsearch7 && wait_elasticsearch7
+start_elasticsearch() {
+    maven_build "$1" "$(es_src "$1")" && launch_elasticsearch "$1" && wait_elasticsearch "$1"
 }
 
 # ------------------------------------------------ 3-node OpenSearch cluster
@@ -656,7 +666,7 @@ cmd_stop() {
     [[ -f "$PIDS_FILE" ]] || return 0
     local name
     # One after the other, in reverse start order; each waits for its process to exit.
-    for name in "${CLUSTER_NODES[@]}" elasticsearch7 opensearch redis postgres mysql; do stop_one "$name"; done
+    for name in "${CLUSTER_NODES[@]}" elasticsearch8 elasticsearch7 opensearch redis postgres mysql; do stop_one "$name"; done
     rm -f "$PIDS_FILE"
 }
 
@@ -668,6 +678,7 @@ print_env() {
     if wanted redis; then echo "TEST_REDIS_URL=redis://127.0.0.1:$(kv_get "$PORTS_FILE" redis)/"; fi
     if wanted opensearch; then echo "TEST_ELASTICSEARCH_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" opensearch)"; fi
     if wanted elasticsearch7; then echo "TEST_ELASTICSEARCH7_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" elasticsearch7)"; fi
+    if wanted elasticsearch8; then echo "TEST_ELASTICSEARCH8_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" elasticsearch8)"; fi
     echo "TEST_SERVICES_SCRIPT=$SCRIPT"
     echo "TEST_SERVICES_DIR=$SERVICES_DIR"
 }
@@ -705,6 +716,7 @@ cmd_start() {
     for name in "${WANTED[@]}"; do pick_port "$name"; done
     if wanted opensearch; then pick_port opensearch_transport; fi
     if wanted elasticsearch7; then pick_port elasticsearch7_transport; fi
+    if wanted elasticsearch8; then pick_port elasticsearch8_transport; fi
 
     # The search nodes take longest: launch their JVMs first, start the others
     # while they boot, then wait for them.
@@ -712,15 +724,19 @@ cmd_start() {
         opensearch_build || on_start_failure opensearch
         launch_opensearch || on_start_failure opensearch
     fi
-    if wanted elasticsearch7; then
-        maven_build elasticsearch7 "$ES7_SRC" || on_start_failure elasticsearch7
-        launch_elasticsearch7 || on_start_failure elasticsearch7
-    fi
+    for name in elasticsearch7 elasticsearch8; do
+        if wanted "$name"; then
+            maven_build "$name" "$(es_src "$name")" || on_start_failure "$name"
+            launch_elasticsearch "$name" || on_start_failure "$name"
+        fi
+    done
     if wanted mysql; then start_mysql 1 || on_start_failure mysql; fi
     if wanted postgres; then start_postgres 1 || on_start_failure postgres; fi
     if wanted redis; then start_redis || on_start_failure redis; fi
     if wanted opensearch; then wait_opensearch || on_start_failure opensearch; fi
-    if wanted elasticsearch7; then wait_elasticsearch7 || on_start_failure elasticsearch7; fi
+    for name in elasticsearch7 elasticsearch8; do
+        if wanted "$name"; then wait_elasticsearch "$name" || on_start_failure "$name"; fi
+    done
 
     print_env >"$ENV_FILE"
     log "${WANTED[*]} ready in $(elapsed "$t0") s; env in $ENV_FILE, logs under $SERVICES_DIR"
@@ -730,7 +746,7 @@ cmd_start() {
 # check_name NAME [any]: a known service (and, without `any`, one that was started).
 check_name() {
     case "${1:-}" in
-    mysql | postgres | redis | opensearch | elasticsearch7) ;;
+    mysql | postgres | redis | opensearch | elasticsearch7 | elasticsearch8) ;;
     *) die "unknown service '${1:-}' (expected one of: ${ALL_SERVICES[*]})" ;;
     esac
     [[ "${2:-}" == any ]] && return 0
@@ -757,7 +773,7 @@ cmd_start_service() {
     postgres) start_postgres 0 ;;
     redis) start_redis ;;
     opensearch) start_opensearch ;;
-    elasticsearch7) start_elasticsearch7 ;;
+    elasticsearch7 | elasticsearch8) start_elasticsearch "$1" ;;
     esac || {
         stop_one "$1"
         die "$1 did not start again"

@@ -1,9 +1,12 @@
 //! `logship tail`: show (and follow) the log documents in Elasticsearch.
 //!
-//! Documents are read in `(@timestamp, _id)` order with `search_after`, so while following
-//! each document is shown once, in time order: a poll asks only for what sorts after the last
-//! document shown. A document indexed later with a `@timestamp` older than the last one shown
-//! is not shown — Elasticsearch cannot tell it is new — so while following, only documents
+//! Documents are read in `@timestamp` order (ties shown in `_id` order), and while following
+//! each document is shown once, in time order: a poll asks with `search_after` only for what
+//! sorts at or after the last document shown, and skips the `_id`s already shown at exactly
+//! that time (see [`Cursor`]). `_id` is not a sort key: Elasticsearch 8 refuses to sort on it
+//! by default (`indices.id_field_data.enabled: false`). A document indexed later with a
+//! `@timestamp` older than the last one shown is not shown — Elasticsearch cannot tell it is
+//! new — so while following, only documents
 //! whose `@timestamp` is at least `--delay` (2 s) old are read: the shards of an index refresh
 //! (make new documents searchable) each on its own second, and the delay lets every shard
 //! catch up before the cursor passes. Connection errors while following are reported once on
@@ -209,6 +212,8 @@ impl Es {
 }
 
 const PAGE: usize = 1000;
+/// The engines' default `index.max_result_window`.
+const MAX_PAGE: usize = 10_000;
 
 /// While following: `query` limited to documents whose `@timestamp` is at least `o.delay`
 /// old (see the module docs). Otherwise `query` itself.
@@ -232,10 +237,54 @@ fn settled(query: &Value, o: &TailOptions) -> Value {
 }
 
 fn sort(order: &str) -> Value {
-    json!([
-        {"@timestamp": {"order": order, "unmapped_type": "date_nanos"}},
-        {"_id": {"order": order}}
-    ])
+    json!([{"@timestamp": {"order": order, "unmapped_type": "date_nanos"}}])
+}
+
+/// The sort value of a hit: its `@timestamp` as the engine sorts it (epoch milliseconds for a
+/// `date` field, nanoseconds for `date_nanos`).
+fn sort_value(hit: &Value) -> Option<i64> {
+    hit["sort"][0].as_i64()
+}
+
+/// Hits in `(@timestamp, _id)` order (the engine returns ties in any order).
+fn in_order(mut hits: Vec<Value>) -> Vec<Value> {
+    hits.sort_by(|a, b| {
+        (sort_value(a), a["_id"].as_str()).cmp(&(sort_value(b), b["_id"].as_str()))
+    });
+    hits
+}
+
+/// Where following stands: the sort value of the newest document shown, and the `_id`s shown
+/// with exactly that value. The next poll asks for everything at or after it (sort values are
+/// integers: `search_after [at - 1]`) and shows only what it has not shown.
+#[derive(Debug, Default)]
+struct Cursor {
+    at: Option<i64>,
+    ids_at: std::collections::HashSet<String>,
+}
+
+impl Cursor {
+    fn search_after(&self) -> Option<Value> {
+        self.at.map(|a| json!([a.saturating_sub(1)]))
+    }
+
+    /// Records `hit` as shown; `false` if it was shown before (or is older than the cursor).
+    fn admit(&mut self, hit: &Value) -> bool {
+        let id = hit["_id"].as_str().unwrap_or_default().to_string();
+        let Some(v) = sort_value(hit) else {
+            return true;
+        };
+        match self.at {
+            Some(a) if v < a => false,
+            Some(a) if v == a => self.ids_at.insert(id),
+            _ => {
+                self.at = Some(v);
+                self.ids_at.clear();
+                self.ids_at.insert(id);
+                true
+            }
+        }
+    }
 }
 
 /// Runs `tail`; returns the exit code (0, also on Ctrl-C; 1 on an error when not following).
@@ -260,7 +309,7 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
     let run = async {
         // The latest `lines` documents (newest first from ES), shown oldest first; the newest
         // becomes the cursor. With -n 0 only the cursor is fetched.
-        let mut cursor: Option<Value> = None;
+        let mut cursor = Cursor::default();
         let mut failing = false;
         loop {
             let body =
@@ -268,12 +317,10 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
             match es.search(&body).await {
                 Ok(r) => {
                     let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
-                    if let Some(h) = hits.first() {
-                        cursor = Some(h["sort"].clone());
-                    }
-                    if o.lines > 0 {
-                        for h in hits.iter().rev() {
-                            printer.print(out, h)?;
+                    for h in in_order(hits) {
+                        cursor.admit(&h);
+                        if o.lines > 0 {
+                            printer.print(out, &h)?;
                         }
                     }
                     if failing {
@@ -295,10 +342,12 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
         if !o.follow {
             return Ok::<i32, anyhow::Error>(0);
         }
+        // A page larger than PAGE only when more documents than that share one timestamp.
+        let mut page = PAGE;
         loop {
-            let mut body = json!({"size": PAGE, "query": settled(&query, &o), "sort": sort("asc")});
-            if let Some(c) = &cursor {
-                body["search_after"] = c.clone();
+            let mut body = json!({"size": page, "query": settled(&query, &o), "sort": sort("asc")});
+            if let Some(after) = cursor.search_after() {
+                body["search_after"] = after;
             }
             match es.search(&body).await {
                 Ok(r) => {
@@ -307,14 +356,28 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
                         failing = false;
                     }
                     let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
-                    for h in &hits {
-                        printer.print(out, h)?;
-                        cursor = Some(h["sort"].clone());
+                    let full = hits.len() == page;
+                    let mut shown = 0;
+                    for h in in_order(hits) {
+                        if cursor.admit(&h) {
+                            printer.print(out, &h)?;
+                            shown += 1;
+                        }
                     }
                     out.flush()?;
-                    if hits.len() == PAGE {
+                    if full {
+                        if shown == 0 {
+                            // a full page of documents already shown, all at the cursor's time
+                            page = (page * 4).min(MAX_PAGE);
+                            if page == MAX_PAGE {
+                                eprintln!("logship tail: more than {MAX_PAGE} documents share one @timestamp; skipping past them");
+                                cursor.at = cursor.at.map(|a| a + 1);
+                                page = PAGE;
+                            }
+                        }
                         continue;
                     }
+                    page = PAGE;
                 }
                 Err(e) => {
                     if !failing {
@@ -449,6 +512,25 @@ impl Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cursor_shows_each_document_once_across_equal_timestamps() {
+        let hit = |ts: i64, id: &str| json!({"_id": id, "sort": [ts]});
+        let mut c = Cursor::default();
+        assert_eq!(c.search_after(), None);
+        let page = in_order(vec![hit(20, "b"), hit(10, "z"), hit(20, "a")]);
+        let ids: Vec<&str> = page.iter().map(|h| h["_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["z", "a", "b"]);
+        assert!(page.iter().all(|h| c.admit(h)));
+        // the next poll starts at the newest time again: what was shown there is skipped
+        assert_eq!(c.search_after(), Some(json!([19])));
+        assert!(!c.admit(&hit(20, "a")));
+        assert!(!c.admit(&hit(20, "b")));
+        assert!(c.admit(&hit(20, "c")), "a new document at the same time");
+        assert!(!c.admit(&hit(10, "y")), "older than the cursor");
+        assert!(c.admit(&hit(21, "a")));
+        assert_eq!(c.search_after(), Some(json!([20])));
+    }
 
     #[test]
     fn pretty_and_json_lines() {

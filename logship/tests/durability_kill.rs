@@ -1,6 +1,6 @@
 //! Fault tests 2, 3 and 6 (issue 5): logship with a file buffer in front of each real search
-//! engine (OpenSearch, Elasticsearch 7; one test per engine), fed by a client that keeps every
-//! batch until its ack arrives and resends it after a failure.
+//! engine (OpenSearch, Elasticsearch 7 and 8; one test per engine), fed by a client that keeps
+//! every batch until its ack arrives and resends it after a failure.
 //!
 //! - `kill -9` in the middle of a 200,000-event stream, restart on the same buffer path →
 //!   exactly 200,000 documents (acked events survive on disk, resent ones are deduplicated by

@@ -1,4 +1,4 @@
-//! Fault test 1 (issue 5), on each search engine (OpenSearch, Elasticsearch 7): the engine
+//! Fault test 1 (issue 5), on each search engine (OpenSearch, Elasticsearch 7 and 8): the engine
 //! unreachable for 60 s while 100,000 events stream in
 //! with acks. logship (file buffer) acks them from disk, keeps retrying, and once the node is
 //! reachable again delivers every event exactly once; its memory stays bounded meanwhile.

@@ -1,4 +1,4 @@
-//! Fault test 4 (issue 5), on each search engine (OpenSearch, Elasticsearch 7): the file
+//! Fault test 4 (issue 5), on each search engine (OpenSearch, Elasticsearch 7 and 8): the file
 //! buffer's `total_limit_size` is reached while the engine is unreachable (a cut TCP proxy in
 //! front of the real node).
 //!

@@ -1,5 +1,5 @@
 //! `logship run -c fluentd/fluentd.conf` against each real search engine of
-//! `scripts/test-services.sh` (OpenSearch 2.19, Elasticsearch 7.10; one test per engine):
+//! `scripts/test-services.sh` (OpenSearch 2.19, Elasticsearch 7.10 and 8.15; one test per engine):
 //! Docker-shaped records (the api's bunyan lines in `log`) sent with acks over Forward
 //! Message mode land in `fluentd-YYYYMMDD` with the template's mapping; resends do not
 //! duplicate; mapping failures go to the dead letter; an outage of the node loses nothing and

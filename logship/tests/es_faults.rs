@@ -1,4 +1,4 @@
-//! Fault injection between logship and each real search engine (OpenSearch, Elasticsearch 7):
+//! Fault injection between logship and each real search engine (OpenSearch, Elasticsearch 7 and 8):
 //! a small HTTP proxy that forwards every request, then rewrites some `_bulk` responses —
 //! single items turned into 429 (after the node really indexed them), or the whole response
 //! turned into a 503.

@@ -1,6 +1,6 @@
 //! The elasticsearch output's fluent-plugin-elasticsearch parameters, each checked against the
-//! documents a real engine stored (OpenSearch 2.19 and Elasticsearch 7.10; one test per
-//! engine):
+//! documents a real engine stored (OpenSearch 2.19, Elasticsearch 7.10 and 8.15; one test
+//! per engine):
 //!
 //! - `include_timestamp`, `time_key`, `time_key_format`, `time_key_exclude_timestamp`:
 //!   which `@timestamp` a document gets and which day its logstash index is named after;

@@ -1,7 +1,7 @@
-//! `logship tail -f -n 0 --json` against each real search engine (OpenSearch, Elasticsearch 7;
-//! one test per engine) while `logship run` indexes: each new
-//! document is printed exactly once, in time order; a document indexed before the tail started
-//! is not printed; SIGINT exits 0.
+//! `logship tail -f -n 0 --json` against each real search engine (OpenSearch, Elasticsearch 7
+//! and 8; one test per engine) while `logship run` indexes: each new document is printed
+//! exactly once, in time order; a document indexed before the tail started is not printed;
+//! SIGINT exits 0.
 
 mod es_common;
 mod logship_child;

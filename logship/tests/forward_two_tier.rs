@@ -1,7 +1,8 @@
 //! Fault test 5 (issue 5), two tiers: a client → edge `logship run` (fluentd/edge.conf,
 //! forward output, acks) → two aggregator `logship run`s (fluentd/aggregator.conf) → each real
-//! search engine (OpenSearch, Elasticsearch 7; one test per engine). One aggregator fails during the run; at the end `_count` is exactly the
-//! number of events sent and no `request_id` is stored twice.
+//! search engine (OpenSearch, Elasticsearch 7 and 8; one test per engine). One aggregator
+//! fails during the run; at the end `_count` is exactly the number of events sent and no
+//! `request_id` is stored twice.
 //!
 //! What each test proves:
 //! - `killed_aggregator`: the aggregators use `<buffer @type file>`; one is SIGKILLed in the

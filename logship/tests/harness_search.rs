@@ -1,5 +1,6 @@
 //! Harness check: each search engine that `scripts/test-services.sh start` runs (OpenSearch
-//! 2.19 at `TEST_ELASTICSEARCH_URL`, Elasticsearch 7.10.2 at `TEST_ELASTICSEARCH7_URL`) is
+//! 2.19 at `TEST_ELASTICSEARCH_URL`, Elasticsearch 7.10.2 at `TEST_ELASTICSEARCH7_URL`,
+//! Elasticsearch 8.15.5 at `TEST_ELASTICSEARCH8_URL`) is
 //! reachable, is the product and version it claims, and does what the Elasticsearch output
 //! needs: `_bulk`, `_cat/indices`, `_search` and index deletion.
 //!
@@ -38,6 +39,15 @@ async fn root_reports_the_engine_and_its_version(engine: Engine) {
             assert_eq!(root["tagline"], "You Know, for Search");
             // 7.10 predates the X-Elastic-Product header (7.14)
             assert!(product_header.is_none(), "{product_header:?}");
+        }
+        Engine::Elasticsearch8 => {
+            assert_eq!(number, "8.15.5", "{root}");
+            assert!(root["version"].get("distribution").is_none(), "{root}");
+            assert_eq!(root["tagline"], "You Know, for Search");
+            assert_eq!(
+                product_header.as_ref().and_then(|h| h.to_str().ok()),
+                Some("Elasticsearch")
+            );
         }
     }
 }

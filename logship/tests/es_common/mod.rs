@@ -1,7 +1,7 @@
 //! Shared by the `es_*` tests: the search engines of the test services ([`Engine`]: OpenSearch
-//! 2.19 at `TEST_ELASTICSEARCH_URL`, Elasticsearch 7.10 at `TEST_ELASTICSEARCH7_URL`; skip or
-//! fail per `REQUIRE_SERVICES`) and [`on_every_engine!`], which turns one test body into one
-//! test per engine; `logship run -c fluentd/fluentd.conf` as a child process, Docker shaped
+//! 2.19 at `TEST_ELASTICSEARCH_URL`, Elasticsearch 7.10 at `TEST_ELASTICSEARCH7_URL`,
+//! Elasticsearch 8.15 at `TEST_ELASTICSEARCH8_URL`; skip or fail per `REQUIRE_SERVICES`) and
+//! [`on_every_engine!`], which turns one test body into one test per engine; `logship run -c fluentd/fluentd.conf` as a child process, Docker shaped
 //! records sent with logship's own Forward client, and small search queries.
 //! A test binary that uses it declares `mod logship_child;` (the child-process helper) too.
 #![allow(dead_code, unused_macros, unused_imports)]
@@ -27,6 +27,8 @@ pub enum Engine {
     OpenSearch,
     /// Elasticsearch 7.10.2 (`TEST_ELASTICSEARCH7_URL`, service `elasticsearch7`).
     Elasticsearch7,
+    /// Elasticsearch 8.15.5 (`TEST_ELASTICSEARCH8_URL`, service `elasticsearch8`).
+    Elasticsearch8,
 }
 
 impl Engine {
@@ -35,6 +37,7 @@ impl Engine {
         match self {
             Engine::OpenSearch => "TEST_ELASTICSEARCH_URL",
             Engine::Elasticsearch7 => "TEST_ELASTICSEARCH7_URL",
+            Engine::Elasticsearch8 => "TEST_ELASTICSEARCH8_URL",
         }
     }
 
@@ -43,6 +46,7 @@ impl Engine {
         match self {
             Engine::OpenSearch => "opensearch",
             Engine::Elasticsearch7 => "elasticsearch7",
+            Engine::Elasticsearch8 => "elasticsearch8",
         }
     }
 
@@ -51,6 +55,7 @@ impl Engine {
         match self {
             Engine::OpenSearch => "OpenSearch 2.",
             Engine::Elasticsearch7 => "Elasticsearch 7.10.",
+            Engine::Elasticsearch8 => "Elasticsearch 8.15.",
         }
     }
 
@@ -63,8 +68,11 @@ impl Engine {
     /// restart the node (which comes back empty), so nothing else may use it meanwhile.
     /// Tests on different engines run side by side.
     pub fn lock(self) -> &'static tokio::sync::Mutex<()> {
-        static L: [std::sync::OnceLock<tokio::sync::Mutex<()>>; 2] =
-            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        static L: [std::sync::OnceLock<tokio::sync::Mutex<()>>; 3] = [
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+        ];
         L[self as usize].get_or_init(|| tokio::sync::Mutex::new(()))
     }
 
@@ -101,7 +109,8 @@ impl Engine {
 }
 
 /// One `#[tokio::test]` per [`Engine`] for each `async fn NAME(engine: Engine)` listed, in
-/// modules named after the engine: `opensearch::NAME` and `elasticsearch7::NAME`.
+/// modules named after the engine: `opensearch::NAME`, `elasticsearch7::NAME` and
+/// `elasticsearch8::NAME`.
 macro_rules! on_every_engine {
     ($($name:ident),+ $(,)?) => {
         mod opensearch {
@@ -117,6 +126,14 @@ macro_rules! on_every_engine {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(crate::es_common::Engine::Elasticsearch7).await
+                }
+            )+
+        }
+        mod elasticsearch8 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::es_common::Engine::Elasticsearch8).await
                 }
             )+
         }
