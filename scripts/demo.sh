@@ -100,10 +100,12 @@ curl -s -o /dev/null -w "  POST /users -> %{http_code}\n" -XPOST "$api/users" \
   -H 'content-type: application/json' -d '{"name":"Ada","email":"ada@example.com"}' >&2
 curl -s -o /dev/null -w "  GET /users -> %{http_code}\n" "$api/users" >&2
 curl -s -o /dev/null -w "  GET /users/999 -> %{http_code}\n" "$api/users/999" >&2
-# fluentd.conf flushes every second; wait for the documents (bounded).
+# fluentd.conf flushes every second; wait for the documents of the start-up and the three
+# requests (bounded: 30 s).
 for _ in $(seq 1 60); do
+  curl -s -o /dev/null -XPOST "$es_url/fluentd-*/_refresh"
   n="$(curl -s "$es_url/fluentd-*/_count" | sed -n 's/.*"count":\([0-9]*\).*/\1/p')"
-  [[ "${n:-0}" -gt 0 ]] && break
+  [[ "${n:-0}" -ge 6 ]] && break
   sleep 0.5
 done
 echo "demo: $es_url/_cat/indices?v" >&2
