@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of tracker issue 9, one entry point.
 #
-#   scripts/bench.sh [logship|micro|api|es|targets|all]...     (default: all)
+#   scripts/bench.sh [logship|micro|api|es|buffer|targets|all]...     (default: all)
 #
 # Sections (each writes its table between its markers in BENCHMARKS.md; `targets` is rebuilt
 # after every section from the latest results of all of them):
@@ -13,6 +13,8 @@
 #            (bench-api)
 #   es       `cargo bench -p logship --bench es_bench` RUNS times: logship -> real OpenSearch
 #            vs the same documents pre-encoded as `_bulk` (bench-es)
+#   buffer   `cargo bench -p logship --bench buffer`: pushes into a memory / file / gzip file
+#            buffer, acked when held (bench-buffer)
 #   targets  the issue-9 target table with met / not met (bench-targets)
 #
 # Environment: RUNS (5; medians with min–max), DURATION (wrk, 15s), ES_BENCH_EVENTS
@@ -28,7 +30,7 @@ export RUNS="${RUNS:-5}"
 RES="$CARGO_TARGET_DIR/bench"
 mkdir -p "$RES"
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es)
+[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer)
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet -- api logship scripts || echo "+dirty")
 machine="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
@@ -283,14 +285,24 @@ PY
   write_section targets "$RES/targets.section"
 }
 
+run_buffer() {
+  {
+    header "cargo bench -p logship --bench buffer (RUNS=$RUNS)"
+    echo
+    cargo bench --quiet -p logship --bench buffer 2>/dev/null | grep '^|'
+  } >"$RES/buffer.section"
+  write_section buffer "$RES/buffer.section"
+}
+
 for s in "${SECTIONS[@]}"; do
   case "$s" in
+  buffer) run_buffer ;;
   logship) run_logship ;;
   micro) run_micro ;;
   api) run_api ;;
   es) run_es ;;
   targets) ;;
-  *) echo "unknown section $s (logship|micro|api|es|targets|all)" >&2; exit 2 ;;
+  *) echo "unknown section $s (logship|micro|api|es|buffer|targets|all)" >&2; exit 2 ;;
   esac
   run_targets
 done

@@ -6,7 +6,8 @@
 //! releases chunks (delivery itself costs nothing here, so this is the buffer's own ceiling).
 //! The clock stops when the last push has resolved (= every event could be acked). Reported:
 //! median events/s (min–max) and record MB/s over RUNS runs, and for the file buffer the
-//! fsyncs per run (group commit: fewer fsyncs than pushes).
+//! fsyncs per run (group commit: fewer fsyncs than pushes). `SCENARIO=TEXT` runs only the
+//! scenarios whose "name buffer" contains TEXT.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ fn record() -> Bytes {
 struct Scenario {
     name: &'static str,
     file: bool,
+    /// File buffer with `compress gzip`.
+    gzip: bool,
     pushers: usize,
     per_batch: usize,
     events: usize,
@@ -55,6 +58,7 @@ async fn run_once(s: &Scenario, rec: &Bytes) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let settings = BufferSettings {
         path: s.file.then(|| dir.path().to_path_buf()),
+        compress_gzip: s.gzip,
         chunk_limit_size: 8 * 1024 * 1024,
         total_limit_size: 1024 * 1024 * 1024,
         flush_mode: FlushMode::Interval,
@@ -121,6 +125,7 @@ fn main() {
         Scenario {
             name: "PackedForward 1,000/batch, 1 pusher",
             file: false,
+            gzip: false,
             pushers: 1,
             per_batch: 1000,
             events: 2_000_000,
@@ -128,6 +133,7 @@ fn main() {
         Scenario {
             name: "PackedForward 1,000/batch, 1 pusher",
             file: true,
+            gzip: false,
             pushers: 1,
             per_batch: 1000,
             events: 400_000,
@@ -135,6 +141,7 @@ fn main() {
         Scenario {
             name: "PackedForward 1,000/batch, 8 pushers",
             file: false,
+            gzip: false,
             pushers: 8,
             per_batch: 1000,
             events: 2_000_000,
@@ -142,6 +149,7 @@ fn main() {
         Scenario {
             name: "PackedForward 1,000/batch, 8 pushers",
             file: true,
+            gzip: false,
             pushers: 8,
             per_batch: 1000,
             events: 400_000,
@@ -149,6 +157,7 @@ fn main() {
         Scenario {
             name: "1 event/batch (Message), 8 pushers",
             file: false,
+            gzip: false,
             pushers: 8,
             per_batch: 1,
             events: 400_000,
@@ -156,6 +165,7 @@ fn main() {
         Scenario {
             name: "1 event/batch (Message), 8 pushers",
             file: true,
+            gzip: false,
             pushers: 8,
             per_batch: 1,
             events: 16_000,
@@ -163,18 +173,33 @@ fn main() {
         Scenario {
             name: "1 event/batch (Message), 64 pushers",
             file: true,
+            gzip: false,
             pushers: 64,
             per_batch: 1,
             events: 64_000,
         },
+        Scenario {
+            name: "PackedForward 1,000/batch, 8 pushers",
+            file: true,
+            gzip: true,
+            pushers: 8,
+            per_batch: 1000,
+            events: 400_000,
+        },
     ];
+    // SCENARIO=text: only the scenarios whose "name buffer" contains it (e.g. "Message, 8
+    // pushers memory", for a run under callgrind).
+    let only = std::env::var("SCENARIO").unwrap_or_default();
     println!(
         "record {} bytes, {runs} runs each, median (min–max)",
         rec.len()
     );
     println!("| scenario | buffer | events/s | MB/s (records) | fsyncs/run | events per fsync |");
     println!("|---|---|---|---|---|---|");
-    for s in &scenarios {
+    for s in scenarios
+        .iter()
+        .filter(|s| format!("{} {}", s.name, kind(s)).contains(&only))
+    {
         let mut rs: Vec<Run> = (0..runs).map(|_| rt.block_on(run_once(s, &rec))).collect();
         rs.sort_by(|a, b| a.eps.total_cmp(&b.eps));
         let m = &rs[rs.len() / 2];
@@ -183,7 +208,7 @@ fn main() {
         println!(
             "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.1} | {} | {} |",
             s.name,
-            if s.file { "file (fsync)" } else { "memory" },
+            kind(s),
             m.eps,
             lo,
             hi,
@@ -199,5 +224,13 @@ fn main() {
                 "–".into()
             },
         );
+    }
+}
+
+fn kind(s: &Scenario) -> &'static str {
+    match (s.file, s.gzip) {
+        (false, _) => "memory",
+        (true, false) => "file (fsync)",
+        (true, true) => "file (fsync, gzip)",
     }
 }

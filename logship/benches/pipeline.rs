@@ -7,10 +7,10 @@ use std::path::Path;
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use logship::config::{syntax, Config, LineFormat};
+use logship::config::{syntax, Config};
 use logship::event::{Event, EventBatch, EventTime};
 use logship::msgpack_json::write_json;
-use logship::output::format_batch;
+use logship::output::{format_batch, LineFormat};
 use logship::pipeline::pattern::TagPattern;
 use logship::pipeline::record::value_to_msgpack;
 
@@ -95,7 +95,7 @@ fn transcode(c: &mut Criterion) {
             out.clear();
             format_batch(
                 LineFormat::Stdout,
-                Some(logship::config::DEFAULT_LINE_METADATA_KEY),
+                Some(logship::output::metadata::DEFAULT_LINE_METADATA_KEY),
                 black_box(&batch),
                 &mut out,
             );

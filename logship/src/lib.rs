@@ -3,10 +3,12 @@
 //! # Layout
 //! - [`event`]: the event model (tag, time, msgpack record kept in wire form) and the
 //!   [`event::EventSink`] trait through which inputs hand events to the pipeline.
-//! - [`config`]: Fluentd-syntax config files → a syntax tree → typed plugin configs.
+//! - [`config`]: Fluentd-syntax config files → a syntax tree → typed plugin configs, each
+//!   plugin declaring its parameters beside its code; the plugin registry.
+//! - [`source`]: what a `<source>` plugin is (`forward`, `prometheus`, `monitor_agent`).
 //! - [`pipeline`]: tag patterns, the router (filters, then the first matching `<match>`).
 //! - [`filter`]: `parser`, `record_transformer`, `concat` (Docker partial lines).
-//! - [`output`]: `stdout`, `file`, `null`, `copy`, `elasticsearch`.
+//! - [`output`]: `stdout`, `file`, `null`, `copy`, `relabel`, `elasticsearch`, `forward`.
 //! - [`buffer`]: the memory buffer of buffered outputs (`elasticsearch`).
 //! - [`metrics`]: the monitoring endpoint (`/metrics`, `/healthz`, `/api/plugins.json`).
 //! - [`msgpack_json`]: msgpack → JSON without a value tree.
@@ -25,4 +27,5 @@ pub mod metrics;
 pub mod msgpack_json;
 pub mod output;
 pub mod pipeline;
+pub mod source;
 pub mod tail;

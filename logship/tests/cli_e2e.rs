@@ -13,6 +13,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_logship");
 struct Server {
     child: Child,
     port: u16,
+    /// The stderr lines up to and including the first "listening" line.
+    startup_lines: Vec<serde_json::Value>,
     stderr_lines: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
@@ -42,12 +44,14 @@ impl Server {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut startup_lines = Vec::new();
         let port = loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("no 'listening' log line");
             let v: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|_| panic!("stderr line is not JSON: {line}"));
+            startup_lines.push(v.clone());
             if v["fields"]["message"] == "listening" {
                 let addr: std::net::SocketAddr =
                     v["fields"]["address"].as_str().unwrap().parse().unwrap();
@@ -57,6 +61,7 @@ impl Server {
         Server {
             child,
             port,
+            startup_lines,
             stderr_lines: rx,
             _dir: dir,
         }
@@ -323,6 +328,20 @@ fn check_config_good_and_broken() {
         String::from_utf8_lossy(&es.stdout)
     );
 
+    // a parameter accepted without effect is named with its line (stdout, exit 0)
+    let file = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(configs().join("file_output.conf"))
+        .output()
+        .unwrap();
+    assert_eq!(file.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&file.stdout);
+    assert!(
+        out.contains("<buffer>: each batch is written through")
+            && out.contains("file_output.conf:16 in <match app.**> (@type file)"),
+        "{out}"
+    );
+
     let bad = Command::new(BIN)
         .args(["check-config", "-c"])
         .arg(configs().join("broken/unknown_param.conf"))
@@ -332,6 +351,60 @@ fn check_config_good_and_broken() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("broken/unknown_param.conf:4: unknown parameter 'prot' in <source> (@type forward); supported: "), "{err}");
     assert!(bad.stdout.is_empty());
+}
+
+/// A config with parameters that have no effect in logship: `check-config` names each once
+/// with its reason and places, `run` logs each once at start (INFO) and still runs.
+const NO_EFFECT_CONF: &str = "<source>\n  @type forward\n  port 0\n  bind 127.0.0.1\n  linger_timeout 2s\n  @log_level debug\n</source>\n\
+<match **>\n  @type stdout\n  @log_level info\n  <buffer>\n    flush_interval 1s\n  </buffer>\n</match>\n";
+
+#[test]
+fn no_effect_parameters_are_named_by_check_config_and_once_at_run_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no_effect.conf");
+    std::fs::write(&path, NO_EFFECT_CONF).unwrap();
+    let check = Command::new(BIN)
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&check.stdout);
+    let listed: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("parameters with no effect in logship"))
+        .skip(1)
+        .collect();
+    let conf = path.display();
+    assert_eq!(
+        listed,
+        [
+            format!("  linger_timeout: not implemented ({conf}:5 in <source> (@type forward))"),
+            format!("  @log_level: logship has one log level for all plugins (`<system> log_level`, `LOG_LEVEL`, `RUST_LOG`) ({conf}:6 in <source> (@type forward); {conf}:10 in <match **> (@type stdout))"),
+            format!("  <buffer>: each batch is written before it is acked; nothing is buffered ({conf}:11 in <match **> (@type stdout))"),
+        ],
+        "{out}"
+    );
+
+    let server = Server::start(NO_EFFECT_CONF);
+    let logged: Vec<&str> = server
+        .startup_lines
+        .iter()
+        .filter(|v| v["fields"]["message"] == "configuration parameter has no effect in logship")
+        .map(|v| {
+            assert_eq!(v["level"], "INFO", "{v}");
+            v["fields"]["parameter"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(logged.len(), 3, "{:#?}", server.startup_lines);
+    assert!(
+        logged[0].starts_with("linger_timeout: not implemented ("),
+        "{logged:?}"
+    );
+    assert!(logged[1].starts_with("@log_level: "), "{logged:?}");
+    assert!(logged[2].starts_with("<buffer>: "), "{logged:?}");
+    let (ok, _) = server.stop();
+    assert!(ok);
 }
 
 #[test]

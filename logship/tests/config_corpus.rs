@@ -86,15 +86,18 @@ fn include_glob_is_sorted_and_relative() {
 
 #[test]
 fn typed_values_of_the_corpus() {
-    use logship::config::{Directive, FilterConfig, OutputConfig, SourcePlugin};
+    use logship::config::Directive;
+    use logship::filter::record_transformer::RecordTransformerConfig;
+    use logship::forward::source::ForwardSourceConfig;
+    use logship::output::elasticsearch::ElasticsearchConfig;
     let cfg = Config::from_file(&dir("multiline_values.conf")).unwrap();
-    let SourcePlugin::Forward(f) = &cfg.sources[0].plugin else {
-        panic!("expected a forward source")
-    };
+    let f = cfg.sources[0]
+        .config::<ForwardSourceConfig>()
+        .expect("a forward source");
     assert_eq!(f.port, 24224);
     assert_eq!(f.bind, "127.0.0.1");
-    assert_eq!(f.chunk_size_limit, Some(1_572_864));
-    assert_eq!(f.read_timeout, Some(std::time::Duration::from_millis(2500)));
+    assert_eq!(f.chunk_size_limit, 1_572_864);
+    assert_eq!(f.read_timeout, std::time::Duration::from_millis(2500));
     let Directive::Filter(flt) = &cfg.root.directives[0] else {
         panic!()
     };
@@ -103,9 +106,7 @@ fn typed_values_of_the_corpus() {
             && flt.pattern.matches("legacy.a")
             && !flt.pattern.matches("app.db")
     );
-    let FilterConfig::RecordTransformer(rt) = &flt.plugin else {
-        panic!()
-    };
+    let rt = flt.config::<RecordTransformerConfig>().unwrap();
     assert_eq!(rt.remove_keys, vec!["password", "token"]);
     assert_eq!(rt.keep_keys, vec!["a", "b"]);
     assert_eq!(rt.record[0], ("env".to_string(), "prod\tone".to_string()));
@@ -122,9 +123,9 @@ fn typed_values_of_the_corpus() {
     );
 
     let cfg = Config::from_file(&dir("forward_secure.conf")).unwrap();
-    let SourcePlugin::Forward(f) = &cfg.sources[0].plugin else {
-        panic!("expected a forward source")
-    };
+    let f = cfg.sources[0]
+        .config::<ForwardSourceConfig>()
+        .expect("a forward source");
     let sec = f.security.as_ref().unwrap();
     assert_eq!(
         sec.users,
@@ -142,15 +143,32 @@ fn typed_values_of_the_corpus() {
     let Directive::Match(m) = &cfg.root.directives[1] else {
         panic!()
     };
-    let OutputConfig::Elasticsearch(es) = &m.plugin else {
-        panic!()
-    };
+    let es = m.config::<ElasticsearchConfig>().unwrap();
     assert!(es.logstash_format);
     assert_eq!(es.logstash_prefix, "api");
+    // fluent-plugin-elasticsearch's parameters as written, each read (none is a no-effect note)
+    assert!(es.include_timestamp && es.reconnect_on_error && es.reload_on_failure);
+    assert!(!es.reload_connections && !es.verify_es_version_at_startup);
+    assert_eq!(es.default_elasticsearch_version, 7);
+    assert!(es.log_es_400_reason);
+    assert!(
+        cfg.no_effect.iter().all(|n| n.name != "include_timestamp"
+            && n.name != "reconnect_on_error"
+            && n.name != "log_es_400_reason"),
+        "{:?}",
+        cfg.no_effect
+    );
     let b = es.buffer.as_ref().unwrap();
     assert_eq!(b.chunk_keys, vec!["tag", "time"]);
     assert!(b.is_file);
     assert_eq!(b.chunk_limit_size, Some(8 << 20));
     assert_eq!(b.total_limit_size, Some(512 << 20));
+    // Chunks are cut per day (timekey 1d), delivered 10 minutes after each day ends.
     assert_eq!(b.timekey, Some(std::time::Duration::from_secs(86400)));
+    assert_eq!(b.timekey_wait, std::time::Duration::from_secs(600));
+    assert!(
+        cfg.no_effect.iter().all(|n| !n.name.starts_with("timekey")),
+        "{:?}",
+        cfg.no_effect
+    );
 }

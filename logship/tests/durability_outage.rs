@@ -70,7 +70,7 @@ async fn outage_of_60s_loses_and_duplicates_nothing(engine: Engine) {
 
     tokio::time::sleep(OUTAGE.saturating_sub(cut_at.elapsed())).await;
     proxy.set_up(true);
-    wait_exact(&es, &index, EVENTS, seq_sum(EVENTS), 240).await;
+    wait_exact(&es, &index, EVENTS, seq_sum(EVENTS), 240, buf.path()).await;
 
     let hwm = vm_hwm_kib(l.child.id());
     eprintln!("logship VmHWM {hwm} KiB");

@@ -95,7 +95,7 @@ async fn block_holds_the_client_back_and_drops_nothing(engine: Engine) {
         .expect("client finished once the node was reachable")
         .unwrap();
     assert_eq!(acked.load(Ordering::SeqCst), N);
-    wait_exact(&es, &index, N, seq_sum(N), 240).await;
+    wait_exact(&es, &index, N, seq_sum(N), 240, buf.path()).await;
     assert!(sigterm(&mut l, 30).success());
     let closed = log_fields(&l, "file buffer closed");
     assert_eq!(closed[0]["dropped_records"], 0, "{closed:?}");
@@ -169,7 +169,7 @@ async fn drop_oldest_chunk_counts_and_logs_every_drop(engine: Engine) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_drained(buf.path(), deadline).await;
     assert_eq!(count_and_sum(&es, &index).await.0, expected);
     delete_index(&es, &index).await;
 }

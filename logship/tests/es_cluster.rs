@@ -2,7 +2,8 @@
 //! loopback (`test-services.sh start-cluster`, started by this test and stopped at its end).
 //!
 //! A client streams events with acks (resending what was not acked) through `logship run`,
-//! whose elasticsearch output lists all three nodes in `hosts`, into an index with 3 shards
+//! whose elasticsearch output (file buffer, as in aggregator.conf) lists all three nodes in
+//! `hosts`, into an index with 3 shards
 //! and one replica each. Mid-stream one node is killed with SIGKILL — the first one in `hosts`
 //! and in `logship tail`'s `--url` list — and later started again. Then:
 //!
@@ -108,6 +109,7 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
     )))
     .await;
 
+    let buf = tempfile::tempdir().unwrap();
     let hosts: Vec<&str> = cluster
         .urls
         .iter()
@@ -128,6 +130,8 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
   request_timeout 5s
   resurrect_after 1s
   <buffer>
+    @type file
+    path {buffer}
     flush_mode interval
     flush_interval 0.2s
     chunk_limit_records 200
@@ -138,7 +142,8 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
   </buffer>
 </match>
 "#,
-        hosts = hosts.join(",")
+        hosts = hosts.join(","),
+        buffer = buf.path().display(),
     );
     let ls = Logship::start_conf(&es, &conf, tempfile::tempdir().unwrap());
 
@@ -233,7 +238,7 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
         log_fields(&ls, "bulk delivery failed; will retry").len()
     );
     // Exact count and seq sum, read on the node that was killed and came back.
-    wait_exact(&node1, &index, sent, sum, 240).await;
+    wait_exact(&node1, &index, sent, sum, 240, buf.path()).await;
     let dups = json(http().post(format!("{es}/{index}/_search")).json(&json!({
         "size": 0,
         "aggs": {"d": {"terms": {"field": "request_id", "min_doc_count": 2, "size": 10}}}

@@ -524,3 +524,78 @@ async fn retry_max_times_gives_up_and_counts() {
     assert_eq!(get(&out.stats().delivered_events), 0);
     out.shutdown().await;
 }
+
+/// `<buffer tag, time>` with `timekey 1h` and no `flush_mode` (lazy, as Fluentd): the chunks of
+/// hours that are over (one per tag and hour) are delivered at once, the current hour's stays
+/// staged (not delivered when 8 MiB accumulate, nor by flush_interval) until shutdown.
+#[tokio::test]
+async fn time_keyed_chunks_are_delivered_per_slice_and_tag() {
+    let a = TestServer::start(ForwardServerConfig::default()).await;
+    let out = edge(&format!(
+        "  require_ack_response true\n{}  <buffer tag, time>\n    timekey 1h\n    timekey_wait 1s\n    flush_interval 0.1s\n  </buffer>\n",
+        server(a.addr.port(), ""),
+    ));
+    // 2023-11-14: long over
+    out.emit(&batch("app.a", 0, 10)).await.unwrap();
+    out.emit(&batch("app.b", 10, 5)).await.unwrap();
+    wait_for("the past hour of both tags", 30, || {
+        a.sink.event_count() == 15
+    })
+    .await;
+    assert_eq!(get(&out.servers()[0].1.chunks), 2, "one chunk per tag");
+    let now = logship::event::EventTime::now();
+    let mut current = batch("app.a", 100, 3);
+    for e in &mut current.events {
+        e.time = now;
+    }
+    out.emit(&current).await.unwrap();
+    assert_eq!(
+        out.stats()
+            .received
+            .load(std::sync::atomic::Ordering::SeqCst),
+        18
+    );
+    out.shutdown().await;
+    assert_eq!(
+        a.sink.event_count(),
+        18,
+        "the current hour is delivered at shutdown"
+    );
+    a.stop().await;
+}
+
+/// `timekey 2s`, `timekey_wait 1s`: a quiet stream of current events arrives within 5 s.
+#[tokio::test]
+async fn timekey_2s_delivers_current_events_within_5s() {
+    let a = TestServer::start(ForwardServerConfig::default()).await;
+    let out = edge(&format!(
+        "{}  <buffer time>\n    timekey 2s\n    timekey_wait 1s\n  </buffer>\n",
+        server(a.addr.port(), ""),
+    ));
+    let mut b = batch("app.q", 0, 1);
+    b.events[0].time = logship::event::EventTime::now();
+    out.emit(&b).await.unwrap();
+    wait_for("delivered at slice end + 1 s", 5, || {
+        a.sink.event_count() == 1
+    })
+    .await;
+    out.shutdown().await;
+    a.stop().await;
+}
+
+/// The retry parameters reach the output: `retry_type periodic` without randomization.
+#[test]
+fn retry_parameters_reach_the_forward_output() {
+    let text = "<match **>\n  @type forward\n  <server>\n    host h\n  </server>\n  <buffer>\n    retry_type periodic\n    retry_wait 3s\n    retry_randomize false\n    retry_max_times 4\n  </buffer>\n</match>\n";
+    let cfg = logship::config::Config::from_str_at(text, std::path::Path::new("t.conf")).unwrap();
+    let Some(logship::config::Directive::Match(m)) = cfg.root.directives.first() else {
+        panic!()
+    };
+    let f = m
+        .config::<logship::output::forward::ForwardOutputConfig>()
+        .unwrap();
+    let s = logship::output::forward::ForwardSettings::from_config(f);
+    assert_eq!(s.retry.kind, logship::buffer::retry::RetryType::Periodic);
+    assert_eq!(s.retry.wait(7), std::time::Duration::from_secs(3));
+    assert_eq!(s.retry.max_times, Some(4));
+}

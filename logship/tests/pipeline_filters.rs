@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use logship::config::{ConcatConfig, ParseConfig, ParserFilterConfig, RecordTransformerConfig};
 use logship::event::{Event, EventTime};
-use logship::filter::concat::ConcatFilter;
-use logship::filter::parser::ParserFilter;
-use logship::filter::record_transformer::RecordTransformer;
+use logship::filter::concat::{ConcatConfig, ConcatFilter};
+use logship::filter::parser::{ParseConfig, ParserFilter, ParserFilterConfig};
+use logship::filter::record_transformer::{RecordTransformer, RecordTransformerConfig};
 use logship::filter::Filter;
 use logship::msgpack_json::to_json_string;
 use logship::pipeline::record::value_to_msgpack;
@@ -34,7 +33,6 @@ fn parser_cfg(reserve_data: bool, remove: bool) -> ParserFilterConfig {
         remove_key_name_field: remove,
         inject_key_prefix: None,
         hash_value_field: None,
-        emit_invalid_record_to_error: true,
         parse: ParseConfig {
             time_key: Some("time".into()),
             keep_time_key: false,

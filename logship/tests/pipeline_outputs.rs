@@ -5,15 +5,13 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use logship::config::{
-    Config, Directive, FileOutputConfig, LineFormat, OutputConfig, StdoutConfig,
-    DEFAULT_LINE_METADATA_KEY,
-};
+use logship::config::{Config, Directive};
 use logship::event::{Event, EventBatch, EventTime};
 use logship::msgpack_json::{to_json_string, write_json, TranscodeError};
-use logship::output::file::FileOutput;
-use logship::output::stdout::StdoutOutput;
-use logship::output::Output;
+use logship::output::file::{FileOutput, FileOutputConfig};
+use logship::output::metadata::DEFAULT_LINE_METADATA_KEY;
+use logship::output::stdout::{StdoutConfig, StdoutOutput};
+use logship::output::{LineFormat, Output, OutputPlugin};
 use logship::pipeline::record::value_to_msgpack;
 use serde_json::json;
 
@@ -52,12 +50,11 @@ fn stdout_cfg(format: LineFormat) -> StdoutConfig {
     StdoutConfig {
         format,
         metadata_key: Some(DEFAULT_LINE_METADATA_KEY.into()),
-        buffer: None,
     }
 }
 
 /// The output config of `<match **> @type TYPE BODY </match>`.
-fn output_config(body: &str) -> OutputConfig {
+fn output_config(body: &str) -> Arc<dyn OutputPlugin> {
     let cfg = Config::from_str_at(
         &format!("<match **>\n{body}\n</match>\n"),
         std::path::Path::new("t.conf"),
@@ -111,11 +108,10 @@ async fn stdout_and_file_show_non_empty_metadata() {
             plain.to_string(),
         ),
     ] {
-        let OutputConfig::Stdout(cfg) = output_config(body) else {
-            panic!("{body}")
-        };
+        let plugin = output_config(body);
+        let cfg: &StdoutConfig = plugin.as_any().downcast_ref().expect(body);
         let buf = Shared::default();
-        let out = StdoutOutput::with_writer(&cfg, Box::new(buf.clone()));
+        let out = StdoutOutput::with_writer(cfg, Box::new(buf.clone()));
         out.emit(&batch_with_metadata()).await.unwrap();
         out.shutdown().await;
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
@@ -127,13 +123,12 @@ async fn stdout_and_file_show_non_empty_metadata() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let OutputConfig::File(cfg) = output_config(&format!(
+    let plugin = output_config(&format!(
         "@type file\npath {}/out\n<format>\n@type json\n</format>",
         dir.path().display()
-    )) else {
-        panic!()
-    };
-    FileOutput::new(&cfg)
+    ));
+    let cfg: &FileOutputConfig = plugin.as_any().downcast_ref().unwrap();
+    FileOutput::new(cfg)
         .emit(&batch_with_metadata())
         .await
         .unwrap();
@@ -171,12 +166,10 @@ async fn file_output_expands_time_and_tag_and_appends() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = FileOutputConfig {
         path: format!("{}/${{tag}}/%Y%m%d-%H", dir.path().display()),
-        append: true,
         add_path_suffix: true,
         path_suffix: ".log".into(),
         format: LineFormat::OutFile,
         metadata_key: Some(DEFAULT_LINE_METADATA_KEY.into()),
-        buffer: None,
     };
     let out = FileOutput::new(&cfg);
     out.emit(&batch()).await.unwrap();

@@ -5,13 +5,22 @@
 //!   (or a second output) on the same path fails at start-up with [`BufferError::Locked`].
 //! - **Resume**: every `*.chunk` file is scanned ([`chunk_file::scan`]) and queued for delivery,
 //!   oldest first (by sequence number in its name). Staged chunks of the previous run are
-//!   resumed like queued ones: their acked pushes were fsynced.
-//! - **Torn tail** (a crash in the middle of an append): the valid prefix is kept and the file
-//!   truncated to it (then fsynced); the cut bytes are logged at WARN and counted. They were
-//!   never acked: an ack needs the fsync that follows the write.
+//!   resumed like queued ones: their acked pushes were fsynced. Files of format versions 1 and
+//!   2 both resume.
+//! - **Damaged frames in the middle** (a checksum that fails with valid frames after it: the
+//!   disk changed acked bytes): every valid frame is kept and delivered, the damaged bytes are
+//!   skipped, a WARN names the file, the bytes skipped and the records kept, and a copy of the
+//!   file as found goes to `PATH/corrupt/` for inspection (none with `disable_chunk_backup`).
+//!   The events of a damaged frame are lost: their count is in the damaged bytes.
+//! - **Torn tail** (a crash in the middle of an append: an incomplete last frame): the valid
+//!   prefix is kept and the file truncated to it (then fsynced); the cut bytes are logged at
+//!   WARN and counted. They were never acked: an ack needs the fsync that follows the write.
+//!   A complete last frame that fails its checksum is cut the same way, with its own WARN
+//!   (it may have been acked).
 //! - **Corrupt** (bad magic, header checksum, unknown version, unreadable): the file is moved
-//!   to `PATH/corrupt/` with a WARN and counted; start-up goes on. A header cut short (the
-//!   process died right after creating the file, before anything in it was acked) is removed.
+//!   to `PATH/corrupt/` (deleted with `disable_chunk_backup`) with a WARN and counted; start-up
+//!   goes on. A header cut short (the process died right after creating the file, before
+//!   anything in it was acked) is removed.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -20,7 +29,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::chunk_file::{self, ChunkFileError};
+use super::chunk_file::{self, ChunkFileError, Scanned, Tail};
 use super::file::QueuedChunk;
 use super::{BufferCounters, BufferError};
 
@@ -84,6 +93,7 @@ pub struct Recovered {
 pub fn recover(
     name: &str,
     dir: &Path,
+    no_backup: bool,
     counters: &BufferCounters,
 ) -> Result<Recovered, BufferError> {
     let mut found: Vec<(u64, PathBuf)> = Vec::new();
@@ -96,7 +106,14 @@ pub fn recover(
         match chunk_seq(&path) {
             Some(seq) => found.push((seq, path)),
             None if path.extension().is_some_and(|e| e == CHUNK_EXT) => {
-                move_aside(name, dir, &path, "unexpected chunk file name", counters);
+                move_aside(
+                    name,
+                    dir,
+                    &path,
+                    "unexpected chunk file name",
+                    no_backup,
+                    counters,
+                );
             }
             None => {}
         }
@@ -110,26 +127,25 @@ pub fn recover(
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) => {
-                move_aside(name, dir, &path, &format!("unreadable: {e}"), counters);
+                move_aside(
+                    name,
+                    dir,
+                    &path,
+                    &format!("unreadable: {e}"),
+                    no_backup,
+                    counters,
+                );
                 continue;
             }
         };
         let len = data.len() as u64;
         match chunk_file::scan(Bytes::from(data)) {
             Ok(s) => {
-                if s.torn_bytes > 0 {
-                    counters
-                        .torn_bytes
-                        .fetch_add(s.torn_bytes, Ordering::Relaxed);
-                    tracing::warn!(output = %name, file = %path.display(), kept_records = s.records, kept_bytes = s.valid_len, cut_bytes = s.torn_bytes, "buffer recovery: torn tail cut off (a write interrupted by a crash; never acked)");
-                    let cut = OpenOptions::new().write(true).open(&path).and_then(|f| {
-                        f.set_len(s.valid_len)?;
-                        f.sync_all()
-                    });
-                    if let Err(e) = cut {
-                        move_aside(name, dir, &path, &format!("cannot truncate: {e}"), counters);
-                        continue;
-                    }
+                if !s.skipped.is_empty() {
+                    report_skipped(name, dir, &path, &s, no_backup, counters);
+                }
+                if s.torn_bytes > 0 && !cut_tail(name, dir, &path, &s, no_backup, counters) {
+                    continue;
                 }
                 if s.records == 0 {
                     let _ = std::fs::remove_file(&path);
@@ -144,6 +160,7 @@ pub fn recover(
                     path,
                     records: s.records,
                     bytes: s.frame_bytes,
+                    damage_reported: !s.skipped.is_empty(),
                 });
             }
             Err(ChunkFileError::ShortHeader(n)) => {
@@ -151,7 +168,7 @@ pub fn recover(
                 counters.torn_bytes.fetch_add(len, Ordering::Relaxed);
                 let _ = std::fs::remove_file(&path);
             }
-            Err(e) => move_aside(name, dir, &path, &e.to_string(), counters),
+            Err(e) => move_aside(name, dir, &path, &e.to_string(), no_backup, counters),
         }
     }
     if !out.queue.is_empty() {
@@ -165,9 +182,104 @@ pub fn recover(
     Ok(out)
 }
 
-/// Moves `path` into `dir/corrupt/` (or removes it if even that fails), with a WARN.
-pub fn move_aside(name: &str, dir: &Path, path: &Path, why: &str, counters: &BufferCounters) {
+/// Damaged frames in the middle of a chunk: WARN with what was skipped and kept, and a copy of
+/// the file as found in `corrupt/` (unless `no_backup`). The file itself is left as it is:
+/// reading it again skips the same bytes.
+fn report_skipped(
+    name: &str,
+    dir: &Path,
+    path: &Path,
+    s: &Scanned,
+    no_backup: bool,
+    counters: &BufferCounters,
+) {
+    let bytes = s.skipped_bytes();
+    counters.skipped_bytes.fetch_add(bytes, Ordering::Relaxed);
+    let copy = if no_backup {
+        None
+    } else {
+        let target = dir
+            .join(CORRUPT_DIR)
+            .join(path.file_name().unwrap_or_default());
+        match std::fs::create_dir_all(dir.join(CORRUPT_DIR))
+            .and_then(|_| std::fs::copy(path, &target))
+        {
+            Ok(_) => Some(target),
+            Err(e) => {
+                tracing::error!(output = %name, file = %path.display(), error = %e, "buffer recovery: cannot keep a copy of a damaged chunk in corrupt/");
+                None
+            }
+        }
+    };
+    tracing::warn!(
+        output = %name,
+        file = %path.display(),
+        damaged_regions = s.skipped.len(),
+        skipped_bytes = bytes,
+        first_skipped_at = s.skipped[0].offset,
+        kept_records = s.records,
+        copy = %copy.as_ref().map_or_else(|| "none (disable_chunk_backup)".to_string(), |c| c.display().to_string()),
+        "buffer recovery: damaged frames skipped in the middle of a chunk (checksum mismatch: the disk changed acked data; the events in those bytes are lost); every valid frame before and after them is kept"
+    );
+}
+
+/// Cuts what follows the last valid frame, with the WARN that says what it was. False when
+/// the file could not be truncated (it was moved aside instead).
+fn cut_tail(
+    name: &str,
+    dir: &Path,
+    path: &Path,
+    s: &Scanned,
+    no_backup: bool,
+    counters: &BufferCounters,
+) -> bool {
+    counters
+        .torn_bytes
+        .fetch_add(s.torn_bytes, Ordering::Relaxed);
+    match s.tail {
+        Tail::Damaged => {
+            tracing::warn!(output = %name, file = %path.display(), kept_records = s.records, kept_bytes = s.valid_len, cut_bytes = s.torn_bytes, "buffer recovery: damaged last frame cut off (a write interrupted by a crash, or the disk changed acked data)")
+        }
+        _ => {
+            tracing::warn!(output = %name, file = %path.display(), kept_records = s.records, kept_bytes = s.valid_len, cut_bytes = s.torn_bytes, "buffer recovery: torn tail cut off (a write interrupted by a crash; never acked)")
+        }
+    }
+    let cut = OpenOptions::new().write(true).open(path).and_then(|f| {
+        f.set_len(s.valid_len)?;
+        f.sync_all()
+    });
+    match cut {
+        Ok(()) => true,
+        Err(e) => {
+            move_aside(
+                name,
+                dir,
+                path,
+                &format!("cannot truncate: {e}"),
+                no_backup,
+                counters,
+            );
+            false
+        }
+    }
+}
+
+/// Moves `path` into `dir/corrupt/` with a WARN (deletes it with `no_backup`, or when even
+/// the move fails).
+pub fn move_aside(
+    name: &str,
+    dir: &Path,
+    path: &Path,
+    why: &str,
+    no_backup: bool,
+    counters: &BufferCounters,
+) {
     counters.corrupt_files.fetch_add(1, Ordering::Relaxed);
+    if no_backup {
+        let _ = std::fs::remove_file(path);
+        tracing::warn!(output = %name, file = %path.display(), reason = %why, "buffer: corrupt chunk file deleted (disable_chunk_backup)");
+        return;
+    }
     let target_dir = dir.join(CORRUPT_DIR);
     let target = target_dir.join(path.file_name().unwrap_or_default());
     let moved = std::fs::create_dir_all(&target_dir).and_then(|_| std::fs::rename(path, &target));
@@ -176,7 +288,8 @@ pub fn move_aside(name: &str, dir: &Path, path: &Path, why: &str, counters: &Buf
             tracing::warn!(output = %name, file = %path.display(), moved_to = %target.display(), reason = %why, "buffer: corrupt chunk file moved aside")
         }
         Err(e) => {
-            tracing::error!(output = %name, file = %path.display(), reason = %why, error = %e, "buffer: corrupt chunk file could not be moved aside; ignoring it")
+            let _ = std::fs::remove_file(path);
+            tracing::error!(output = %name, file = %path.display(), reason = %why, error = %e, "buffer: corrupt chunk file could not be moved aside; deleted it")
         }
     }
 }
@@ -197,7 +310,7 @@ mod tests {
                     Bytes::from_static(&[0x80]),
                 )],
             );
-            chunk_file::write_frame(&mut out, &b);
+            out.extend_from_slice(&chunk_file::encode_frame(&b, false).bytes);
         }
         out.extend_from_slice(extra);
         let p = dir.join(chunk_name(seq));
@@ -215,7 +328,7 @@ mod tests {
         std::fs::write(d.path().join("other.txt"), b"x").unwrap();
         let c = BufferCounters::default();
         let _lock = lock_dir(d.path()).unwrap();
-        let r = recover("t", d.path(), &c).unwrap();
+        let r = recover("t", d.path(), false, &c).unwrap();
         assert_eq!(
             r.queue
                 .iter()

@@ -1,5 +1,6 @@
-//! `logship check-config -c FILE`: parse and check, print the effective pipeline (exit 0) or
-//! every error as `file:line: message` (exit 1).
+//! `logship check-config -c FILE`: parse and check, print the effective pipeline and every
+//! parameter given that has no effect in logship (exit 0), or every error as
+//! `file:line: message` (exit 1).
 
 use std::io::Write;
 use std::path::Path;
@@ -12,6 +13,16 @@ pub fn check_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> i3
         Ok(cfg) => {
             let _ = writeln!(out, "configuration OK: {}", path.display());
             let _ = write!(out, "{}", cfg.describe());
+            let no_effect = cfg.no_effect_report();
+            if !no_effect.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "parameters with no effect in logship (accepted for compatibility):"
+                );
+                for line in no_effect {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
             0
         }
         Err(errors) => {

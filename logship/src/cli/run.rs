@@ -6,22 +6,24 @@
 //! stderr once bound, so a config with `port 0` can be used and the chosen port read from the
 //! log. Monitor sources (`@type prometheus` / `monitor_agent`, see [`crate::metrics`]) log the
 //! same line with `"source":"prometheus"` (or `monitor_agent`); they are bound and serving
-//! before any Forward input accepts, and stop last, after the outputs have flushed.
+//! before any Forward input accepts, and stop last, after the outputs have flushed (see
+//! [`crate::source`]).
+//!
+//! Before anything starts, every parameter the config gives that has no effect in logship is
+//! named once (INFO, `"message":"configuration parameter has no effect in logship"`).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, ForwardSourceConfig, SourcePlugin, DEFAULT_CONFIG};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
 use crate::event::EventSink;
-use crate::forward::server::{ForwardListeners, ForwardServer, ForwardServerConfig, TlsConfig};
-use crate::forward::{SecurityConfig, UserCredential};
 use crate::metrics::plugin::{Category, PluginIds};
-use crate::metrics::{InputEntry, Monitor};
+use crate::metrics::Monitor;
 use crate::pipeline::{LabelSink, Router};
+use crate::source::{SourceContext, SourceRole};
 
 fn errors_to_anyhow(errors: Vec<ConfigError>) -> anyhow::Error {
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -37,64 +39,11 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     }
 }
 
-/// Maps `<source> @type forward` parameters onto the forward server's settings.
-pub fn forward_server_config(f: &ForwardSourceConfig) -> anyhow::Result<ForwardServerConfig> {
-    let mut c = ForwardServerConfig {
-        bind: f.bind.clone(),
-        port: f.port,
-        ..Default::default()
-    };
-    if let Some(limit) = f.chunk_size_limit {
-        c.chunk_size_limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    }
-    if let Some(t) = f.read_timeout {
-        c.read_timeout = t;
-    }
-    if let Some(m) = f.max_connections {
-        c.max_connections = m;
-    }
-    c.tag = f.tag.clone();
-    c.add_tag_prefix = f.add_tag_prefix.clone();
-    c.source_hostname_key = f.source_hostname_key.clone();
-    c.source_address_key = f.source_address_key.clone();
-    c.skip_invalid_event = f.skip_invalid_event;
-    if let Some(s) = &f.security {
-        c.security = Some(SecurityConfig {
-            shared_key: s.shared_key.clone(),
-            self_hostname: s.self_hostname.clone(),
-            users: if s.user_auth {
-                s.users
-                    .iter()
-                    .map(|(u, p)| UserCredential {
-                        username: u.clone(),
-                        password: p.clone(),
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            },
-            ..Default::default()
-        });
-    }
-    if let Some(t) = &f.tls {
-        let cert = t
-            .cert_path
-            .clone()
-            .context("<transport tls> needs cert_path")?;
-        let key = t
-            .private_key_path
-            .clone()
-            .context("<transport tls> needs private_key_path")?;
-        c.tls = Some(TlsConfig {
-            cert_path: cert.into(),
-            key_path: key.into(),
-        });
-    }
-    Ok(c)
-}
-
 /// Runs until `shutdown` is cancelled (by a signal in the binary, by the test otherwise).
 pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for line in cfg.no_effect_report() {
+        tracing::info!(parameter = %line, "configuration parameter has no effect in logship");
+    }
     let router = Router::build(&cfg).map_err(errors_to_anyhow)?;
     let timers = router.spawn_timers(shutdown.child_token());
     let monitor = Monitor::new(router.clone());
@@ -104,97 +53,59 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
         .iter()
         .map(|s| ids.id(s.id.as_deref(), Category::Input, s.plugin.type_name()))
         .collect();
-    // Monitor sources first, so that /metrics and /healthz answer before any input accepts.
+    // Monitor sources first, so that /metrics and /healthz answer before any input accepts;
+    // they stop last, after the outputs have flushed.
     let monitor_stop = CancellationToken::new();
-    let mut monitor_servers = Vec::new();
-    for (position, (src, id)) in cfg.sources.iter().zip(&ids).enumerate() {
-        let SourcePlugin::Monitor(m) = &src.plugin else {
-            continue;
-        };
-        let listener = tokio::net::TcpListener::bind((m.bind.as_str(), m.port))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {}:{} (source at {})",
-                    m.bind, m.port, src.loc
-                )
-            })?;
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!(address = %addr, source = m.kind.type_name(), plugin_id = %id, "listening");
-        }
-        let listening = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        monitor.add_input(InputEntry {
-            id: id.clone(),
-            type_name: m.kind.type_name(),
-            forward: None,
-            listening: listening.clone(),
-            position,
-        });
-        let (m, mon, sd) = (m.clone(), monitor.clone(), monitor_stop.clone());
-        monitor_servers.push(tokio::spawn(async move {
-            let r = crate::metrics::server::serve(listener, &m, mon, sd).await;
-            listening.store(false, std::sync::atomic::Ordering::Release);
-            if let Err(e) = r {
-                tracing::error!(error = %e, "monitor server failed");
+    let mut monitor_tasks = Vec::new();
+    let mut sampler = None;
+    let mut input_tasks = Vec::new();
+    for role in [SourceRole::Monitor, SourceRole::Events] {
+        for (position, (src, id)) in cfg.sources.iter().zip(&ids).enumerate() {
+            if src.plugin.role() != role {
+                continue;
             }
-        }));
-    }
-    let sampler =
-        (!monitor_servers.is_empty()).then(|| monitor.spawn_sampler(monitor_stop.clone()));
-    let mut servers = Vec::new();
-    for (position, (src, id)) in cfg.sources.iter().zip(&ids).enumerate() {
-        let SourcePlugin::Forward(f) = &src.plugin else {
-            continue;
-        };
-        let scfg = forward_server_config(f).with_context(|| format!("source at {}", src.loc))?;
-        let listeners = ForwardListeners::bind(&scfg).await.with_context(|| {
-            format!(
-                "cannot listen on {}:{} (source at {})",
-                scfg.bind, scfg.port, src.loc
-            )
-        })?;
-        let server =
-            ForwardServer::new(scfg.clone()).with_context(|| format!("source at {}", src.loc))?;
-        let listening = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        monitor.add_input(InputEntry {
-            id: id.clone(),
-            type_name: "forward",
-            forward: Some(server.metrics()),
-            listening: listening.clone(),
-            position,
-        });
-        if let Some(addr) = listeners.tcp.as_ref().and_then(|l| l.local_addr().ok()) {
-            tracing::info!(address = %addr, source = "forward", plugin_id = %id, label = src.label.as_deref().unwrap_or("(root)"), "listening");
+            let sink: Arc<dyn EventSink> = match &src.label {
+                Some(l) => Arc::new(LabelSink {
+                    router: router.clone(),
+                    label: l.clone(),
+                }),
+                None => router.clone(),
+            };
+            let ctx = SourceContext {
+                id,
+                position,
+                loc: &src.loc,
+                label: src.label.as_deref(),
+                monitor: &monitor,
+                sink,
+                shutdown: match role {
+                    SourceRole::Monitor => monitor_stop.clone(),
+                    SourceRole::Events => shutdown.clone(),
+                },
+            };
+            let task = src.plugin.start(ctx).await.map_err(anyhow::Error::msg)?;
+            match role {
+                SourceRole::Monitor => monitor_tasks.push(task),
+                SourceRole::Events => input_tasks.push(task),
+            }
         }
-        let sink: Arc<dyn EventSink> = match &src.label {
-            Some(l) => Arc::new(LabelSink {
-                router: router.clone(),
-                label: l.clone(),
-            }),
-            None => router.clone(),
-        };
-        let sd = shutdown.clone();
-        servers.push(tokio::spawn(async move {
-            let r = server.run(listeners, sink, sd).await;
-            listening.store(false, std::sync::atomic::Ordering::Release);
-            r
-        }));
+        if role == SourceRole::Monitor && !monitor_tasks.is_empty() {
+            sampler = Some(monitor.spawn_sampler(monitor_stop.clone()));
+        }
     }
     tracing::info!(sources = cfg.sources.len(), "logship running");
     shutdown.cancelled().await;
     tracing::info!("shutting down: no longer accepting connections");
-    for s in servers {
-        match s.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "forward input failed"),
-            Err(e) => tracing::error!(error = %e, "forward input task panicked"),
+    for t in input_tasks {
+        if let Err(e) = t.await {
+            tracing::error!(error = %e, "input task panicked");
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), timers).await;
     router.shutdown().await;
     monitor_stop.cancel();
-    for s in monitor_servers {
-        let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+    for t in monitor_tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     if let Some(s) = sampler {
         let _ = s.await;
@@ -204,18 +115,28 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives between start-up and the first poll (a SIGTERM right after the
+/// "listening" line, on a busy machine) must not find the default action still in place,
+/// which would kill the process without a drain.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        let recv = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = recv(int) => tracing::info!(signal = "SIGINT", "signal received"),
+            _ = recv(term) => tracing::info!(signal = "SIGTERM", "signal received"),
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "signal received"),
-        _ = term => tracing::info!(signal = "SIGTERM", "signal received"),
     }
 }
 
@@ -223,8 +144,9 @@ pub async fn wait_for_signal() {
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let sd = shutdown.clone();
+    let signal = wait_for_signal();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         sd.cancel();
     });
     run_config(cfg, shutdown).await

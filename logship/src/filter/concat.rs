@@ -17,16 +17,139 @@
 //! flushed with what was collected and a WARN, either down the pipeline or to
 //! `timeout_label` when set; at shutdown every pending group is flushed the same way.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::Filter;
-use crate::config::ConcatConfig;
+use super::{Filter, FilterPlugin};
+use crate::config::params::ParamSpec;
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::{Event, EventBatch, EventTime};
 use crate::pipeline::record;
+
+/// `@type concat` (with `use_partial_metadata true`) or `@type docker_partial`, checked.
+#[derive(Debug, Clone)]
+pub struct ConcatConfig {
+    pub key: String,
+    pub separator: String,
+    pub flush_interval: Duration,
+    pub keep_partial_metadata: bool,
+    pub use_first_timestamp: bool,
+    pub stream_identity_key: Option<String>,
+    pub timeout_label: Option<String>,
+}
+
+const OTHER_MODES: &str =
+    "only Docker's partial-line metadata is joined (use_partial_metadata true)";
+
+/// The parameters both spellings share; `key`, `separator` and `use_partial_metadata` differ.
+macro_rules! concat_params {
+    ($($first:expr),* $(,)?) => {
+        &[
+            $($first,)*
+            ParamSpec::choice("partial_metadata_format", &["docker-fluentd"]).default("docker-fluentd").doc("only Docker's fluentd driver's `partial_*` fields"),
+            ParamSpec::bool("keep_partial_metadata").default("false").doc("keep the `partial_*` fields in the joined record"),
+            ParamSpec::time("flush_interval").default("60s").doc("a group with no new piece for this long is flushed incomplete, with a WARN (0: wait forever)"),
+            ParamSpec::bool("use_first_timestamp").default("false").doc("the joined record takes the first piece's time (default: the last's)"),
+            ParamSpec::string("stream_identity_key").doc("group pieces per value of this field too"),
+            ParamSpec::string("timeout_label").doc("send groups flushed by timeout to this label"),
+            ParamSpec::integer("n_lines").not_supported(OTHER_MODES),
+            ParamSpec::string("multiline_start_regexp").not_supported(OTHER_MODES),
+            ParamSpec::string("multiline_end_regexp").not_supported(OTHER_MODES),
+            ParamSpec::string("continuous_line_regexp").not_supported(OTHER_MODES),
+            ParamSpec::string("partial_key").not_supported(OTHER_MODES),
+            ParamSpec::string("partial_value").not_supported(OTHER_MODES),
+            ParamSpec::bool("keep_partial_key").not_supported(OTHER_MODES),
+            ParamSpec::bool("use_partial_cri_logtag").not_supported(OTHER_MODES),
+        ]
+    };
+}
+
+static CONCAT_PARAMS: &[ParamSpec] = concat_params![
+    ParamSpec::string("key").required().doc("the field whose pieces are joined"),
+    ParamSpec::string("separator").default("\n").doc("put between the pieces (`\"\"` gives Docker's original line back)"),
+    ParamSpec::bool("use_partial_metadata").default("false").doc("must be `true`: join by Docker's `partial_message`/`partial_id`/`partial_ordinal`/`partial_last`"),
+];
+
+static DOCKER_PARTIAL_PARAMS: &[ParamSpec] = concat_params![
+    ParamSpec::string("key")
+        .default("log")
+        .doc("the field whose pieces are joined"),
+    ParamSpec::string("separator")
+        .default("")
+        .doc("put between the pieces"),
+    ParamSpec::bool("use_partial_metadata")
+        .default("true")
+        .doc("must be `true`"),
+];
+
+/// `@type concat` (fluent-plugin-concat's Docker mode).
+pub static CONCAT: PluginSpec<dyn FilterPlugin> = PluginSpec {
+    type_name: "concat",
+    summary:
+        "Joins Docker's partial lines (fluent-plugin-concat with `use_partial_metadata true`).",
+    params: CONCAT_PARAMS,
+    sections: &[],
+    parse,
+};
+
+/// `@type docker_partial`: logship's name for the same filter with Docker's defaults.
+pub static DOCKER_PARTIAL: PluginSpec<dyn FilterPlugin> = PluginSpec {
+    type_name: "docker_partial",
+    summary: "logship's spelling of `concat` with Docker's defaults (`key log`, `separator \"\"`).",
+    params: DOCKER_PARTIAL_PARAMS,
+    sections: &[],
+    parse,
+};
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn FilterPlugin> {
+    let cfg = ConcatConfig {
+        key: s.get("key"),
+        separator: s.get("separator"),
+        flush_interval: s.get("flush_interval"),
+        keep_partial_metadata: s.get("keep_partial_metadata"),
+        use_first_timestamp: s.get("use_first_timestamp"),
+        stream_identity_key: s.opt("stream_identity_key"),
+        timeout_label: s.opt("timeout_label"),
+    };
+    let _format: String = s.get("partial_metadata_format");
+    if !s.get::<bool>("use_partial_metadata") {
+        let msg = format!(
+            "{}: only use_partial_metadata true (Docker's partial_* fields) is supported",
+            s.what()
+        );
+        s.error_here(msg);
+    }
+    Arc::new(cfg)
+}
+
+impl FilterPlugin for ConcatConfig {
+    /// Both spellings count as `concat` in plugin ids and metrics.
+    fn type_name(&self) -> &'static str {
+        "concat"
+    }
+    fn describe(&self) -> String {
+        format!(
+            "concat key={} flush_interval={}s",
+            self.key,
+            self.flush_interval.as_secs_f64()
+        )
+    }
+    fn labels(&self) -> Vec<&str> {
+        self.timeout_label.as_deref().into_iter().collect()
+    }
+    fn build(&self) -> Arc<dyn Filter> {
+        Arc::new(ConcatFilter::new(self.clone()))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 const PARTIAL_KEYS: [&str; 4] = [
     "partial_message",

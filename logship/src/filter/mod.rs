@@ -10,7 +10,27 @@ pub mod concat;
 pub mod parser;
 pub mod record_transformer;
 
+use std::any::Any;
+use std::sync::Arc;
+
 use crate::event::{Event, EventBatch};
+
+/// The checked config of a filter plugin (declared and read by the plugin's module, see
+/// [`crate::config::registry`]): describes itself and builds the [`Filter`].
+pub trait FilterPlugin: std::fmt::Debug + Send + Sync + 'static {
+    /// The plugin's type in ids and metrics (`filter_<type>.N`).
+    fn type_name(&self) -> &'static str;
+    /// One line for `check-config`.
+    fn describe(&self) -> String;
+    /// Labels the filter sends events to (checked to exist).
+    fn labels(&self) -> Vec<&str> {
+        Vec::new()
+    }
+    fn build(&self) -> Arc<dyn Filter>;
+
+    /// For tests and tools that need the typed config.
+    fn as_any(&self) -> &dyn Any;
+}
 
 /// A filter plugin.
 pub trait Filter: Send + Sync + 'static {

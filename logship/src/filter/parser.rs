@@ -14,15 +14,144 @@
 //!   through unchanged, a WARN is logged and [`ParserFilter::invalid_count`] goes up
 //!   (Fluentd's emit to `@ERROR` is not implemented).
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::Filter;
-use crate::config::ParserFilterConfig;
+use super::{Filter, FilterPlugin};
+use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::{Event, EventTime};
 use crate::output::timefmt;
 use crate::pipeline::record::{self, Entry};
+
+/// `@type parser`, checked.
+#[derive(Debug, Clone)]
+pub struct ParserFilterConfig {
+    pub key_name: String,
+    pub reserve_data: bool,
+    pub reserve_time: bool,
+    pub remove_key_name_field: bool,
+    pub inject_key_prefix: Option<String>,
+    pub hash_value_field: Option<String>,
+    pub parse: ParseConfig,
+}
+
+/// `<parse>` (only `@type json`).
+#[derive(Debug, Clone)]
+pub struct ParseConfig {
+    /// `None`: `time_key ""`, the event time is kept.
+    pub time_key: Option<String>,
+    pub keep_time_key: bool,
+}
+
+impl Default for ParseConfig {
+    fn default() -> Self {
+        Self {
+            time_key: Some("time".into()),
+            keep_time_key: false,
+        }
+    }
+}
+
+static PARAMS: &[ParamSpec] = &[
+    ParamSpec::string("key_name").default("log").doc("the field holding the JSON text"),
+    ParamSpec::bool("reserve_data").default("false").doc("keep the record's other fields (a parsed key replaces one of the same name)"),
+    ParamSpec::bool("reserve_time").default("false").doc("keep the event's time even when the parsed object has a time"),
+    ParamSpec::bool("remove_key_name_field").default("false").doc("with `reserve_data`: drop `key_name` once parsed"),
+    ParamSpec::string("inject_key_prefix").doc("prefix every parsed key with this"),
+    ParamSpec::string("hash_value_field").doc("store the parsed object under this key instead of merging it"),
+    ParamSpec::bool("emit_invalid_record_to_error").default("true").no_effect("not implemented: a record that does not parse passes through unchanged, with a WARN and a counter"),
+    ParamSpec::bool("replace_invalid_sequence").default("false").no_effect(NOT_IMPLEMENTED),
+];
+
+const TIMES: &str =
+    "not implemented: a time is read from an RFC 3339 string or a number of seconds";
+
+static PARSE: SectionSpec = SectionSpec::new(
+    "parse",
+    &[
+        ParamSpec::choice("@type", &["json"]).required().doc("the parser: only `json`"),
+        ParamSpec::string("time_key").default("time").doc("the parsed field that becomes the event time (RFC 3339 or seconds), then removed; `\"\"`: none"),
+        ParamSpec::bool("keep_time_key").default("false").doc("keep `time_key` in the record"),
+        ParamSpec::choice("json_parser", &["oj", "yajl", "json"]).default("oj").no_effect("logship has one JSON parser"),
+        ParamSpec::choice("time_type", &["float", "unixtime", "string", "mixed"]).default("string").no_effect(TIMES),
+        ParamSpec::string("time_format").no_effect(TIMES),
+        ParamSpec::bool("utc").no_effect(TIMES),
+        ParamSpec::bool("localtime").no_effect(TIMES),
+        ParamSpec::string("timezone").no_effect(TIMES),
+        ParamSpec::string("null_value_pattern").no_effect(NOT_IMPLEMENTED),
+        ParamSpec::bool("null_empty_string").default("false").no_effect(NOT_IMPLEMENTED),
+        ParamSpec::bool("estimate_current_event").default("true").no_effect("an event without a parsed time keeps the time it came with"),
+        ParamSpec::size("stream_buffer_size").no_effect("the JSON is parsed whole"),
+    ],
+)
+.doc("How `key_name` is parsed. Required.");
+
+/// The registry's entry.
+pub static SPEC: PluginSpec<dyn FilterPlugin> = PluginSpec {
+    type_name: "parser",
+    summary:
+        "Parses a string field (Docker's `log`) as a JSON object and merges it into the record.",
+    params: PARAMS,
+    sections: &[&PARSE],
+    parse,
+};
+
+fn parse_section(s: &mut Section<'_, '_>) -> ParseConfig {
+    let ty: String = s.get("@type");
+    s.set_what(format!("<parse> (@type {ty})"));
+    let time_key: String = s.get("time_key");
+    ParseConfig {
+        time_key: (!time_key.is_empty()).then_some(time_key),
+        keep_time_key: s.get("keep_time_key"),
+    }
+}
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn FilterPlugin> {
+    let mut cfg = ParserFilterConfig {
+        key_name: s.get("key_name"),
+        reserve_data: s.get("reserve_data"),
+        reserve_time: s.get("reserve_time"),
+        remove_key_name_field: s.get("remove_key_name_field"),
+        inject_key_prefix: s.opt("inject_key_prefix"),
+        hash_value_field: s.opt("hash_value_field"),
+        parse: ParseConfig::default(),
+    };
+    match s.child("parse", parse_section) {
+        Some(p) => cfg.parse = p,
+        None => {
+            let msg = format!(
+                "missing <parse> section in {}; supported: <parse> @type json",
+                s.what()
+            );
+            s.error_here(msg);
+        }
+    }
+    Arc::new(cfg)
+}
+
+impl FilterPlugin for ParserFilterConfig {
+    fn type_name(&self) -> &'static str {
+        "parser"
+    }
+    fn describe(&self) -> String {
+        format!(
+            "parser key_name={} reserve_data={}",
+            self.key_name, self.reserve_data
+        )
+    }
+    fn build(&self) -> Arc<dyn Filter> {
+        Arc::new(ParserFilter::new(self.clone()))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 pub struct ParserFilter {
     cfg: ParserFilterConfig,

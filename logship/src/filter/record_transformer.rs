@@ -8,12 +8,94 @@
 //! written. Set fields replace existing ones in place, new ones are appended; then
 //! `remove_keys` are removed. `renew_record true` starts from an empty record plus `keep_keys`.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use bytes::Bytes;
 
-use super::Filter;
-use crate::config::RecordTransformerConfig;
+use super::{Filter, FilterPlugin};
+use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::Event;
 use crate::pipeline::record::{self, Entry};
+
+/// `@type record_transformer`, checked.
+#[derive(Debug, Clone)]
+pub struct RecordTransformerConfig {
+    /// `<record>`'s lines: field name and value template, in order.
+    pub record: Vec<(String, String)>,
+    pub remove_keys: Vec<String>,
+    pub keep_keys: Vec<String>,
+    pub renew_record: bool,
+}
+
+static PARAMS: &[ParamSpec] = &[
+    ParamSpec::bool("enable_ruby")
+        .default("false")
+        .doc("only `false`: logship runs no Ruby"),
+    ParamSpec::bool("renew_record")
+        .default("false")
+        .doc("start from an empty record plus `keep_keys`"),
+    ParamSpec::array("remove_keys").doc("fields removed after `<record>` is applied"),
+    ParamSpec::array("keep_keys").doc("with `renew_record`: fields kept"),
+    ParamSpec::bool("auto_typecast")
+        .default("false")
+        .no_effect(NOT_IMPLEMENTED),
+];
+
+static RECORD: SectionSpec = SectionSpec::new("record", &[])
+    .free_form()
+    .multiple()
+    .doc("`FIELD TEMPLATE` lines: `${tag}`, `${tag_parts[N]}`, `${tag_prefix[N]}`, `${tag_suffix[N]}`, `${hostname}`, `${FIELD}`, `${record[\"FIELD\"]}`.");
+
+/// The registry's entry.
+pub static SPEC: PluginSpec<dyn FilterPlugin> = PluginSpec {
+    type_name: "record_transformer",
+    summary: "Adds fields from templates (`<record>`), removes or keeps keys.",
+    params: PARAMS,
+    sections: &[&RECORD],
+    parse,
+};
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn FilterPlugin> {
+    if s.get::<bool>("enable_ruby") {
+        let loc = s.given("enable_ruby").map(|p| p.loc.clone());
+        let loc = loc.unwrap_or_else(|| s.element().loc.clone());
+        s.error(
+            &loc,
+            "enable_ruby true is not supported: logship runs no Ruby",
+        );
+    }
+    let mut record = Vec::new();
+    s.children("record", |r| {
+        let el = r.element();
+        record.extend(el.params.iter().map(|p| (p.key.clone(), p.value.clone())));
+    });
+    Arc::new(RecordTransformerConfig {
+        record,
+        renew_record: s.get("renew_record"),
+        remove_keys: s.opt("remove_keys").unwrap_or_default(),
+        keep_keys: s.opt("keep_keys").unwrap_or_default(),
+    })
+}
+
+impl FilterPlugin for RecordTransformerConfig {
+    fn type_name(&self) -> &'static str {
+        "record_transformer"
+    }
+    fn describe(&self) -> String {
+        let keys: Vec<&str> = self.record.iter().map(|(k, _)| k.as_str()).collect();
+        format!("record_transformer record=[{}]", keys.join(", "))
+    }
+    fn build(&self) -> Arc<dyn Filter> {
+        Arc::new(RecordTransformer::new(self))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 #[allow(clippy::enum_variant_names)]

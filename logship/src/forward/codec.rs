@@ -695,6 +695,11 @@ fn event_time_from_ext(d: &[u8]) -> Result<EventTime, FrameError> {
     Ok(EventTime::new(secs, nanos))
 }
 
+#[inline]
+fn is_array_marker(m: Option<u8>) -> bool {
+    matches!(m, Some(0x90..=0x9f | 0xdc | 0xdd))
+}
+
 /// Merges several msgpack maps (byte ranges of `src`) into one map: a new header counting every
 /// pair, then each map's pairs in order. Used only for v1.5 entries with more than one map.
 fn merge_maps(src: &Bytes, maps: &[std::ops::Range<usize>]) -> Result<Bytes, FrameError> {
@@ -959,7 +964,7 @@ impl FrameParser {
                         metadata,
                     )),
                     Err(e) => {
-                        if !skip_invalid || matches!(e, FrameError::Truncated(_)) {
+                        if !skip_invalid {
                             return Err(e);
                         }
                         // skip the bad time value
@@ -1018,14 +1023,28 @@ impl FrameParser {
 
     /// Reads an entry's time slot: a plain time, or the v1.5 array `[time, Hash*]` whose maps
     /// become the event's metadata (see the module docs). `Ok((None, _))` for a `nil` time.
+    #[inline(always)]
     fn read_time_slot(
         &mut self,
         src: &Bytes,
         c: &mut Cur<'_>,
     ) -> Result<(Option<EventTime>, Option<Bytes>), FrameError> {
-        let Some(n) = c.array_len()? else {
-            return Ok((read_time(c)?, None));
-        };
+        // A plain time is by far the common case: one marker test, then straight to it.
+        if is_array_marker(c.peek()) {
+            self.read_v15_time(src, c)
+        } else {
+            Ok((read_time(c)?, None))
+        }
+    }
+
+    /// The v1.5 form of [`Self::read_time_slot`]: `[time, Hash*]` (cold path).
+    #[inline(never)]
+    fn read_v15_time(
+        &mut self,
+        src: &Bytes,
+        c: &mut Cur<'_>,
+    ) -> Result<(Option<EventTime>, Option<Bytes>), FrameError> {
+        let n = c.array_len()?.unwrap_or(0);
         if n == 0 {
             return Err(FrameError::BadTime("v1.5 metadata array has no time"));
         }

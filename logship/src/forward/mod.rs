@@ -63,6 +63,7 @@ pub mod client;
 pub mod codec;
 pub mod handshake;
 pub mod server;
+pub mod source;
 
 pub use client::{
     encode_packed_forward, encode_record_from_json, new_chunk_id, ClientConfig, ClientError,

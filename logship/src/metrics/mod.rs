@@ -11,7 +11,8 @@
 //! - [`registry`]: the exposition (via the `prometheus-client` crate) and `plugins.json`;
 //! - [`health`]: the `/healthz` rules;
 //! - [`process`]: `process_*` metrics from `/proc`;
-//! - [`server`]: the HTTP server (axum).
+//! - [`server`]: the HTTP server (axum);
+//! - [`source`]: the `prometheus` and `monitor_agent` sources (their parameters, start).
 //!
 //! See `docs/metrics.md` for every metric.
 
@@ -20,6 +21,7 @@ pub mod plugin;
 pub mod process;
 pub mod registry;
 pub mod server;
+pub mod source;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::config::FilterConfig;
 use crate::event::{BoxFuture, EmitError, Event, EventBatch};
 use crate::filter::Filter;
 use crate::output::Output;
@@ -71,15 +70,6 @@ impl PluginIds {
             Some(id) if !id.trim().is_empty() => id.to_string(),
             _ => generated,
         }
-    }
-}
-
-/// The `@type` of a filter.
-pub fn filter_type_name(f: &FilterConfig) -> &'static str {
-    match f {
-        FilterConfig::Parser(_) => "parser",
-        FilterConfig::RecordTransformer(_) => "record_transformer",
-        FilterConfig::Concat(_) => "concat",
     }
 }
 

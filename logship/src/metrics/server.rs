@@ -20,8 +20,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::source::{MonitorKind, MonitorSourceConfig};
 use super::{registry, Monitor};
-use crate::config::{MonitorKind, MonitorSourceConfig};
 
 struct Shared {
     monitor: Arc<Monitor>,

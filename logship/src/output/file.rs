@@ -8,16 +8,83 @@
 //! before `emit` resolves, so an acked event is in the page cache — it survives `kill -9` of
 //! logship, not a power loss (no fsync: the output file is itself the durable store, and a
 //! file buffer in front of it would only write every event twice). The `append` flag changes
-//! nothing: files are always appended to.
+//! nothing: files are always appended to (it is declared *no effect*).
 
+use std::any::Any;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use super::{format_event, timefmt, Output};
-use crate::config::{FileOutputConfig, LineFormat};
+use super::{
+    format, format_event, metadata, timefmt, LineFormat, Output, OutputContext, OutputPlugin,
+};
+use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::{BoxFuture, EmitError, EventBatch};
+
+/// `@type file`, checked.
+#[derive(Debug, Clone)]
+pub struct FileOutputConfig {
+    pub path: String,
+    pub add_path_suffix: bool,
+    pub path_suffix: String,
+    pub format: LineFormat,
+    /// `metadata_key`: see [`metadata::DEFAULT_LINE_METADATA_KEY`]; `None` hides metadata.
+    pub metadata_key: Option<String>,
+}
+
+static BUFFER: SectionSpec = crate::buffer::config::SECTION.no_effect(
+    "each batch is written through before it is acked; a buffer would write every event twice",
+);
+
+/// The registry's entry.
+pub static SPEC: PluginSpec<dyn OutputPlugin> = PluginSpec {
+    type_name: "file",
+    summary: "Appends one line per event to a file whose path may hold `${tag}`, `${tag[N]}` and strftime placeholders.",
+    params: &[
+        ParamSpec::string("path").required().doc("the file, with `%Y %m %d %H %M %S` (event time, UTC), `${tag}` and `${tag[N]}`"),
+        ParamSpec::bool("add_path_suffix").default("true").doc("append `path_suffix` to the path"),
+        ParamSpec::string("path_suffix").default(".log").doc("the suffix"),
+        ParamSpec::choice("compress", &["text"]).default("text").doc("only `text`: files are written uncompressed"),
+        metadata::LINE_METADATA_KEY,
+        ParamSpec::bool("append").default("false").no_effect("files are always appended to"),
+        ParamSpec::string("symlink_path").no_effect(NOT_IMPLEMENTED),
+    ],
+    sections: &[&format::SECTION, &BUFFER],
+    parse,
+};
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
+    // Only `text` exists, which is what is written.
+    let _compress: String = s.get("compress");
+    let format = s.child("format", |f| format::parse(f, LineFormat::OutFile));
+    Arc::new(FileOutputConfig {
+        path: s.get("path"),
+        add_path_suffix: s.get("add_path_suffix"),
+        path_suffix: s.get("path_suffix"),
+        format: format.unwrap_or(LineFormat::OutFile),
+        metadata_key: metadata::line_metadata_key(s),
+    })
+}
+
+impl OutputPlugin for FileOutputConfig {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+    fn describe(&self) -> String {
+        format!("file path={}", self.path)
+    }
+    fn build(&self, _: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
+        Ok(Arc::new(FileOutput::new(self)))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 pub struct FileOutput {
     path: String,

@@ -11,9 +11,24 @@
 //! non-empty map is shown or stored. A record that already has the key keeps its own value,
 //! the same rule as for `@timestamp` and the tag key.
 
+use crate::config::params::ParamSpec;
+use crate::config::section::Section;
 use crate::event::Event;
 use crate::msgpack_json::{write_json, write_json_str, TranscodeError};
 use crate::pipeline::record;
+
+/// Key under which stdout/file lines show an event's non-empty metadata (`metadata_key`).
+pub const DEFAULT_LINE_METADATA_KEY: &str = "_metadata";
+
+/// `metadata_key` of the stdout and file outputs.
+pub const LINE_METADATA_KEY: ParamSpec = ParamSpec::string("metadata_key")
+    .default(DEFAULT_LINE_METADATA_KEY)
+    .doc("show an event's non-empty Forward v1.5 metadata in the line's JSON under this key; `\"\"` hides it");
+
+/// Reads [`LINE_METADATA_KEY`]: `None` hides metadata.
+pub fn line_metadata_key(s: &mut Section<'_, '_>) -> Option<String> {
+    Some(s.get::<String>("metadata_key")).filter(|k| !k.is_empty())
+}
 
 /// The event's metadata when it is a non-empty map: what an output shows or stores.
 pub fn shown(ev: &Event) -> Option<&[u8]> {

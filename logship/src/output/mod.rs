@@ -1,21 +1,27 @@
-//! Outputs: where matched events go. `stdout`, `null`, `file`, `copy`, `elasticsearch`, `forward` (and
-//! `relabel`, which the router handles).
+//! Outputs: where matched events go. `stdout`, `null`, `file`, `copy`, `relabel`,
+//! `elasticsearch`, `forward` — each module declares its parameters ([`OutputPlugin`], see
+//! [`crate::config::registry`]) beside its code.
 //!
 //! An output's `emit` resolves once it **holds** the batch: for stdout and file that means
-//! written through; for elasticsearch, in its buffer (memory: appended; file: fsynced — see
-//! `crate::buffer`).
+//! written through; for elasticsearch and forward, in its buffer (memory: appended; file:
+//! fsynced — see `crate::buffer`).
 
+pub mod copy;
 pub mod elasticsearch;
 pub mod file;
+pub mod format;
 pub mod forward;
 pub mod metadata;
+pub mod null;
+pub mod relabel;
 pub mod stdout;
 pub mod timefmt;
 
+use std::any::Any;
 use std::sync::Arc;
 
-use crate::config::LineFormat;
 use crate::event::{BoxFuture, EmitError, Event, EventBatch};
+pub use format::LineFormat;
 
 /// An output plugin.
 pub trait Output: Send + Sync + 'static {
@@ -32,39 +38,37 @@ pub trait Output: Send + Sync + 'static {
     }
 }
 
-/// Drops everything (`@type null`).
-pub struct NullOutput;
-
-impl Output for NullOutput {
-    fn emit<'a>(&'a self, _batch: &'a EventBatch) -> BoxFuture<'a, Result<(), EmitError>> {
-        Box::pin(async { Ok(()) })
+/// The checked config of an output plugin (a `<match>` or `<store>`): describes itself and
+/// builds the running [`Output`].
+pub trait OutputPlugin: std::fmt::Debug + Send + Sync + 'static {
+    /// The `@type` (plugin ids and metrics use it).
+    fn type_name(&self) -> &'static str;
+    /// One line for `check-config`.
+    fn describe(&self) -> String;
+    /// Labels the output sends events to (checked to exist).
+    fn labels(&self) -> Vec<&str> {
+        Vec::new()
     }
+    /// Builds the output (a Tokio runtime is running); the error says what is wrong.
+    fn build(&self, ctx: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String>;
+
+    /// For tests and tools that need the typed config.
+    fn as_any(&self) -> &dyn Any;
 }
 
-/// Hands every batch to each store in turn (`@type copy`); fails if any store fails.
-pub struct CopyOutput {
-    pub stores: Vec<Arc<dyn Output>>,
-}
-
-impl Output for CopyOutput {
-    fn emit<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, Result<(), EmitError>> {
-        Box::pin(async move {
-            let mut first_err = None;
-            for s in &self.stores {
-                if let Err(e) = s.emit(batch).await {
-                    first_err.get_or_insert(e);
-                }
-            }
-            first_err.map_or(Ok(()), Err)
-        })
-    }
-    fn shutdown(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            for s in &self.stores {
-                s.shutdown().await;
-            }
-        })
-    }
+/// What the pipeline lends an output while it is built.
+pub trait OutputContext {
+    /// The output's `@id`, if set (buffered outputs name their buffer and logs after it).
+    fn id(&self) -> Option<&str>;
+    /// Builds a nested output (a `<store>` of `copy`), counted and listed as a plugin of its
+    /// own.
+    fn store(
+        &mut self,
+        id: Option<&str>,
+        plugin: &dyn OutputPlugin,
+    ) -> Result<Arc<dyn Output>, String>;
+    /// An output that hands each batch to `label` of this pipeline (`relabel`).
+    fn label(&self, label: &str) -> Arc<dyn Output>;
 }
 
 /// Appends one formatted line per event of `batch` to `out`. Records that are not valid

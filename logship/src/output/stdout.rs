@@ -6,15 +6,72 @@
 //! keeps batches in order and keeps blocking writes off the async runtime. `emit` resolves once
 //! the batch has been written.
 
+use std::any::Any;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{format_batch, Output};
-use crate::config::{LineFormat, StdoutConfig};
+use super::{format, format_batch, metadata, LineFormat, Output, OutputContext, OutputPlugin};
+use crate::config::params::{ParamSpec, SectionSpec};
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::{BoxFuture, EmitError, EventBatch};
+
+/// `@type stdout`, checked.
+#[derive(Debug, Clone)]
+pub struct StdoutConfig {
+    pub format: LineFormat,
+    /// `metadata_key`: see [`metadata::DEFAULT_LINE_METADATA_KEY`]; `None` hides metadata.
+    pub metadata_key: Option<String>,
+}
+
+static BUFFER: SectionSpec = crate::buffer::config::SECTION
+    .no_effect("each batch is written before it is acked; nothing is buffered");
+
+/// The registry's entry.
+pub static SPEC: PluginSpec<dyn OutputPlugin> = PluginSpec {
+    type_name: "stdout",
+    summary: "Writes each event to stdout: Fluentd's `TIME TAG: JSON` line, or JSON lines with `<format> @type json`.",
+    params: &[
+        ParamSpec::choice("output_type", &["json"])
+            .default("json")
+            .doc("the record is written as JSON (the only choice)"),
+        metadata::LINE_METADATA_KEY,
+    ],
+    sections: &[&format::SECTION, &BUFFER],
+    parse,
+};
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
+    // Only `json` exists, which is what the line format writes.
+    let _output_type: String = s.get("output_type");
+    let format = s.child("format", |f| format::parse(f, LineFormat::Stdout));
+    Arc::new(StdoutConfig {
+        format: format.unwrap_or(LineFormat::Stdout),
+        metadata_key: metadata::line_metadata_key(s),
+    })
+}
+
+impl OutputPlugin for StdoutConfig {
+    fn type_name(&self) -> &'static str {
+        "stdout"
+    }
+    fn describe(&self) -> String {
+        match self.format {
+            LineFormat::Json => "stdout (json)".into(),
+            _ => "stdout (fluentd line format)".into(),
+        }
+    }
+    fn build(&self, _: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
+        Ok(Arc::new(StdoutOutput::new(self)))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 type Job = (Vec<u8>, oneshot::Sender<std::io::Result<()>>);
 

@@ -10,6 +10,10 @@
 //!
 //! [`Router`] implements [`EventSink`]: `emit` resolves once the matched output holds the batch.
 //!
+//! The router names no plugin: each filter and output config builds itself
+//! ([`crate::filter::FilterPlugin`], [`crate::output::OutputPlugin`]); the router lends outputs
+//! what only it has — nested outputs for `copy`'s stores, and sinks into labels for `relabel`.
+//!
 //! Every filter and output is wrapped with counters ([`crate::metrics::plugin`]) under its
 //! plugin id; [`Router::plugins`] and [`Router::unmatched_events`] are what the monitor reads.
 
@@ -21,16 +25,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::pattern::TagPattern;
-use crate::config::{Config, ConfigError, Directive, FilterConfig, OutputConfig};
+use crate::config::{Config, ConfigError, Directive};
 use crate::event::{BoxFuture, EmitError, EventBatch, EventSink};
-use crate::filter::{
-    concat::ConcatFilter, parser::ParserFilter, record_transformer::RecordTransformer, Filter,
-};
+use crate::filter::Filter;
 use crate::metrics::plugin::{
-    filter_type_name, Category, CountedFilter, CountedOutput, PluginCounters, PluginEntry,
-    PluginIds,
+    Category, CountedFilter, CountedOutput, PluginCounters, PluginEntry, PluginIds,
 };
-use crate::output::{file::FileOutput, stdout::StdoutOutput, CopyOutput, NullOutput, Output};
+use crate::output::{Output, OutputContext, OutputPlugin};
 
 enum Step {
     Filter {
@@ -63,9 +64,10 @@ pub struct Router {
     unmatched: AtomicU64,
 }
 
-/// Builds an output for a `<match>`/`<store>` (the default: [`build_output`]); tests pass their own.
-pub type OutputFactory<'a> =
-    &'a mut dyn FnMut(&OutputConfig, Option<&str>) -> Result<Arc<dyn Output>, String>;
+/// Replaces the output a `<match>`/`<store>` would build (tests capture events with it):
+/// `Some(output)` is used instead, `None` lets the plugin build itself.
+pub type OutputOverride<'a> =
+    &'a mut dyn FnMut(&dyn OutputPlugin, Option<&str>) -> Option<Arc<dyn Output>>;
 
 /// Sends batches into one label of a router (the sink for a source with `@label`).
 pub struct LabelSink {
@@ -79,13 +81,13 @@ impl EventSink for LabelSink {
     }
 }
 
-/// `@type relabel`: hands the batch to another label.
-struct RelabelOutput {
+/// An output that hands each batch to a label of the router (what `relabel` builds).
+struct LabelOutput {
     label: String,
     router: Weak<Router>,
 }
 
-impl Output for RelabelOutput {
+impl Output for LabelOutput {
     fn emit<'a>(&'a self, batch: &'a EventBatch) -> BoxFuture<'a, Result<(), EmitError>> {
         Box::pin(async move {
             let r = self.router.upgrade().ok_or(EmitError::ShuttingDown)?;
@@ -94,47 +96,16 @@ impl Output for RelabelOutput {
     }
 }
 
-/// Builds the output for `cfg` (stdout, null, file, copy). Relabel is built by the router.
-pub fn build_output(cfg: &OutputConfig, id: Option<&str>) -> Result<Arc<dyn Output>, String> {
-    Ok(match cfg {
-        OutputConfig::Stdout(s) => Arc::new(StdoutOutput::new(s)),
-        OutputConfig::Null => Arc::new(NullOutput),
-        OutputConfig::File(f) => Arc::new(FileOutput::new(f)),
-        OutputConfig::Elasticsearch(e) => Arc::new(
-            crate::output::elasticsearch::ElasticsearchOutput::new(e, id)
-                .map_err(|e| format!("@type elasticsearch: {e}"))?,
-        ),
-        OutputConfig::Forward(f) => Arc::new(
-            crate::output::forward::ForwardOutput::new(f, id)
-                .map_err(|e| format!("@type forward: {e}"))?,
-        ),
-        other => {
-            return Err(format!(
-                "output @type {} is not implemented yet (the configuration is valid)",
-                other.type_name()
-            ))
-        }
-    })
-}
-
-fn build_filter(cfg: &FilterConfig) -> Arc<dyn Filter> {
-    match cfg {
-        FilterConfig::Parser(p) => Arc::new(ParserFilter::new(p.clone())),
-        FilterConfig::RecordTransformer(r) => Arc::new(RecordTransformer::new(r)),
-        FilterConfig::Concat(c) => Arc::new(ConcatFilter::new(c.clone())),
-    }
-}
-
 impl Router {
     /// Builds the router for `cfg` with the real outputs.
     pub fn build(cfg: &Config) -> Result<Arc<Router>, Vec<ConfigError>> {
-        Self::build_with(cfg, &mut build_output)
+        Self::build_with(cfg, &mut |_, _| None)
     }
 
-    /// Builds the router, creating outputs with `factory` (copy and relabel are handled here).
+    /// Builds the router; `replace` may substitute any output (copy and relabel included).
     pub fn build_with(
         cfg: &Config,
-        factory: OutputFactory<'_>,
+        replace: OutputOverride<'_>,
     ) -> Result<Arc<Router>, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut outputs: Vec<Arc<dyn Output>> = Vec::new();
@@ -149,7 +120,7 @@ impl Router {
                 for d in &label.directives {
                     match d {
                         Directive::Filter(f) => {
-                            let type_name = filter_type_name(&f.plugin);
+                            let type_name = f.plugin.type_name();
                             let counters = Arc::new(PluginCounters::default());
                             plugins.push(PluginEntry {
                                 id: ids.id(f.id.as_deref(), Category::Filter, type_name),
@@ -161,17 +132,20 @@ impl Router {
                             steps.push(Step::Filter {
                                 pattern: f.pattern.clone(),
                                 filter: Arc::new(CountedFilter {
-                                    inner: build_filter(&f.plugin),
+                                    inner: f.plugin.build(),
                                     counters,
                                 }),
                             })
                         }
                         Directive::Match(m) => {
-                            let mut reg = Registration {
+                            let mut builder = Builder {
+                                weak,
                                 ids: &mut ids,
                                 plugins: &mut plugins,
+                                replace: &mut *replace,
+                                id: None,
                             };
-                            match make_output(&m.plugin, m.id.as_deref(), weak, factory, &mut reg) {
+                            match builder.output(m.id.as_deref(), m.plugin.as_ref()) {
                                 Ok(o) => {
                                     outputs.push(o.clone());
                                     steps.push(Step::Match {
@@ -338,48 +312,69 @@ impl Router {
     }
 }
 
-/// Where [`make_output`] records the plugins it builds.
-struct Registration<'r> {
+/// Builds outputs for the router: registers each (a copy before its stores) with its
+/// counters and id, and lends itself to the plugins as their [`OutputContext`].
+struct Builder<'r, 'o> {
+    weak: &'r Weak<Router>,
     ids: &'r mut PluginIds,
     plugins: &'r mut Vec<PluginEntry>,
+    replace: OutputOverride<'o>,
+    /// The `@id` of the output being built.
+    id: Option<String>,
 }
 
-/// Builds the output for `cfg` wrapped with its counters (a copy's stores each get their own).
-fn make_output(
-    cfg: &OutputConfig,
-    id: Option<&str>,
-    weak: &Weak<Router>,
-    factory: OutputFactory<'_>,
-    reg: &mut Registration<'_>,
-) -> Result<Arc<dyn Output>, String> {
-    let type_name = cfg.type_name();
-    let index = reg.plugins.len();
-    let counters = Arc::new(PluginCounters::default());
-    // Registered before the stores, so that a copy comes before its stores.
-    reg.plugins.push(PluginEntry {
-        id: reg.ids.id(id, Category::Output, type_name),
-        type_name,
-        category: Category::Output,
-        counters: counters.clone(),
-        output: None,
-    });
-    let inner: Arc<dyn Output> = match cfg {
-        OutputConfig::Relabel(l) => Arc::new(RelabelOutput {
-            label: l.clone(),
-            router: weak.clone(),
-        }),
-        OutputConfig::Copy(stores) => {
-            let mut v = Vec::new();
-            for (sid, s) in stores {
-                v.push(make_output(s, sid.as_deref(), weak, factory, reg)?);
+impl Builder<'_, '_> {
+    /// Builds `plugin` wrapped with its counters.
+    fn output(
+        &mut self,
+        id: Option<&str>,
+        plugin: &dyn OutputPlugin,
+    ) -> Result<Arc<dyn Output>, String> {
+        let type_name = plugin.type_name();
+        let index = self.plugins.len();
+        let counters = Arc::new(PluginCounters::default());
+        // Registered before building, so that a copy comes before its stores.
+        self.plugins.push(PluginEntry {
+            id: self.ids.id(id, Category::Output, type_name),
+            type_name,
+            category: Category::Output,
+            counters: counters.clone(),
+            output: None,
+        });
+        let inner = match (self.replace)(plugin, id) {
+            Some(o) => o,
+            None => {
+                let outer = std::mem::replace(&mut self.id, id.map(str::to_string));
+                let built = plugin.build(self);
+                self.id = outer;
+                built?
             }
-            Arc::new(CopyOutput { stores: v })
-        }
-        other => factory(other, id)?,
-    };
-    let counted: Arc<dyn Output> = Arc::new(CountedOutput { inner, counters });
-    reg.plugins[index].output = Some(counted.clone());
-    Ok(counted)
+        };
+        let counted: Arc<dyn Output> = Arc::new(CountedOutput { inner, counters });
+        self.plugins[index].output = Some(counted.clone());
+        Ok(counted)
+    }
+}
+
+impl OutputContext for Builder<'_, '_> {
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    fn store(
+        &mut self,
+        id: Option<&str>,
+        plugin: &dyn OutputPlugin,
+    ) -> Result<Arc<dyn Output>, String> {
+        self.output(id, plugin)
+    }
+
+    fn label(&self, label: &str) -> Arc<dyn Output> {
+        Arc::new(LabelOutput {
+            label: label.to_string(),
+            router: self.weak.clone(),
+        })
+    }
 }
 
 impl EventSink for Router {

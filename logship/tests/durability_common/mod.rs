@@ -235,8 +235,9 @@ pub async fn count_and_sum(es: &str, index: &str) -> (u64, u64) {
 }
 
 /// Waits until `index` holds exactly `n` documents whose `seq` sum is `sum` (panics after
-/// `secs`, or at once if there are more than `n`), then checks it stays there.
-pub async fn wait_exact(es: &str, index: &str, n: u64, sum: u64, secs: u64) {
+/// `secs`, or at once if there are more than `n`), then until the buffer at `buf` holds no
+/// chunk file (logship has nothing left to deliver), and checks the count again.
+pub async fn wait_exact(es: &str, index: &str, n: u64, sum: u64, secs: u64, buf: &Path) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let (c, s) = count_and_sum(es, index).await;
@@ -254,12 +255,28 @@ pub async fn wait_exact(es: &str, index: &str, n: u64, sum: u64, secs: u64) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_drained(buf, deadline).await;
     assert_eq!(
         count_and_sum(es, index).await,
         (n, sum),
-        "count changed after settling"
+        "count changed once the buffer was drained"
     );
+}
+
+/// Waits until the buffer directory `buf` holds no chunk file (panics at `deadline`).
+pub async fn wait_drained(buf: &Path, deadline: Instant) {
+    loop {
+        let (bytes, files) = chunk_bytes(buf);
+        if files == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{files} chunk files ({bytes} bytes) still in {}",
+            buf.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Deletes `index` (best effort, at the end of a test).

@@ -10,10 +10,10 @@ use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use logship::config::{Config, Directive, OutputConfig};
+use logship::config::{Config, Directive};
 use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::encode_record_from_json;
-use logship::output::forward::ForwardOutput;
+use logship::output::forward::{ForwardOutput, ForwardOutputConfig};
 use serde_json::Value;
 
 use crate::logship_child;
@@ -212,9 +212,7 @@ pub fn edge(body: &str) -> ForwardOutput {
     let Some(Directive::Match(m)) = cfg.root.directives.first() else {
         panic!("no match")
     };
-    let OutputConfig::Forward(f) = &m.plugin else {
-        panic!("not forward")
-    };
+    let f = m.config::<ForwardOutputConfig>().expect("a forward output");
     ForwardOutput::new(f, Some("edge")).unwrap()
 }
 

@@ -1,11 +1,283 @@
-//! Validated settings of `@type elasticsearch`: base URLs, index naming, request options.
+//! `@type elasticsearch`: its parameters (fluent-plugin-elasticsearch's, as far as logship
+//! honours them), read into an [`ElasticsearchConfig`], then checked into the
+//! [`EsSettings`] the output runs with (base URLs, index naming, request options).
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::buffer::BufferSettings;
-use crate::config::ElasticsearchConfig;
+use crate::buffer::config::BufferConfig;
+use crate::buffer::{BufferSettings, RetryPolicy};
+use crate::config::params::{ParamSpec, SectionSpec};
+use crate::config::registry::PluginSpec;
+use crate::config::section::Section;
 use crate::event::EventTime;
-use crate::output::timefmt;
+use crate::output::{timefmt, Output, OutputContext, OutputPlugin};
+
+/// `@type elasticsearch`, as configured.
+#[derive(Debug, Clone)]
+pub struct ElasticsearchConfig {
+    /// `host:port` or URLs (`hosts`, else `host` and `port`).
+    pub hosts: Vec<String>,
+    pub scheme: String,
+    pub path: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub index_name: String,
+    pub logstash_format: bool,
+    pub logstash_prefix: String,
+    pub logstash_prefix_separator: String,
+    pub logstash_dateformat: String,
+    pub utc_index: bool,
+    pub include_tag_key: bool,
+    pub tag_key: String,
+    pub id_key: Option<String>,
+    /// `metadata_key`: the document gets the event's non-empty Forward v1.5 metadata under
+    /// this key (off by default).
+    pub metadata_key: Option<String>,
+    /// `time_key`: a record field whose time becomes `@timestamp` (and the logstash index
+    /// date) when `@timestamp` is written (`logstash_format` or `include_timestamp`).
+    pub time_key: Option<String>,
+    /// `time_key_format`: strptime format of the `time_key` value (else ISO 8601 or epoch).
+    pub time_key_format: Option<String>,
+    /// `time_key_exclude_timestamp`: the `time_key` value dates the index but `@timestamp`
+    /// is not added.
+    pub time_key_exclude_timestamp: bool,
+    /// `include_timestamp`: add `@timestamp` without `logstash_format`.
+    pub include_timestamp: bool,
+    /// `target_index_key`: a record field (dotted path) naming the index; removed from the
+    /// document.
+    pub target_index_key: Option<String>,
+    /// `log_es_400_reason`: log the error type and reason of every document rejected with 400.
+    pub log_es_400_reason: bool,
+    /// `reconnect_on_error`: after any failed request, drop pooled connections and go back
+    /// to the configured hosts (and detect the version again).
+    pub reconnect_on_error: bool,
+    /// `reload_connections` / `reload_after`: replace the host list with the cluster's HTTP
+    /// nodes (`GET _nodes/http`) every `reload_after` requests (default 10,000).
+    pub reload_connections: bool,
+    pub reload_after: Option<u64>,
+    /// `reload_on_failure`: discover the nodes again after a request failed on every host.
+    pub reload_on_failure: bool,
+    /// `resurrect_after`: a host that failed is skipped for this long (doubling per failure).
+    pub resurrect_after: Duration,
+    /// `verify_es_version_at_startup`: `GET /` before the first request to learn the engine
+    /// and version; otherwise `default_elasticsearch_version` is assumed.
+    pub verify_es_version_at_startup: bool,
+    pub default_elasticsearch_version: u32,
+    /// `create` or `index`.
+    pub write_operation: String,
+    pub template_name: Option<String>,
+    pub template_file: Option<String>,
+    pub template_overwrite: bool,
+    pub request_timeout: Duration,
+    /// Largest `_bulk` body in bytes before a chunk is split into several requests.
+    pub bulk_message_request_threshold: u64,
+    /// gzip level 0..=9 for request bodies; `None` = no compression.
+    pub compression_level: Option<u32>,
+    /// JSON-lines file for events Elasticsearch rejected (or `<secondary> @type file path`).
+    pub dead_letter_path: Option<String>,
+    pub buffer: Option<BufferConfig>,
+}
+
+const NEVER_TYPE: &str =
+    "logship never sends a document `_type` (OpenSearch 2 and Elasticsearch 8 reject it)";
+const RUBY_CLIENT: &str = "an option of the Ruby Elasticsearch client, which logship does not use";
+const TLS_LATER: &str =
+    "not implemented: the certificate is always verified against the system's roots";
+
+static PARAMS: &[ParamSpec] = &[
+    ParamSpec::string("host").default("localhost").doc("one node (without `hosts`)"),
+    ParamSpec::port("port").default("9200").doc("its port"),
+    ParamSpec::array("hosts").doc("`h1:9200,h2:9200` or URLs: requests go round robin, a host that refuses or times out is skipped for `resurrect_after`, then tried again (see elasticsearch.md, Hosts)"),
+    ParamSpec::choice("scheme", &["http", "https"]).default("http").doc("for hosts written without one"),
+    ParamSpec::string("path").doc("URL path prefix (behind a proxy)"),
+    ParamSpec::string("user").doc("HTTP basic auth"),
+    ParamSpec::string("password").doc("HTTP basic auth"),
+    ParamSpec::string("index_name").default("fluentd").doc("without `logstash_format`: `${tag}` and strftime placeholders are expanded per event"),
+    ParamSpec::bool("logstash_format").default("false").doc("index = `logstash_prefix` + `logstash_prefix_separator` + strftime(`logstash_dateformat`) of the document's time; documents get `@timestamp`"),
+    ParamSpec::string("logstash_prefix").default("logstash").doc("may hold `${tag}`"),
+    ParamSpec::string("logstash_prefix_separator").default("-").doc(""),
+    ParamSpec::string("logstash_dateformat").default("%Y.%m.%d").doc("strftime subset: `%Y %y %m %d %H %M %S %j %%`"),
+    ParamSpec::bool("utc_index").default("true").doc("dates of index names in UTC (`false`: local time)"),
+    ParamSpec::bool("include_tag_key").default("false").doc("add the tag to each document under `tag_key`"),
+    ParamSpec::string("tag_key").default("tag").doc(""),
+    ParamSpec::string("id_key").doc("take `_id` from this field instead of the deterministic hash"),
+    ParamSpec::string("metadata_key").doc("store an event's non-empty Forward v1.5 metadata in the document under this key (off by default)"),
+    ParamSpec::choice("write_operation", &["create", "index"]).default("create").doc("`create` (logship's default: a resent event is not indexed twice) or `index` (overwrites)"),
+    ParamSpec::string("template_name").doc("install this index template before the first bulk request (with `template_file`)"),
+    ParamSpec::string("template_file").doc("its JSON: with a top-level `template` key composable (`_index_template`), else legacy (`_template`)"),
+    ParamSpec::bool("template_overwrite").default("false").doc("PUT the template even when it exists"),
+    ParamSpec::time("request_timeout").default("5s").doc("per HTTP request"),
+    ParamSpec::size("bulk_message_request_threshold").default("20m").doc("a chunk whose `_bulk` body would grow past this is split into several requests"),
+    ParamSpec::integer("compression_level").doc("gzip request bodies at this level (0–9)"),
+    ParamSpec::string("dead_letter_path").doc("logship's own: JSON-lines file for events Elasticsearch rejected"),
+    ParamSpec::string("time_key").doc("a record field whose time becomes `@timestamp` and dates the logstash index (the field stays)"),
+    ParamSpec::string("time_key_format").doc("Ruby strptime format of that field (`%Y-%m-%dT%H:%M:%S.%N%z` …; no zone: UTC); unset: ISO 8601; a number is Unix seconds"),
+    ParamSpec::bool("time_key_exclude_timestamp").default("false").doc("the `time_key` value dates the index, but no `@timestamp` is added"),
+    ParamSpec::bool("include_timestamp").default("false").doc("documents get `@timestamp` without `logstash_format` (without either, none is added, as in Fluentd)"),
+    ParamSpec::string("target_index_key").doc("the record's value at this key (dotted path into nested maps) is the index, lower-cased; the key is not stored"),
+    ParamSpec::bool("log_es_400_reason").default("false").doc("log each document rejected with 400 with its error type and reason (WARN, rate-limited); otherwise a dead-lettered rejection gets one summary line"),
+    ParamSpec::string("type_name").no_effect(NEVER_TYPE),
+    ParamSpec::bool("suppress_type_name").default("false").no_effect(NEVER_TYPE),
+    ParamSpec::bool("ssl_verify").default("true").no_effect(TLS_LATER),
+    ParamSpec::string("ssl_version").no_effect(TLS_LATER),
+    ParamSpec::string("ca_file").no_effect(TLS_LATER),
+    ParamSpec::bool("reconnect_on_error").default("false").doc("after any failed request (not only \"host unreachable\"): new connections, the configured hosts again, the version detected again"),
+    ParamSpec::bool("reload_connections").default("true").doc("node discovery: every `reload_after` requests the host list becomes the cluster's HTTP nodes (`GET _nodes/http`); set false behind a load balancer"),
+    ParamSpec::integer("reload_after").default("-1").doc("requests between discoveries (-1: the Ruby transport's 10,000)"),
+    ParamSpec::bool("reload_on_failure").default("false").doc("also discover the nodes after a request failed on every host"),
+    ParamSpec::time("resurrect_after").default("60s").doc("a host that gave no response is skipped this long, doubled per further failure (at most 32×)"),
+    ParamSpec::string("sniffer_class_name").no_effect("a Ruby class cannot be loaded; logship's discovery reads `_nodes/http` (`reload_connections`)"),
+    ParamSpec::bool("verify_es_version_at_startup").default("true").doc("`GET /` before the first request: the engine and version are logged, and a composable template on an Elasticsearch before 7.8 is refused with a clear error"),
+    ParamSpec::integer("default_elasticsearch_version").default("5").doc("the major version assumed without detection"),
+    ParamSpec::integer("max_retry_putting_template").no_effect("the template is installed again after a connection-level failure, not counted"),
+    ParamSpec::bool("with_transporter_log").default("false").no_effect(RUBY_CLIENT),
+    ParamSpec::choice("http_backend", &["excon", "typhoeus"]).default("excon").no_effect(RUBY_CLIENT),
+];
+
+static SECONDARY: SectionSpec = SectionSpec::new(
+    "secondary",
+    &[
+        ParamSpec::choice("@type", &["file", "secondary_file"])
+            .required()
+            .doc("only a file"),
+        ParamSpec::string("path")
+            .required()
+            .doc("the same as `dead_letter_path`"),
+    ],
+)
+.doc("Where rejected events go: the same as `dead_letter_path`.");
+
+/// The registry's entry.
+pub static SPEC: PluginSpec<dyn OutputPlugin> = PluginSpec {
+    type_name: "elasticsearch",
+    summary: "Writes events to Elasticsearch or OpenSearch with `_bulk` (deterministic ids, `create`); see [elasticsearch.md](elasticsearch.md).",
+    params: PARAMS,
+    sections: &[&crate::buffer::config::SECTION, &SECONDARY],
+    parse,
+};
+
+fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
+    let mut hosts: Vec<String> = s.opt("hosts").unwrap_or_default();
+    let host: String = s.get("host");
+    let port: u16 = s.get("port");
+    if hosts.is_empty() {
+        hosts.push(format!("{host}:{port}"));
+    }
+    let mut cfg = ElasticsearchConfig {
+        hosts,
+        scheme: s.get("scheme"),
+        path: s.opt("path"),
+        user: s.opt("user"),
+        password: s.opt("password"),
+        index_name: s.get("index_name"),
+        logstash_format: s.get("logstash_format"),
+        logstash_prefix: s.get("logstash_prefix"),
+        logstash_prefix_separator: s.get("logstash_prefix_separator"),
+        logstash_dateformat: s.get("logstash_dateformat"),
+        utc_index: s.get("utc_index"),
+        include_tag_key: s.get("include_tag_key"),
+        tag_key: s.get("tag_key"),
+        id_key: s.opt("id_key"),
+        metadata_key: s.opt::<String>("metadata_key").filter(|k| !k.is_empty()),
+        time_key: s.opt::<String>("time_key").filter(|k| !k.is_empty()),
+        time_key_format: s.opt::<String>("time_key_format").filter(|k| !k.is_empty()),
+        time_key_exclude_timestamp: s.get("time_key_exclude_timestamp"),
+        include_timestamp: s.get("include_timestamp"),
+        target_index_key: s
+            .opt::<String>("target_index_key")
+            .filter(|k| !k.is_empty()),
+        log_es_400_reason: s.get("log_es_400_reason"),
+        reconnect_on_error: s.get("reconnect_on_error"),
+        reload_connections: s.get("reload_connections"),
+        reload_after: s
+            .opt::<i64>("reload_after")
+            .and_then(|n| u64::try_from(n).ok().filter(|&n| n > 0)),
+        reload_on_failure: s.get("reload_on_failure"),
+        resurrect_after: s.get("resurrect_after"),
+        verify_es_version_at_startup: s.get("verify_es_version_at_startup"),
+        default_elasticsearch_version: s.get("default_elasticsearch_version"),
+        write_operation: s.get("write_operation"),
+        template_name: s.opt("template_name"),
+        template_file: s.opt("template_file"),
+        template_overwrite: s.get("template_overwrite"),
+        request_timeout: s.get("request_timeout"),
+        bulk_message_request_threshold: s.get("bulk_message_request_threshold"),
+        compression_level: s.opt("compression_level"),
+        dead_letter_path: s.opt("dead_letter_path"),
+        buffer: s.child("buffer", crate::buffer::config::parse),
+    };
+    if let Some(l) = cfg.compression_level.filter(|l| *l > 9) {
+        s.error_here(format!("compression_level must be 0..9, got {l}"));
+    }
+    if cfg.template_name.is_some() != cfg.template_file.is_some() {
+        s.error_here("template_name and template_file must be given together");
+    }
+    if let Some(f) = &cfg.time_key_format {
+        if let Err(e) = timefmt::check_strptime_format(f) {
+            let loc = s
+                .given("time_key_format")
+                .map_or(s.element().loc.clone(), |p| p.loc.clone());
+            let msg = format!("parameter 'time_key_format' in {}: {e}", s.what());
+            s.error(&loc, msg);
+        }
+    }
+    if let Some((path, loc)) = s.child("secondary", |sec| {
+        // `file` and `secondary_file` both append to `path` (checked by the declared type).
+        let _type: String = sec.get("@type");
+        (sec.get::<String>("path"), sec.element().loc.clone())
+    }) {
+        if cfg.dead_letter_path.is_some() {
+            s.error(
+                &loc,
+                "<secondary> and dead_letter_path are the same thing; give one of them",
+            );
+        }
+        cfg.dead_letter_path = Some(path);
+    }
+    Arc::new(cfg)
+}
+
+impl OutputPlugin for ElasticsearchConfig {
+    fn type_name(&self) -> &'static str {
+        "elasticsearch"
+    }
+
+    fn describe(&self) -> String {
+        let index = if self.logstash_format {
+            format!(
+                "{}{}{}",
+                self.logstash_prefix, self.logstash_prefix_separator, self.logstash_dateformat
+            )
+        } else {
+            self.index_name.clone()
+        };
+        let buffer = match &self.buffer {
+            Some(b) if b.is_file => {
+                format!(
+                    " (file buffer {})",
+                    b.file_path.as_deref().unwrap_or_default()
+                )
+            }
+            _ => String::new(),
+        };
+        format!(
+            "elasticsearch hosts={} index={index}{buffer}",
+            self.hosts.join(",")
+        )
+    }
+
+    fn build(&self, ctx: &mut dyn OutputContext) -> Result<Arc<dyn Output>, String> {
+        let out = super::ElasticsearchOutput::new(self, ctx.id())
+            .map_err(|e| format!("@type elasticsearch: {e}"))?;
+        Ok(Arc::new(out))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// The bulk operation written for each event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +322,8 @@ pub struct EsSettings {
     pub include_tag_key: bool,
     pub tag_key: String,
     pub id_key: Option<String>,
+    /// `metadata_key`: store non-empty Forward v1.5 metadata under this key.
+    pub metadata_key: Option<String>,
     /// `logstash_format` or `include_timestamp`: documents get `@timestamp`.
     pub writes_timestamp: bool,
     pub time_key: Option<String>,
@@ -58,8 +332,6 @@ pub struct EsSettings {
     /// `target_index_key` split at dots.
     pub target_index_path: Option<Vec<String>>,
     pub log_es_400_reason: bool,
-    /// `metadata_key`: store non-empty Forward v1.5 metadata under this key.
-    pub metadata_key: Option<String>,
     pub write_operation: WriteOperation,
     /// Template name, the JSON body and whether it is a composable (`_index_template`) one.
     pub template: Option<Template>,
@@ -70,12 +342,8 @@ pub struct EsSettings {
     pub dead_letter_path: Option<String>,
     pub buffer: BufferSettings,
     pub flush_thread_count: usize,
-    pub retry_wait: Duration,
-    pub retry_max_interval: Duration,
-    pub retry_forever: bool,
-    pub retry_timeout: Duration,
-    /// `retry_max_times` of `<buffer>`: give a chunk up after this many retries.
-    pub retry_max_times: Option<u64>,
+    /// `retry_*` of `<buffer>`: waits between attempts, `retry_timeout`, `retry_max_times`.
+    pub retry: RetryPolicy,
     /// Host handling (see `hosts.rs`).
     pub hosts: HostOptions,
     /// `verify_es_version_at_startup`.
@@ -194,6 +462,7 @@ impl EsSettings {
             include_tag_key: cfg.include_tag_key,
             tag_key: cfg.tag_key.clone(),
             id_key: cfg.id_key.clone(),
+            metadata_key: cfg.metadata_key.clone(),
             writes_timestamp: cfg.logstash_format || cfg.include_timestamp,
             time_key: cfg.time_key.clone(),
             time_key_format: cfg.time_key_format.clone(),
@@ -203,7 +472,6 @@ impl EsSettings {
                 .as_ref()
                 .map(|k| k.split('.').map(str::to_string).collect()),
             log_es_400_reason: cfg.log_es_400_reason,
-            metadata_key: cfg.metadata_key.clone(),
             write_operation: if cfg.write_operation == "index" {
                 WriteOperation::Index
             } else {
@@ -212,22 +480,14 @@ impl EsSettings {
             template,
             template_overwrite: cfg.template_overwrite,
             request_timeout: cfg.request_timeout,
-            bulk_threshold: cfg
-                .bulk_message_request_threshold
-                .map_or(DEFAULT_BULK_THRESHOLD, |v| {
-                    usize::try_from(v).unwrap_or(usize::MAX).max(1)
-                }),
+            bulk_threshold: usize::try_from(cfg.bulk_message_request_threshold)
+                .unwrap_or(usize::MAX)
+                .max(1),
             compression_level: cfg.compression_level,
             dead_letter_path: cfg.dead_letter_path.clone(),
             buffer,
             flush_thread_count: b.map_or(1, |b| b.flush_thread_count.max(1) as usize),
-            retry_wait: b.map_or(Duration::from_secs(1), |b| b.retry_wait),
-            retry_max_interval: b
-                .and_then(|b| b.retry_max_interval)
-                .unwrap_or(Duration::from_secs(60)),
-            retry_forever: b.is_some_and(|b| b.retry_forever),
-            retry_timeout: b.map_or(Duration::from_secs(72 * 3600), |b| b.retry_timeout),
-            retry_max_times: b.and_then(|b| b.retry_max_times),
+            retry: RetryPolicy::from_config(b),
             hosts: HostOptions {
                 resurrect_after: cfg.resurrect_after,
                 reload_every: cfg
@@ -278,6 +538,20 @@ fn local_offset_secs(secs: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn declared_bulk_threshold_is_the_plugins_default() {
+        let cfg = crate::config::Config::from_str_at(
+            "<match **>\n@type elasticsearch\n</match>\n",
+            std::path::Path::new("t.conf"),
+        )
+        .unwrap();
+        let crate::config::Directive::Match(m) = &cfg.root.directives[0] else {
+            panic!()
+        };
+        let es = EsSettings::from_config(m.config::<ElasticsearchConfig>().unwrap()).unwrap();
+        assert_eq!(es.bulk_threshold, DEFAULT_BULK_THRESHOLD);
+    }
 
     #[test]
     fn base_urls() {

@@ -197,10 +197,7 @@ mod tests {
         let crate::config::Directive::Match(m) = &cfg.root.directives[0] else {
             panic!()
         };
-        let crate::config::OutputConfig::Elasticsearch(e) = &m.plugin else {
-            panic!()
-        };
-        EsSettings::from_config(e).unwrap()
+        EsSettings::from_config(m.config::<super::super::ElasticsearchConfig>().unwrap()).unwrap()
     }
 
     fn ev(v: serde_json::Value) -> Event {

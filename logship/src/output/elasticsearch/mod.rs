@@ -1,7 +1,8 @@
 //! `@type elasticsearch`: a buffered (memory or file) output that writes events to Elasticsearch (or
 //! OpenSearch) with `_bulk`.
 //!
-//! - [`config`]: parameters → checked [`config::EsSettings`] (URLs, index naming);
+//! - [`config`]: the declared parameters, read into [`ElasticsearchConfig`], then checked into
+//!   [`config::EsSettings`] (URLs, index naming);
 //! - [`encoder`]: events → NDJSON bulk bodies straight from msgpack;
 //! - [`doc_id`]: the deterministic `_id` (xxh3-128 of tag, time and canonical record);
 //! - [`bulk`]: HTTP (round robin + failover) and per-item response classification;
@@ -25,11 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::buffer::Buffer;
-use crate::config::ElasticsearchConfig;
 use crate::event::{BoxFuture, EmitError, EventBatch};
 use crate::output::Output;
 
-pub use config::EsSettings;
+pub use config::{ElasticsearchConfig, EsSettings};
 pub use service::{EsStats, Service};
 
 /// How long shutdown keeps retrying what is still buffered before dead-lettering it.

@@ -2,10 +2,11 @@
 //! version ([`super::engine`]), install the index template, send `_bulk` requests, retry what
 //! may succeed later and dead-letter what never will.
 //!
-//! Retries: a chunk's failed items are sent again after `retry_wait·2ⁿ` (capped at
-//! `retry_max_interval`, ±12.5 % jitter) until they succeed, or until `retry_max_times`
-//! retries or `retry_timeout` have passed (unless `retry_forever`): then they go to the dead
-//! letter with the last error. A shutdown wakes a worker out of its backoff at once.
+//! Retries: a chunk's failed items are sent again after the `<buffer>`'s retry wait
+//! ([`crate::buffer::RetryPolicy`]) until they succeed, or until `retry_max_times` retries or
+//! `retry_timeout` have passed (unless `retry_forever`): then they go to the dead letter with
+//! the last error (its `reason` says which limit). A shutdown wakes a worker out of its backoff
+//! at once.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,8 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::log_limit::LogLimiter;
-
-use rand::Rng as _;
 
 use super::bulk::redact;
 use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome};
@@ -221,14 +220,6 @@ impl Service {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.retry_wait.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
-        let capped = base.min(self.settings.retry_max_interval.as_secs_f64());
-        // ±12.5 % jitter so that several outputs do not retry in lockstep.
-        let j = rand::thread_rng().gen_range(0.875..1.125);
-        Duration::from_secs_f64((capped * j).max(0.01))
-    }
-
     /// Installs the template if configured and not yet known to be there.
     async fn ensure_template(&self) -> Result<(), String> {
         if self.template_ok.load(Ordering::Acquire) {
@@ -405,26 +396,19 @@ impl Service {
             if retry.is_empty() {
                 break;
             }
-            let wait = self.backoff(attempt);
+            let wait = self.settings.retry.wait(attempt);
             let shutdown_deadline = *self.give_up_at.lock().unwrap();
-            let past_timeout = !self.settings.retry_forever
-                && (started.elapsed() + wait > self.settings.retry_timeout
-                    || self
-                        .settings
-                        .retry_max_times
-                        .is_some_and(|m| u64::from(attempt) >= m));
+            // `attempt + 1` attempts have failed so far.
+            let past_max_times = self.settings.retry.past_max_times(u64::from(attempt) + 1);
+            let past_timeout =
+                past_max_times || self.settings.retry.past_timeout(started.elapsed(), wait);
             let past_shutdown = shutdown_deadline.is_some_and(|d| Instant::now() + wait > d);
             if past_shutdown && !past_timeout && self.buffer.is_persistent() {
                 tracing::info!(output = %self.name, events = retry.len(), error = %last_error, "shutdown: chunk not delivered; it stays in the file buffer for the next start");
                 return false;
             }
             if past_timeout || past_shutdown {
-                let why = if past_timeout
-                    && self
-                        .settings
-                        .retry_max_times
-                        .is_some_and(|m| u64::from(attempt) >= m)
-                {
+                let why = if past_max_times {
                     "retry_max_times exceeded"
                 } else if past_timeout {
                     "retry_timeout exceeded"

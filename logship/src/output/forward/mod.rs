@@ -19,7 +19,8 @@
 //!
 //! A failed send (connect, handshake, write, ack timeout, wrong ack) marks that server down
 //! and the same chunk is sent **at once to another available server** that has not failed it
-//! since the last wait; when there is none the worker waits (`retry_wait` doubling up to `retry_max_interval`, ±12.5 % jitter) and
+//! since the last wait; when there is none the worker waits (`retry_type`, `retry_wait`,
+//! `retry_max_interval`, `retry_randomize`: [`crate::buffer::retry`]) and
 //! tries again. It gives up (ERROR log, `dropped_*` counters) after `retry_max_times` failed
 //! attempts or `retry_timeout`, unless `retry_forever`. The buffer frees a chunk only after it
 //! is delivered or given up.
@@ -40,6 +41,7 @@
 //! See `docs/forward-output.md`.
 
 pub mod balancer;
+pub mod config;
 pub mod health;
 pub mod sender;
 
@@ -47,14 +49,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::Rng as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::buffer::{Buffer, BufferSettings, Chunk};
-use crate::config::ForwardOutputConfig;
+use crate::buffer::{Buffer, BufferSettings, Chunk, RetryPolicy};
 use crate::event::{BoxFuture, EmitError, EventBatch};
 use crate::forward::{encode_packed_forward, new_chunk_id, ClientConfig};
 use crate::output::Output;
+pub use config::{ForwardOutputConfig, ForwardServerTarget};
 
 use balancer::{Balancer, Slot};
 use health::{Health, HeartbeatType};
@@ -99,11 +100,8 @@ pub struct ForwardSettings {
     pub recover_wait: Duration,
     pub buffer: BufferSettings,
     pub flush_thread_count: usize,
-    pub retry_wait: Duration,
-    pub retry_max_interval: Duration,
-    pub retry_forever: bool,
-    pub retry_timeout: Duration,
-    pub retry_max_times: Option<u64>,
+    /// `retry_*` of `<buffer>`: waits, `retry_timeout`, `retry_max_times`.
+    pub retry: RetryPolicy,
 }
 
 /// The output.
@@ -173,13 +171,7 @@ impl ForwardSettings {
             recover_wait: cfg.recover_wait,
             buffer: BufferSettings::from_config(b),
             flush_thread_count: b.map_or(1, |b| b.flush_thread_count.max(1) as usize),
-            retry_wait: b.map_or(Duration::from_secs(1), |b| b.retry_wait),
-            retry_max_interval: b
-                .and_then(|b| b.retry_max_interval)
-                .unwrap_or(Duration::from_secs(60)),
-            retry_forever: b.is_some_and(|b| b.retry_forever),
-            retry_timeout: b.map_or(Duration::from_secs(72 * 3600), |b| b.retry_timeout),
-            retry_max_times: b.and_then(|b| b.retry_max_times),
+            retry: RetryPolicy::from_config(b),
         }
     }
 }
@@ -271,14 +263,6 @@ impl Inner {
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let s = &self.settings;
-        let base = s.retry_wait.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
-        let capped = base.min(s.retry_max_interval.as_secs_f64());
-        let j = rand::thread_rng().gen_range(0.875..1.125);
-        Duration::from_secs_f64((capped * j).max(0.01))
-    }
-
     /// The chunk's messages (one per run of the same tag) and their ack ids.
     fn encode(&self, chunk: &Chunk) -> (Vec<u8>, Vec<String>) {
         let mut out = Vec::with_capacity(chunk.bytes as usize + 64);
@@ -353,11 +337,9 @@ impl Inner {
                 .pick(|i| self.health[i].is_available() && !tried[i]);
             let Some(i) = pick else {
                 tried.iter_mut().for_each(|t| *t = false);
-                let wait = self.backoff(waits);
+                let wait = self.settings.retry.wait(waits);
                 waits += 1;
-                if !self.settings.retry_forever
-                    && started.elapsed() + wait > self.settings.retry_timeout
-                {
+                if self.settings.retry.past_timeout(started.elapsed(), wait) {
                     return self.give_up(chunk, "retry_timeout exceeded", &last_error);
                 }
                 tracing::warn!(output = %self.name, events = chunk.records, retry_in_ms = wait.as_millis() as u64, error = %last_error, "no forward server available; will retry");
@@ -400,9 +382,7 @@ impl Inner {
                     last_error = format!("{}: {e}", server.name);
                     self.health[i].send_failed(&e.to_string());
                     tracing::warn!(output = %self.name, server = %server.name, events = chunk.records, attempt = failures, error = %e, "forward send failed; the chunk is retried");
-                    if !self.settings.retry_forever
-                        && self.settings.retry_max_times.is_some_and(|m| failures > m)
-                    {
+                    if self.settings.retry.past_max_times(failures) {
                         return self.give_up(chunk, "retry_max_times exceeded", &last_error);
                     }
                 }
