@@ -394,7 +394,7 @@ maven_build() {
     if [[ -f "$stamp" && -f "$src/target/cp.txt" ]]; then
         while IFS= read -r f; do
             [[ "$stamp" -nt "$f" ]] || ok=0
-        done < <(find "$src/pom.xml" "$src/src" -type f)
+        done < <(find "$src/pom.xml" "$src/src" "$REPO/scripts/launcher-common" -type f)
         for jar in $(tr ':' ' ' <"$src/target/cp.txt"); do [[ -f "$jar" ]] || ok=0; done
         ((ok)) && return 0
     fi

@@ -1,13 +1,7 @@
-import java.io.IOException;
-import java.nio.file.FileVisitResult;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import org.elasticsearch.common.logging.LogConfigurator;
@@ -46,17 +40,10 @@ public final class Launcher {
         // bootstrap does it); plain log4j configuration comes from log4j2.properties.
         LogConfigurator.loadLog4jPlugins();
         LogConfigurator.configureESLogging();
-        String port = System.getenv("ES_HTTP_PORT");
-        if (port == null || port.isBlank()) {
-            throw new IllegalArgumentException("ES_HTTP_PORT is not set");
-        }
+        String port = LauncherSupport.requireEnv("ES_HTTP_PORT");
         Path home = Paths.get(System.getenv().getOrDefault("ES_HOME", "target/es-home")).toAbsolutePath();
         Path data = home.resolve("data");
-        deleteRecursively(data);
-        // modules/ and plugins/ must exist and stay empty: plugins come from the classpath.
-        for (String dir : List.of("config", "modules", "plugins", "logs", "data")) {
-            Files.createDirectories(home.resolve(dir));
-        }
+        LauncherSupport.prepareHome(home, false);
 
         Settings settings = Settings.builder()
             .put("path.home", home.toString())
@@ -80,43 +67,9 @@ public final class Launcher {
 
         long t0 = System.nanoTime();
         Node node = new EmbeddedNode(env, plugins).start();
-        CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            try {
-                node.close();
-                node.awaitClose(20, TimeUnit.SECONDS);
-            } catch (Exception e) {
-                e.printStackTrace();
-            } finally {
-                stopped.countDown();
-            }
-        }, "elasticsearch-shutdown"));
-        String pidFile = System.getenv("ES_PID_FILE");
-        if (pidFile != null && !pidFile.isBlank()) {
-            Files.writeString(Paths.get(pidFile), ProcessHandle.current().pid() + "\n");
-        }
-        System.out.printf("ELASTICSEARCH_READY http://127.0.0.1:%s (node started in %.1f s)%n",
-            port, (System.nanoTime() - t0) / 1e9);
-        System.out.flush();
-        stopped.await();
-    }
-
-    private static void deleteRecursively(Path root) throws IOException {
-        if (!Files.exists(root)) {
-            return;
-        }
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                Files.delete(file);
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path dir, IOException exc) throws IOException {
-                Files.delete(dir);
-                return FileVisitResult.CONTINUE;
-            }
+        LauncherSupport.runUntilSignalled("ELASTICSEARCH_READY", port, t0, "ES_PID_FILE", () -> {
+            node.close();
+            node.awaitClose(20, TimeUnit.SECONDS);
         });
     }
 }

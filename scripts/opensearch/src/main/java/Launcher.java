@@ -1,14 +1,8 @@
-import java.io.IOException;
-import java.nio.file.FileVisitResult;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
-import java.nio.file.SimpleFileVisitor;
-import java.nio.file.attribute.BasicFileAttributes;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 import org.opensearch.analysis.common.CommonAnalysisPlugin;
@@ -58,22 +52,13 @@ public final class Launcher {
     }
 
     public static void main(String[] args) throws Exception {
-        String port = System.getenv("OS_HTTP_PORT");
-        if (port == null || port.isBlank()) {
-            throw new IllegalArgumentException("OS_HTTP_PORT is not set");
-        }
+        String port = LauncherSupport.requireEnv("OS_HTTP_PORT");
         Path home = Paths.get(System.getenv().getOrDefault("OS_HOME", "target/os-home")).toAbsolutePath();
         Path data = home.resolve("data");
-        if (!"1".equals(System.getenv("OS_KEEP_DATA"))) {
-            deleteRecursively(data);
-        }
+        LauncherSupport.prepareHome(home, "1".equals(System.getenv("OS_KEEP_DATA")));
         String nodeName = System.getenv().getOrDefault("OS_NODE_NAME", "test-node");
         String seedHosts = System.getenv().getOrDefault("OS_SEED_HOSTS", "");
         boolean cluster = !seedHosts.isBlank();
-        // modules/ and plugins/ must exist and stay empty: plugins come from the classpath.
-        for (String dir : List.of("config", "modules", "plugins", "logs", "data")) {
-            Files.createDirectories(home.resolve(dir));
-        }
 
         Settings.Builder builder = Settings.builder()
             .put("path.home", home.toString())
@@ -120,43 +105,9 @@ public final class Launcher {
                 .setPersistentSettings(Settings.builder().put("cluster.default_number_of_replicas", 0))
                 .get();
         }
-        CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            try {
-                node.close();
-                node.awaitClose(20, TimeUnit.SECONDS);
-            } catch (Exception e) {
-                e.printStackTrace();
-            } finally {
-                stopped.countDown();
-            }
-        }, "opensearch-shutdown"));
-        String pidFile = System.getenv("OS_PID_FILE");
-        if (pidFile != null && !pidFile.isBlank()) {
-            Files.writeString(Paths.get(pidFile), ProcessHandle.current().pid() + "\n");
-        }
-        System.out.printf("OPENSEARCH_READY http://127.0.0.1:%s (node started in %.1f s)%n",
-            port, (System.nanoTime() - t0) / 1e9);
-        System.out.flush();
-        stopped.await();
-    }
-
-    private static void deleteRecursively(Path root) throws IOException {
-        if (!Files.exists(root)) {
-            return;
-        }
-        Files.walkFileTree(root, new SimpleFileVisitor<>() {
-            @Override
-            public FileVisitResult visitFile(Path file, BasicFileAttributes attrs) throws IOException {
-                Files.delete(file);
-                return FileVisitResult.CONTINUE;
-            }
-
-            @Override
-            public FileVisitResult postVisitDirectory(Path dir, IOException exc) throws IOException {
-                Files.delete(dir);
-                return FileVisitResult.CONTINUE;
-            }
+        LauncherSupport.runUntilSignalled("OPENSEARCH_READY", port, t0, "OS_PID_FILE", () -> {
+            node.close();
+            node.awaitClose(20, TimeUnit.SECONDS);
         });
     }
 }
