@@ -13,16 +13,16 @@
 //! - the output skipped the dead node (its requests went to the others) and used it again
 //!   once it was back (`resurrect_after 1s`);
 //! - `logship tail -f` kept following through the failure: it printed the events sent after
-//!   the node came back, none twice, and exits 0 on SIGINT.
+//!   the node came back, none twice, and exits 0 on SIGINT;
+//! - node discovery: an output told only one node learns all three from `GET _nodes/http`.
 
 mod durability_common;
 mod es_common;
 mod logship_child;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durability_common::{log_fields, wait_exact};
@@ -30,7 +30,7 @@ use es_common::*;
 use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::client::encode_record_from_json;
 use logship::forward::{ClientConfig, ForwardClient};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The running cluster; `stop-cluster` when dropped (also when the test fails).
 struct Cluster {
@@ -148,34 +148,7 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
     let ls = Logship::start_conf(&es, &conf, tempfile::tempdir().unwrap());
 
     // logship tail -f over all three nodes.
-    let mut tail = Command::new(BIN)
-        .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
-        .args(["--url", &cluster.urls.join(","), "--index", &index])
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let p2 = printed.clone();
-    let stdout = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            p2.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap());
-        }
-    });
-    let notices = Arc::new(Mutex::new(Vec::<String>::new()));
-    let n2 = notices.clone();
-    let stderr = tail.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            n2.lock().unwrap().push(line);
-        }
-    });
+    let tail = TailFollow::start(&["--url", &cluster.urls.join(","), "--index", &index]);
 
     // A steady stream on one connection: a batch of 20 every 100 ms (~200 events/s), until
     // told to stop.
@@ -252,47 +225,67 @@ async fn a_node_killed_mid_stream_loses_and_duplicates_nothing_and_tail_follows(
 
     // tail: every event sent after node 1 came back is printed, and nothing twice.
     let last = sent - 200;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let n = printed
-            .lock()
-            .unwrap()
-            .iter()
+    tail.wait_until(60, "the last 200 events", |p| {
+        p.iter()
             .filter(|d| d["seq"].as_u64().is_some_and(|s| s >= last))
-            .count();
-        if n == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tail printed {n} of the last 200; notices: {:?}",
-            notices.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    Command::new("kill")
-        .args(["-INT", &tail.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(tail.wait().unwrap().code(), Some(0));
-    let mut ids: Vec<String> = printed
-        .lock()
-        .unwrap()
+            .count()
+            == 200
+    })
+    .await;
+    let printed = tail.printed();
+    let notices = tail.notices();
+    assert_eq!(tail.interrupt(), Some(0));
+    let mut ids: Vec<&str> = printed
         .iter()
-        .map(|d| d["request_id"].as_str().unwrap().to_string())
+        .map(|d| d["request_id"].as_str().unwrap())
         .collect();
-    let printed_n = ids.len();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), printed_n, "tail printed a document twice");
-    let notices = notices.lock().unwrap().join("\n");
-    eprintln!("tail printed {printed_n} of {sent}; its notices:\n{notices}");
+    assert_eq!(ids.len(), printed.len(), "tail printed a document twice");
+    eprintln!(
+        "tail printed {} of {sent}; its notices:\n{notices}",
+        printed.len()
+    );
     assert!(
         notices.contains("following through"),
         "tail did not move to another node: {notices}"
     );
     let stats = ls.stop();
     assert_eq!(stats["dead_lettered"], 0, "{stats}");
+
+    // Node discovery: an output that is told only node 2 learns all three from `_nodes/http`
+    // (`reload_connections`, here every 2 requests).
+    let conf = format!(
+        "<source>\n  @type forward\n  port 0\n  bind 127.0.0.1\n</source>\n<match cluster.**>\n  @type elasticsearch\n  hosts {}\n  index_name {index}-discovery\n  reload_after 2\n  <buffer>\n    flush_interval 0.2\n  </buffer>\n</match>\n",
+        hosts[1]
+    );
+    let ls = Logship::start_conf(&es, &conf, tempfile::tempdir().unwrap());
+    let mut client = ls.client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let discovered = loop {
+        let t = EventTime::now();
+        client
+            .send_batch(&EventBatch::new(
+                "cluster.test",
+                vec![Event::new(t, record(&run, 0))],
+            ))
+            .await
+            .unwrap();
+        if let Some(d) = log_fields(&ls, "elasticsearch: node discovery (GET _nodes/http)").pop() {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no node discovery");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let found = discovered["hosts"].as_str().unwrap_or_default().to_string();
+    for url in &cluster.urls {
+        assert!(
+            found.contains(url.as_str()),
+            "{url} not discovered: {found}"
+        );
+    }
+    drop(client);
+    ls.stop();
     let _ = http().delete(format!("{es}/{index}")).send().await;
 }
 

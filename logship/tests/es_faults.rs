@@ -124,17 +124,10 @@ async fn proxy(upstream: String, faults: Arc<Faults>) -> u16 {
     port
 }
 
-async fn items_answered_429_and_whole_503s_are_retried_and_stored_once(engine: Engine) {
-    let Some(es) = engine.url() else { return };
-    let _g = engine.lock().lock().await;
-    let faults = Arc::new(Faults {
-        items_429: AtomicU32::new(3),
-        whole_503: AtomicU32::new(2),
-        ..Default::default()
-    });
-    let port = proxy(es.clone(), faults.clone()).await;
-    let run = run_id();
-    let conf = format!(
+/// Forward in → the bunyan parser on `log` → elasticsearch with `params`, flushing every 0.2 s
+/// and retrying after 0.1 s, plus `buffer` lines.
+fn conf(params: &str, buffer: &str) -> String {
+    format!(
         r#"<source>
   @type forward
   port 0
@@ -150,16 +143,30 @@ async fn items_answered_429_and_whole_503s_are_retried_and_stored_once(engine: E
 </filter>
 <match docker.**>
   @type elasticsearch
-  hosts 127.0.0.1:1,127.0.0.1:{port}
-  index_name fluentd-faults-{run}
+  {params}
   <buffer>
     flush_interval 0.2
-    chunk_limit_records 20
     retry_wait 0.1
-    retry_max_interval 0.5
+    {buffer}
   </buffer>
 </match>
 "#
+    )
+}
+
+async fn items_answered_429_and_whole_503s_are_retried_and_stored_once(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
+    let faults = Arc::new(Faults {
+        items_429: AtomicU32::new(3),
+        whole_503: AtomicU32::new(2),
+        ..Default::default()
+    });
+    let port = proxy(es.clone(), faults.clone()).await;
+    let run = run_id();
+    let conf = conf(
+        &format!("hosts 127.0.0.1:1,127.0.0.1:{port}\n  index_name fluentd-faults-{run}"),
+        "chunk_limit_records 20\n    retry_max_interval 0.5",
     );
     let ls = Logship::start_conf(&es, &conf, tempfile::tempdir().unwrap());
     let mut client = ls.client().await;
@@ -206,32 +213,11 @@ async fn reconnect_on_error_opens_new_connections_after_a_failed_request(engine:
         });
         let port = proxy(es.clone(), faults.clone()).await;
         let run = run_id();
-        let conf = format!(
-            r#"<source>
-  @type forward
-  port 0
-  bind 127.0.0.1
-</source>
-<filter docker.**>
-  @type parser
-  key_name log
-  reserve_data true
-  <parse>
-    @type json
-  </parse>
-</filter>
-<match docker.**>
-  @type elasticsearch
-  hosts 127.0.0.1:{port}
-  index_name fluentd-reconnect-{run}
-  reconnect_on_error {reconnect}
-  <buffer>
-    flush_interval 0.2
-    retry_wait 0.1
-    retry_max_interval 0.2
-  </buffer>
-</match>
-"#
+        let conf = conf(
+            &format!(
+                "hosts 127.0.0.1:{port}\n  index_name fluentd-reconnect-{run}\n  reconnect_on_error {reconnect}"
+            ),
+            "retry_max_interval 0.2",
         );
         let ls = Logship::start_conf(&es, &conf, tempfile::tempdir().unwrap());
         let mut client = ls.client().await;

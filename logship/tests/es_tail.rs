@@ -6,9 +6,7 @@
 mod es_common;
 mod logship_child;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use es_common::*;
@@ -40,25 +38,7 @@ async fn follow_prints_each_new_document_once_in_time_order(engine: Engine) {
         .unwrap();
     wait_count(&es, &run, 1, 30).await;
 
-    let mut tail = Command::new(BIN)
-        .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
-        .args(["--url", &es, "--query", &format!("run:{run}")])
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let p2 = printed.clone();
-    let stdout = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            p2.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap());
-        }
-    });
+    let tail = TailFollow::start(&["--url", &es, "--query", &format!("run:{run}")]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let n = 150;
@@ -74,25 +54,12 @@ async fn follow_prints_each_new_document_once_in_time_order(engine: Engine) {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while printed.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "tail printed only {} of {n}",
-            printed.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tail.wait_until(60, "every document", |p| p.len() >= n)
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let docs = tail.printed();
+    assert_eq!(tail.interrupt(), Some(0), "tail exit status on SIGINT");
 
-    Command::new("kill")
-        .args(["-INT", &tail.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tail.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "tail exit status on SIGINT");
-
-    let docs = printed.lock().unwrap().clone();
     assert_eq!(docs.len(), n, "each document exactly once");
     let ids: Vec<String> = docs
         .iter()
@@ -117,34 +84,7 @@ async fn follow_survives_a_node_restart_with_a_notice(engine: Engine) {
     let _g = engine.lock().lock().await;
     let svc = |cmd: &str| engine.service_cmd(&script, cmd);
     let run = run_id();
-    let mut tail = Command::new(BIN)
-        .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
-        .args(["--url", &es, "--query", &format!("run:{run}")])
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let p2 = printed.clone();
-    let stdout = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            p2.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap());
-        }
-    });
-    let notices = Arc::new(Mutex::new(Vec::<String>::new()));
-    let n2 = notices.clone();
-    let stderr = tail.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            n2.lock().unwrap().push(line);
-        }
-    });
+    let tail = TailFollow::start(&["--url", &es, "--query", &format!("run:{run}")]);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     svc("stop-service");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -163,23 +103,13 @@ async fn follow_survives_a_node_restart_with_a_notice(engine: Engine) {
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while printed.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "tail printed {} of {n}",
-            printed.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tail.wait_until(60, "every document", |p| p.len() >= n)
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    Command::new("kill")
-        .args(["-INT", &tail.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(tail.wait().unwrap().code(), Some(0));
-    assert_eq!(printed.lock().unwrap().len(), n);
-    let notices = notices.lock().unwrap().join("\n");
+    let printed = tail.printed().len();
+    let notices = tail.notices();
+    assert_eq!(tail.interrupt(), Some(0));
+    assert_eq!(printed, n);
     assert!(notices.contains("unreachable"), "{notices}");
     assert!(notices.contains("is back"), "{notices}");
     drop(client);

@@ -259,7 +259,7 @@ impl Logship {
             assert!(Instant::now() < deadline, "logship did not exit");
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        logship_child::wait_stderr_closed(&self.lines, 10);
         let lines = self.lines.lock().unwrap();
         lines
             .iter()
@@ -275,6 +275,99 @@ impl Logship {
 }
 
 impl Drop for Logship {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `logship tail -f --json ARGS`: the documents it prints (one JSON line each) and
+/// its stderr notices, collected as they come.
+pub struct TailFollow {
+    child: Child,
+    pub printed: Arc<Mutex<Vec<Value>>>,
+    pub notices: Arc<Mutex<Vec<String>>>,
+}
+
+impl TailFollow {
+    /// Starts `logship tail -f -n 0 --json --interval 0.3 ARGS` (LOG_LEVEL=warn).
+    pub fn start(args: &[&str]) -> TailFollow {
+        use std::io::BufRead as _;
+        let mut child = Command::new(BIN)
+            .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
+            .args(args)
+            .env("LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let p = printed.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let doc = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                p.lock().unwrap_or_else(|e| e.into_inner()).push(doc);
+            }
+        });
+        let notices = Arc::new(Mutex::new(Vec::<String>::new()));
+        let n = notices.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                n.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        TailFollow {
+            child,
+            printed,
+            notices,
+        }
+    }
+
+    /// The documents printed so far.
+    pub fn printed(&self) -> Vec<Value> {
+        self.printed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The stderr lines so far, joined.
+    pub fn notices(&self) -> String {
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// Waits until `done(printed)` holds (panics after `secs`, with the notices).
+    pub async fn wait_until(&self, secs: u64, what: &str, done: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done(&self.printed()) {
+            assert!(
+                Instant::now() < deadline,
+                "tail: {what} not within {secs}s ({} printed); notices: {}",
+                self.printed().len(),
+                self.notices()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGINT, and its exit code.
+    pub fn interrupt(mut self) -> Option<i32> {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for TailFollow {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

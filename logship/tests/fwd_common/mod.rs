@@ -84,7 +84,7 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        crate::logship_child::wait_stderr_closed(&self.lines, 10);
         self.lines.lock().unwrap().clone()
     }
 
