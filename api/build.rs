@@ -4,18 +4,23 @@
 //! environment variable (for builds outside a checkout, e.g. `docker build`),
 //! then the literal `unknown`. This script never fails the build.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=GIT_SHA");
     // Rebuild when HEAD moves: watch HEAD itself (branch switches) and the
-    // branch ref it points at (new commits), plus packed-refs.
+    // branch ref it points at (new commits), plus packed-refs. In a linked
+    // worktree HEAD is in the worktree's git dir, but refs and packed-refs
+    // are in the common dir (the main checkout's .git).
     if let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]) {
         let git_dir = Path::new(&git_dir);
-        let mut watch = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
+        let common = git(&["rev-parse", "--git-common-dir"])
+            .map(|d| absolute(Path::new(&d)))
+            .unwrap_or_else(|| git_dir.to_path_buf());
+        let mut watch = vec![git_dir.join("HEAD"), common.join("packed-refs")];
         if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watch.push(git_dir.join(r));
+            watch.push(common.join(r));
         }
         for p in watch.iter().filter(|p| p.exists()) {
             println!("cargo:rerun-if-changed={}", p.display());
@@ -29,6 +34,16 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=API_GIT_SHA={sha}");
+}
+
+/// `p` as an absolute path (git prints the common dir relative to the
+/// current directory, which for a build script is the package directory).
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map_or_else(|_| p.to_path_buf(), |d| d.join(p))
+    }
 }
 
 /// Run git; `None` if git is missing, fails, or prints nothing.

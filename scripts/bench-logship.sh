@@ -72,7 +72,7 @@ scenario null "CompressedPackedForward 1000/chunk, 1 conn, ack last" "${p[@]}" -
 scenario null "Message EventTime {}, 8 conns, ack last" "${p[@]}" --mode message --conns 8 --events 2000000
 scenario null "Message int32 {}, 8 conns, ack last" "${p[@]}" --mode message --int-time --conns 8 --events 2000000
 scenario null "Message EventTime {}, 1 conn, ack last" "${p[@]}" --mode message --events 1000000
-scenario null "Message EventTime, 1 conn, ack every message" "${p[@]}" --mode message --ack every --events 20000
+scenario null "Message EventTime, 1 conn, ack every message" "${p[@]}" --mode message --ack every --events 50000
 stop_server
 
 start_server logship/benches/configs/stdout_json.conf 24312

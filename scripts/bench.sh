@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of tracker issue 9, one entry point.
 #
-#   scripts/bench.sh [logship|micro|api|es|buffer|targets|all]...     (default: all)
+#   scripts/bench.sh [logship|micro|api|es|buffer|pipeline|callgrind|fwd|targets|all]...  (default: all)
 #
 # Sections (each writes its table between its markers in BENCHMARKS.md; `targets` is rebuilt
 # after every section from the latest results of all of them):
@@ -9,12 +9,25 @@
 #            (markers bench-logship:start/end)
 #   micro    criterion frame decoder + msgpack -> JSON transcode, RUNS times (bench-micro)
 #   api      api/benches/wrk.sh sqlite mysql: 10,000 users, 32 connections, DURATION (15s),
-#            RUNS times per endpoint; start-up to first /readyz 200; RSS; api CPU/request
-#            (bench-api)
+#            RUNS times per endpoint; on MariaDB sysbench oltp_point_select (32 threads) before
+#            and after each /users/{id} run and the ratio; start-up to first /readyz 200; RSS;
+#            api CPU/request (bench-api)
 #   es       `cargo bench -p logship --bench es_bench` RUNS times: logship -> real OpenSearch
 #            vs the same documents pre-encoded as `_bulk` (bench-es)
 #   buffer   `cargo bench -p logship --bench buffer`: pushes into a memory / file / gzip file
 #            buffer, acked when held (bench-buffer)
+#   pipeline scripts/bench-pipeline.sh (tracker issue 16): fluentd/fluentd.conf (parser filter,
+#            file buffer) and the minimal forward -> elasticsearch path into the test node,
+#            500 k events, exact count; shipper and node CPU per M docs, peak RSS
+#            (bench-pipeline; RUNS, PIPELINE_EVENTS)
+#   callgrind scripts/bench-parser-callgrind.sh: instructions per event of the parser filter
+#            (bench-callgrind; LOGSHIP_BASELINE=<older logship binary> adds a "before" row)
+#   profile  scripts/bench-pipeline-profile.sh: fluentd.conf into the node (PROFILE_EVENTS,
+#            100 k) under callgrind (instructions per doc) and massif (peak heap), whole process
+#            (bench-profile; PROFILE_BASELINES="<older logship binaries>" adds "before" rows)
+#   fwd      scripts/bench-fwd.sh (tracker issue 17): 10,000 concurrent acked connections
+#            (forward_fleet test in release), one ack per message vs the ack_floor example,
+#            instructions per acked message (bench-fwd; FLEET_RUNS, FLEET_SECS)
 #   targets  the issue-9 target table with met / not met (bench-targets)
 #
 # Environment: RUNS (5; medians with min–max), DURATION (wrk, 15s), ES_BENCH_EVENTS
@@ -30,7 +43,7 @@ export RUNS="${RUNS:-5}"
 RES="$CARGO_TARGET_DIR/bench"
 mkdir -p "$RES"
 SECTIONS=("$@")
-[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer)
+[[ ${#SECTIONS[@]} -eq 0 || " ${SECTIONS[*]} " == *" all "* ]] && SECTIONS=(logship micro api es buffer pipeline callgrind profile fwd)
 
 commit=$(git rev-parse --short HEAD)$(git diff --quiet -- api logship scripts || echo "+dirty")
 machine="$(nproc) CPUs ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r)"
@@ -130,23 +143,48 @@ run_api() {
   }
   python3 - "$RES/api.tsv" >"$RES/api.md" <<'PY'
 import sys, statistics
-runs, startup = {}, []
+runs, startup, sysbench = {}, [], {}
 for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
     if f[0] == "startup":
         startup.append((int(f[2]), int(f[3])))
+    elif f[0] == "sysbench":
+        run, when = f[2].split(".")
+        sysbench.setdefault(run, {})[when] = (float(f[3]), float(f[4]))
     else:
-        runs.setdefault((f[0], f[1]), []).append([float(x) for x in f[3:]])
+        runs.setdefault((f[0], f[1]), []).append([f[2]] + [float(x) for x in f[3:]])
 def mm(vs, fmt):
     return f"{fmt(statistics.median(vs))} ({fmt(min(vs))}–{fmt(max(vs))})"
 name = {"mysql": "MariaDB", "sqlite": "SQLite"}
 print("| backend | endpoint | req/s (min–max) | p50 ms | p99 ms (min–max) | api CPU µs/request | peak RSS MiB |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
 for (b, e), rs in runs.items():
-    col = lambda k: [r[k] for r in rs]
+    col = lambda k: [r[k + 1] for r in rs]
     print(f"| {name.get(b, b)} | `GET {e}` | {mm(col(0), lambda x: f'{x:,.0f}')} | "
           f"{statistics.median(col(1)):.2f} | {mm(col(2), lambda x: f'{x:.2f}')} | "
           f"{mm(col(3), lambda x: f'{x:.0f}')} | {max(col(4)) / 1024:.1f} |")
+api_by_run = {r[0]: r for r in runs.get(("mysql", "/users/{id}"), [])}
+ratios, ceil, ceil_p99 = [], [], []
+for run, s in sysbench.items():
+    if "before" in s and "after" in s and run in api_by_run:
+        mean = (s["before"][0] + s["after"][0]) / 2
+        ceil.append(mean); ceil_p99 += [s["before"][1], s["after"][1]]
+        ratios.append(api_by_run[run][1] / mean)
+if ratios:
+    print()
+    print("Same MariaDB, same database, same cores, same run: the api's `GET /users/{id}` against "
+          "sysbench `oltp_point_select` (32 threads, 10,000 rows; mean of the run right before and "
+          "right after the api's):")
+    print()
+    print("| | per second (min–max) | p99 ms |")
+    print("| --- | ---: | ---: |")
+    print(f"| sysbench `oltp_point_select`, 32 threads | {mm(ceil, lambda x: f'{x:,.0f}')} queries | "
+          f"{statistics.median(ceil_p99):.2f} |")
+    api_rps = [api_by_run[r][1] for r in sysbench if r in api_by_run]
+    api_p99 = [api_by_run[r][3] for r in sysbench if r in api_by_run]
+    print(f"| api `GET /users/{{id}}`, wrk -t2 -c32 | {mm(api_rps, lambda x: f'{x:,.0f}')} requests | "
+          f"{statistics.median(api_p99):.2f} |")
+    print(f"| **ratio api / sysbench** (per run) | **{mm(ratios, lambda x: f'{x:.2f}×')}** | |")
 if startup:
     ms = [s[0] for s in startup]
     print()
@@ -200,6 +238,74 @@ PY
     cat "$RES/es.md"
   } >"$RES/es.section"
   write_section es "$RES/es.section"
+}
+
+run_pipeline() {
+  need_services
+  RUNS="$RUNS" scripts/bench-pipeline.sh >&2
+  {
+    header "RUNS=$RUNS scripts/bench.sh pipeline"
+    echo "Each run: \`scripts/bench-pipeline.sh\` (${PIPELINE_EVENTS:-500000} events, PackedForward 1,000/frame, one connection,"
+    echo "every 10th \`log\` line not JSON) into the single OpenSearch node of \`scripts/test-services.sh\`;"
+    echo "figures from the first byte sent to the exact \`_count\`; medians (min–max) of $RUNS runs."
+    echo
+    cat "$RES/pipeline.md"
+  } >"$RES/pipeline.section"
+  write_section pipeline "$RES/pipeline.section"
+}
+
+run_callgrind() {
+  : >"$RES/callgrind.tsv"
+  if [[ -n "${LOGSHIP_BASELINE:-}" ]]; then
+    LOGSHIP_BIN="$LOGSHIP_BASELINE" scripts/bench-parser-callgrind.sh | sed 's/^[^\t]*/before/' >>"$RES/callgrind.tsv"
+  fi
+  scripts/bench-parser-callgrind.sh | sed 's/^[^\t]*/this commit/' >>"$RES/callgrind.tsv"
+  {
+    header "scripts/bench.sh callgrind"
+    echo "\`valgrind --tool=callgrind logship run\` (Forward → parser filter as in fluentd.conf → null),"
+    echo "fed by \`loadgen --mode packed --distinct --invalid-every 10\`; instructions divided by the events."
+    echo
+    echo "| build | events | instructions per event (whole process) | parser filter, inclusive, per event |"
+    echo "| --- | ---: | ---: | ---: |"
+    awk -F'\t' '{printf "| %s | %\047d | %\047d | %\047d |\n", $1, $2, $3, $4}' "$RES/callgrind.tsv"
+  } >"$RES/callgrind.section"
+  write_section callgrind "$RES/callgrind.section"
+}
+
+run_profile() {
+  need_services
+  local events="${PROFILE_EVENTS:-100000}" bins=() b tool label
+  read -ra bins <<<"${PROFILE_BASELINES:-}"
+  bins+=("$CARGO_TARGET_DIR/release/logship")
+  : >"$RES/profile.tsv"
+  for b in "${bins[@]}"; do
+    label="before ($(basename "$b"))"
+    [[ "$b" == "$CARGO_TARGET_DIR/release/logship" ]] && label="this commit"
+    for tool in callgrind massif; do
+      LOGSHIP_BIN="$b" TOOL="$tool" EVENTS="$events" scripts/bench-pipeline-profile.sh >"$RES/profile.log" 2>&1 ||
+        { tail -20 "$RES/profile.log" >&2; return 1; }
+      tail -1 "$RES/profile.log" | awk -F'\t' -v OFS='\t' -v l="$label" '{$1 = l; print}' >>"$RES/profile.tsv"
+    done
+  done
+  {
+    header "scripts/bench.sh profile"
+    echo "\`scripts/bench-pipeline-profile.sh\`: \`logship run\` on \`fluentd/fluentd.conf\` under valgrind, whole process,"
+    echo "$events events (\`loadgen --mode packed --distinct --invalid-every 10\`) into the test node until the exact"
+    echo "\`_count\`. Per-function tables: \`target/bench/profile/\`."
+    echo
+    echo "| build | docs | instructions per doc (callgrind) | peak heap MiB (massif, incl. allocator overhead) |"
+    echo "| --- | ---: | ---: | ---: |"
+    python3 - "$RES/profile.tsv" <<'PY'
+import sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, cfg, n, tool, figure = line.rstrip("\n").split("\t")
+    rows.setdefault(name, {"n": int(n)})[tool] = float(figure)
+for name, r in rows.items():
+    print(f"| {name} | {r['n']:,} | {r.get('callgrind', 0):,.0f} | {r.get('massif', 0):.1f} |")
+PY
+  } >"$RES/profile.section"
+  write_section profile "$RES/profile.section"
 }
 
 run_targets() {
@@ -261,11 +367,22 @@ if es:
 api = rows("api.tsv")
 def api_runs(backend, endpoint):
     return [[float(x) for x in r[3:]] for r in api if r[0] == backend and r[1] == endpoint]
+# (sysbench rows: "sysbench  oltp_point_select  RUN.before|RUN.after  queries/s  p99 ms")
 a = api_runs("mysql", "/users/{id}")
 if a:
     rps = med([r[0] for r in a]); p99 = med([r[2] for r in a]); cpu = med([r[3] for r in a])
-    row("api `GET /users/{id}`, MariaDB, 32 conns: ≥ 28,000 req/s, p99 < 5 ms",
-        f"{rps:,.0f} req/s, p99 {p99:.2f} ms (api {cpu:.0f} µs CPU/request)", rps >= 28000 and p99 < 5)
+    sb = {}
+    for r in api:
+        if r[0] == "sysbench":
+            run, when = r[2].split(".")
+            sb.setdefault(run, []).append(float(r[3]))
+    by_run = {r[2]: float(r[3]) for r in api if r[0] == "mysql" and r[1] == "/users/{id}"}
+    ratios = [by_run[k] / (sum(v) / len(v)) for k, v in sb.items() if k in by_run and len(v) == 2]
+    if ratios:
+        row("api `GET /users/{id}`, MariaDB, wrk -t2 -c32: ≥ 0.5× sysbench `oltp_point_select` (32 threads, same run)",
+            f"{med(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f}); {rps:,.0f} req/s (api {cpu:.0f} µs CPU/request)",
+            med(ratios) >= 0.5)
+    row("api `GET /users/{id}`, MariaDB: p99 < 5 ms", f"{p99:.2f} ms", p99 < 5)
 a = api_runs("mysql", "/users?limit=100")
 if a:
     rps = med([r[0] for r in a]); cpu = med([r[3] for r in a])
@@ -285,6 +402,12 @@ PY
   write_section targets "$RES/targets.section"
 }
 
+run_fwd() {
+  scripts/bench-fwd.sh >"$RES/fwd.section"
+  { header "RUNS=$RUNS scripts/bench.sh fwd"; echo; cat "$RES/fwd.section"; } >"$RES/fwd.md"
+  write_section fwd "$RES/fwd.md"
+}
+
 run_buffer() {
   {
     header "cargo bench -p logship --bench buffer (RUNS=$RUNS)"
@@ -297,12 +420,16 @@ run_buffer() {
 for s in "${SECTIONS[@]}"; do
   case "$s" in
   buffer) run_buffer ;;
+  fwd) run_fwd ;;
   logship) run_logship ;;
   micro) run_micro ;;
   api) run_api ;;
   es) run_es ;;
+  pipeline) run_pipeline ;;
+  callgrind) run_callgrind ;;
+  profile) run_profile ;;
   targets) ;;
-  *) echo "unknown section $s (logship|micro|api|es|buffer|targets|all)" >&2; exit 2 ;;
+  *) echo "unknown section $s (logship|micro|api|es|buffer|pipeline|callgrind|profile|fwd|targets|all)" >&2; exit 2 ;;
   esac
   run_targets
 done

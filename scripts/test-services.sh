@@ -2,17 +2,20 @@
 # Private test services for the integration tests: MariaDB, PostgreSQL, Redis,
 # an embedded OpenSearch node and embedded Elasticsearch 7 and 8 nodes, each on
 # 127.0.0.1 with its own free port and its own data directory under
-# $SERVICES_DIR; on request, a 3-node OpenSearch cluster. Nothing system-wide is
-# started, and only processes this script started are ever stopped.
+# $SERVICES_DIR; in front of OpenSearch, nginx as a TLS-terminating reverse proxy
+# with basic auth, an API-key rule and mutual TLS, with certificates from a
+# private CA made by openssl at each start; on request, a 3-node OpenSearch
+# cluster. Nothing system-wide is started, and only processes this script
+# started are ever stopped.
 #
 # Usage: scripts/test-services.sh COMMAND
 #   install               apt-get install whatever is missing (quiet if nothing is)
 #   start [NAME...]       install if needed, (re)start all services (or only the NAMEd
 #                         ones) with fresh data, print TEST_* env lines on stdout and
-#                         write them to $SERVICES_DIR/env
+#                         write them to $SERVICES_DIR/env (nginx needs opensearch)
 #   stop                  stop everything started by `start` (and the cluster)
 #   stop-service NAME     stop one service   (NAME: mysql | postgres | redis | opensearch
-#                         | elasticsearch7 | elasticsearch8)
+#                         | nginx | elasticsearch7 | elasticsearch8)
 #   start-service NAME    start it again on the same port and data dir
 #   env                   print the env lines of the running services
 #   start-cluster         start a 3-node OpenSearch cluster (fresh data) and print
@@ -53,7 +56,7 @@ OS_TIMEOUT=$((TIMEOUT * 3))
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 LC_NUMERIC=C # "1.5", not "1,5", in $EPOCHREALTIME
 
-ALL_SERVICES=(mysql postgres redis opensearch elasticsearch7 elasticsearch8)
+ALL_SERVICES=(mysql postgres redis opensearch nginx elasticsearch7 elasticsearch8)
 CLUSTER_NODES=(oscluster1 oscluster2 oscluster3)
 # The services `start` starts (all unless named on its command line).
 WANTED=("${ALL_SERVICES[@]}")
@@ -81,17 +84,23 @@ now() { echo "${EPOCHREALTIME:-$(date +%s)}"; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # kv_get FILE KEY / kv_set FILE KEY VALUE / kv_del FILE KEY: tiny "KEY VALUE" files.
+# Tests stop and restart services from parallel threads (one outage test per service in one
+# binary), so every rewrite holds an exclusive lock on FILE.lock: two unlocked rewrites of
+# the same file lose each other's lines (and with them the PIDs that `stop` needs).
 kv_get() {
     if [[ -f "$1" ]]; then awk -v k="$2" '$1 == k { print $2 }' "$1" | tail -n 1; fi
 }
-kv_del() {
-    [[ -f "$1" ]] || return 0
-    awk -v k="$2" '$1 != k' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
+kv_rewrite() { # FILE KEY [VALUE]: drop KEY's lines, then append "KEY VALUE" if given
+    (
+        flock 9
+        if [[ -f "$1" ]]; then
+            awk -v k="$2" '$1 != k' "$1" >"$1.tmp.$$" && mv "$1.tmp.$$" "$1"
+        fi
+        if [[ $# -ge 3 ]]; then echo "$2 $3" >>"$1"; fi
+    ) 9>>"$1.lock"
 }
-kv_set() {
-    kv_del "$1" "$2"
-    echo "$2 $3" >>"$1"
-}
+kv_del() { kv_rewrite "$1" "$2"; }
+kv_set() { kv_rewrite "$1" "$2" "$3"; }
 
 # port_in_use PORT: true if something accepts connections on 127.0.0.1:PORT.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -131,6 +140,7 @@ is_ours() {
     postgres) [[ "$cmd" == *postgres*"$(kv_get "$PORTS_FILE" postgres_dir)"* ]] ;;
     redis) [[ "$cmd" == *redis-server*":$(kv_get "$PORTS_FILE" redis)"* ]] ;;
     opensearch | elasticsearch[78] | oscluster[123]) [[ "$cmd" == *java*"-Dtest.services.node=$1 "*Launcher* ]] ;;
+    nginx) [[ "$cmd" == *nginx*"$SERVICES_DIR/nginx"* ]] ;;
     *) return 1 ;;
     esac && [[ "$cmd" == *"$SERVICES_DIR"* || "$1" == redis || "$1" == postgres ]]
 }
@@ -175,6 +185,11 @@ cmd_install() {
     fi
     command -v curl >/dev/null || missing+=(curl)
     command -v runuser >/dev/null || missing+=(util-linux)
+    if wanted nginx; then
+        # The TLS proxy in front of the search node (certificates are made with openssl).
+        command -v nginx >/dev/null || missing+=(nginx)
+        command -v openssl >/dev/null || missing+=(openssl)
+    fi
     if ((${#WANTED[@]} == ${#ALL_SERVICES[@]})); then
         # Not a service, but a test peer: logship's `tail` is driven in a real terminal (tmux).
         command -v tmux >/dev/null || missing+=(tmux)
@@ -634,6 +649,218 @@ cmd_start_node() {
     log "$name rejoined, cluster green in $(elapsed "$t0") s"
 }
 
+# ------------------------------------------------- TLS proxy (nginx) and its CA
+#
+# What a self-hosted secured cluster often looks like: nginx terminates TLS and
+# checks credentials in front of the search node. Everything is made fresh at
+# each `start` under $SERVICES_DIR/tls (certificates, keys, passwords) and
+# $SERVICES_DIR/nginx (config, logs, temp files); the search node itself stays
+# plain HTTP. Four listeners, all proxying to the OpenSearch node:
+#   nginx             server cert for 127.0.0.1/localhost; HTTP basic auth, or
+#                     `Authorization: ApiKey base64(ID:KEY)` with the one API key
+#   nginx_mtls        the same certificate; requires a client certificate signed
+#                     by the test CA (no other credentials)
+#   nginx_expired     an expired server certificate (signed by the test CA)
+#   nginx_wrong_name  a certificate for wrong-name.invalid only
+# The last two take the same credentials as the first.
+
+TLS_DIR="$SERVICES_DIR/tls"
+TLS_USER=logship
+TLS_API_KEY_ID=logship-test
+
+pick_tls_ports() {
+    local name
+    for name in nginx_mtls nginx_expired nginx_wrong_name; do pick_port "$name"; done
+}
+
+# tls_sign CSR OUT EXTENSIONS [openssl ca options...]: a certificate signed by
+# the test CA (openssl ca, so that validity dates in the past are possible).
+tls_sign() {
+    local csr="$1" out="$2" ext="$3"
+    shift 3
+    printf '%b' "$ext" >"$TLS_DIR/ext.cnf"
+    openssl ca -batch -config "$TLS_DIR/ca.cnf" -cert "$TLS_DIR/ca.crt" -keyfile "$TLS_DIR/ca.key" \
+        -in "$csr" -out "$out" -extfile "$TLS_DIR/ext.cnf" -notext "$@"
+}
+
+# tls_key_and_csr NAME CN: NAME.key (RSA 2048, unencrypted) and NAME.csr.
+tls_key_and_csr() {
+    openssl req -new -newkey rsa:2048 -nodes -keyout "$TLS_DIR/$1.key" -out "$TLS_DIR/$1.csr" -subj "/CN=$2"
+}
+
+# make_tls_material: the CA, the certificates, the client key in encrypted form,
+# the passwords, the htpasswd file. Logged to $TLS_DIR/openssl.log.
+make_tls_material() {
+    local d="$TLS_DIR" server_ext client_ext rc=0
+    rm -rf "$d"
+    mkdir -p "$d/ca-db"
+    # In the background and waited for: in a subshell tested with `||`, bash
+    # would ignore `set -e` and carry on after a failed step.
+    (
+        set -e
+        cd "$d"
+        : >ca-db/index.txt
+        echo 1000 >ca-db/serial
+        cat >ca.cnf <<CNF
+[ ca ]
+default_ca = test_ca
+[ test_ca ]
+database = $d/ca-db/index.txt
+new_certs_dir = $d/ca-db
+serial = $d/ca-db/serial
+default_md = sha256
+default_days = 30
+policy = any_name
+unique_subject = no
+[ any_name ]
+commonName = supplied
+CNF
+        # The CA whose certificate the clients are given (ca_file), and another one
+        # that signed nothing here (the wrong-CA case).
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 \
+            -subj "/CN=logship test CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout other-ca.key -out other-ca.crt -days 30 \
+            -subj "/CN=some other CA" \
+            -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+        server_ext='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n'
+        client_ext='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n'
+        tls_key_and_csr server localhost
+        tls_sign server.csr server.crt "${server_ext}subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        tls_key_and_csr expired localhost
+        tls_sign expired.csr expired.crt "${server_ext}subjectAltName=IP:127.0.0.1,DNS:localhost\n" \
+            -startdate 20250101000000Z -enddate 20250201000000Z
+        tls_key_and_csr wrong-name wrong-name.invalid
+        tls_sign wrong-name.csr wrong-name.crt "${server_ext}subjectAltName=DNS:wrong-name.invalid\n"
+        tls_key_and_csr client logship-client
+        tls_sign client.csr client.crt "$client_ext"
+        # A client certificate from the other CA: refused by the mutual-TLS listener.
+        tls_key_and_csr other-client logship-client
+        printf '%b' "$client_ext" >other-client.ext
+        openssl x509 -req -in other-client.csr -CA other-ca.crt -CAkey other-ca.key \
+            -set_serial 7 -days 30 -extfile other-client.ext -out other-client.crt
+        # The same client key as PKCS#8 encrypted with a passphrase (client_key_pass).
+        openssl rand -hex 12 >client-key-pass
+        openssl pkcs8 -topk8 -v2 aes-256-cbc -in client.key -out client-encrypted.key \
+            -passout "file:client-key-pass"
+        openssl rand -hex 12 >password
+        openssl rand -hex 16 >api-key
+        printf '%s:%s\n' "$TLS_USER" "$(openssl passwd -apr1 -in password)" >htpasswd
+        chmod 600 ./*.key password api-key client-key-pass
+    ) >"$d/openssl.log" 2>&1 &
+    wait $! || rc=$?
+    if ((rc != 0)); then
+        show_log nginx "$d/openssl.log"
+        return 1
+    fi
+}
+
+# nginx_server PORT CERT KEY EXTRA: one TLS listener proxying to the search node.
+nginx_server() {
+    cat <<CONF
+    server {
+        listen 127.0.0.1:$1 ssl;
+        ssl_certificate $2;
+        ssl_certificate_key $3;
+$4
+        location / {
+            proxy_pass http://search;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "";
+            proxy_read_timeout 120s;
+        }
+    }
+CONF
+}
+
+write_nginx_conf() {
+    local dir="$SERVICES_DIR/nginx" d="$TLS_DIR" api_key_header user_line="" auth
+    api_key_header="ApiKey $(printf '%s:%s' "$TLS_API_KEY_ID" "$(cat "$d/api-key")" | base64 -w0)"
+    # As root, nginx would switch its worker to `nobody`, who cannot read the
+    # htpasswd file under the services dir.
+    ((EUID == 0)) && user_line="user root root;"
+    mkdir -p "$dir/tmp"
+    auth="        auth_basic \$auth_realm;
+        auth_basic_user_file $d/htpasswd;"
+    cat >"$dir/nginx.conf" <<CONF
+# Written by scripts/test-services.sh at each start.
+$user_line
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log info;
+events { worker_connections 512; }
+http {
+    access_log $dir/access.log;
+    client_body_temp_path $dir/tmp/client_body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    client_max_body_size 200m;
+    # The API-key header below is longer than the default bucket holds.
+    map_hash_bucket_size 256;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    upstream search {
+        server 127.0.0.1:$(kv_get "$PORTS_FILE" opensearch);
+        keepalive 16;
+    }
+    # The API-key rule: this exact header switches basic auth off ("off" as the
+    # realm); anything else must pass basic auth.
+    map \$http_authorization \$auth_realm {
+        "$api_key_header" off;
+        default "search";
+    }
+$(nginx_server "$(kv_get "$PORTS_FILE" nginx)" "$d/server.crt" "$d/server.key" "$auth")
+$(nginx_server "$(kv_get "$PORTS_FILE" nginx_mtls)" "$d/server.crt" "$d/server.key" "        ssl_client_certificate $d/ca.crt;
+        ssl_verify_client on;")
+$(nginx_server "$(kv_get "$PORTS_FILE" nginx_expired)" "$d/expired.crt" "$d/expired.key" "$auth")
+$(nginx_server "$(kv_get "$PORTS_FILE" nginx_wrong_name)" "$d/wrong-name.crt" "$d/wrong-name.key" "$auth")
+}
+CONF
+}
+
+start_nginx() {
+    local dir="$SERVICES_DIR/nginx" port t0 pid
+    port="$(kv_get "$PORTS_FILE" nginx)"
+    mkdir -p "$dir"
+    t0="$(now)"
+    write_nginx_conf
+    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" </dev/null >>"$dir/nginx.out" 2>&1 &
+    pid=$!
+    kv_set "$PIDS_FILE" nginx "$pid"
+    local deadline=$((SECONDS + TIMEOUT))
+    # Up when the main listener answers 401 to a request without credentials.
+    until [[ "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$TLS_DIR/ca.crt" "https://127.0.0.1:$port/" 2>/dev/null)" == 401 ]]; do
+        if ! alive "$pid" || ((SECONDS >= deadline)); then
+            show_log nginx "$dir/error.log"
+            return 1
+        fi
+        sleep 0.1
+    done
+    log "nginx: nginx $(nginx -v 2>&1 | sed 's|.*/||') (TLS, basic auth, API key, mutual TLS) ready on 127.0.0.1:$port in $(elapsed "$t0") s"
+}
+
+print_tls_env() {
+    local d="$TLS_DIR"
+    cat <<EOT
+TEST_ELASTICSEARCH_TLS_URL=https://$TLS_USER:$(cat "$d/password")@127.0.0.1:$(kv_get "$PORTS_FILE" nginx)
+TEST_ELASTICSEARCH_CA_FILE=$d/ca.crt
+TEST_ELASTICSEARCH_WRONG_CA_FILE=$d/other-ca.crt
+TEST_ELASTICSEARCH_API_KEY=$TLS_API_KEY_ID:$(cat "$d/api-key")
+TEST_ELASTICSEARCH_MTLS_URL=https://127.0.0.1:$(kv_get "$PORTS_FILE" nginx_mtls)
+TEST_ELASTICSEARCH_CLIENT_CERT=$d/client.crt
+TEST_ELASTICSEARCH_CLIENT_KEY=$d/client.key
+TEST_ELASTICSEARCH_CLIENT_KEY_ENCRYPTED=$d/client-encrypted.key
+TEST_ELASTICSEARCH_CLIENT_KEY_PASS=$(cat "$d/client-key-pass")
+TEST_ELASTICSEARCH_OTHER_CLIENT_CERT=$d/other-client.crt
+TEST_ELASTICSEARCH_OTHER_CLIENT_KEY=$d/other-client.key
+TEST_ELASTICSEARCH_EXPIRED_URL=https://$TLS_USER:$(cat "$d/password")@127.0.0.1:$(kv_get "$PORTS_FILE" nginx_expired)
+TEST_ELASTICSEARCH_WRONG_NAME_URL=https://$TLS_USER:$(cat "$d/password")@127.0.0.1:$(kv_get "$PORTS_FILE" nginx_wrong_name)
+EOT
+}
+
 # ---------------------------------------------------------------------- stop
 
 # stop_one NAME: graceful signal, then SIGKILL after a timeout.
@@ -666,7 +893,7 @@ cmd_stop() {
     [[ -f "$PIDS_FILE" ]] || return 0
     local name
     # One after the other, in reverse start order; each waits for its process to exit.
-    for name in "${CLUSTER_NODES[@]}" elasticsearch8 elasticsearch7 opensearch redis postgres mysql; do stop_one "$name"; done
+    for name in "${CLUSTER_NODES[@]}" elasticsearch8 elasticsearch7 nginx opensearch redis postgres mysql; do stop_one "$name"; done
     rm -f "$PIDS_FILE"
 }
 
@@ -715,6 +942,7 @@ cmd_start() {
     : >"$PORTS_FILE"
     for name in "${WANTED[@]}"; do pick_port "$name"; done
     if wanted opensearch; then pick_port opensearch_transport; fi
+    if wanted nginx; then pick_tls_ports; fi
     if wanted elasticsearch7; then pick_port elasticsearch7_transport; fi
     if wanted elasticsearch8; then pick_port elasticsearch8_transport; fi
 
@@ -733,12 +961,16 @@ cmd_start() {
     if wanted mysql; then start_mysql 1 || on_start_failure mysql; fi
     if wanted postgres; then start_postgres 1 || on_start_failure postgres; fi
     if wanted redis; then start_redis || on_start_failure redis; fi
+    if wanted nginx; then
+        make_tls_material || on_start_failure nginx
+        start_nginx || on_start_failure nginx
+    fi
     if wanted opensearch; then wait_opensearch || on_start_failure opensearch; fi
     for name in elasticsearch7 elasticsearch8; do
         if wanted "$name"; then wait_elasticsearch "$name" || on_start_failure "$name"; fi
     done
 
-    print_env >"$ENV_FILE"
+    { print_env && if wanted nginx; then print_tls_env; fi; } >"$ENV_FILE"
     log "${WANTED[*]} ready in $(elapsed "$t0") s; env in $ENV_FILE, logs under $SERVICES_DIR"
     cat "$ENV_FILE"
 }
@@ -746,7 +978,7 @@ cmd_start() {
 # check_name NAME [any]: a known service (and, without `any`, one that was started).
 check_name() {
     case "${1:-}" in
-    mysql | postgres | redis | opensearch | elasticsearch7 | elasticsearch8) ;;
+    mysql | postgres | redis | opensearch | nginx | elasticsearch7 | elasticsearch8) ;;
     *) die "unknown service '${1:-}' (expected one of: ${ALL_SERVICES[*]})" ;;
     esac
     [[ "${2:-}" == any ]] && return 0
@@ -774,6 +1006,7 @@ cmd_start_service() {
     redis) start_redis ;;
     opensearch) start_opensearch ;;
     elasticsearch7 | elasticsearch8) start_elasticsearch "$1" ;;
+    nginx) start_nginx ;;
     esac || {
         stop_one "$1"
         die "$1 did not start again"

@@ -5,6 +5,7 @@
 #   cargo clippy --workspace --all-targets --locked -- -D warnings
 #   scripts/lint-dockerfiles.sh   (hadolint)
 #   scripts/build-release.sh      (the Dockerfiles' cargo build --release --locked)
+#   scripts/fuzz.sh               (the Forward decoder and connection fuzzers, FUZZ_SECONDS each, default 60)
 #   cargo test --workspace --locked [ARGS...]
 # and stops the services on exit, whatever happened.
 #
@@ -54,6 +55,19 @@ scripts/lint-dockerfiles.sh >&2 || failed+=(hadolint)
 # The images' exact cargo command (api/tests/deploy_dockerfiles.rs keeps them in step).
 echo "==> scripts/build-release.sh" >&2
 scripts/build-release.sh >&2 || failed+=(release-build)
+echo "==> scripts/fuzz.sh ${FUZZ_SECONDS:-60}" >&2
+scripts/fuzz.sh "${FUZZ_SECONDS:-60}" >&2 || failed+=(fuzz)
+
+# schemathesis (the newest release on PyPI; PIP_FIND_LINKS may point at a wheel
+# directory) for api/tests/schemathesis.rs, in a venv under the target dir. Under
+# REQUIRE_SERVICES=1 that test fails if it is missing.
+ST_VENV="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/schemathesis-venv"
+if [[ ! -x "$ST_VENV/bin/schemathesis" ]]; then
+    echo "==> installing schemathesis into $ST_VENV" >&2
+    { python3 -m venv "$ST_VENV" && "$ST_VENV/bin/pip" install -q --upgrade schemathesis; } >&2 ||
+        echo "test.sh: installing schemathesis failed" >&2
+fi
+export SCHEMATHESIS="$ST_VENV/bin/schemathesis"
 
 echo "==> cargo test --workspace --locked $*" >&2
 rc=0

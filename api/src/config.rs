@@ -22,6 +22,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use ipnet::IpNet;
+use std::net::IpAddr;
+
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// The embedded default database used when no database variable is set.
@@ -162,6 +165,50 @@ pub struct Settings {
     pub jobs: JobSettings,
     /// Cron expressions (`CRON_*`).
     pub cron: CronSettings,
+    /// Login rate limits (`LOGIN_LIMIT_*`).
+    pub login_limit: LoginLimitSettings,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`; empty =
+    /// the TCP peer is the client).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Limits of `POST /sessions` (see [`crate::login_limit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLimitSettings {
+    /// Attempts per e-mail address per window (`LOGIN_LIMIT_PER_EMAIL`, default 10; 0 = no limit).
+    pub per_email: u32,
+    /// Attempts per client address per window (`LOGIN_LIMIT_PER_ADDRESS`, default 100; 0 = no limit).
+    pub per_address: u32,
+    /// Length of the fixed counting window (`LOGIN_LIMIT_WINDOW`, default 15m, at most 24h).
+    pub window: Duration,
+}
+
+impl Default for LoginLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_email: 10,
+            per_address: 100,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Parse `TRUSTED_PROXIES`: comma-separated IP addresses or CIDR networks.
+fn trusted_proxies(v: &str) -> Result<Vec<IpNet>, ConfigError> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        "TRUSTED_PROXIES",
+                        format!("expected IP addresses or CIDR networks, got {p:?}"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// A Redis URL; its `Debug` form hides any password.
@@ -375,8 +422,31 @@ impl Settings {
             cron.job_retention = positive_duration("JOB_RETENTION", v)?;
         }
 
+        let mut login_limit = LoginLimitSettings::default();
+        if let Some(v) = get("LOGIN_LIMIT_PER_EMAIL") {
+            login_limit.per_email = int_in("LOGIN_LIMIT_PER_EMAIL", v, 0, 1_000_000)? as u32;
+        }
+        if let Some(v) = get("LOGIN_LIMIT_PER_ADDRESS") {
+            login_limit.per_address = int_in("LOGIN_LIMIT_PER_ADDRESS", v, 0, 1_000_000)? as u32;
+        }
+        if let Some(v) = get("LOGIN_LIMIT_WINDOW") {
+            login_limit.window = positive_duration("LOGIN_LIMIT_WINDOW", v)?;
+            if login_limit.window > Duration::from_secs(86_400) {
+                return Err(ConfigError::new(
+                    "LOGIN_LIMIT_WINDOW",
+                    "must be at most 24h",
+                ));
+            }
+        }
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(v) => trusted_proxies(v)?,
+        };
+
         Ok(Settings {
             host,
+            login_limit,
+            trusted_proxies,
             port,
             shutdown_timeout,
             test_hooks,
@@ -613,6 +683,35 @@ mod tests {
         assert_eq!(s.session_ttl, Duration::from_secs(86_400));
         assert_eq!(s.jobs, JobSettings::default());
         assert_eq!(s.cron, CronSettings::default());
+        assert_eq!(s.login_limit, LoginLimitSettings::default());
+        assert!(s.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn login_limit_and_proxy_vars() {
+        let s = Settings::from_env_map(&env(&[
+            ("LOGIN_LIMIT_PER_EMAIL", "3"),
+            ("LOGIN_LIMIT_PER_ADDRESS", "0"),
+            ("LOGIN_LIMIT_WINDOW", "30s"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1"),
+        ]))
+        .unwrap();
+        assert_eq!(s.login_limit.per_email, 3);
+        assert_eq!(s.login_limit.per_address, 0);
+        assert_eq!(s.login_limit.window, Duration::from_secs(30));
+        let nets: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+        for (k, v) in [
+            ("LOGIN_LIMIT_PER_EMAIL", "-1"),
+            ("LOGIN_LIMIT_PER_ADDRESS", "lots"),
+            ("LOGIN_LIMIT_WINDOW", "0"),
+            ("LOGIN_LIMIT_WINDOW", "2d"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "proxy.example.com"),
+        ] {
+            let e = Settings::from_env_map(&env(&[(k, v)])).unwrap_err();
+            assert_eq!(e.var, k, "{k}={v}");
+        }
     }
 
     #[test]

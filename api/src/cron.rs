@@ -98,12 +98,18 @@ pub async fn run_task(
                 .purge_jobs(now_ms() - settings.job_retention.as_millis() as i64)
                 .await?;
             let leases = db.purge_cron_leases(now_ms() - 86_400_000).await?;
+            let login_windows = crate::login_limit::purge_windows(
+                db,
+                now_ms() - crate::login_limit::MAX_WINDOW.as_millis() as i64,
+            )
+            .await?;
             tracing::info!(
                 event = "cron.purge",
                 tick_at = tick_at_ms,
                 sessions_deleted = sessions,
                 jobs_deleted = jobs,
                 leases_deleted = leases,
+                login_windows_deleted = login_windows,
                 "cron.purge"
             );
         }

@@ -55,6 +55,12 @@ pub enum ApiError {
     /// Missing, expired or revoked credentials (401, with `WWW-Authenticate: Bearer`).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// Authenticated, but not allowed to do this (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Too many attempts; retry after this long (429, with `Retry-After`).
+    #[error("too many requests")]
+    TooManyRequests(std::time::Duration),
     /// Resource or route does not exist (404).
     #[error("not found: {0}")]
     NotFound(String),
@@ -81,6 +87,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -106,6 +114,15 @@ impl ApiError {
                 None,
             ),
             ApiError::Unauthorized(d) => ("unauthorized", d.clone(), None),
+            ApiError::Forbidden(d) => ("forbidden", d.clone(), None),
+            ApiError::TooManyRequests(after) => (
+                "too-many-requests",
+                format!(
+                    "too many log-in attempts; retry in {} s",
+                    after.as_secs().max(1)
+                ),
+                None,
+            ),
             ApiError::NotFound(d) => ("not-found", d.clone(), None),
             ApiError::MethodNotAllowed => (
                 "method-not-allowed",
@@ -145,16 +162,39 @@ pub fn problem_response(problem: &Problem) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            ApiError::Internal(msg) => tracing::error!(error = %msg, "internal error"),
-            ApiError::Unavailable(msg) => {
-                tracing::warn!(error = %msg, "backing service unavailable")
-            }
+            ApiError::Internal(msg) => crate::request_log::current(|r| {
+                tracing::error!(
+                    error = %msg,
+                    request_id = r.map(|r| r.request_id.as_str()),
+                    method = r.map(|r| r.method.as_str()),
+                    path = r.map(|r| r.path.as_str()),
+                    "internal error"
+                )
+            }),
+            ApiError::Unavailable(msg) => crate::request_log::current(|r| {
+                tracing::warn!(
+                    error = %msg,
+                    request_id = r.map(|r| r.request_id.as_str()),
+                    method = r.map(|r| r.method.as_str()),
+                    path = r.map(|r| r.path.as_str()),
+                    "backing service unavailable"
+                )
+            }),
             _ => {}
         }
         let mut resp = problem_response(&self.to_problem());
-        if matches!(self, ApiError::Unauthorized(_)) {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match &self {
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests(after) => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(after.as_secs().max(1)),
+                );
+            }
+            _ => {}
         }
         resp
     }
@@ -169,6 +209,15 @@ impl From<DbError> for ApiError {
             }
             DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
             DbError::Other(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::login_limit::LimitError> for ApiError {
+    fn from(e: crate::login_limit::LimitError) -> Self {
+        match e {
+            crate::login_limit::LimitError::Db(e) => e.into(),
+            crate::login_limit::LimitError::Redis(e) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -223,6 +272,14 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
     } else {
         "unknown panic payload".to_owned()
     };
-    tracing::error!(panic = %msg, "handler panicked");
+    crate::request_log::current(|r| {
+        tracing::error!(
+            panic = %msg,
+            request_id = r.map(|r| r.request_id.as_str()),
+            method = r.map(|r| r.method.as_str()),
+            path = r.map(|r| r.path.as_str()),
+            "handler panicked"
+        )
+    });
     problem_response(&ApiError::Internal(msg).to_problem())
 }

@@ -255,9 +255,6 @@ struct NdjsonUser {
     password: Option<String>,
 }
 
-/// Minimum password length.
-pub const PASSWORD_MIN_CHARS: usize = 8;
-
 /// Parse and validate one record into (name, email, password).
 fn parse_record(
     line: &str,
@@ -282,9 +279,7 @@ fn parse_record(
     let name = validation::name(&name).map_err(|e| e.message)?;
     let email = validation::email(&email).map_err(|e| e.message)?;
     if let Some(p) = &password {
-        if p.chars().count() < PASSWORD_MIN_CHARS {
-            return Err("password too short".to_owned());
-        }
+        validation::password(p).map_err(|e| e.message)?;
     }
     Ok((name, email, password))
 }

@@ -22,13 +22,23 @@
 //! * [`jobs`] — the jobs table, bulk user imports and the `api worker` loop.
 //! * [`cron`] — the `api cron` scheduler with per-tick leases.
 //! * [`healthcheck`] — `api healthcheck`, a dependency-free HTTP probe.
+//! * [`authz`] — roles and who may change which account.
+//! * [`login_limit`] — rate limit of log-in attempts per e-mail and address.
+//! * [`client_addr`] — the client address behind (trusted) proxies.
+//! * [`redis_conn`] — the Redis connection shared by sessions and limits.
+//! * [`admin`] — one-off admin commands (`api users promote EMAIL`).
 
+pub mod admin;
+pub mod authz;
+pub mod client_addr;
 pub mod config;
 pub mod cron;
 pub mod db;
 pub mod error;
 pub mod healthcheck;
 pub mod jobs;
+pub mod login_limit;
+pub mod redis_conn;
 pub mod request_log;
 pub mod routes;
 pub mod seed;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use api::authz::Role;
 use api::config::{log_filter, Settings};
 use api::db::Db;
 use api::startup::Application;
@@ -32,6 +33,11 @@ enum Command {
     Cron,
     /// GET http://127.0.0.1:$PORT/healthz; exit 0 on 200, else 1 (for HEALTHCHECK).
     Healthcheck,
+    /// Manage users' roles (the only way to grant the admin role).
+    Users {
+        #[command(subcommand)]
+        action: UsersCommand,
+    },
     /// Insert N generated users (batched), then exit.
     Seed {
         /// Number of users to create.
@@ -40,6 +46,20 @@ enum Command {
         /// Rows per INSERT statement.
         #[arg(long, default_value_t = 500)]
         batch_size: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Make the user with this e-mail address an admin.
+    Promote {
+        /// The user's e-mail address.
+        email: String,
+    },
+    /// Take the admin role away from the user with this e-mail address.
+    Demote {
+        /// The user's e-mail address.
+        email: String,
     },
 }
 
@@ -53,6 +73,7 @@ async fn main() -> ExitCode {
         Some(Command::Worker) => "worker",
         Some(Command::Cron) => "cron",
         Some(Command::Seed { .. }) => "seed",
+        Some(Command::Users { .. }) => "admin",
         Some(Command::Healthcheck) => return healthcheck(&env).await,
     };
     let subscriber =
@@ -62,7 +83,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // Panics become JSON log records on stdout (with location and the current
-    // request's span fields) instead of free text on stderr. Handler panics are
+    // request's fields) instead of free text on stderr. Handler panics are
     // additionally caught by CatchPanic and answered with a 500 problem.
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
@@ -72,7 +93,16 @@ async fn main() -> ExitCode {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        tracing::error!(panic = %payload, location = %location, "panic");
+        api::request_log::current(|r| {
+            tracing::error!(
+                panic = %payload,
+                location = %location,
+                request_id = r.map(|r| r.request_id.as_str()),
+                method = r.map(|r| r.method.as_str()),
+                path = r.map(|r| r.path.as_str()),
+                "panic"
+            )
+        });
     }));
     match run(cli, &env).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,8 +141,10 @@ async fn healthcheck(env: &HashMap<String, String>) -> ExitCode {
 /// A receiver that turns true on SIGTERM/SIGINT.
 fn shutdown_flag() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Handlers installed here, before the task first runs.
+    let signal = api::shutdown::shutdown_signal();
     tokio::spawn(async move {
-        api::shutdown::shutdown_signal().await;
+        signal.await;
         let _ = tx.send(true);
     });
     rx
@@ -153,6 +185,20 @@ async fn run(cli: Cli, env: &HashMap<String, String>) -> anyhow::Result<()> {
             db.close().await;
         }
         Command::Healthcheck => unreachable!("handled before logging is set up"),
+        Command::Users { action } => {
+            let (email, role) = match action {
+                UsersCommand::Promote { email } => (email, Role::Admin),
+                UsersCommand::Demote { email } => (email, Role::User),
+            };
+            let db = Db::connect_lazy(&settings.database)?;
+            if settings.database.auto_migrate {
+                db.migrate().await?;
+            }
+            let result = api::admin::set_role(&db, &email, role).await;
+            db.close().await;
+            let user_id = result?;
+            tracing::info!(user_id, role = %role, "role set");
+        }
         Command::Seed { count, batch_size } => {
             let db = Db::connect_lazy(&settings.database)?;
             if settings.database.auto_migrate {

@@ -9,9 +9,16 @@
 //! leak usable tokens. Passwords are stored as argon2id PHC strings and are
 //! never logged or returned.
 //!
-//! Redis is reached through a [`ConnectionManager`] (reconnects by itself)
-//! created lazily and bounded by short timeouts, so while Redis is down
-//! authenticated calls fail fast with 503 and recover when it returns.
+//! Redis is reached through the shared [`Redis`] handle (lazy, reconnecting,
+//! bounded by short timeouts), so while Redis is down authenticated calls
+//! fail fast with 503 and recover when it returns.
+//!
+//! Revocation guarantee: [`SessionStore::revoke_user`] deletes every session
+//! of a user — in Redis each user's token hashes are indexed in the set
+//! `user_sessions:<user_id>`, in the database by `sessions.user_id` — and
+//! [`SessionStore::validate`] only accepts a token whose user row still
+//! exists, so even a session created concurrently with the deletion
+//! authorizes nothing.
 
 use std::time::Duration;
 
@@ -19,14 +26,11 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use base64::Engine;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
+use crate::authz::{Principal, Role};
 use crate::db::{dispatch, now_ms, Db, DbError};
-
-/// Upper bound of one Redis round trip (connect or command).
-pub const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+use crate::redis_conn::{Redis, RedisUnavailable};
 
 /// Session store errors.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,12 @@ impl From<DbError> for SessionError {
     }
 }
 
+impl From<RedisUnavailable> for SessionError {
+    fn from(e: RedisUnavailable) -> Self {
+        SessionError::Unavailable(e.0)
+    }
+}
+
 /// A newly issued session.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -57,38 +67,20 @@ pub struct NewSession {
     pub expires_at_ms: i64,
 }
 
-/// Where sessions live.
+/// Where sessions live: Redis when configured, else the `sessions` table.
+/// The database is always attached (roles live there, and it holds the
+/// sessions of the database store).
 #[derive(Clone)]
-pub enum SessionStore {
-    /// Redis (`REDIS_URL`).
-    Redis {
-        /// Parsed client.
-        client: redis::Client,
-        /// Lazily created, self-reconnecting connection.
-        conn: std::sync::Arc<OnceCell<ConnectionManager>>,
-        /// Session lifetime.
-        ttl: Duration,
-    },
-    /// The `sessions` table.
-    Db {
-        /// The database.
-        db: Db,
-        /// Session lifetime.
-        ttl: Duration,
-    },
+pub struct SessionStore {
+    redis: Option<Redis>,
+    db: Db,
+    ttl: Duration,
 }
 
 impl std::fmt::Debug for SessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SessionStore::Redis { ttl, .. } => write!(f, "SessionStore::Redis(ttl={ttl:?})"),
-            SessionStore::Db { ttl, .. } => write!(f, "SessionStore::Db(ttl={ttl:?})"),
-        }
+        write!(f, "SessionStore({}, ttl={:?})", self.kind(), self.ttl)
     }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> SessionError {
-    SessionError::Unavailable(e.to_string())
 }
 
 /// SHA-256 of the token, lower-case hex: the only form that is stored.
@@ -103,59 +95,27 @@ fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+fn session_key(hash: &str) -> String {
+    format!("session:{hash}")
+}
+
+fn user_sessions_key(user_id: i64) -> String {
+    format!("user_sessions:{user_id}")
+}
+
 impl SessionStore {
-    /// Redis store when `redis_url` is set, else the database.
-    pub fn new(redis_url: Option<&str>, db: Db, ttl: Duration) -> Result<Self, SessionError> {
-        Ok(match redis_url {
-            Some(url) => SessionStore::Redis {
-                client: redis::Client::open(url).map_err(|e| SessionError::Other(e.to_string()))?,
-                conn: Default::default(),
-                ttl,
-            },
-            None => SessionStore::Db { db, ttl },
-        })
+    /// Redis store when `redis` is given, else the database.
+    pub fn new(redis: Option<Redis>, db: Db, ttl: Duration) -> Self {
+        Self { redis, db, ttl }
     }
 
     /// `redis` or `database`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            SessionStore::Redis { .. } => "redis",
-            SessionStore::Db { .. } => "database",
+        if self.redis.is_some() {
+            "redis"
+        } else {
+            "database"
         }
-    }
-
-    async fn redis(&self) -> Result<ConnectionManager, SessionError> {
-        let SessionStore::Redis { client, conn, .. } = self else {
-            return Err(SessionError::Other("not a redis store".into()));
-        };
-        let c = conn
-            .get_or_try_init(|| async {
-                let cfg = ConnectionManagerConfig::new()
-                    .set_connection_timeout(REDIS_TIMEOUT)
-                    .set_response_timeout(REDIS_TIMEOUT)
-                    .set_number_of_retries(1)
-                    .set_max_delay(1000);
-                tokio::time::timeout(
-                    REDIS_TIMEOUT * 2,
-                    ConnectionManager::new_with_config(client.clone(), cfg),
-                )
-                .await
-                .map_err(|_| unavailable("redis connect timed out"))?
-                .map_err(unavailable)
-            })
-            .await?;
-        Ok(c.clone())
-    }
-
-    async fn redis_cmd<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, SessionError> {
-        let mut c = self.redis().await?;
-        tokio::time::timeout(REDIS_TIMEOUT * 2, cmd.query_async::<T>(&mut c))
-            .await
-            .map_err(|_| unavailable("redis command timed out"))?
-            .map_err(unavailable)
     }
 
     /// Issue a session for `user_id`.
@@ -163,25 +123,35 @@ impl SessionStore {
         let token = new_token();
         let hash = token_hash(&token);
         let now = now_ms();
-        match self {
-            SessionStore::Redis { ttl, .. } => {
-                let ms = ttl.as_millis() as u64;
-                let () = self
-                    .redis_cmd(
-                        redis::cmd("SET")
-                            .arg(format!("session:{hash}"))
+        let ttl_ms = self.ttl.as_millis() as i64;
+        match &self.redis {
+            Some(redis) => {
+                // One atomic round trip: the session, and its entry in the
+                // user's index (which lives as long as the newest session).
+                let index = user_sessions_key(user_id);
+                let () = redis
+                    .query_pipe(
+                        redis::pipe()
+                            .atomic()
+                            .cmd("SET")
+                            .arg(session_key(&hash))
                             .arg(user_id)
                             .arg("PX")
-                            .arg(ms),
+                            .arg(ttl_ms)
+                            .ignore()
+                            .cmd("SADD")
+                            .arg(&index)
+                            .arg(&hash)
+                            .ignore()
+                            .cmd("PEXPIRE")
+                            .arg(&index)
+                            .arg(ttl_ms)
+                            .ignore(),
                     )
                     .await?;
-                Ok(NewSession {
-                    token,
-                    expires_at_ms: now + ms as i64,
-                })
             }
-            SessionStore::Db { db, ttl } => {
-                let expires = now + ttl.as_millis() as i64;
+            None => {
+                let db = &self.db;
                 let sql = format!(
                     "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
                      VALUES ({}, {}, {}, {})",
@@ -194,53 +164,66 @@ impl SessionStore {
                     .bind(&hash)
                     .bind(user_id)
                     .bind(now)
-                    .bind(expires)
+                    .bind(now + ttl_ms)
                     .execute(p)
                     .await
                     .map(|_| ())
                     .map_err(DbError::from)?);
-                Ok(NewSession {
-                    token,
-                    expires_at_ms: expires,
-                })
             }
         }
+        Ok(NewSession {
+            token,
+            expires_at_ms: now + ttl_ms,
+        })
     }
 
-    /// The user id of a valid (unexpired, unrevoked) token, else `None`.
-    pub async fn validate(&self, token: &str) -> Result<Option<i64>, SessionError> {
+    /// The caller behind a valid (unexpired, unrevoked) token whose user
+    /// still exists, with the user's current role; else `None`.
+    pub async fn validate(&self, token: &str) -> Result<Option<Principal>, SessionError> {
         let hash = token_hash(token);
-        match self {
-            SessionStore::Redis { .. } => {
-                self.redis_cmd::<Option<i64>>(redis::cmd("GET").arg(format!("session:{hash}")))
-                    .await
+        let db = &self.db;
+        let row: Option<(i64, String)> = match &self.redis {
+            Some(redis) => {
+                let user_id: Option<i64> = redis
+                    .query(redis::cmd("GET").arg(session_key(&hash)))
+                    .await?;
+                match user_id {
+                    None => None,
+                    Some(id) => db.user_role(id).await?.map(|r| (id, r)),
+                }
             }
-            SessionStore::Db { db, .. } => {
+            None => {
                 let sql = format!(
-                    "SELECT user_id FROM sessions WHERE token_hash = {} AND expires_at > {}",
+                    "SELECT s.user_id, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = {} AND s.expires_at > {}",
                     db.ph(1),
                     db.ph(2)
                 );
-                Ok(dispatch!(db, p => sqlx::query_scalar::<_, i64>(&sql)
+                dispatch!(db, p => sqlx::query_as::<_, (i64, String)>(&sql)
                     .bind(&hash)
                     .bind(now_ms())
                     .fetch_optional(p)
                     .await
-                    .map_err(DbError::from)?))
+                    .map_err(DbError::from)?)
             }
-        }
+        };
+        Ok(row.map(|(user_id, role)| Principal {
+            user_id,
+            role: Role::from_db(&role),
+        }))
     }
 
     /// Revoke a token (no-op if unknown).
     pub async fn revoke(&self, token: &str) -> Result<(), SessionError> {
         let hash = token_hash(token);
-        match self {
-            SessionStore::Redis { .. } => {
-                let _: i64 = self
-                    .redis_cmd(redis::cmd("DEL").arg(format!("session:{hash}")))
+        match &self.redis {
+            Some(redis) => {
+                let _: i64 = redis
+                    .query(redis::cmd("DEL").arg(session_key(&hash)))
                     .await?;
             }
-            SessionStore::Db { db, .. } => {
+            None => {
+                let db = &self.db;
                 let sql = format!("DELETE FROM sessions WHERE token_hash = {}", db.ph(1));
                 dispatch!(db, p => sqlx::query(&sql)
                     .bind(&hash)
@@ -251,6 +234,26 @@ impl SessionStore {
             }
         }
         Ok(())
+    }
+
+    /// Revoke every session of `user_id` in both stores: the Redis ones (if
+    /// Redis is configured) and the database rows. Returns how many were
+    /// revoked.
+    pub async fn revoke_user(&self, user_id: i64) -> Result<u64, SessionError> {
+        let mut revoked = 0;
+        if let Some(redis) = &self.redis {
+            let index = user_sessions_key(user_id);
+            let hashes: Vec<String> = redis.query(redis::cmd("SMEMBERS").arg(&index)).await?;
+            let mut del = redis::cmd("DEL");
+            del.arg(&index);
+            for h in &hashes {
+                del.arg(session_key(h));
+            }
+            let deleted: u64 = redis.query(&del).await?;
+            revoked += deleted.saturating_sub(1);
+        }
+        revoked += self.db.delete_user_sessions(user_id).await?;
+        Ok(revoked)
     }
 }
 

@@ -20,7 +20,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::config::Settings;
 use crate::db::{Db, SetupError};
 use crate::error::panic_response;
-use crate::request_log::log_request;
+use crate::login_limit::LoginLimiter;
+use crate::redis_conn::Redis;
+use crate::request_log::{log_request, RequestLog};
 use crate::routes::{router, AppState};
 use crate::sessions::SessionStore;
 use crate::shutdown::shutdown_signal;
@@ -79,12 +81,14 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?
             .port();
-        let sessions = SessionStore::new(
-            settings.redis_url.as_ref().map(|u| u.as_str()),
-            db.clone(),
-            settings.session_ttl,
-        )
-        .map_err(|e| StartupError::Sessions(e.to_string()))?;
+        let redis = match &settings.redis_url {
+            Some(url) => {
+                Some(Redis::open(url.as_str()).map_err(|e| StartupError::Sessions(e.to_string()))?)
+            }
+            None => None,
+        };
+        let sessions = SessionStore::new(redis.clone(), db.clone(), settings.session_ttl);
+        let login_limiter = LoginLimiter::new(settings.login_limit.clone(), redis, db.clone());
         tracing::info!(
             store = sessions.kind(),
             redis_url = settings
@@ -93,17 +97,28 @@ impl Application {
                 .map(|u| u.redacted())
                 .unwrap_or_default(),
             session_ttl_s = settings.session_ttl.as_secs(),
+            login_limit_per_email = settings.login_limit.per_email,
+            login_limit_per_address = settings.login_limit.per_address,
+            login_limit_window_s = settings.login_limit.window.as_secs(),
+            trusted_proxies = %settings
+                .trusted_proxies
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             "session store"
         );
         let state = AppState {
             db: db.clone(),
             sessions,
             job_max_attempts: settings.jobs.max_attempts,
+            login_limiter,
+            trusted_proxies: settings.trusted_proxies.clone().into(),
         };
         let app = router(state, settings.test_hooks)
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(axum::middleware::from_fn_with_state(
-                dbs.backend,
+                RequestLog::new("api", "web", dbs.backend),
                 log_request,
             ));
         Ok(Self {
@@ -157,6 +172,8 @@ impl Application {
             signal.await;
             fired2.notify_one();
         };
+        // The peer address feeds the per-address login limit.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(graceful)
             .into_future();

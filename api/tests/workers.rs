@@ -154,7 +154,8 @@ async fn three_workers_import_50k_once(backend: TestBackend) {
     assert_eq!(j["progress"]["errors"], 10, "{j}");
     assert_eq!(j["progress"]["skipped"], 5, "{j}");
     assert_eq!(count_like(&app.db, "imp").await, (50_000, 50_000));
-    assert_eq!(app.db.count_users().await.unwrap(), 50_000);
+    // Plus the harness's fixture admin.
+    assert_eq!(app.db.count_users().await.unwrap(), 50_001);
 
     let refs: Vec<&BinaryApp> = workers.iter().collect();
     assert!(batch_pids(&refs, id).len() >= 2, "the job changed hands");
@@ -441,12 +442,11 @@ async fn sqlite_two_cron_processes_run_each_tick_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn purge_task_deletes_expired_sessions_and_old_jobs() {
     let app = spawn_app(TestBackend::Sqlite).await.unwrap();
-    let short =
-        api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_millis(1)).unwrap();
-    let expired = short.create(1).await.unwrap().token;
-    let long =
-        api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_secs(3600)).unwrap();
-    let live = long.create(1).await.unwrap().token;
+    let short = api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_millis(1));
+    // Sessions of the fixture admin (id -1), a user that exists.
+    let expired = short.create(-1).await.unwrap().token;
+    let long = api::sessions::SessionStore::new(None, app.db.clone(), Duration::from_secs(3600));
+    let live = long.create(-1).await.unwrap().token;
     let dir = tempfile::tempdir().unwrap();
     let id = upload(&app, ndjson(3, "purge"), "application/x-ndjson").await;
     let queued = upload(&app, ndjson(3, "purge2"), "application/x-ndjson").await;
@@ -469,7 +469,10 @@ async fn purge_task_deletes_expired_sessions_and_old_jobs() {
         .await
         .unwrap();
     assert_eq!(short.validate(&expired).await.unwrap(), None);
-    assert_eq!(long.validate(&live).await.unwrap(), Some(1));
+    assert_eq!(
+        long.validate(&live).await.unwrap().map(|p| p.user_id),
+        Some(-1)
+    );
     let Db::Sqlite(p) = &app.db else {
         unreachable!()
     };

@@ -14,6 +14,12 @@
 //! `--sink` replaces the server with a discard TCP sink inside this process (same bytes, no
 //! acks; the end is the moment the sink has read every byte): the loopback baseline.
 //!
+//! `--distinct` makes every event a different document (for a destination that deduplicates,
+//! such as Elasticsearch with logship's deterministic `_id`): the records of a unit differ in
+//! their `req_id`, and each unit's event times are patched to a second of their own before it
+//! is sent. `--invalid-every N` replaces the `log` of every N-th record with a line that is not
+//! JSON (what a parser filter must reject), as a real container's output sometimes is.
+//!
 //! Output: one tab-separated line (see `HEADER`), or the header with `--header`.
 
 use std::io::{Read, Write};
@@ -54,13 +60,15 @@ struct Args {
     timeout: Duration,
     sink: bool,
     tag: String,
+    distinct: bool,
+    invalid_every: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: loadgen [--host H] [--port P] [--mode message|packed|compressed] [--int-time]\n\
          \t[--ack last|every] [--conns N] [--events N] [--chunk-events N] [--pid PID]\n\
-         \t[--timeout-secs S] [--sink] [--tag T] [--header]"
+         \t[--timeout-secs S] [--sink] [--tag T] [--distinct] [--invalid-every N] [--header]"
     );
     std::process::exit(2)
 }
@@ -79,6 +87,8 @@ fn parse_args() -> Args {
         timeout: Duration::from_secs(30),
         sink: false,
         tag: "docker.web".into(),
+        distinct: false,
+        invalid_every: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -111,6 +121,8 @@ fn parse_args() -> Args {
             }
             "--sink" => a.sink = true,
             "--tag" => a.tag = v(),
+            "--distinct" => a.distinct = true,
+            "--invalid-every" => a.invalid_every = v().parse().unwrap_or_else(|_| usage()),
             "--header" => {
                 println!("{HEADER}");
                 std::process::exit(0)
@@ -121,13 +133,34 @@ fn parse_args() -> Args {
     if a.conns == 0 || a.chunk_events == 0 || a.events == 0 {
         usage()
     }
+    if a.distinct && a.mode == Mode::Compressed {
+        eprintln!("loadgen: --distinct patches event times in place: not with --mode compressed");
+        usage()
+    }
     a
 }
 
+/// Stands for the unit number (8 hex digits) in `--distinct` records; patched per send.
+const UNIT_MARK: &[u8; 8] = b"uNiTuNiT";
+
 /// A record shaped like the one Docker's fluentd log driver sends: 64-hex container id, name,
-/// source and a ~200-byte bunyan JSON line in `log`.
-fn docker_record() -> Vec<u8> {
-    let log = r#"{"name":"web","hostname":"web-1","pid":1,"level":30,"req_id":"b7e2f1a0-4c3d-4e5f-8a9b-0c1d2e3f4a5b","msg":"completed","status":200,"path":"/api/v1/items","time":"2026-11-25T14:00:00.123Z","v":0}"#;
+/// source and a ~200-byte bunyan JSON line in `log`. With `distinct`, record `i` has `i` in
+/// the last 8 hex digits of its `req_id` and [`UNIT_MARK`] in the 8 before them (same length
+/// for every `i`); with `invalid`, its `log` is a line of about the same length that is not
+/// JSON (with the same two numbers in it).
+fn docker_record(i: usize, distinct: bool, invalid: bool) -> Vec<u8> {
+    let unit = if distinct {
+        std::str::from_utf8(UNIT_MARK).unwrap().to_string()
+    } else {
+        "00000000".to_string()
+    };
+    let log = if invalid {
+        format!("thread 'main' panicked at src/items.rs:42:9: request {unit}-{i:08x} failed: connection reset by peer (os error 104); retrying in 250 ms, attempt 3, backend items-db-1")
+    } else {
+        format!(
+            r#"{{"name":"web","hostname":"web-1","pid":1,"level":30,"req_id":"b7e2f1a0-4c3d-{unit}-{i:08x}","msg":"completed","status":200,"path":"/api/v1/items","time":"2026-11-25T14:00:00.123Z","v":0}}"#
+        )
+    };
     encode_record_from_json(&serde_json::json!({
         "container_id": "7f3a9c1e5b2d4a6f8e0c1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a",
         "container_name": "/web-1",
@@ -135,6 +168,19 @@ fn docker_record() -> Vec<u8> {
         "log": log,
     }))
     .to_vec()
+}
+
+/// The records of one unit: the same one `n` times, or (`--distinct`) `n` different ones.
+fn unit_records(a: &Args, n: usize) -> Vec<Vec<u8>> {
+    if !a.distinct && a.invalid_every == 0 {
+        return vec![docker_record(0, false, false); n];
+    }
+    (0..n)
+        .map(|i| {
+            let invalid = a.invalid_every > 0 && i % a.invalid_every == a.invalid_every - 1;
+            docker_record(if a.distinct { i } else { 0 }, a.distinct, invalid)
+        })
+        .collect()
 }
 
 const CHUNK_ID_LEN: usize = 24;
@@ -161,39 +207,82 @@ fn option_map(out: &mut Vec<u8>, size: Option<usize>, gzip: bool, chunk: bool) -
     None
 }
 
-fn write_time(out: &mut Vec<u8>, int_time: bool, secs: u32, nanos: u32) {
+/// Writes the time of an event and returns the offset of its 4 bytes of seconds.
+fn write_time(out: &mut Vec<u8>, int_time: bool, secs: u32, nanos: u32) -> usize {
     if int_time {
         out.push(0xd2); // int32, as fluent-logger-golang encodes a Unix time
         out.extend_from_slice(&(secs as i32).to_be_bytes());
+        out.len() - 4
     } else {
         write_event_time(out, EventTime::new(secs as i64, nanos));
+        out.len() - 8
+    }
+}
+
+const BASE_SECS: u32 = 1_764_079_200;
+
+/// One pre-encoded unit: its bytes, the offset of the chunk id (if any), and for `--distinct`
+/// the offsets of the event times' seconds and of the [`UNIT_MARK`]s.
+struct Unit {
+    bytes: Vec<u8>,
+    chunk_off: Option<usize>,
+    time_offs: Vec<usize>,
+    mark_offs: Vec<usize>,
+}
+
+impl Unit {
+    fn new(bytes: Vec<u8>, chunk_off: Option<usize>, time_offs: Vec<usize>) -> Self {
+        let mark_offs = bytes
+            .windows(UNIT_MARK.len())
+            .enumerate()
+            .filter(|(_, w)| *w == UNIT_MARK)
+            .map(|(i, _)| i)
+            .collect();
+        Self {
+            bytes,
+            chunk_off,
+            time_offs,
+            mark_offs,
+        }
     }
 }
 
 /// One frame of `n` events. Message mode: `n` frames back to back (only the last carries the
-/// chunk option when `chunk`). Returns the bytes and the offset of the chunk id, if any.
-fn encode_unit(a: &Args, rec: &[u8], n: usize, chunk: bool) -> (Vec<u8>, Option<usize>) {
-    let base = 1_764_079_200u32;
-    let mut out = Vec::with_capacity(n * (rec.len() + 40) + 64);
+/// chunk option when `chunk`).
+fn encode_unit(a: &Args, recs: &[Vec<u8>], chunk: bool) -> Unit {
+    let n = recs.len();
+    let mut out = Vec::with_capacity(recs.iter().map(|r| r.len() + 40).sum::<usize>() + 64);
+    let mut time_offs = Vec::with_capacity(n);
+    // Distinct units get their seconds patched per send; nanoseconds number the events.
+    let time_of = |i: usize| {
+        if a.distinct {
+            (BASE_SECS, i as u32)
+        } else {
+            (BASE_SECS + i as u32, 123_456_789)
+        }
+    };
     match a.mode {
         Mode::Message => {
             let mut off = None;
-            for i in 0..n {
+            for (i, rec) in recs.iter().enumerate() {
                 let last = i + 1 == n;
                 out.push(0x94);
                 write_str(&mut out, a.tag.as_bytes());
-                write_time(&mut out, a.int_time, base + i as u32, 123_456_789);
+                let (secs, nanos) = time_of(i);
+                time_offs.push(write_time(&mut out, a.int_time, secs, nanos));
                 out.extend_from_slice(rec);
                 // Docker always sends the option map: `{}` or `{"chunk": id}`.
                 off = option_map(&mut out, None, false, chunk && last);
             }
-            (out, off)
+            Unit::new(out, off, time_offs)
         }
         Mode::Packed | Mode::Compressed => {
-            let mut entries = Vec::with_capacity(n * (rec.len() + 12));
-            for i in 0..n {
+            let mut entries = Vec::with_capacity(recs.iter().map(|r| r.len() + 12).sum());
+            let mut entry_offs = Vec::with_capacity(n);
+            for (i, rec) in recs.iter().enumerate() {
                 entries.push(0x92);
-                write_time(&mut entries, a.int_time, base + i as u32, 123_456_789);
+                let (secs, nanos) = time_of(i);
+                entry_offs.push(write_time(&mut entries, a.int_time, secs, nanos));
                 entries.extend_from_slice(rec);
             }
             let gzip = a.mode == Mode::Compressed;
@@ -205,9 +294,26 @@ fn encode_unit(a: &Args, rec: &[u8], n: usize, chunk: bool) -> (Vec<u8>, Option<
             out.push(0x93);
             write_str(&mut out, a.tag.as_bytes());
             write_bin(&mut out, &entries);
+            let start = out.len() - entries.len();
+            if !gzip {
+                time_offs = entry_offs.iter().map(|o| start + o).collect();
+            }
             let off = option_map(&mut out, Some(n), gzip, chunk);
-            (out, off)
+            Unit::new(out, off, time_offs)
         }
+    }
+}
+
+/// `--distinct`: sets the seconds of every event of a unit and the unit number in its records,
+/// so that no two events of the run are the same document (even once a parser filter has
+/// replaced the event time with the one in the log line).
+fn patch_unit(buf: &mut [u8], (time_offs, mark_offs): (&[usize], &[usize]), secs: u32) {
+    for &o in time_offs {
+        buf[o..o + 4].copy_from_slice(&secs.to_be_bytes());
+    }
+    let hex = format!("{:08x}", secs - BASE_SECS);
+    for &o in mark_offs {
+        buf[o..o + 8].copy_from_slice(hex.as_bytes());
     }
 }
 
@@ -268,7 +374,6 @@ fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
 
 fn main() {
     let a = parse_args();
-    let rec = docker_record();
     let per_conn = a.events.div_ceil(a.conns as u64);
     let unit_events = match (a.mode, a.ack) {
         (Mode::Message, Ack::Every) => 1,
@@ -278,9 +383,19 @@ fn main() {
     let units = per_conn.div_ceil(unit_events as u64);
     let total_events = units * unit_events as u64 * a.conns as u64;
     // Pre-encoded: the plain unit, and the same unit whose (last) frame carries a chunk id.
-    let (plain, _) = encode_unit(&a, &rec, unit_events, false);
-    let (acked, off) = encode_unit(&a, &rec, unit_events, true);
-    let off = off.expect("chunk offset");
+    let recs = unit_records(&a, unit_events);
+    let plain = encode_unit(&a, &recs, false);
+    let acked = encode_unit(&a, &recs, true);
+    let off = acked.chunk_off.expect("chunk offset");
+    let offs = Arc::new(if a.distinct {
+        (
+            (plain.time_offs, plain.mark_offs),
+            (acked.time_offs, acked.mark_offs),
+        )
+    } else {
+        Default::default()
+    });
+    let (plain, acked) = (plain.bytes, acked.bytes);
     let (wire_per_unit, wire_last) = match a.ack {
         Ack::Every => (acked.len() as u64, acked.len() as u64),
         Ack::Last => (plain.len() as u64, acked.len() as u64),
@@ -334,13 +449,19 @@ fn main() {
         .into_iter()
         .enumerate()
         .map(|(ci, mut s)| {
-            let plain = plain.clone();
+            let mut plain = plain.clone();
             let mut acked = acked.clone();
             let (ack, sink) = (a.ack, a.sink);
+            let offs = offs.clone();
+            // Connections get disjoint ranges of seconds (`--distinct`).
+            let first_sec = BASE_SECS + (ci as u64 * units) as u32;
             std::thread::spawn(move || -> std::io::Result<()> {
                 for u in 0..units {
                     let id = ci as u64 * 1_000_000_000 + u;
                     let last = u + 1 == units;
+                    let secs = first_sec + u as u32;
+                    patch_unit(&mut plain, (&offs.0 .0, &offs.0 .1), secs);
+                    patch_unit(&mut acked, (&offs.1 .0, &offs.1 .1), secs);
                     match ack {
                         Ack::Every => {
                             patch_id(&mut acked, off, id);

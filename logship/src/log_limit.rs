@@ -1,4 +1,5 @@
-//! Rate-limited warnings for problems that can happen once per event or per connection.
+//! Rate-limited warnings (and errors) for problems that can happen once per event, per
+//! connection or per retry.
 //!
 //! A producer that sends 50,000 unparsable lines, or a scanner that opens thousands of
 //! connections, must not turn logship's own log into a flood (which, shipped back into the
@@ -85,11 +86,29 @@ impl LogLimiter {
 #[macro_export]
 macro_rules! warn_limited {
     ($limiter:expr, $($arg:tt)+) => {
+        $crate::log_limited!(::tracing::Level::WARN, $limiter, $($arg)+)
+    };
+}
+
+/// `tracing::error!` through a [`LogLimiter`], as [`warn_limited!`]: for a failure that
+/// repeats with every retry (an output that cannot deliver until its configuration is fixed).
+#[macro_export]
+macro_rules! error_limited {
+    ($limiter:expr, $($arg:tt)+) => {
+        $crate::log_limited!(::tracing::Level::ERROR, $limiter, $($arg)+)
+    };
+}
+
+/// `tracing::event!` at `level` through a [`LogLimiter`] (what [`warn_limited!`] and
+/// [`error_limited!`] expand to).
+#[macro_export]
+macro_rules! log_limited {
+    ($level:expr, $limiter:expr, $($arg:tt)+) => {
         if let Some(suppressed) = $limiter.admit() {
             if suppressed > 0 {
-                ::tracing::warn!(suppressed, $($arg)+);
+                ::tracing::event!($level, suppressed, $($arg)+);
             } else {
-                ::tracing::warn!($($arg)+);
+                ::tracing::event!($level, $($arg)+);
             }
         }
     };

@@ -18,6 +18,8 @@ struct Args {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant (tail's options) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline (sources → filters → outputs) until SIGTERM/SIGINT.
@@ -40,7 +42,7 @@ enum Command {
         #[arg(short, long, default_value_t = 24224)]
         port: u16,
         /// Shared key for the Forward handshake.
-        #[arg(long, env = "LOGSHIP_SHARED_KEY")]
+        #[arg(long, env = "LOGSHIP_SHARED_KEY", hide_env_values = true)]
         shared_key: Option<String>,
         /// Ask the server to acknowledge each batch.
         #[arg(long)]
@@ -55,7 +57,7 @@ enum Command {
         host: String,
         #[arg(short, long, default_value_t = 24224)]
         port: u16,
-        #[arg(long, env = "LOGSHIP_SHARED_KEY")]
+        #[arg(long, env = "LOGSHIP_SHARED_KEY", hide_env_values = true)]
         shared_key: Option<String>,
         #[arg(long)]
         ack: bool,
@@ -118,7 +120,62 @@ enum Command {
         /// that one on a shard that refreshes later is not passed over.
         #[arg(long, default_value_t = 2.0)]
         delay: f64,
+        #[command(flatten)]
+        secure: TailSecurity,
     },
+}
+
+/// `logship tail`'s options for a secured cluster (the elasticsearch output's TLS and auth
+/// parameters). Secrets are best given by environment variable: `--help` never prints their
+/// values, and they stay out of `ps`.
+#[derive(clap::Args)]
+struct TailSecurity {
+    /// User for HTTP basic auth (or https://USER:PASSWORD@HOST in --url).
+    #[arg(long, env = "ELASTICSEARCH_USER")]
+    user: Option<String>,
+    /// Password for HTTP basic auth.
+    #[arg(long, env = "ELASTICSEARCH_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// API key as ID:KEY (or Elasticsearch's base64 "encoded" form): Authorization: ApiKey.
+    #[arg(long, env = "ELASTICSEARCH_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// PEM file of the CA certificate(s) to trust (instead of the built-in Mozilla roots).
+    #[arg(long, env = "ELASTICSEARCH_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Do not verify the server's certificate (encrypted, but not authenticated).
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, env = "ELASTICSEARCH_CLIENT_CERT")]
+    client_cert: Option<PathBuf>,
+    /// Private key (PEM) of --client-cert; PKCS#8-encrypted with --client-key-pass.
+    #[arg(long, env = "ELASTICSEARCH_CLIENT_KEY")]
+    client_key: Option<PathBuf>,
+    /// Passphrase of an encrypted --client-key.
+    #[arg(long, env = "ELASTICSEARCH_CLIENT_KEY_PASS", hide_env_values = true)]
+    client_key_pass: Option<String>,
+}
+
+impl TailSecurity {
+    fn connection(self, url: &str) -> anyhow::Result<logship::tail::Connection> {
+        use logship::secret::Secret;
+        let tls = logship::output::elasticsearch::tls::TlsOptions {
+            ca_file: self.ca_file,
+            verify: !self.insecure,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
+            client_key_pass: self.client_key_pass.map(Secret::new),
+            ..Default::default()
+        };
+        logship::tail::Connection::new(
+            url,
+            self.user.as_deref(),
+            self.password.map(Secret::new).as_ref(),
+            self.api_key.map(Secret::new).as_ref(),
+            tls,
+        )
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 fn addr(host: &str, port: u16) -> String {
@@ -154,6 +211,9 @@ fn main() -> ExitCode {
         }
     }
     cli::telemetry::init(&default_level);
+    if run_config.is_some() {
+        cli::fd_limit::raise_and_log();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -224,9 +284,10 @@ fn main() -> ExitCode {
                 json,
                 interval,
                 delay,
+                secure,
             } => {
                 let opts = logship::tail::TailOptions {
-                    url,
+                    connection: secure.connection(&url)?,
                     index,
                     follow,
                     since,

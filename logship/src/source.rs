@@ -43,6 +43,10 @@ pub struct SourceContext<'a> {
     pub sink: Arc<dyn EventSink>,
     /// Fires when the source must stop accepting.
     pub shutdown: CancellationToken,
+    /// The connection cap of a source that accepts connections and has none configured: its
+    /// share of what the process's open-file limit allows (the file descriptors are the
+    /// process's, whichever source holds them; see [`crate::forward::admission`]).
+    pub connection_share: usize,
 }
 
 impl SourceContext<'_> {

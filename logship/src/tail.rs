@@ -15,16 +15,81 @@
 //! `--url` may list several nodes of one cluster (comma-separated): tail reads from one, and
 //! when it gives no answer (or only part of the shards answer) it goes on with the next one at
 //! once, saying so on stderr; a cluster losing a node is followed without a gap.
+//!
+//! A secured cluster takes the output's settings as options: `--ca-file`, `--insecure`,
+//! `--client-cert`/`--client-key`/`--client-key-pass`, `--user`/`--password` (or
+//! `https://USER:PASSWORD@HOST` in the URL), `--api-key`; the secrets also from the
+//! environment (`ELASTICSEARCH_PASSWORD`, `ELASTICSEARCH_API_KEY`,
+//! `ELASTICSEARCH_CLIENT_KEY_PASS`), which keeps them out of `ps`. A refusal that only a change
+//! of these fixes (untrusted certificate, wrong password, ...) is printed as its cause and the
+//! option to change, and ends `tail`, also with `-f`: waiting would not help.
 
 use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::output::elasticsearch::auth::{split_userinfo, Credentials};
+use crate::output::elasticsearch::bulk::error_chain;
+use crate::output::elasticsearch::diagnose::{self, ConfigProblem};
+use crate::output::elasticsearch::tls::{self as es_tls, ParamNames, TlsOptions};
+use crate::secret::Secret;
+
+/// Where Elasticsearch is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The `--url` list (nodes of one cluster), without credentials.
+    pub urls: Vec<String>,
+    pub credentials: Credentials,
+    pub tls: TlsOptions,
+}
+
+impl Connection {
+    /// `url`, one or several comma-separated nodes of one cluster (credentials in them are
+    /// taken out; the first URL's win), `--user`/`--password` (which win over the URL's) or
+    /// `--api-key`, and the TLS options.
+    pub fn new(
+        url: &str,
+        user: Option<&str>,
+        password: Option<&Secret>,
+        api_key: Option<&Secret>,
+        tls: TlsOptions,
+    ) -> Result<Self, String> {
+        let mut urls = Vec::new();
+        let mut userinfo = None;
+        for u in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let (u, info) =
+                split_userinfo(u.trim_end_matches('/')).map_err(|e| format!("--url: {e}"))?;
+            urls.push(u.trim_end_matches('/').to_string());
+            userinfo = userinfo.or(info);
+        }
+        if urls.is_empty() {
+            return Err("--url is empty".into());
+        }
+        let (user, password) = match (user, userinfo) {
+            (Some(u), _) => (Some(u.to_string()), password.cloned()),
+            (None, Some((u, p))) => (Some(u), password.cloned().or(Some(p))),
+            (None, None) => (None, password.cloned()),
+        };
+        let credentials = Credentials::from_params(user.as_deref(), password.as_ref(), api_key)
+            .map_err(|e| {
+                e.replace("user/password", "--user/--password (or the URL's)")
+                    .replace("api_key", "--api-key (ELASTICSEARCH_API_KEY)")
+                    .replace("'password'", "--password (ELASTICSEARCH_PASSWORD)")
+                    .replace("'user'", "--user")
+            })?;
+        Ok(Self {
+            urls,
+            credentials,
+            tls,
+        })
+    }
+}
+
 /// What to show.
 #[derive(Debug, Clone)]
 pub struct TailOptions {
-    pub url: String,
+    pub connection: Connection,
     pub index: String,
     pub follow: bool,
     /// `10m`, `2h`, `30s`, `1d`, or an RFC 3339 timestamp.
@@ -122,88 +187,114 @@ pub fn build_query(o: &TailOptions) -> Result<Value, String> {
 
 struct Es {
     http: reqwest::Client,
-    /// The `--url` list; `current` is the one in use.
-    urls: Vec<String>,
+    connection: Connection,
+    /// The node of `connection.urls` in use.
     current: usize,
     index: String,
 }
 
-/// Why a search failed: no usable answer from that node (try another), or an answer that
-/// another node would give too (an HTTP error for the request itself).
+/// Why a search failed.
 enum SearchError {
+    /// Only a change of options fixes it.
+    Refused(ConfigProblem),
+    /// Anything else (down, timeout, 5xx, a request the cluster refused): worth retrying.
+    Failed(String),
+}
+
+/// Why a search on one node failed.
+enum NodeError {
+    /// Only a change of options fixes it.
+    Refused(ConfigProblem),
+    /// No usable answer from that node: try another.
     Unreachable(String),
-    Refused(String),
+    /// An answer another node would give too (an HTTP error for the request itself).
+    Request(String),
+}
+
+impl std::fmt::Display for SearchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SearchError::Refused(p) => write!(f, "{}\n  fix: {}", p.cause, p.fix),
+            SearchError::Failed(e) => f.write_str(e),
+        }
+    }
 }
 
 impl Es {
     fn url(&self) -> &str {
-        &self.urls[self.current]
+        &self.connection.urls[self.current]
+    }
+
+    fn context<'a>(&'a self, url: &'a str) -> diagnose::Context<'a> {
+        diagnose::Context {
+            names: &ParamNames::TAIL,
+            url,
+            credentials: &self.connection.credentials,
+            tls: &self.connection.tls,
+        }
     }
 
     /// Searches on the current node; when it gives no usable answer, on the others in turn
-    /// (the one that answers becomes the current node). `Err` holds the last error.
-    async fn search(&mut self, body: &Value) -> Result<Value, String> {
+    /// (the one that answers becomes the current node). `Failed` holds the last error.
+    async fn search(&mut self, body: &Value) -> Result<Value, SearchError> {
         let mut last = String::new();
-        for i in 0..self.urls.len() {
-            let at = (self.current + i) % self.urls.len();
-            match self.search_on(&self.urls[at], body).await {
+        let n = self.connection.urls.len();
+        for i in 0..n {
+            let at = (self.current + i) % n;
+            match self.search_on(&self.connection.urls[at], body).await {
                 Ok(v) => {
                     if at != self.current {
                         eprintln!(
                             "logship tail: {} failed ({last}); following through {}",
-                            self.urls[self.current], self.urls[at]
+                            self.url(),
+                            self.connection.urls[at]
                         );
                         self.current = at;
                     }
                     return Ok(v);
                 }
-                Err(SearchError::Refused(e)) => return Err(e),
-                Err(SearchError::Unreachable(e)) => last = e,
+                Err(NodeError::Refused(p)) => return Err(SearchError::Refused(p)),
+                Err(NodeError::Request(e)) => return Err(SearchError::Failed(e)),
+                Err(NodeError::Unreachable(e)) => last = e,
             }
         }
-        Err(last)
+        Err(SearchError::Failed(last))
     }
 
-    async fn search_on(&self, url: &str, body: &Value) -> Result<Value, SearchError> {
+    async fn search_on(&self, url: &str, body: &Value) -> Result<Value, NodeError> {
         let r = self
-            .http
-            .post(format!("{url}/{}/_search", self.index))
+            .connection
+            .credentials
+            .apply(self.http.post(format!("{url}/{}/_search", self.index)))
             .json(body)
             .send()
             .await
-            .map_err(|e| {
-                let mut s = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(c) = src {
-                    s = format!("{s}: {c}");
-                    src = c.source();
-                }
-                SearchError::Unreachable(s)
+            .map_err(|e| match diagnose::transport(&e, &self.context(url)) {
+                Some(p) => NodeError::Refused(p),
+                None => NodeError::Unreachable(error_chain(&e)),
             })?;
         let status = r.status();
-        let text = r
-            .text()
+        let bytes = r
+            .bytes()
             .await
-            .map_err(|e| SearchError::Unreachable(e.to_string()))?;
+            .map_err(|e| NodeError::Unreachable(e.to_string()))?;
+        let text = || String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
         if status.as_u16() == 429 || status.is_server_error() {
-            return Err(SearchError::Unreachable(format!(
-                "HTTP {status}: {}",
-                &text[..text.len().min(300)]
-            )));
+            return Err(NodeError::Unreachable(format!("HTTP {status}: {}", text())));
         }
         if !status.is_success() {
-            return Err(SearchError::Refused(format!(
-                "HTTP {status}: {}",
-                &text[..text.len().min(300)]
-            )));
+            if let Some(p) = diagnose::response(status.as_u16(), &bytes, &self.context(url)) {
+                return Err(NodeError::Refused(p));
+            }
+            return Err(NodeError::Request(format!("HTTP {status}: {}", text())));
         }
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| SearchError::Unreachable(format!("unreadable response: {e}")))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| NodeError::Unreachable(format!("unreadable response: {e}")))?;
         // A node that lost contact with some shard copies answers with part of the hits:
         // following from that would skip documents, so it counts as no answer.
         let failed = v["_shards"]["failed"].as_u64().unwrap_or(0);
         if failed > 0 || v["timed_out"] == true {
-            return Err(SearchError::Unreachable(format!(
+            return Err(NodeError::Unreachable(format!(
                 "{failed} shard(s) did not answer"
             )));
         }
@@ -290,18 +381,17 @@ impl Cursor {
 /// Runs `tail`; returns the exit code (0, also on Ctrl-C; 1 on an error when not following).
 pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<i32> {
     let query = build_query(&o).map_err(anyhow::Error::msg)?;
-    let urls: Vec<String> = o
-        .url
-        .split(',')
-        .map(|u| u.trim().trim_end_matches('/').to_string())
-        .filter(|u| !u.is_empty())
-        .collect();
-    anyhow::ensure!(!urls.is_empty(), "--url is empty");
+    let configured = es_tls::configure(
+        reqwest::Client::builder().timeout(Duration::from_secs(30)),
+        &o.connection.tls,
+        &ParamNames::TAIL,
+    )?;
+    for w in &configured.warnings {
+        eprintln!("logship tail: warning: {w}");
+    }
     let mut es = Es {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
-        urls,
+        http: configured.builder.build()?,
+        connection: o.connection.clone(),
         current: 0,
         index: o.index.clone(),
     };
@@ -328,6 +418,7 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
                     }
                     break;
                 }
+                Err(e @ SearchError::Refused(_)) => anyhow::bail!("{e}"),
                 Err(e) if o.follow => {
                     if !failing {
                         eprintln!("logship tail: {} unreachable ({e}); retrying", es.url());
@@ -379,6 +470,7 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
                     }
                     page = PAGE;
                 }
+                Err(e @ SearchError::Refused(_)) => anyhow::bail!("{e}"),
                 Err(e) => {
                     if !failing {
                         eprintln!("logship tail: {} unreachable ({e}); retrying", es.url());
@@ -565,7 +657,8 @@ mod tests {
         );
         assert!(parse_since("10w", 0).is_err());
         let o = TailOptions {
-            url: "http://x".into(),
+            connection: Connection::new("http://x", None, None, None, TlsOptions::default())
+                .unwrap(),
             index: "fluentd-*".into(),
             follow: false,
             since: None,
@@ -580,6 +673,47 @@ mod tests {
             delay: Duration::from_secs(2),
         };
         let q = build_query(&o).unwrap();
+        let c = Connection::new(
+            "https://u:p%40ss@es:9200/",
+            None,
+            None,
+            None,
+            TlsOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.urls, ["https://es:9200"]);
+        assert_eq!(c.credentials.describe(), "basic auth as user \"u\"");
+        let c = Connection::new(
+            "http://a:9200/, https://u:p@b:9201,",
+            None,
+            None,
+            None,
+            TlsOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.urls, ["http://a:9200", "https://b:9201"]);
+        assert_eq!(c.credentials.describe(), "basic auth as user \"u\"");
+        let c = Connection::new(
+            "https://u:p@es:9200",
+            Some("admin"),
+            Some(&Secret::new("pw")),
+            None,
+            TlsOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.credentials.describe(), "basic auth as user \"admin\"");
+        let e = Connection::new(
+            "https://u:p@es:9200",
+            None,
+            None,
+            Some(&Secret::new("id:key")),
+            TlsOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "set either --user/--password (or the URL's) or --api-key (ELASTICSEARCH_API_KEY), not both"
+        );
         let f = q["bool"]["filter"].as_array().unwrap();
         assert_eq!(f.len(), 4);
         assert_eq!(f[0]["query_string"]["query"], "status:500");

@@ -355,7 +355,7 @@ fn check_config_good_and_broken() {
 
 /// A config with parameters that have no effect in logship: `check-config` names each once
 /// with its reason and places, `run` logs each once at start (INFO) and still runs.
-const NO_EFFECT_CONF: &str = "<source>\n  @type forward\n  port 0\n  bind 127.0.0.1\n  linger_timeout 2s\n  @log_level debug\n</source>\n\
+const NO_EFFECT_CONF: &str = "<source>\n  @type forward\n  port 0\n  bind 127.0.0.1\n  <transport tcp>\n    cert_path /x\n  </transport>\n  @log_level debug\n</source>\n\
 <match **>\n  @type stdout\n  @log_level info\n  <buffer>\n    flush_interval 1s\n  </buffer>\n</match>\n";
 
 #[test]
@@ -379,9 +379,9 @@ fn no_effect_parameters_are_named_by_check_config_and_once_at_run_start() {
     assert_eq!(
         listed,
         [
-            format!("  linger_timeout: not implemented ({conf}:5 in <source> (@type forward))"),
-            format!("  @log_level: logship has one log level for all plugins (`<system> log_level`, `LOG_LEVEL`, `RUST_LOG`) ({conf}:6 in <source> (@type forward); {conf}:10 in <match **> (@type stdout))"),
-            format!("  <buffer>: each batch is written before it is acked; nothing is buffered ({conf}:11 in <match **> (@type stdout))"),
+            format!("  cert_path: only `<transport tls>` uses it ({conf}:6 in <transport tcp>)"),
+            format!("  @log_level: logship has one log level for all plugins (`<system> log_level`, `LOG_LEVEL`, `RUST_LOG`) ({conf}:8 in <source> (@type forward); {conf}:12 in <match **> (@type stdout))"),
+            format!("  <buffer>: each batch is written before it is acked; nothing is buffered ({conf}:13 in <match **> (@type stdout))"),
         ],
         "{out}"
     );
@@ -398,7 +398,7 @@ fn no_effect_parameters_are_named_by_check_config_and_once_at_run_start() {
         .collect();
     assert_eq!(logged.len(), 3, "{:#?}", server.startup_lines);
     assert!(
-        logged[0].starts_with("linger_timeout: not implemented ("),
+        logged[0].starts_with("cert_path: only `<transport tls>` uses it ("),
         "{logged:?}"
     );
     assert!(logged[1].starts_with("@log_level: "), "{logged:?}");

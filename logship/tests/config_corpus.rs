@@ -127,13 +127,12 @@ fn typed_values_of_the_corpus() {
         .config::<ForwardSourceConfig>()
         .expect("a forward source");
     let sec = f.security.as_ref().unwrap();
-    assert_eq!(
-        sec.users,
-        vec![
-            ("alice".into(), "p@ss # not a comment".into()),
-            ("bob".into(), "b\"ob".into())
-        ]
-    );
+    let users: Vec<(&str, &str)> = sec
+        .users
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.expose()))
+        .collect();
+    assert_eq!(users, [("alice", "p@ss # not a comment"), ("bob", "b\"ob")]);
     assert_eq!(
         f.tls.as_ref().unwrap().cert_path.as_deref(),
         Some("/etc/logship/tls/server.crt")
@@ -171,4 +170,132 @@ fn typed_values_of_the_corpus() {
         "{:?}",
         cfg.no_effect
     );
+}
+
+/// Reads `name` with `vars` as the whole environment (the test process's is not used).
+fn with_env(name: &str, vars: &[(&str, &str)]) -> Config {
+    let env = |n: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| v.to_string())
+    };
+    let root = logship::config::syntax::parse_file_with_env(&dir("").join(name), &env).unwrap();
+    Config::from_element(&root).unwrap_or_else(|e| panic!("{name}: {e:?}"))
+}
+
+fn es_output(cfg: &Config, i: usize) -> logship::output::elasticsearch::ElasticsearchConfig {
+    let logship::config::Directive::Match(m) = &cfg.root.directives[i] else {
+        panic!("directive {i} is not a match")
+    };
+    m.config::<logship::output::elasticsearch::ElasticsearchConfig>()
+        .expect("an elasticsearch output")
+        .clone()
+}
+
+#[test]
+fn k8s_daemonset_with_no_variable_set_takes_every_default() {
+    use logship::forward::source::ForwardSourceConfig;
+    let cfg = with_env("k8s_daemonset.conf", &[]);
+    let f = cfg.sources[0].config::<ForwardSourceConfig>().unwrap();
+    assert_eq!((f.bind.as_str(), f.port), ("0.0.0.0", 24224));
+    assert!(!f.skip_invalid_event, "use_default: the declared default");
+    let es = es_output(&cfg, 1);
+    assert_eq!(es.hosts, ["elasticsearch:9200"]);
+    assert_eq!(es.scheme, "http");
+    // ENV['FLUENT_ELASTICSEARCH_PATH'] alone: Ruby's nil interpolates as "".
+    assert_eq!(es.path.as_deref(), Some(""));
+    assert_eq!(es.user.as_deref(), None);
+    assert!(es.password.is_none());
+    assert!(es.logstash_format);
+    assert_eq!(es.logstash_prefix, "logstash");
+    assert_eq!(
+        (es.template_name.as_deref(), es.template_file.as_deref()),
+        (None, None)
+    );
+    assert!(!es.template_overwrite);
+    let b = es.buffer.unwrap();
+    assert_eq!(b.flush_thread_count, 8);
+    assert_eq!(b.flush_interval, std::time::Duration::from_secs(5));
+    assert_eq!(b.chunk_limit_size, Some(2 << 20));
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+    // Given with use_nil, target_index_key (no effect) is not reported; type_name is.
+    let names: Vec<&str> = cfg.no_effect.iter().map(|n| n.name.as_str()).collect();
+    assert!(
+        names.contains(&"type_name") && !names.contains(&"target_index_key"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn k8s_daemonset_with_every_variable_set_follows_them() {
+    let vars = [
+        ("FLUENT_FORWARD_PORT", "0"),
+        ("FLUENT_FORWARD_BIND", "127.0.0.1"),
+        ("FLUENT_FORWARD_SKIP_INVALID_EVENT", "true"),
+        ("FLUENT_ELASTICSEARCH_HOST", "es.example"),
+        ("FLUENT_ELASTICSEARCH_PORT", "9201"),
+        ("FLUENT_ELASTICSEARCH_PATH", "/proxy"),
+        ("FLUENT_ELASTICSEARCH_SCHEME", "https"),
+        ("FLUENT_ELASTICSEARCH_USER", "elastic"),
+        ("FLUENT_ELASTICSEARCH_PASSWORD", "changeme"),
+        ("FLUENT_ELASTICSEARCH_LOGSTASH_PREFIX", "k8s"),
+        ("FLUENT_ELASTICSEARCH_TEMPLATE_NAME", "k8s"),
+        ("FLUENT_ELASTICSEARCH_TEMPLATE_FILE", "/etc/t.json"),
+        ("FLUENT_ELASTICSEARCH_TEMPLATE_OVERWRITE", "true"),
+        ("FLUENT_ELASTICSEARCH_BUFFER_FLUSH_THREAD_COUNT", "2"),
+        ("FLUENT_ELASTICSEARCH_BUFFER_FLUSH_INTERVAL", "1s"),
+        // Set but empty: Ruby's "" is truthy, so the default is not taken.
+        ("FLUENT_ELASTICSEARCH_LOGSTASH_DATEFORMAT", ""),
+    ];
+    let cfg = with_env("k8s_daemonset.conf", &vars);
+    let f = cfg.sources[0]
+        .config::<logship::forward::source::ForwardSourceConfig>()
+        .unwrap();
+    assert_eq!(
+        (f.bind.as_str(), f.port, f.skip_invalid_event),
+        ("127.0.0.1", 0, true)
+    );
+    let es = es_output(&cfg, 1);
+    assert_eq!(es.hosts, ["es.example:9201"]);
+    assert_eq!(
+        (es.scheme.as_str(), es.path.as_deref()),
+        ("https", Some("/proxy"))
+    );
+    assert_eq!(es.user.as_deref(), Some("elastic"));
+    assert_eq!(es.password.as_ref().map(|p| p.expose()), Some("changeme"));
+    assert_eq!(es.logstash_prefix, "k8s");
+    assert_eq!(es.logstash_dateformat, "");
+    assert_eq!(es.template_file.as_deref(), Some("/etc/t.json"));
+    assert!(es.template_overwrite);
+    let b = es.buffer.unwrap();
+    assert_eq!(
+        (b.flush_thread_count, b.flush_interval),
+        (2, std::time::Duration::from_secs(1))
+    );
+}
+
+#[test]
+fn efk_guide_reads_flush_interval_into_the_buffer() {
+    use logship::output::copy::CopyConfig;
+    use logship::output::elasticsearch::ElasticsearchConfig;
+    let cfg = Config::from_file(&dir("efk_guide.conf")).unwrap();
+    let logship::config::Directive::Match(m) = &cfg.root.directives[0] else {
+        panic!()
+    };
+    let copy = m.config::<CopyConfig>().unwrap();
+    let es = copy.stores[0]
+        .plugin
+        .as_any()
+        .downcast_ref::<ElasticsearchConfig>()
+        .unwrap();
+    assert_eq!(
+        es.buffer.as_ref().unwrap().flush_interval,
+        std::time::Duration::from_secs(1)
+    );
+    assert_eq!(es.tag_key, "@log_name");
+    let w: Vec<String> = cfg.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].ends_with("efk_guide.conf:28: warning: 'flush_interval' in <store> (@type elasticsearch) is Fluentd v0.12's form: read as 'flush_interval 1s' in <buffer>; write it there (Fluentd v1)"), "{}", w[0]);
+    assert_eq!(cfg.no_effect_report().len(), 1);
+    assert!(cfg.no_effect_report()[0].starts_with("type_name: "));
 }

@@ -1,13 +1,17 @@
-//! Randomized decoder robustness test on stable Rust (the cargo-fuzz target in `logship/fuzz`
-//! needs nightly). Mutates the golden vectors and random bytes; the decoder must never panic,
-//! and feeding the same bytes in random chunks must give exactly the same frames and error as
-//! feeding them whole. `FORWARD_FUZZ_CASES` scales the number of cases (default 3000/vector).
+//! Randomized robustness test on stable Rust, beside the cargo-fuzz targets of `logship/fuzz`
+//! (`scripts/fuzz.sh`): mutations of the golden vectors and random bytes go through the same
+//! properties the fuzzers check (`logship::forward::fuzzing`): the decoder never panics and
+//! decodes the same in pieces as whole, and a whole server connection (with and without the
+//! handshake, in random pieces) delivers exactly the decoded events and acks.
+//! `FORWARD_FUZZ_CASES` scales the number of cases (default 3000 per vector; a tenth of them
+//! also run the connection check).
 
 mod common;
 
-use bytes::BytesMut;
 use common::*;
-use logship::forward::{DecodeOptions, ForwardDecoder, Frame, FrameError};
+use logship::forward::fuzzing::{
+    check_connection, check_decoder, decode_frames, fuzz_options, FuzzInput,
+};
 
 struct Rng(u64);
 impl Rng {
@@ -20,51 +24,6 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-}
-
-fn opts() -> DecodeOptions {
-    DecodeOptions {
-        max_frame_size: 1 << 20,
-        max_depth: 64,
-        max_decompressed_size: 4 << 20,
-        skip_invalid_event: false,
-    }
-}
-
-fn decode_all(chunks: &[&[u8]], skip_invalid: bool) -> (Vec<Frame>, Option<FrameError>) {
-    let mut dec = ForwardDecoder::new(DecodeOptions {
-        skip_invalid_event: skip_invalid,
-        ..opts()
-    });
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
-    for c in chunks {
-        buf.extend_from_slice(c);
-        loop {
-            match dec.next_raw(&mut buf) {
-                Ok(Some(raw)) => match dec.parse(raw) {
-                    Ok(f) => frames.push(normalize_now(f)),
-                    Err(e) => return (frames, Some(e)),
-                },
-                Ok(None) => break,
-                Err(e) => return (frames, Some(e)),
-            }
-        }
-    }
-    (frames, None)
-}
-
-/// A time of nil/0 is replaced by the current time; make that comparable.
-fn normalize_now(mut f: Frame) -> Frame {
-    let now = logship::event::EventTime::now().secs;
-    if let Frame::Events(ev) = &mut f {
-        for e in ev.events.iter_mut() {
-            if (e.time.secs as i128 - now as i128).abs() < 600 {
-                e.time = logship::event::EventTime::new(-1, 0);
-            }
-        }
-    }
-    f
 }
 
 fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
@@ -111,18 +70,6 @@ fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
     v
 }
 
-fn chunked<'a>(rng: &mut Rng, data: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let bound = if rng.below(2) == 0 { 8 } else { 512 };
-        let n = (rng.below(bound) + 1).min(rest.len());
-        out.push(&rest[..n]);
-        rest = &rest[n..];
-    }
-    out
-}
-
 #[test]
 fn mutated_vectors_never_panic_and_chunking_is_transparent() {
     let cases: usize = std::env::var("FORWARD_FUZZ_CASES")
@@ -133,6 +80,7 @@ fn mutated_vectors_never_panic_and_chunking_is_transparent() {
     let vectors = all_vectors();
     let mut errors = 0usize;
     let mut oks = 0usize;
+    let mut connections = 0usize;
     for (name, bin, _) in &vectors {
         // the big py_types vector is 200 KB: fewer cases there to keep the test quick
         let n = if bin.len() > 64 * 1024 {
@@ -140,33 +88,28 @@ fn mutated_vectors_never_panic_and_chunking_is_transparent() {
         } else {
             cases
         };
-        for _ in 0..n {
+        for i in 0..n {
             let data = mutate(&mut rng, bin);
-            let skip = rng.below(2) == 0;
-            let whole = decode_all(&[&data], skip);
-            let parts = chunked(&mut rng, &data);
-            let split = decode_all(&parts, skip);
-            assert_eq!(
-                whole,
-                split,
-                "{name}: chunked decode differs (len {})",
-                data.len()
-            );
-            if whole.1.is_some() {
-                errors += 1;
-            } else {
-                oks += 1;
+            let raw = FuzzInput::encode(rng.next() as u8, rng.next() as u8, &data);
+            check_decoder(&raw);
+            if i % 10 == 0 {
+                check_connection(&raw);
+                connections += 1;
             }
+            let input = FuzzInput::parse(&raw).unwrap();
+            match decode_frames(&[input.data], &fuzz_options(false)).1 {
+                Some(_) => errors += 1,
+                None => oks += 1,
+            }
+            let _ = name;
         }
     }
-    // pure random bytes, with a msgpack-ish bias
+    // pure random bytes
     for _ in 0..cases {
         let len = rng.below(300);
-        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-        let whole = decode_all(&[&data], false);
-        let parts = chunked(&mut rng, &data);
-        assert_eq!(whole, decode_all(&parts, false));
+        let raw: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        check_decoder(&raw);
     }
-    eprintln!("mutated cases: {oks} decoded fine, {errors} rejected");
+    eprintln!("mutated cases: {oks} decoded fine, {errors} rejected, {connections} connections");
     assert!(errors > 0 && oks > 0);
 }

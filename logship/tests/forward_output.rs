@@ -1,5 +1,6 @@
 //! `@type forward` output: weighted balancing, standby, failover when an aggregator is
-//! killed, heartbeats (tcp, udp), acked resend, gzip, shared key, TLS.
+//! killed, heartbeats (tcp, udp), acked resend, gzip, shared key, TLS (and the forward input's
+//! TLS with an encrypted key).
 //!
 //! The edge is the real output in-process (built from config text); the servers are real
 //! logship Forward servers: in-process ones ([`common::TestServer`]) where only the protocol
@@ -168,6 +169,7 @@ async fn tls_server(cp: &std::path::Path, kp: &std::path::Path) -> TestServer {
         tls: Some(TlsConfig {
             cert_path: cp.to_path_buf(),
             key_path: kp.to_path_buf(),
+            key_passphrase: None,
         }),
         security: Some(security("tlskey")),
         ..Default::default()
@@ -228,6 +230,186 @@ async fn tls_with_a_self_signed_certificate() {
     .await;
     assert_eq!(b.sink.event_count(), 5);
     b.stop().await;
+}
+
+/// `openssl` (the CLI people use) makes a certificate for 127.0.0.1 and its key encrypted
+/// with `pass`; returns (cert, key).
+fn openssl_encrypted_key(dir: &std::path::Path, pass: &str) -> (String, String) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server-enc.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        // A leaf certificate that is its own trust anchor (rustls refuses a CA as the leaf).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-passout", &format!("pass:{pass}")])
+        .output()
+        .expect("openssl (the test services need it too)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{pem}"
+    );
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// `logship run -c conf` that must refuse to start: its exit code and everything it printed
+/// (bounded: killed after 30 s).
+fn refused_start(conf: &std::path::Path) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["run", "-c"]).arg(conf);
+    let (mut child, lines, _rx) = logship_child::spawn(&mut cmd);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "logship started with {}:\n{}",
+                conf.display(),
+                lines.lock().unwrap().join("\n")
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // The reader thread ends with the pipe; give it the last lines.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let text = lines.lock().unwrap().join("\n");
+    (status.code(), text)
+}
+
+/// The forward input's `<transport tls>` with a key OpenSSL encrypted: the right
+/// `private_key_passphrase` serves TLS (the edge verifies the certificate); a wrong or
+/// missing one, or OpenSSL's legacy encrypted PEM, stops `logship run` naming the parameter,
+/// never the passphrase; a passphrase for a plain key is a WARN.
+#[tokio::test]
+async fn forward_input_tls_with_an_encrypted_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = "Tr0ub4dor-and-3";
+    let (cert, key) = openssl_encrypted_key(dir.path(), pass);
+    let transport = |key: &str, pass_line: &str| {
+        format!("  <transport tls>\n    cert_path {cert}\n    private_key_path {key}\n{pass_line}  </transport>\n  <security>\n    self_hostname receiver.test\n    shared_key tlskey\n  </security>")
+    };
+    let with_pass = |p: &str| format!("    private_key_passphrase {p}\n");
+
+    let r = Receiver::start(
+        &dir.path().join("r"),
+        free_port(),
+        &transport(&key, &with_pass(pass)),
+    );
+    let out = tls_edge(r.port, std::path::Path::new(&cert), true);
+    out.emit(&batch("tls.enc", 0, 20)).await.unwrap();
+    wait_for("20 events over TLS with the decrypted key", 30, || {
+        r.ids().len() == 20
+    })
+    .await;
+    out.shutdown().await;
+    let mut ids = r.ids();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    let logged = r.proc().lines.lock().unwrap().join("\n");
+    assert!(!logged.contains(pass), "{logged}");
+
+    let conf = dir.path().join("refused.conf");
+    let write = |extra: &str| {
+        std::fs::write(
+            &conf,
+            format!("<source>\n  @type forward\n  bind 127.0.0.1\n  port 0\n{extra}\n</source>\n<match **>\n  @type null\n</match>\n"),
+        )
+        .unwrap()
+    };
+    write(&transport(&key, &with_pass("not-the-passphrase")));
+    let (code, text) = refused_start(&conf);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cannot decrypt private_key_path {key} with private_key_passphrase (wrong passphrase?)"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-passphrase"), "{text}");
+    write(&transport(&key, ""));
+    let (code, text) = refused_start(&conf);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "private_key_path {key} is encrypted: set private_key_passphrase to its passphrase"
+        )),
+        "{text}"
+    );
+    // OpenSSL 1.x's encrypted PEM, as `openssl ec -aes256` still writes it.
+    let legacy = dir.path().join("legacy.key").display().to_string();
+    let st = std::process::Command::new("openssl")
+        .args(["ec", "-in", &key, "-aes256", "-out", &legacy])
+        .args([
+            "-passin",
+            &format!("pass:{pass}"),
+            "-passout",
+            &format!("pass:{pass}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    write(&transport(&legacy, &with_pass(pass)));
+    let (code, text) = refused_start(&conf);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("openssl pkcs8 -topk8"), "{text}");
+    assert!(!text.contains(pass), "{text}");
+
+    // A plain key with a passphrase: served, and the passphrase named as having no effect.
+    let plain = dir.path().join("plain.key").display().to_string();
+    let st = std::process::Command::new("openssl")
+        .args(["pkey", "-in", &key, "-out", &plain])
+        .args(["-passin", &format!("pass:{pass}")])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let p = Receiver::start(
+        &dir.path().join("p"),
+        free_port(),
+        &transport(&plain, &with_pass(pass)),
+    );
+    let logged = p.proc().lines.lock().unwrap().join("\n");
+    assert!(
+        logged.contains(&format!(
+            "private_key_passphrase has no effect: private_key_path {plain} is not encrypted"
+        )),
+        "{logged}"
+    );
+    assert!(!logged.contains(pass), "{logged}");
 }
 
 /// Regular servers A and B, standby S (real `logship run` processes). Traffic goes to A and

@@ -261,12 +261,16 @@ fn helo_has_fixed_layout() {
         ..security("k")
     };
     let hs = ServerHandshake::new(&sec);
-    let helo = hs.helo();
+    let helo = hs.helo(true);
     let v = rmpv::decode::read_value(&mut &helo[..]).unwrap();
     assert_eq!(v[0].as_str(), Some("HELO"));
     assert_eq!(v[1]["nonce"].as_slice(), Some(&[7u8; 16][..]));
     assert_eq!(v[1]["auth"].as_str(), Some(""));
     assert_eq!(v[1]["keepalive"].as_bool(), Some(true));
+    // deny_keepalive: the HELO tells the client the server closes after one message
+    let helo = hs.helo(false);
+    let v = rmpv::decode::read_value(&mut &helo[..]).unwrap();
+    assert_eq!(v[1]["keepalive"].as_bool(), Some(false));
 }
 
 #[tokio::test]
@@ -281,6 +285,7 @@ async fn tls_with_handshake() {
         tls: Some(TlsConfig {
             cert_path: cp.clone(),
             key_path: kp,
+            key_passphrase: None,
         }),
         security: Some(security("tlskey")),
         ..Default::default()
@@ -400,6 +405,7 @@ async fn tag_rewrite_and_source_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_closes_only_that_connection() {
     let server = TestServer::start(ForwardServerConfig {
+        handshake_timeout: Duration::from_millis(500),
         read_timeout: Duration::from_millis(500),
         chunk_size_limit: 1 << 20,
         ..Default::default()
@@ -468,7 +474,7 @@ async fn bad_input_closes_only_that_connection() {
             .ok();
         assert!(reply.is_empty(), "{what}: unexpected reply");
     }
-    // slow-loris: a partial frame, then nothing — closed after read_timeout
+    // slow-loris: a partial first frame, then nothing — closed after handshake_timeout
     let t0 = std::time::Instant::now();
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(&[0x93, 0xa4, b's', b'l']).await.unwrap();
@@ -507,6 +513,11 @@ async fn bad_input_closes_only_that_connection() {
         counter(&server.metrics.frames_malformed) >= n_bad,
         "{}",
         counter(&server.metrics.frames_malformed)
+    );
+    assert_eq!(
+        counter(&server.metrics.connections_timed_out),
+        2,
+        "both slow-lorises"
     );
     drop(s);
     for _ in 0..100 {

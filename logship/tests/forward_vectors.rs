@@ -9,7 +9,6 @@ use bytes::BytesMut;
 use common::*;
 use logship::event::EventBatch;
 use logship::forward::{DecodeOptions, ForwardDecoder, ForwardServerConfig, Frame, SecurityConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Decoded content of a stream: events grouped as batches, plus PING frames.
 fn decode_chunks(chunks: &[&[u8]]) -> (Vec<EventBatch>, Vec<logship::forward::PingFrame>) {
@@ -159,20 +158,12 @@ async fn every_vector_replays_over_tcp_with_exact_replies() {
             cfg.security = Some(SecurityConfig {
                 shared_key: hs["shared_key"].as_str().unwrap().into(),
                 self_hostname: hs["server_hostname"].as_str().unwrap().into(),
-                users: vec![],
                 fixed_nonce: Some(nonce),
-                fixed_auth_salt: None,
+                ..Default::default()
             });
         }
         let server = TestServer::start(cfg).await;
-        let mut sock = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        sock.write_all(&bin).await.unwrap();
-        sock.shutdown().await.unwrap(); // half-close: the server sees EOF after the last frame
-        let mut replies = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), sock.read_to_end(&mut replies))
-            .await
-            .expect("server closes the connection")
-            .unwrap();
+        let replies = replay(server.addr, &bin).await;
         let expected_replies = hex_decode(json["server_bytes_hex"].as_str().unwrap());
         assert_eq!(
             hex::encode(&replies),

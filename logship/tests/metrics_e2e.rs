@@ -12,143 +12,21 @@
 
 mod es_common;
 mod logship_child;
+mod monitored_logship;
 
-use std::collections::HashMap;
 use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::{ClientConfig, ForwardClient};
+use monitored_logship::{get, scrape, value, wait_value, Logship};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_logship");
-
-/// A running `logship run`; killed (SIGKILL) and reaped on drop.
-struct Logship {
-    child: Child,
-    /// plugin_id → address of every source.
-    addrs: HashMap<String, String>,
-    lines: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Logship {
-    fn start(conf: &str) -> Logship {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("logship.conf");
-        std::fs::write(&path, conf).unwrap();
-        let (child, lines, rx) =
-            logship_child::spawn(Command::new(BIN).args(["run", "-c"]).arg(&path));
-        let mut addrs = HashMap::new();
-        logship_child::wait_for(&rx, &lines, 30, "logship did not start", |f| {
-            if f["message"] == "listening" {
-                addrs.insert(
-                    f["plugin_id"].as_str().unwrap().to_string(),
-                    f["address"].as_str().unwrap().to_string(),
-                );
-            }
-            (f["message"] == "logship running").then_some(())
-        });
-        Logship {
-            child,
-            addrs,
-            lines,
-            _dir: dir,
-        }
-    }
-
-    fn addr(&self, plugin_id: &str) -> &str {
-        self.addrs
-            .get(plugin_id)
-            .unwrap_or_else(|| panic!("no listening line for {plugin_id}: {:?}", self.addrs))
-    }
-
-    fn url(&self, plugin_id: &str, path: &str) -> String {
-        format!("http://{}{path}", self.addr(plugin_id))
-    }
-
-    fn stderr(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Logship {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// GET `url`: (status, content type, body).
-async fn get(url: &str) -> (u16, String, String) {
-    let r = http()
-        .get(url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (status, ct, r.text().await.unwrap())
-}
-
-/// Scrapes `url` and parses the exposition with `prometheus-parse` (panics if it does not
-/// parse); returns the body and the parsed scrape.
-async fn scrape(url: &str) -> (String, prometheus_parse::Scrape) {
-    let (status, ct, body) = get(url).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    let parsed = prometheus_parse::Scrape::parse(lines).expect("the exposition parses");
-    (body, parsed)
-}
-
-/// The value of `name{labels}` (exact label set match on the given pairs), if present.
-fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match x.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            ref other => panic!("{name}: unexpected value {other:?}"),
-        })
-}
 
 fn plugin(id: &str, ty: &'static str) -> Vec<(&'static str, String)> {
     vec![("plugin_id", id.to_string()), ("type", ty.to_string())]
-}
-
-/// Polls `url` until `name{labels}` equals `want` (up to 20 s), then asserts it.
-async fn wait_value(url: &str, name: &str, labels: &[(&str, String)], want: f64) {
-    let l: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (body, s) = scrape(url).await;
-        let got = value(&s, name, &l);
-        if got == Some(want) {
-            return;
-        }
-        if Instant::now() > deadline {
-            panic!("{name}{labels:?} = {got:?}, want {want}; exposition:\n{body}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn events(n: usize, run: &str) -> Vec<Event> {
@@ -557,8 +435,9 @@ async fn dropping_proxy(upstream: String, drop_first: usize) -> (u16, Arc<Atomic
     (port, seen)
 }
 
-/// Against the real OpenSearch node: one chunk of 50 events, the first two requests lost on
-/// the way → exactly 3 requests, 2 failed, 100 event retries, 50 delivered, 50 documents.
+/// Against the real OpenSearch node: one chunk of 50 events, the first two bulk requests lost
+/// on the way → exactly 3 requests, 2 failed, 100 event retries, 50 delivered, 50 documents.
+/// (The connection before them is the output's start-up check, `GET /`: dropped too.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elasticsearch_output_counts_requests_retries_and_deliveries() {
     let Some(es) = es_common::es_url() else {
@@ -567,7 +446,7 @@ async fn elasticsearch_output_counts_requests_retries_and_deliveries() {
     let _g = es_common::Engine::OpenSearch.lock().lock().await;
     let u = reqwest::Url::parse(&es).unwrap();
     let upstream = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
-    let (proxy_port, seen) = dropping_proxy(upstream, 2).await;
+    let (proxy_port, seen) = dropping_proxy(upstream, 3).await;
     let run = es_common::run_id();
     let index = format!("logship-metrics-{run}");
     let conf = format!(
@@ -624,7 +503,7 @@ async fn elasticsearch_output_counts_requests_retries_and_deliveries() {
     wait_value(&metrics, "logship_output_dead_lettered_total", &out, 0.0).await;
     wait_value(&metrics, "logship_buffer_total_bytes", &out, 0.0).await;
     wait_value(&metrics, "logship_buffer_queue_length", &out, 0.0).await;
-    assert!(seen.load(Ordering::SeqCst) >= 3);
+    assert!(seen.load(Ordering::SeqCst) >= 4);
     let (_, s) = scrape(&metrics).await;
     assert!(
         value(
@@ -748,4 +627,239 @@ async fn a_nearly_full_buffer_fails_healthz_and_overflow_is_counted() {
     wait_value(&metrics, "logship_output_events_total", &es, sent).await;
     wait_value(&metrics, "logship_buffer_total_bytes", &es, held).await;
     wait_value(&metrics, "logship_output_requests_total", &es, 0.0).await;
+}
+
+const FLOOD_CONF: &str = r#"
+<source>
+  @type forward
+  @id in
+  bind 127.0.0.1
+  port 0
+</source>
+<source>
+  @type prometheus
+  bind 127.0.0.1
+  port 0
+</source>
+<filter app.**>
+  @type parser
+  @id parse_log
+  key_name log
+  reserve_data true
+  <parse>
+    @type json
+  </parse>
+</filter>
+<match app.**>
+  @type null
+  @id sink
+</match>
+"#;
+
+/// Issue 16: a producer of 50,000 lines that are not JSON must not flood logship's own log.
+/// The parser filter counts every one (metric), passes every one on unchanged (the null output
+/// counts them), and logs the first few with an example, then one line per interval with the
+/// number suppressed — so logship's stderr stays a few lines long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_bad_lines_are_counted_not_logged_one_by_one() {
+    const BAD: usize = 50_000;
+    let ls = Logship::start(FLOOD_CONF);
+    let metrics = ls.url("in_prometheus.0", "/metrics");
+    let lines_at_start = ls.lines.lock().unwrap().len();
+    let started = Instant::now();
+    let mut c = client(ls.addr("in"), None).await.unwrap();
+    let bad_line = "thread 'main' panicked at src/main.rs:7:5: not JSON at all";
+    for chunk in 0..BAD / 1000 {
+        let events = (0..1000)
+            .map(|i| {
+                let log = format!("{bad_line} #{}", chunk * 1000 + i);
+                Event::new(EventTime::now(), es_common::mp_map(&[("log", &log)]))
+            })
+            .collect();
+        c.send_batch(&EventBatch::new("app.web", events))
+            .await
+            .unwrap();
+    }
+    let parser = plugin("parse_log", "parser");
+    wait_value(
+        &metrics,
+        "logship_filter_invalid_records_total",
+        &parser,
+        BAD as f64,
+    )
+    .await;
+    wait_value(
+        &metrics,
+        "logship_output_events_total",
+        &plugin("sink", "null"),
+        BAD as f64,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    // Whatever logship logs at shutdown is not part of the flood: count before stopping.
+    let lines: Vec<String> = ls.lines.lock().unwrap()[lines_at_start..].to_vec();
+    let warns: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "parser filter: record left unparsed")
+        .collect();
+    // 5 per 10-second interval (logship::filter::parser::WARN_BURST / WARN_INTERVAL).
+    let intervals = elapsed.as_secs() / 10 + 1;
+    assert!(
+        !warns.is_empty() && warns.len() as u64 <= 5 * intervals,
+        "{} WARN lines for {BAD} bad records in {elapsed:?}:\n{}",
+        warns.len(),
+        lines.join("\n")
+    );
+    assert!(
+        lines.len() as u64 <= 5 * intervals + 2,
+        "{} stderr lines after start-up:\n{}",
+        lines.len(),
+        ls.stderr()
+    );
+    // The first ones carry the reason and an example of the value.
+    assert_eq!(
+        warns[0]["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .split(" (")
+            .next(),
+        Some("value is not valid JSON")
+    );
+    assert!(
+        warns[0]["fields"]["example"]
+            .as_str()
+            .unwrap()
+            .starts_with(bad_line),
+        "{}",
+        warns[0]
+    );
+    // A line after the interval says how many were not logged.
+    let summed: u64 = warns
+        .iter()
+        .filter_map(|w| w["fields"]["suppressed"].as_u64())
+        .sum();
+    assert!(summed < BAD as u64);
+}
+
+/// Peak RSS (VmHWM) of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+        * 1024
+}
+
+/// docs/durability.md, *Memory*: with a memory buffer, logship's memory follows
+/// `total_limit_size` (plus a base, and one bulk body and one chunk per flush worker) however
+/// much is sent. Elasticsearch is unreachable (a closed port on loopback), so nothing drains:
+/// the buffer fills to its limit, the input blocks (overflow_action block), and the peak RSS
+/// must stay within the documented bound — while 4× the limit is offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_buffer_rss_follows_total_limit_size() {
+    const LIMIT_MIB: u64 = 16;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let conf = format!(
+        r#"
+<source>
+  @type forward
+  @id in
+  bind 127.0.0.1
+  port 0
+</source>
+<source>
+  @type prometheus
+  bind 127.0.0.1
+  port 0
+</source>
+<match app.**>
+  @type elasticsearch
+  @id es
+  host 127.0.0.1
+  port {closed_port}
+  request_timeout 2s
+  <buffer>
+    @type memory
+    total_limit_size {LIMIT_MIB}m
+    chunk_limit_size 1m
+    flush_interval 1s
+    flush_thread_count 2
+    overflow_action block
+    retry_forever true
+    retry_wait 1s
+  </buffer>
+</match>
+"#
+    );
+    let ls = Logship::start(&conf);
+    let metrics = ls.url("in_prometheus.0", "/metrics");
+    let addr = ls.addr("in").to_string();
+    // 4 × the limit in 1,000-event batches of ~330-byte records; blocks once the buffer is full.
+    let sender = tokio::spawn(async move {
+        let mut c = client(&addr, None).await.unwrap();
+        let line = "x".repeat(250);
+        for b in 0..200 {
+            let events = (0..1000)
+                .map(|i| {
+                    let n = format!("{b}-{i}");
+                    Event::new(
+                        EventTime::now(),
+                        es_common::mp_map(&[("log", &line), ("n", &n)]),
+                    )
+                })
+                .collect();
+            if c.send_batch(&EventBatch::new("app.web", events))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    // Wait until the buffer holds at least 90 % of its limit (bounded).
+    let es = plugin("es", "elasticsearch");
+    let l: Vec<(&str, &str)> = es.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let limit = (LIMIT_MIB << 20) as f64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let (body, s) = scrape(&metrics).await;
+        let held = value(&s, "logship_buffer_total_bytes", &l).unwrap_or(0.0);
+        if held >= 0.9 * limit {
+            break held;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the buffer did not fill:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        held <= limit,
+        "the buffer holds {held} bytes, over its limit"
+    );
+    // A few more retry rounds while it is full (each re-encodes bodies).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let peak = peak_rss(ls.child.id());
+    // The documented bound: base (16 MiB) + total_limit_size + flush_thread_count ×
+    // (chunk_limit_size + bulk_message_request_threshold (4 MiB)), plus 25 % for the allocator.
+    let bound = ((16 + LIMIT_MIB + 2 * (1 + 4)) << 20) as f64 * 1.25;
+    assert!(
+        (peak as f64) <= bound,
+        "peak RSS {} MiB over the bound {} MiB",
+        peak >> 20,
+        bound as u64 >> 20
+    );
+    eprintln!(
+        "peak RSS {} MiB with the buffer holding {} MiB",
+        peak >> 20,
+        held as u64 >> 20
+    );
+    // And the limit does matter: far less than what was offered (~66 MB of records) is held.
+    assert!((peak as f64) < 66e6, "peak RSS {} MiB", peak >> 20);
+    sender.abort();
 }

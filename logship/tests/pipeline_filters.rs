@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use logship::event::{Event, EventTime};
 use logship::filter::concat::{ConcatConfig, ConcatFilter};
-use logship::filter::parser::{ParseConfig, ParserFilter, ParserFilterConfig};
+use logship::filter::parser::{ParserFilter, ParserFilterConfig};
 use logship::filter::record_transformer::{RecordTransformer, RecordTransformerConfig};
 use logship::filter::Filter;
 use logship::msgpack_json::to_json_string;
@@ -27,16 +27,9 @@ fn js(e: &Event) -> Value {
 
 fn parser_cfg(reserve_data: bool, remove: bool) -> ParserFilterConfig {
     ParserFilterConfig {
-        key_name: "log".into(),
         reserve_data,
-        reserve_time: false,
         remove_key_name_field: remove,
-        inject_key_prefix: None,
-        hash_value_field: None,
-        parse: ParseConfig {
-            time_key: Some("time".into()),
-            keep_time_key: false,
-        },
+        ..ParserFilterConfig::default()
     }
 }
 
@@ -123,6 +116,7 @@ fn record_transformer_placeholders_and_removal() {
         remove_keys: vec!["secret".into()],
         keep_keys: vec![],
         renew_record: false,
+        auto_typecast: true,
     };
     let f = RecordTransformer::with_hostname(&cfg, "box-1".into());
     let out = f.filter(
@@ -138,6 +132,7 @@ fn record_transformer_placeholders_and_removal() {
         remove_keys: vec![],
         keep_keys: vec!["n".into()],
         renew_record: true,
+        auto_typecast: false,
     };
     let out = RecordTransformer::with_hostname(&renew, "h".into())
         .filter("a", vec![ev(json!({"source": "x", "n": 1}))]);
@@ -145,6 +140,27 @@ fn record_transformer_placeholders_and_removal() {
         to_json_string(&out[0].record).unwrap(),
         r#"{"n":1,"t":"a"}"#
     );
+}
+
+/// Fluentd's `auto_typecast`: without it (the default) a lone `${field}` becomes a string.
+#[test]
+fn record_transformer_auto_typecast() {
+    let cfg = |auto_typecast| RecordTransformerConfig {
+        record: vec![
+            ("n2".into(), "${n}".into()),
+            ("ok2".into(), "${ok}".into()),
+            ("s2".into(), "${s}".into()),
+        ],
+        remove_keys: vec![],
+        keep_keys: vec![],
+        renew_record: true,
+        auto_typecast,
+    };
+    let input = || vec![ev(json!({"n": 5, "ok": true, "s": "x"}))];
+    let out = RecordTransformer::with_hostname(&cfg(false), "h".into()).filter("a", input());
+    assert_eq!(js(&out[0]), json!({"n2": "5", "ok2": "true", "s2": "x"}));
+    let out = RecordTransformer::with_hostname(&cfg(true), "h".into()).filter("a", input());
+    assert_eq!(js(&out[0]), json!({"n2": 5, "ok2": true, "s2": "x"}));
 }
 
 fn vectors() -> PathBuf {
@@ -264,41 +280,90 @@ fn concat_flushes_incomplete_groups_after_the_timeout() {
     assert_eq!(f.pending_groups(), 0);
 }
 
-/// Every filter keeps an event's Forward v1.5 metadata (a joined partial keeps the first
-/// piece's), so outputs can still send or store it.
+fn with_parse(f: impl FnOnce(&mut logship::filter::parser::ParseConfig)) -> ParserFilter {
+    let mut c = parser_cfg(true, true);
+    f(&mut c.parse);
+    ParserFilter::new(c)
+}
+
+/// `<parse>` time_key / time_format (with %N and %z) / time_type / keep_time_key / timezone.
 #[test]
-fn filters_keep_forward_v15_metadata() {
-    let meta = Bytes::from(value_to_msgpack(&json!({"stream": "stdout"})));
-    let with_meta = |v: Value| {
-        let e = ev(v);
-        Event::with_metadata(e.time, e.record, Some(meta.clone()))
+fn parse_time_parameters() {
+    use logship::filter::parser::{ParseZone, TimeType};
+    let one = |f: &ParserFilter, log: &str| {
+        let out = f.filter("t", vec![ev(json!({ "log": log }))]);
+        (out[0].time, js(&out[0]), f.invalid_count())
     };
-    let parsed = ParserFilter::new(parser_cfg(true, true))
-        .filter("t", vec![with_meta(json!({"log": r#"{"a":1}"#}))]);
-    assert_eq!(parsed[0].metadata.as_ref(), Some(&meta));
+    // time_key + time_format with nanoseconds and an offset
+    let f = with_parse(|p| {
+        p.time_key = Some("ts".into());
+        p.time_type = TimeType::String;
+        p.time_format = Some("%Y-%m-%d %H:%M:%S.%N %z".into());
+    });
+    let (t, r, bad) = one(&f, r#"{"ts":"2025-03-14 16:09:26.535897932 +01:00","m":1}"#);
+    assert_eq!((t, bad), (EventTime::new(1_741_964_966, 535_897_932), 0));
+    assert_eq!(r, json!({"m": 1}), "time key removed");
+    // keep_time_key
+    let f = with_parse(|p| {
+        p.keep_time_key = true;
+        p.time_type = TimeType::Unixtime;
+    });
+    let (t, r, _) = one(&f, r#"{"time":"1741964966","m":1}"#);
+    assert_eq!(t, EventTime::new(1_741_964_966, 0));
+    assert_eq!(r, json!({"time": "1741964966", "m": 1}));
+    // time_type float keeps nanoseconds
+    let f = with_parse(|p| p.time_type = TimeType::Float);
+    let (t, _, _) = one(&f, r#"{"time":1741964966.5}"#);
+    assert_eq!(t, EventTime::new(1_741_964_966, 500_000_000));
+    // timezone applies to a format without %z
+    let f = with_parse(|p| {
+        p.time_type = TimeType::String;
+        p.time_format = Some("%d/%b/%Y:%H:%M:%S".into());
+        p.zone = ParseZone::Fixed(9 * 3600);
+    });
+    let (t, _, _) = one(&f, r#"{"time":"15/Mar/2025:00:09:26"}"#);
+    assert_eq!(t, EventTime::new(1_741_964_966, 0));
+    // a time that cannot be read makes the record unparsable (left unchanged, counted)
+    let (t, r, bad) = one(&f, r#"{"time":"yesterday","m":1}"#);
+    assert_eq!((t, bad), (EventTime::new(1_741_964_966, 0), 1));
+    assert_eq!(r, json!({"log": r#"{"time":"yesterday","m":1}"#}));
+}
 
-    let rt = RecordTransformerConfig {
-        record: vec![("added".into(), "x".into())],
-        remove_keys: vec![],
-        keep_keys: vec![],
-        renew_record: false,
-    };
-    let transformed = RecordTransformer::with_hostname(&rt, "h".into())
-        .filter("t", vec![with_meta(json!({"log": "y"}))]);
-    assert_eq!(js(&transformed[0])["added"], "x");
-    assert_eq!(transformed[0].metadata.as_ref(), Some(&meta));
-
-    let joined = ConcatFilter::new(concat_cfg(Duration::from_secs(60))).filter(
+/// `<parse>` null_value_pattern / null_empty_string, and `replace_invalid_sequence`.
+#[test]
+fn parse_null_values_and_invalid_sequences() {
+    let f = with_parse(|p| {
+        p.null_value_pattern = Some("^(-|null|NULL)$".into());
+        p.null_empty_string = true;
+    });
+    let out = f.filter(
         "t",
-        vec![
-            with_meta(
-                json!({"log": "a", "partial_message": "true", "partial_id": "P", "partial_ordinal": "1", "partial_last": "false"}),
-            ),
-            ev(
-                json!({"log": "b", "partial_message": "true", "partial_id": "P", "partial_ordinal": "2", "partial_last": "true"}),
-            ),
-        ],
+        vec![ev(
+            json!({"log": r#"{"a":"-","b":"","c":"x-y","d":{"e":""},"f":"NULL"}"#}),
+        )],
     );
-    assert_eq!(js(&joined[0])["log"], "ab");
-    assert_eq!(joined[0].metadata.as_ref(), Some(&meta));
+    assert_eq!(
+        js(&out[0]),
+        json!({"a": null, "b": null, "c": "x-y", "d": {"e": ""}, "f": null})
+    );
+    // Invalid UTF-8 inside the JSON text: unparsable, unless replace_invalid_sequence.
+    let mut rec = Vec::new();
+    rmp::encode::write_map_len(&mut rec, 1).unwrap();
+    rmp::encode::write_str(&mut rec, "log").unwrap();
+    let text = b"{\"m\":\"caf\xe9\"}";
+    rmp::encode::write_str_len(&mut rec, text.len() as u32).unwrap();
+    rec.extend_from_slice(text);
+    let raw = Event::new(EventTime::new(1, 0), Bytes::from(rec));
+    let strict = ParserFilter::new(parser_cfg(true, true));
+    let out = strict.filter("t", vec![raw.clone()]);
+    assert_eq!(
+        (out[0].record.clone(), strict.invalid_count()),
+        (raw.record.clone(), 1)
+    );
+    let mut c = parser_cfg(true, true);
+    c.replace_invalid_sequence = true;
+    let lenient = ParserFilter::new(c);
+    let out = lenient.filter("t", vec![raw]);
+    assert_eq!(js(&out[0]), json!({"m": "caf?"}));
+    assert_eq!(lenient.invalid_count(), 0);
 }

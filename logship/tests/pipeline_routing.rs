@@ -329,3 +329,81 @@ async fn concat_timeouts_continue_down_the_chain_or_to_timeout_label() {
     r.shutdown().await;
     assert_eq!(log.lock().unwrap().len(), 3);
 }
+
+/// Parser filter `emit_invalid_record_to_error` (default true) with a `<label @ERROR>`: as in
+/// Fluentd, unparsable records go to `@ERROR` with their tag and original record, and only a
+/// record whose key is missing (or whose JSON is not an object) stays in the stream as well
+/// (with `reserve_data true`). Without the label, or with the parameter false, they pass on.
+#[tokio::test]
+async fn unparsable_records_go_to_the_error_label() {
+    let conf = |emit: &str, with_label: bool| {
+        format!(
+            r#"
+<filter app.**>
+  @type parser
+  key_name log
+  reserve_data true
+  emit_invalid_record_to_error {emit}
+  <parse>
+    @type json
+  </parse>
+</filter>
+<match app.**>
+  @type null
+  @id main
+</match>
+{}
+"#,
+            if with_label {
+                "<label @ERROR>\n  <match **>\n    @type null\n    @id errors\n  </match>\n</label>"
+            } else {
+                ""
+            }
+        )
+    };
+    let input = || {
+        batch(
+            "app.web",
+            &[
+                json!({"log": "{\"a\":1}"}),
+                json!({"log": "not json"}),
+                json!({"other": 1}),
+                json!({"log": "[1,2]"}),
+            ],
+        )
+    };
+    let (r, log) = router(&conf("true", true));
+    r.emit(input()).await.unwrap();
+    let got = log.lock().unwrap().clone();
+    let of = |id: &str| -> Vec<String> {
+        got.iter()
+            .filter(|(o, _, _)| o == id)
+            .map(|(_, _, rec)| rec.clone())
+            .collect()
+    };
+    assert_eq!(
+        of("main"),
+        vec![
+            r#"{"log":"{\"a\":1}","a":1}"#,
+            r#"{"other":1}"#,
+            r#"{"log":"[1,2]"}"#
+        ]
+    );
+    assert_eq!(
+        of("errors"),
+        vec![
+            r#"{"log":"not json"}"#,
+            r#"{"other":1}"#,
+            r#"{"log":"[1,2]"}"#
+        ]
+    );
+    assert!(got.iter().all(|(_, tag, _)| tag == "app.web"));
+
+    for (emit, label) in [("false", true), ("true", false)] {
+        let (r, log) = router(&conf(emit, label));
+        r.emit(input()).await.unwrap();
+        let got = log.lock().unwrap().clone();
+        assert_eq!(got.len(), 4, "{emit} {label}: {got:?}");
+        assert!(got.iter().all(|(o, _, _)| o == "main"));
+    }
+}

@@ -12,13 +12,21 @@ pub mod sessions;
 pub mod test_hooks;
 pub mod users;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use axum::Router;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use crate::db::Db;
-use crate::error;
+use crate::error::{self, ApiError};
+use crate::login_limit::LoginLimiter;
 use crate::sessions::SessionStore;
+use crate::validation::FieldError;
 
 /// Maximum accepted request body size (64 KiB; `POST /users/import` allows
 /// 64 MiB); larger bodies get a 413 problem.
@@ -33,6 +41,23 @@ pub struct AppState {
     pub sessions: SessionStore,
     /// `max_attempts` of newly queued jobs.
     pub job_max_attempts: i64,
+    /// Log-in attempt counters.
+    pub login_limiter: LoginLimiter,
+    /// Proxies whose `X-Forwarded-For` is believed (see [`crate::client_addr`]).
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+/// The JSON body of a request, required to be an object.
+pub type JsonObjectBody = Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>;
+
+/// Deserialize a JSON object body into `T`. Unlike `Json<T>` this refuses a
+/// JSON array (serde's derived struct impls accept `[a, b]` as the fields in
+/// order), so the body is exactly what the schema says: an object (422
+/// otherwise, like a wrongly typed field).
+pub fn json_object<T: DeserializeOwned>(body: JsonObjectBody) -> Result<T, ApiError> {
+    let Json(map) = body?;
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("body", "type", e.to_string())]))
 }
 
 /// Build the router (without the request-logging and panic layers, which

@@ -5,7 +5,7 @@
 //! pagination on `id`, so pages are stable under concurrent inserts and cost
 //! O(limit) regardless of depth.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,10 +13,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::require_session;
-use super::AppState;
+use super::auth::{forbidden, require_session};
+use super::{json_object, AppState, JsonObjectBody};
 use crate::db::User;
 use crate::error::{ApiError, Problem};
+use crate::request_log::current_request_id;
 use crate::validation::{self, FieldError};
 
 /// Default page size.
@@ -26,11 +27,14 @@ pub const MAX_LIMIT: i64 = 1000;
 
 /// Query parameters of `GET /users`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1–1000 (default 100).
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 1000, default = 100)]
     pub limit: Option<i64>,
     /// Keyset cursor: return users with `id` greater than this (the previous
-    /// page's `next_after`).
+    /// page's `next_after`); default 0.
+    #[param(value_type = i64, required = false, minimum = 0, default = 0)]
     pub after: Option<i64>,
 }
 
@@ -46,13 +50,38 @@ pub struct UserPage {
 /// Body of `POST /users`.
 #[derive(Deserialize, ToSchema)]
 pub struct NewUser {
-    /// 1–100 characters after trimming.
+    /// Display name.
+    #[schema(schema_with = required_name_schema, required = true)]
     pub name: Option<String>,
-    /// A syntactically valid address; stored lower-cased.
+    /// E-mail address (unique).
+    #[schema(schema_with = required_email_schema, required = true)]
     pub email: Option<String>,
-    /// Optional password (at least 8 characters) for `POST /sessions`;
-    /// stored as an argon2id hash, never returned or logged.
+    /// Optional password for `POST /sessions`.
+    #[schema(schema_with = optional_password_schema)]
     pub password: Option<String>,
+}
+
+/// Schema of a required name (also used by import records).
+pub fn required_name_schema() -> utoipa::openapi::Schema {
+    validation::name_schema(false)
+}
+
+/// Schema of a required e-mail address (also used by import records).
+pub fn required_email_schema() -> utoipa::openapi::Schema {
+    validation::email_schema(false)
+}
+
+/// Schema of an optional password (also used by import records).
+pub fn optional_password_schema() -> utoipa::openapi::Schema {
+    validation::password_schema(true)
+}
+
+fn name_or_null() -> utoipa::openapi::Schema {
+    validation::name_schema(true)
+}
+
+fn email_or_null() -> utoipa::openapi::Schema {
+    validation::email_schema(true)
 }
 
 impl std::fmt::Debug for NewUser {
@@ -65,12 +94,14 @@ impl std::fmt::Debug for NewUser {
     }
 }
 
-/// Body of `PATCH /users/{id}`; absent fields are left unchanged.
+/// Body of `PATCH /users/{id}`; absent (or null) fields are left unchanged.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UserPatch {
     /// New name.
+    #[schema(schema_with = name_or_null)]
     pub name: Option<String>,
     /// New e-mail address.
+    #[schema(schema_with = email_or_null)]
     pub email: Option<String>,
 }
 
@@ -82,8 +113,9 @@ fn collect<T>(r: Result<T, FieldError>, errors: &mut Vec<FieldError>) -> Option<
 #[utoipa::path(get, path = "/users", tag = "users", params(ListParams),
     responses(
         (status = 200, description = "A page of users", body = UserPage),
-        (status = 400, description = "Unparsable query", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Out-of-range parameters", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A query parameter is not an integer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` or `after` out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or session store unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_users(
     State(state): State<AppState>,
@@ -122,7 +154,9 @@ pub async fn list_users(
     params(("id" = i64, Path, description = "User id")),
     responses(
         (status = 200, description = "The user", body = User),
+        (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or session store unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_user(
     State(state): State<AppState>,
@@ -135,17 +169,28 @@ pub async fn get_user(
 /// Create a user.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
     responses(
-        (status = 201, description = "Created; Location header points at it", body = User),
-        (status = 409, description = "Email already used", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created", body = User,
+            headers(("Location" = String, description = "`/users/{id}` of the new user")),
+            links(
+                ("GetUser" = (operation_id = "get_user", parameters(("id" = "$response.body#/id")),
+                    description = "The new user")),
+                ("UpdateUser" = (operation_id = "update_user", parameters(("id" = "$response.body#/id")),
+                    description = "Change the new user")),
+                ("DeleteUser" = (operation_id = "delete_user", parameters(("id" = "$response.body#/id")),
+                    description = "Delete the new user")),
+            )),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "E-mail address already used", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or missing fields, wrong JSON types", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or session store unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_user(
     State(state): State<AppState>,
-    body: Result<Json<NewUser>, JsonRejection>,
+    body: JsonObjectBody,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
+    let body: NewUser = json_object(body)?;
     let mut errors = Vec::new();
     let name = match body.name {
         Some(n) => collect(validation::name(&n), &mut errors),
@@ -162,16 +207,7 @@ pub async fn create_user(
         }
     };
     if let Some(p) = &body.password {
-        if p.chars().count() < crate::jobs::PASSWORD_MIN_CHARS {
-            errors.push(FieldError::new(
-                "password",
-                "length",
-                format!(
-                    "must be at least {} characters",
-                    crate::jobs::PASSWORD_MIN_CHARS
-                ),
-            ));
-        }
+        collect(validation::password(p), &mut errors);
     }
     let (Some(name), Some(email), true) = (name, email, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
@@ -190,26 +226,41 @@ pub async fn create_user(
         .into_response())
 }
 
-/// Change a user's name and/or email (requires a session).
+/// Change a user's name and/or e-mail: your own account, or any as an admin.
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = UserPatch,
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "User id")),
     responses(
-        (status = 200, description = "The updated user", body = User),
-        (status = 401, description = "Missing, expired or revoked bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Email already used", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The updated user", body = User,
+            links(
+                ("GetUser" = (operation_id = "get_user", parameters(("id" = "$response.body#/id")),
+                    description = "The changed user")),
+                ("DeleteUser" = (operation_id = "delete_user", parameters(("id" = "$response.body#/id")),
+                    description = "Delete the changed user")),
+            )),
+        (status = 400, description = "Malformed JSON, or the id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or revoked bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "Not your account, and you are not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (admins only; others get 403)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "E-mail address already used", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not `application/json`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, wrong JSON types", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or session store unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
-    body: Result<Json<UserPatch>, JsonRejection>,
+    body: JsonObjectBody,
 ) -> Result<Json<User>, ApiError> {
-    require_session(&state, &headers).await?;
+    let caller = require_session(&state, &headers).await?;
     let Path(id) = id?;
-    let Json(body) = body?;
+    if !caller.may_change_user(id) {
+        return Err(forbidden("change another user's account"));
+    }
+    let body: UserPatch = json_object(body)?;
     let mut errors = Vec::new();
     let name = body
         .name
@@ -228,22 +279,40 @@ pub async fn update_user(
     ))
 }
 
-/// Delete a user (requires a session).
+/// Delete a user and revoke all of their sessions: your own account, or any
+/// as an admin.
 #[utoipa::path(delete, path = "/users/{id}", tag = "users",
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "User id")),
     responses(
-        (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing, expired or revoked bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 204, description = "Deleted, and every session of the user revoked"),
+        (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or revoked bearer token", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "Not your account, and you are not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (admins only; others get 403)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or session store unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    require_session(&state, &headers).await?;
+    let caller = require_session(&state, &headers).await?;
     let Path(id) = id?;
+    if !caller.may_change_user(id) {
+        return Err(forbidden("delete another user's account"));
+    }
+    // Redis first: if it is down nothing is deleted (503, retry). The
+    // database sessions go in the same transaction as the user row.
+    let revoked = state.sessions.revoke_user(id).await?;
     state.db.delete_user(id).await?;
+    tracing::info!(
+        user_id = id,
+        by = caller.user_id,
+        sessions_revoked = revoked,
+        request_id = %current_request_id(),
+        "user deleted"
+    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -349,6 +349,22 @@ async fn shutdown_timeout_bounds_the_drain() {
     assert!(out.contains("shutdown timeout elapsed"));
 }
 
+/// `git ARGS` in this package's checkout; `None` without git or outside a checkout.
+fn git(args: &[&str]) -> Option<String> {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// `api --version` names the commit it was built from: in a checkout (a CI clone included)
+/// the checkout's HEAD, abbreviated; built without `.git` (the image), the `GIT_SHA` it was
+/// given; with neither, `unknown`.
 #[test]
 fn version_includes_git_sha() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
@@ -357,10 +373,30 @@ fn version_includes_git_sha() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.starts_with(&format!("api {} (", env!("CARGO_PKG_VERSION"))),
-        "{text}"
-    );
+    let sha = text
+        .trim_end()
+        .strip_prefix(&format!("api {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("not `api VERSION (SHA)`: {text:?}"));
+    match git(&["rev-parse", "HEAD"]) {
+        Some(head) => {
+            assert!(
+                sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{sha:?} is not an abbreviated commit id"
+            );
+            // The binary is rebuilt when HEAD moves (build.rs), worktrees included.
+            assert!(
+                head.starts_with(sha),
+                "built from {sha}, but the checkout is at {head}"
+            );
+        }
+        None => {
+            let given = std::env::var("GIT_SHA")
+                .ok()
+                .filter(|s| !s.trim().is_empty());
+            assert_eq!(sha, given.as_deref().unwrap_or("unknown"));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -453,4 +489,34 @@ async fn healthcheck_subcommand_exits_0_on_200_else_1() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     drop(silent);
+}
+
+/// SIGTERM the moment the `listening` line appears (before the server task
+/// has necessarily run): the handlers are installed before that line, so the
+/// process still drains and exits 0 instead of dying of the signal.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_right_after_listening_still_drains() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("early.db").display());
+        let mut app = BinaryApp::spawn(
+            &["serve"],
+            &[("DATABASE_URL", &url), ("PORT", "0")],
+            dir.path(),
+        );
+        assert!(
+            app.port.is_some(),
+            "no listening line: {}",
+            app.stderr_text()
+        );
+        app.signal("TERM");
+        let status = app.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "exit {status:?}");
+        let msgs: Vec<String> = app
+            .records()
+            .iter()
+            .filter_map(|r| r["msg"].as_str().map(str::to_owned))
+            .collect();
+        assert!(msgs.iter().any(|m| m == "shutdown complete"), "{msgs:?}");
+    }
 }

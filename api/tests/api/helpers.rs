@@ -158,17 +158,25 @@ pub async fn spawn_app_with(
     settings.port = 0;
     settings.shutdown_timeout = Duration::from_secs(5);
     settings.database = database;
+    // No per-address limit unless a test sets one: every in-process app of
+    // the suite logs in from 127.0.0.1, and Redis counters outlive a run.
+    settings.login_limit.per_address = 0;
     tweak(&mut settings);
+    let redis_url = settings.redis_url.as_ref().map(|u| u.as_str().to_owned());
     let app = Application::build(settings).await.expect("build app");
     let port = app.port();
     let db = app.db().clone();
     tokio::spawn(app.run_with_shutdown(std::future::pending()));
-    // The default client carries a valid bearer token (a database session of
-    // a user id no row has), so PATCH/DELETE tests need no log-in; tests of
-    // authentication itself use their own clients.
-    let store = api::sessions::SessionStore::new(None, db.clone(), Duration::from_secs(3600))
-        .expect("session store");
-    let token = store.create(0).await.expect("test session").token;
+    // The default client carries the bearer token of a fixture admin, so
+    // PATCH/DELETE/import tests need no log-in; tests of authentication and
+    // authorization use their own clients. The admin row has id -1, outside
+    // the ids listings show (`id > after`, after >= 0), so listing tests see
+    // only the users they create. The session lives in the app's own store.
+    let admin_id = insert_fixture_admin(&db).await;
+    start_user_ids_at_random(&db).await;
+    let redis = redis_url.map(|u| api::redis_conn::Redis::open(&u).expect("redis url"));
+    let store = api::sessions::SessionStore::new(redis, db.clone(), Duration::from_secs(3600));
+    let token = store.create(admin_id).await.expect("test session").token;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
@@ -187,6 +195,59 @@ pub async fn spawn_app_with(
         db_url,
         _dir: dir,
     })
+}
+
+/// Insert the fixture admin (id -1, see [`spawn_app_with`]); returns its id.
+pub async fn insert_fixture_admin(db: &Db) -> i64 {
+    let sql = "INSERT INTO users (id, name, email, created_at, updated_at, role) \
+               VALUES (-1, 'Fixture Admin', 'fixture-admin@example.invalid', \
+               CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'admin')";
+    match db {
+        Db::MySql(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+    }
+    .expect("insert fixture admin");
+    -1
+}
+
+/// Make this database hand out user ids from a random point above 10^6, so
+/// apps of concurrent tests sharing one Redis never have users with the same
+/// id (Redis keys like `user_sessions:<id>` are per deployment, and each test
+/// is its own deployment with its own database).
+pub async fn start_user_ids_at_random(db: &Db) {
+    let start = 1_000_000 + i64::from(uuid::Uuid::new_v4().as_fields().0 % 1_000_000) * 1_000_000;
+    let r = match db {
+        Db::MySql(p) => sqlx::query(&format!("ALTER TABLE users AUTO_INCREMENT = {start}"))
+            .execute(p)
+            .await
+            .map(|_| ()),
+        Db::Postgres(p) => sqlx::query(&format!(
+            "ALTER TABLE users ALTER COLUMN id RESTART WITH {start}"
+        ))
+        .execute(p)
+        .await
+        .map(|_| ()),
+        Db::Sqlite(p) => {
+            let seq = start - 1;
+            let updated = sqlx::query(&format!(
+                "UPDATE sqlite_sequence SET seq = {seq} WHERE name = 'users'"
+            ))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected());
+            match updated {
+                Ok(0) => sqlx::query(&format!(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('users', {seq})"
+                ))
+                .execute(p)
+                .await
+                .map(|_| ()),
+                other => other.map(|_| ()),
+            }
+        }
+    };
+    r.expect("set the users id sequence");
 }
 
 /// The real `api` binary, running as a child process with captured output.

@@ -370,6 +370,9 @@ impl FileBuffer {
                             seq: q.seq,
                             path: q.path,
                         }),
+                        // Read back from disk: only chunks in flight are in memory, at most
+                        // one per flush worker, so they are not counted in the memory budget.
+                        memory: Default::default(),
                     });
                 }
                 Err(e) => {

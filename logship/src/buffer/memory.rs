@@ -19,6 +19,12 @@
 //!   logged at WARN);
 //! - `throw_exception`: the push fails with [`EmitError::BufferOverflow`]; the client gets no
 //!   ack and resends.
+//!
+//! The events held also count against the process memory budget
+//! ([`crate::memory_budget`], `<system> memory_budget`): a push first waits until its bytes fit
+//! in the part of the budget that buffers may hold (three quarters), whatever `overflow_action`
+//! says (that applies to `total_limit_size`), so a destination that is down holds the inputs
+//! back once the budget is used up instead of growing the process past it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -33,6 +39,7 @@ use super::{
     OverflowAction,
 };
 use crate::event::{EmitError, EventBatch};
+use crate::memory_budget::{batch_memory, MemoryBudget, Reservation};
 
 /// A staged chunk and when it is due.
 struct Staged {
@@ -137,6 +144,9 @@ impl MemoryBuffer {
         let records = batch.len() as u64;
         // What the fits check reserves; each part then counts its own bytes.
         let bytes = batch_bytes(&batch);
+        let mut memory = MemoryBudget::global()
+            .reserve_held(batch_memory(&batch))
+            .await;
         let mut parts = Some(sh.settings.chunking.split(batch));
         loop {
             let notified = sh.space.notified();
@@ -157,7 +167,13 @@ impl MemoryBuffer {
                     let one = matches!(parts, Split::One(_));
                     for (key, part) in parts {
                         let n = if one { bytes } else { batch_bytes(&part) };
-                        sh.append(&mut st, key, part, n);
+                        // Each chunk holds its part's share of the memory reservation.
+                        let share = if one {
+                            std::mem::take(&mut memory)
+                        } else {
+                            memory.split_off(batch_memory(&part))
+                        };
+                        sh.append(&mut st, key, part, n, share);
                     }
                     return Ok(());
                 }
@@ -240,7 +256,14 @@ impl MemoryBuffer {
 }
 
 impl Shared {
-    fn append(&self, st: &mut State, key: ChunkKey, batch: EventBatch, bytes: u64) {
+    fn append(
+        &self,
+        st: &mut State,
+        key: ChunkKey,
+        batch: EventBatch,
+        bytes: u64,
+        memory: Reservation,
+    ) {
         st.total += bytes;
         let s = &self.settings;
         let staged = st.staged.entry(key.clone()).or_insert_with(|| {
@@ -251,6 +274,7 @@ impl Shared {
             }
         });
         staged.chunk.push(batch, bytes);
+        staged.chunk.memory.absorb(memory);
         if staged.chunk.bytes >= s.chunk_limit_size
             || staged.chunk.records >= s.chunk_limit_records
             || s.flush_mode == FlushMode::Immediate

@@ -217,6 +217,9 @@ pub struct Chunk {
     pub bytes: u64,
     /// The file behind a file-buffer chunk (deleted on release).
     file: Option<file::ChunkRef>,
+    /// A memory buffer's share of the process memory budget for this chunk's events, given
+    /// back when the chunk is dropped (delivered, dropped or discarded at shutdown).
+    memory: crate::memory_budget::Reservation,
 }
 
 impl Chunk {
@@ -227,11 +230,16 @@ impl Chunk {
     }
 }
 
-/// Approximate memory of a batch: record bytes plus a per-event overhead.
+/// Memory a batch holds in a memory buffer: per event its record and metadata bytes plus the
+/// `Event` itself (time and two `Bytes` handles, 80 bytes), and the tag. What
+/// `total_limit_size` limits, so that it bounds the process's memory (docs/durability.md).
 pub fn batch_bytes(b: &EventBatch) -> u64 {
+    let per_event = std::mem::size_of::<crate::event::Event>() as u64;
     b.events
         .iter()
-        .map(|e| e.record.len() as u64 + 16)
+        .map(|e| {
+            e.record.len() as u64 + e.metadata.as_ref().map_or(0, |m| m.len() as u64) + per_event
+        })
         .sum::<u64>()
         + b.tag.len() as u64
 }

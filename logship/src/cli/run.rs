@@ -9,8 +9,10 @@
 //! before any Forward input accepts, and stop last, after the outputs have flushed (see
 //! [`crate::source`]).
 //!
-//! Before anything starts, every parameter the config gives that has no effect in logship is
-//! named once (INFO, `"message":"configuration parameter has no effect in logship"`).
+//! Before anything starts, every configuration warning is logged once (WARN,
+//! `"message":"configuration warning"` with `at` = `file:line`), and every parameter the
+//! config gives that has no effect in logship is named once (INFO,
+//! `"message":"configuration parameter has no effect in logship"`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG};
 use crate::event::EventSink;
+use crate::forward::admission::default_max_connections;
+use crate::memory_budget::MemoryBudget;
 use crate::metrics::plugin::{Category, PluginIds};
 use crate::metrics::Monitor;
 use crate::pipeline::{LabelSink, Router};
@@ -40,10 +44,29 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 /// Runs until `shutdown` is cancelled (by a signal in the binary, by the test otherwise).
+///
+/// Sets the process memory budget from `<system> memory_budget`, and gives each event source
+/// an equal share of the connection cap that the open-file limit allows (used by the ones
+/// without `max_connections`).
 pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    for w in &cfg.warnings {
+        tracing::warn!(at = %w.loc, warning = %w.message, "configuration warning");
+    }
     for line in cfg.no_effect_report() {
         tracing::info!(parameter = %line, "configuration parameter has no effect in logship");
     }
+    MemoryBudget::global().set_limit(cfg.system.memory_budget);
+    tracing::info!(
+        memory_budget = cfg.system.memory_budget,
+        "memory budget set"
+    );
+    let event_sources = cfg
+        .sources
+        .iter()
+        .filter(|s| s.plugin.role() == SourceRole::Events)
+        .count()
+        .max(1);
+    let connection_share = (default_max_connections() / event_sources).max(1);
     let router = Router::build(&cfg).map_err(errors_to_anyhow)?;
     let timers = router.spawn_timers(shutdown.child_token());
     let monitor = Monitor::new(router.clone());
@@ -82,6 +105,7 @@ pub async fn run_config(cfg: Config, shutdown: CancellationToken) -> anyhow::Res
                     SourceRole::Monitor => monitor_stop.clone(),
                     SourceRole::Events => shutdown.clone(),
                 },
+                connection_share,
             };
             let task = src.plugin.start(ctx).await.map_err(anyhow::Error::msg)?;
             match role {

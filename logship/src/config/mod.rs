@@ -2,13 +2,17 @@
 //!
 //! # Layout
 //! - [`syntax`]: the generic tree ([`Element`] with name, arg, params carrying file:line,
-//!   children), including `@include`, quoting, multi-line values and `#{ENV[...]}`;
+//!   children), including `@include`, quoting and multi-line values;
+//! - [`ruby`]: the embedded-Ruby subset of `"#{...}"` values (`ENV['X'] || 'default'`,
+//!   `use_default`, `use_nil`, ...);
 //! - [`values`]: Fluentd's value types (sizes, times, booleans, arrays);
 //! - [`params`]: how a plugin or section declares its parameters (name, type, default,
 //!   status), and the docs' tables rendered from those declarations;
 //! - [`section`]: the reader that fills a plugin's typed config from a section by its
 //!   declaration, and reports what is unknown, has no effect, or is not supported;
 //! - [`registry`]: every `@type`, mapped to the plugin module that declares and reads it;
+//! - [`compat`]: Fluentd v0.12's buffer parameters at the `<match>` level, moved into
+//!   `<buffer>` (with a warning each) before an output reads them;
 //! - [`system`]: the `<system>` section;
 //! - this module: the top level — `<source>`, `<filter>`, `<match>`, `<label>` — into a checked
 //!   [`Config`].
@@ -19,10 +23,13 @@
 //! error carrying `file:line` (and, for unknown names, what is supported). All errors of a file
 //! are collected, not just the first. Parameters declared *no effect in logship* are accepted
 //! and listed in [`Config::no_effect`]: `check-config` prints them and `logship run` logs them
-//! once at start (INFO).
+//! once at start (INFO). [`Config::warnings`] (e.g. a translated v0.12 parameter) are printed by
+//! `check-config` and logged at `run` start (WARN).
 
+pub mod compat;
 pub mod params;
 pub mod registry;
+pub mod ruby;
 pub mod section;
 pub mod syntax;
 pub mod system;
@@ -33,7 +40,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use section::{Diagnostics, NoEffect};
+pub use section::{ConfigWarning, Diagnostics, NoEffect};
 pub use syntax::{ConfigError, Element, Loc, Param};
 pub use system::SystemConfig;
 
@@ -57,6 +64,8 @@ pub struct Config {
     pub labels: BTreeMap<String, LabelConfig>,
     /// Parameters and sections given that have no effect in logship, by file and line.
     pub no_effect: Vec<NoEffect>,
+    /// What works but should be written otherwise, by file and line.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// The directives of one label (or of the root), in config order.
@@ -184,6 +193,7 @@ impl Config {
             root: LabelConfig::default(),
             labels: BTreeMap::new(),
             no_effect: Vec::new(),
+            warnings: Vec::new(),
         };
         for p in &root.params {
             diag.error(
@@ -231,6 +241,7 @@ impl Config {
             // Sections report when they are finished, inner ones first: order by place.
             cfg.no_effect
                 .sort_by(|a, b| (&a.loc.file, a.loc.line).cmp(&(&b.loc.file, b.loc.line)));
+            cfg.warnings = diag.warnings;
             Ok(cfg)
         } else {
             Err(diag.errors)

@@ -11,6 +11,9 @@
 //! - a parameter declared [`Status::NoEffect`] is accepted, its value still type-checked, and
 //!   named by `check-config` and once at `run` start; one declared [`Status::NotSupported`] is
 //!   an error with the reason;
+//! - a parameter declared [`ParamSpec::secret`] (a password, a key: Fluentd's `secret: true`)
+//!   is read only as a [`crate::secret::Secret`], which no log line, `Debug` output or
+//!   `check-config` description shows;
 //! - the parameter tables of `docs/logship.md` are rendered from the declarations
 //!   ([`super::registry::markdown`]), and a test fails when the docs drift from them.
 
@@ -89,6 +92,8 @@ pub struct ParamSpec {
     pub ty: ParamType,
     pub default: DefaultValue,
     pub status: Status,
+    /// A password or key: read only as a [`crate::secret::Secret`] (see the module docs).
+    pub secret: bool,
     pub doc: &'static str,
 }
 
@@ -99,6 +104,7 @@ impl ParamSpec {
             ty,
             default: DefaultValue::Unset,
             status: Status::Implemented,
+            secret: false,
             doc: "",
         }
     }
@@ -161,9 +167,25 @@ impl ParamSpec {
             ..self
         }
     }
+    /// A password or key (see the module docs).
+    pub const fn secret(self) -> Self {
+        Self {
+            secret: true,
+            ..self
+        }
+    }
     /// What the parameter does (for the docs).
     pub const fn doc(self, text: &'static str) -> Self {
         Self { doc: text, ..self }
+    }
+
+    /// The type as the docs name it, with `, secret` for a secret.
+    fn type_text(&self) -> String {
+        if self.secret {
+            format!("{}, secret", self.ty.doc_name())
+        } else {
+            self.ty.doc_name()
+        }
     }
 }
 
@@ -292,7 +314,7 @@ pub fn markdown_table(out: &mut String, tables: &[&'static [ParamSpec]]) {
             out,
             "| `{}` | {} | {} | {} | {} |",
             p.name,
-            p.ty.doc_name(),
+            p.type_text(),
             default_text(p.default),
             status_text(p.status),
             cell(&description(p))

@@ -12,6 +12,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::compat;
 use super::params::{markdown_section, markdown_table, ParamSpec, SectionSpec};
 use super::section::{Diagnostics, Section};
 use super::Element;
@@ -150,6 +151,13 @@ fn parse_plugin<P: ?Sized>(
         "source" | "store" => format!("<{}> (@type {})", el.name, spec.type_name),
         _ => format!("<{} {}> (@type {})", el.name, el.arg, spec.type_name),
     };
+    // Fluentd v0.12's buffer parameters at this level belong in <buffer> (see `compat`).
+    let translated = if spec.sections.iter().any(|s| s.name == "buffer") {
+        compat::move_buffer_params(el, &what, diag)
+    } else {
+        None
+    };
+    let el = translated.as_ref().unwrap_or(el);
     let mut s = Section::new(el, what, vec![spec.params, common], spec.sections, diag);
     // Read by the config layer itself (directive ids, source labels).
     for name in ["@type", "type", "@id", "@label"] {
@@ -220,5 +228,7 @@ pub fn markdown() -> String {
     {
         markdown_section(&mut out, "", s, SHARED_SECTIONS);
     }
+    out.push_str("\n### Fluentd v0.12 buffer parameters\n\nIn a `<match>` or `<store>` of an output with a `<buffer>` section, each of these is read as its `<buffer>` parameter, with a warning (see \"Compatibility parameters\" above).\n\n");
+    compat::markdown(&mut out);
     out
 }

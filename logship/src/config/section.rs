@@ -10,6 +10,11 @@
 //!   [`Diagnostics::no_effect`] (named by `check-config` and at `run` start);
 //! - one declared *not supported*: an error with the declared reason.
 //!
+//! A line whose value is embedded Ruby's `use_default` reads as not given (the declared
+//! default; an error for a required parameter), one with `use_nil` as unset: `opt` gives
+//! `None`, and `get` — a parameter that always has a value — reports an error. Neither is
+//! reported as *no effect*: they give nothing.
+//!
 //! The declaration decides: a parameter declared *no effect* reads as not given, whatever the
 //! plugin asks. In debug builds `finish` also asserts that the plugin read every parameter and
 //! section it declares implemented (on a section without errors), so a table cannot claim what
@@ -17,8 +22,10 @@
 //! them.
 
 use super::params::{find, DefaultValue, ParamSpec, SectionSpec, Status};
+use super::syntax::ValueKind;
 use super::values::{parse_value, FromValue};
 use super::{ConfigError, Element, Loc, Param};
+use crate::secret::Secret;
 
 /// A parameter (or section) that was given but has no effect in logship.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,16 +38,38 @@ pub struct NoEffect {
     pub reason: String,
 }
 
-/// Everything found while reading a config: errors, and what has no effect.
+/// Something a config does that works but should be written otherwise (e.g. a Fluentd v0.12
+/// parameter that logship translates): `check-config` prints it, `logship run` logs it (WARN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    pub loc: Loc,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: warning: {}", self.loc, self.message)
+    }
+}
+
+/// Everything found while reading a config: errors, warnings, and what has no effect.
 #[derive(Debug, Default)]
 pub struct Diagnostics {
     pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigWarning>,
     pub no_effect: Vec<NoEffect>,
 }
 
 impl Diagnostics {
     pub fn error(&mut self, loc: &Loc, message: impl Into<String>) {
         self.errors.push(ConfigError::at(loc, message));
+    }
+
+    pub fn warning(&mut self, loc: &Loc, message: impl Into<String>) {
+        self.warnings.push(ConfigWarning {
+            loc: loc.clone(),
+            message: message.into(),
+        });
     }
 
     fn no_effect(&mut self, loc: &Loc, name: &str, section: &str, reason: &str) {
@@ -186,18 +215,64 @@ impl<'a, 'd> Section<'a, 'd> {
     }
 
     /// The value given, else the declared default; `None` when neither (or when the value
-    /// was invalid: the error is recorded). A parameter declared other than implemented here
-    /// (e.g. a shared section's parameter one plugin overrides as *no effect*) reads as not
-    /// given: the declaration decides, and [`Section::finish`] reports it.
+    /// was invalid: the error is recorded), and for `use_nil`. A parameter declared other than
+    /// implemented here (e.g. a shared section's parameter one plugin overrides as *no effect*)
+    /// reads as not given: the declaration decides, and [`Section::finish`] reports it.
     pub fn opt<T: FromValue>(&mut self, name: &'static str) -> Option<T> {
         let spec = self.spec(name);
+        debug_assert!(
+            !spec.secret,
+            "BUG: '{name}' is declared secret; read it with secret()"
+        );
+        self.value(spec)
+    }
+
+    /// A parameter declared secret, as a [`Secret`]: the value given, else its default. A
+    /// missing required one is an error (and reads as `None`).
+    pub fn secret(&mut self, name: &'static str) -> Option<Secret> {
+        let spec = self.spec(name);
+        debug_assert!(
+            spec.secret,
+            "BUG: '{name}' is not declared secret; read it with opt()"
+        );
+        if self.missing_required(spec) {
+            return None;
+        }
+        self.value::<String>(spec).map(Secret::new)
+    }
+
+    fn value<T: FromValue>(&mut self, spec: &'static ParamSpec) -> Option<T> {
+        let name = spec.name;
         if spec.status != Status::Implemented {
             return self.parse_default(spec);
         }
         self.read.push(spec.name);
-        let Some(p) = self.el.param(name) else {
+        let Some(p) = self.el.entry(name) else {
             return self.parse_default(spec);
         };
+        match p.kind {
+            ValueKind::Given => {}
+            ValueKind::UseDefault => {
+                if spec.default == DefaultValue::Required {
+                    let msg = format!(
+                        "parameter '{name}' in {} has no default: use_default cannot stand for it",
+                        self.what
+                    );
+                    self.diag.error(&p.loc, msg);
+                }
+                return self.parse_default(spec);
+            }
+            ValueKind::UseNil => {
+                if spec.default == DefaultValue::Required {
+                    let msg = format!(
+                        "parameter '{name}' in {} is required: use_nil cannot unset it",
+                        self.what
+                    );
+                    self.diag.error(&p.loc, msg);
+                }
+                return None;
+            }
+        }
         match parse_value(spec.ty, &p.value).and_then(T::from_value) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -208,8 +283,8 @@ impl<'a, 'd> Section<'a, 'd> {
         }
     }
 
-    /// The value given, else the declared default. A missing required parameter is an error
-    /// (and reads as `T::default()`).
+    /// The value given, else the declared default. A missing required parameter is an error,
+    /// and so is `use_nil`: this parameter always has a value (both read as `T::default()`).
     pub fn get<T: FromValue + Default>(&mut self, name: &'static str) -> T {
         let spec = self.spec(name);
         debug_assert!(
@@ -219,13 +294,36 @@ impl<'a, 'd> Section<'a, 'd> {
             ),
             "BUG: '{name}' has no declared default; read it with opt()"
         );
-        if spec.default == DefaultValue::Required && self.el.param(name).is_none() {
-            self.read.push(spec.name);
-            let msg = format!("missing required parameter '{name}' in {}", self.what);
-            self.diag.error(&self.el.loc, msg);
+        if self.missing_required(spec) {
             return T::default();
         }
+        if let (Some(p), DefaultValue::Value(d)) = (self.el.entry(name), spec.default) {
+            if p.kind == ValueKind::UseNil && spec.status == Status::Implemented {
+                self.read.push(spec.name);
+                let msg = format!(
+                    "parameter '{name}' in {} always has a value: use_nil cannot unset it (use_default gives its default, {d:?})",
+                    self.what
+                );
+                self.diag.error(&p.loc, msg);
+                return T::default();
+            }
+        }
         self.opt(name).unwrap_or_default()
+    }
+
+    /// Whether `spec` is required and not given (recorded as an error).
+    fn missing_required(&mut self, spec: &'static ParamSpec) -> bool {
+        // A `use_default` / `use_nil` line is given: reading it reports what it asks for.
+        if spec.default != DefaultValue::Required || self.el.entry(spec.name).is_some() {
+            return false;
+        }
+        self.read.push(spec.name);
+        let msg = format!(
+            "missing required parameter '{}' in {}",
+            spec.name, self.what
+        );
+        self.diag.error(&self.el.loc, msg);
+        true
     }
 
     fn section_spec(&self, name: &str) -> &'static SectionSpec {
@@ -328,6 +426,10 @@ impl<'a, 'd> Section<'a, 'd> {
                 );
                 continue;
             };
+            // use_default / use_nil give nothing: nothing to check or to report.
+            if p.kind != ValueKind::Given {
+                continue;
+            }
             if !self.read.contains(&spec.name) {
                 if let Err(e) = parse_value(spec.ty, &p.value) {
                     self.diag.error(

@@ -6,10 +6,11 @@
 //!   parameters whose key starts with `@`;
 //! - values: unquoted (the rest of the line; a `#` preceded by whitespace starts a comment, a
 //!   `#` inside a word is literal), `"double quoted"` (escapes `\" \\ \n \t \r \f \b \e \s \0
-//!   \#`, may span lines, `#{ENV['X']}` / `#{ENV["X"]}` / `#{ENV.fetch('X','default')}`
-//!   interpolated — any other embedded Ruby is an error), `'single quoted'` (literal; only
-//!   `\'` and `\\` are escapes), and values starting with `[` or `{` that continue over several
-//!   lines until the brackets balance (as Fluentd allows for array and hash values);
+//!   \#`, may span lines, `#{...}` evaluated by the embedded-Ruby subset of [`super::ruby`] —
+//!   `ENV['X'] || 'default'`, `use_default`, `use_nil`, ... — any other Ruby is an error),
+//!   `'single quoted'` (literal; only `\'` and `\\` are escapes), and values starting with `[`
+//!   or `{` that continue over several lines until the brackets balance (as Fluentd allows for
+//!   array and hash values);
 //! - `# comments` on their own line or after a section tag or value;
 //! - `@include PATH`: relative to the including file's directory; a glob (`conf.d/*.conf`)
 //!   includes every match in sorted order; a plain path must exist. Includes may appear at
@@ -18,6 +19,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use super::ruby::{self, Embedded};
 
 /// Where something was written: file and 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +72,22 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
     pub key: String,
-    /// The value after unquoting and interpolation.
+    /// The value after unquoting and interpolation (empty unless `kind` is `Given`).
     pub value: String,
     pub loc: Loc,
+    pub kind: ValueKind,
+}
+
+/// Whether a line gives a value, or asks (with embedded Ruby's `use_default` / `use_nil`) for
+/// the parameter's default or for no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueKind {
+    #[default]
+    Given,
+    /// `"#{... || use_default}"`: as if the line were not written.
+    UseDefault,
+    /// `"#{... || use_nil}"`: the parameter is unset.
+    UseNil,
 }
 
 /// A section (`<name arg>`), or the root (name `""`).
@@ -85,8 +101,14 @@ pub struct Element {
 }
 
 impl Element {
-    /// The last value given for `key` (Fluentd: a later line overrides an earlier one).
+    /// The last value given for `key` (Fluentd: a later line overrides an earlier one);
+    /// `None` when that line asks for the default or for no value (see [`Element::entry`]).
     pub fn param(&self, key: &str) -> Option<&Param> {
+        self.entry(key).filter(|p| p.kind == ValueKind::Given)
+    }
+
+    /// The last line for `key`, whatever its [`ValueKind`].
+    pub fn entry(&self, key: &str) -> Option<&Param> {
         self.params.iter().rev().find(|p| p.key == key)
     }
 }
@@ -309,11 +331,22 @@ impl Parser<'_, '_> {
                 ));
             }
             self.skip_spaces();
-            let value = self.value()?;
+            let (value, kind) = self.value()?;
             if key == "@include" || key == "include" {
+                if kind != ValueKind::Given {
+                    return Err(ConfigError::at(
+                        &loc,
+                        "@include needs a path, not use_default or use_nil",
+                    ));
+                }
                 self.include(el, &value, &loc)?;
             } else {
-                el.params.push(Param { key, value, loc });
+                el.params.push(Param {
+                    key,
+                    value,
+                    loc,
+                    kind,
+                });
             }
         }
     }
@@ -334,12 +367,13 @@ impl Parser<'_, '_> {
         self.err("section tag is missing its closing '>'")
     }
 
-    fn value(&mut self) -> Result<String, ConfigError> {
+    fn value(&mut self) -> Result<(String, ValueKind), ConfigError> {
+        let given = |v: String| (v, ValueKind::Given);
         match self.peek() {
-            None | Some(b'\n') => Ok(String::new()),
+            None | Some(b'\n') => Ok(given(String::new())),
             Some(b'#') => {
                 self.skip_to_eol();
-                Ok(String::new())
+                Ok(given(String::new()))
             }
             Some(b'"') => {
                 self.pos += 1;
@@ -351,10 +385,10 @@ impl Parser<'_, '_> {
                 self.pos += 1;
                 let v = self.single_quoted()?;
                 self.expect_eol("a quoted value")?;
-                Ok(v)
+                Ok(given(v))
             }
-            Some(b'[' | b'{') => self.bracketed(),
-            Some(_) => Ok(self.unquoted()),
+            Some(b'[' | b'{') => self.bracketed().map(given),
+            Some(_) => Ok(given(self.unquoted())),
         }
     }
 
@@ -403,9 +437,12 @@ impl Parser<'_, '_> {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
-    fn double_quoted(&mut self) -> Result<String, ConfigError> {
+    /// The string up to the closing quote, with escapes and `#{...}` evaluated. A `#{...}` that
+    /// reaches `use_nil` (or `use_default`) makes the whole value that kind (nil first).
+    fn double_quoted(&mut self) -> Result<(String, ValueKind), ConfigError> {
         let start_line = self.line;
         let mut out = Vec::new();
+        let mut kind = ValueKind::Given;
         loop {
             let Some(c) = self.bump() else {
                 return Err(ConfigError::at(
@@ -455,65 +492,23 @@ impl Parser<'_, '_> {
                     if depth != 0 {
                         return Err(ConfigError::at(&loc, "unterminated #{...} in string"));
                     }
-                    let code = self.text[start..self.pos - 1].trim().to_string();
-                    let v = self.eval_embedded(&code, &loc)?;
-                    out.extend_from_slice(v.as_bytes());
+                    let code = &self.text[start..self.pos - 1];
+                    match ruby::eval(code, self.env).map_err(|e| ConfigError::at(&loc, e))? {
+                        Embedded::Text(v) => out.extend_from_slice(v.as_bytes()),
+                        Embedded::UseNil => kind = ValueKind::UseNil,
+                        Embedded::UseDefault if kind == ValueKind::Given => {
+                            kind = ValueKind::UseDefault
+                        }
+                        Embedded::UseDefault => {}
+                    }
                 }
                 other => out.push(other),
             }
         }
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-
-    /// The embedded Ruby forms supported: `ENV['N']`, `ENV["N"]`, `ENV.fetch('N')`,
-    /// `ENV.fetch('N', 'default')` (either quote style).
-    fn eval_embedded(&self, code: &str, loc: &Loc) -> Result<String, ConfigError> {
-        let unsupported = || {
-            ConfigError::at(
-                loc,
-                format!(
-                    "unsupported embedded Ruby code #{{{code}}}: only ENV['NAME'] and ENV.fetch('NAME', 'default') are supported"
-                ),
-            )
-        };
-        let lit = |s: &str| -> Option<String> {
-            let s = s.trim();
-            let q = s.chars().next()?;
-            if (q == '\'' || q == '"') && s.len() >= 2 && s.ends_with(q) {
-                Some(s[1..s.len() - 1].to_string())
-            } else {
-                None
-            }
-        };
-        if let Some(rest) = code.strip_prefix("ENV[") {
-            let inner = rest.strip_suffix(']').ok_or_else(unsupported)?;
-            let name = lit(inner).ok_or_else(unsupported)?;
-            return (self.env)(&name).ok_or_else(|| {
-                ConfigError::at(
-                    loc,
-                    format!("environment variable {name} is not set (used as ENV['{name}'])"),
-                )
-            });
+        if kind != ValueKind::Given {
+            return Ok((String::new(), kind));
         }
-        if let Some(rest) = code.strip_prefix("ENV.fetch(") {
-            let inner = rest.strip_suffix(')').ok_or_else(unsupported)?;
-            let (name, default) = match split_args(inner) {
-                Some((a, b)) => (
-                    lit(a).ok_or_else(unsupported)?,
-                    Some(lit(b).ok_or_else(unsupported)?),
-                ),
-                None => (lit(inner).ok_or_else(unsupported)?, None),
-            };
-            return match ((self.env)(&name), default) {
-                (Some(v), _) => Ok(v),
-                (None, Some(d)) => Ok(d),
-                (None, None) => Err(ConfigError::at(
-                    loc,
-                    format!("environment variable {name} is not set (used as ENV.fetch('{name}') without a default)"),
-                )),
-            };
-        }
-        Err(unsupported())
+        Ok((String::from_utf8_lossy(&out).into_owned(), kind))
     }
 
     fn bracketed(&mut self) -> Result<String, ConfigError> {
@@ -647,20 +642,6 @@ impl Parser<'_, '_> {
     }
 }
 
-/// Splits `a, b` at the top-level comma (outside quotes).
-fn split_args(s: &str) -> Option<(&str, &str)> {
-    let mut q: Option<char> = None;
-    for (i, c) in s.char_indices() {
-        match (q, c) {
-            (Some(x), c) if c == x => q = None,
-            (None, '\'' | '"') => q = Some(c),
-            (None, ',') => return Some((&s[..i], &s[i + 1..])),
-            _ => {}
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,20 +696,43 @@ mod tests {
             "t.conf:1: section <a> is never closed (missing </a>)"
         );
         assert_eq!(
-            parse("x \"#{ENV['NOPE']}\"\n").unwrap_err().to_string(),
-            "t.conf:1: environment variable NOPE is not set (used as ENV['NOPE'])"
-        );
-        assert_eq!(
-            parse("x \"#{ENV.fetch('NOPE', 'd')}\"\n")
-                .unwrap()
-                .param("x")
-                .unwrap()
-                .value,
-            "d"
+            parse("\n x \"#{ENV.fetch('NOPE')}\"\n")
+                .unwrap_err()
+                .to_string(),
+            "t.conf:2: environment variable NOPE is not set (used as ENV.fetch('NOPE') without a default)"
         );
         assert!(parse("x \"#{`ls`}\"\n")
             .unwrap_err()
-            .message
-            .contains("unsupported embedded Ruby"));
+            .to_string()
+            .starts_with(
+            "t.conf:1: unsupported embedded Ruby code #{`ls`}: logship evaluates only ENV['X'], "
+        ));
+        assert!(parse("@include \"#{use_default}\"\n").is_err());
+    }
+
+    #[test]
+    fn embedded_ruby_in_values() {
+        let e = parse(
+            "a \"#{ENV['NOPE']}\"\nb \"#{ENV.fetch('NOPE', 'd')}\"\nc \"pre-#{ENV['HOME_X'] || 'd'}-post\"\n\
+             d \"#{ENV['NOPE'] || use_default}\"\ne \"x#{ENV['NOPE'] || use_nil}y\"\n\
+             f \"#{use_default}#{use_nil}\"\ng \"#{ENV['HOME_X'] || use_nil}\"\n",
+        )
+        .unwrap();
+        let v = |k: &str| {
+            let p = e.entry(k).unwrap();
+            (p.value.as_str(), p.kind)
+        };
+        // Ruby's nil interpolates as "" (as in Fluentd).
+        assert_eq!(v("a"), ("", ValueKind::Given));
+        assert_eq!(v("b"), ("d", ValueKind::Given));
+        assert_eq!(v("c"), ("pre-/x-post", ValueKind::Given));
+        assert_eq!(v("d"), ("", ValueKind::UseDefault));
+        // use_nil / use_default apply to the whole value; nil wins.
+        assert_eq!(v("e"), ("", ValueKind::UseNil));
+        assert_eq!(v("f"), ("", ValueKind::UseNil));
+        assert_eq!(v("g"), ("/x", ValueKind::Given));
+        // param() sees only given values; entry() sees every line.
+        assert!(e.param("d").is_none() && e.param("e").is_none());
+        assert_eq!(e.param("g").unwrap().value, "/x");
     }
 }

@@ -9,6 +9,8 @@ pub struct SystemConfig {
     /// The default level of logship's own logs (`LOG_LEVEL` / `RUST_LOG` win).
     pub log_level: Option<String>,
     pub workers: u32,
+    /// The process memory budget in bytes ([`crate::memory_budget`]).
+    pub memory_budget: u64,
 }
 
 impl Default for SystemConfig {
@@ -16,6 +18,7 @@ impl Default for SystemConfig {
         Self {
             log_level: None,
             workers: 1,
+            memory_budget: crate::memory_budget::DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -26,6 +29,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::string("log_level")
         .doc("default level of logship's own logs: `trace`, `debug`, `info`, `warn`, `error` (`LOG_LEVEL` and `RUST_LOG` win)"),
     ParamSpec::integer("workers").default("1").doc("must be 1: logship runs one worker"),
+    ParamSpec::size("memory_budget").default("256m").doc("logship's own: the memory the whole process may hold for events — receive buffers, decompressed payloads, memory buffers; what does not fit waits (TCP backpressure)"),
     ParamSpec::string("process_name").no_effect("the process is always named logship"),
     ParamSpec::bool("suppress_repeated_stacktrace").no_effect("logship logs no stack traces"),
     ParamSpec::time("ignore_repeated_log_interval")
@@ -63,7 +67,15 @@ pub fn parse(s: &mut Section<'_, '_>) -> SystemConfig {
     let cfg = SystemConfig {
         log_level: s.opt("log_level"),
         workers: s.get("workers"),
+        memory_budget: s.get("memory_budget"),
     };
+    if cfg.memory_budget == 0 {
+        let loc = s
+            .given("memory_budget")
+            .map(|p| p.loc.clone())
+            .unwrap_or_else(|| s.element().loc.clone());
+        s.error(&loc, "memory_budget must be larger than 0");
+    }
     if cfg.workers != 1 {
         let loc = s.element().loc.clone();
         s.error(

@@ -45,26 +45,23 @@ fn unknown_things() {
 #[test]
 fn no_effect_parameters_are_listed_once_per_name_with_every_place() {
     let c = check(
-        "<source>\n @type forward\n linger_timeout 2s\n @log_level debug\n</source>\n\
+        "<source>\n @type forward\n <transport tcp>\n  cert_path /x\n </transport>\n @log_level debug\n</source>\n\
          <match **>\n @type stdout\n @log_level info\n <buffer>\n  flush_interval 1s\n </buffer>\n</match>\n",
     )
     .unwrap();
     let names: Vec<&str> = c.no_effect.iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(
-        names,
-        ["linger_timeout", "@log_level", "@log_level", "<buffer>"]
-    );
+    assert_eq!(names, ["cert_path", "@log_level", "@log_level", "<buffer>"]);
     let report = c.no_effect_report();
     assert_eq!(report.len(), 3, "{report:#?}");
     assert!(
         report[0]
-            .starts_with("linger_timeout: not implemented (t.conf:3 in <source> (@type forward))"),
+            .starts_with("cert_path: only `<transport tls>` uses it (t.conf:4 in <transport tcp>)"),
         "{}",
         report[0]
     );
     assert!(
         report[1].contains(
-            "t.conf:4 in <source> (@type forward); t.conf:8 in <match **> (@type stdout)"
+            "t.conf:6 in <source> (@type forward); t.conf:10 in <match **> (@type stdout)"
         ),
         "{}",
         report[1]
@@ -150,13 +147,26 @@ fn skeleton(directive: &str, type_name: &str) -> &'static str {
     }
 }
 
+/// The sample value of every parameter declared secret: no output may show it.
+const SECRET_SAMPLE: &str = "s3cret-sample-value";
+
 /// A value of the declared type that no cross-check refuses.
 fn sample(p: &ParamSpec) -> String {
     if p.name == "@label" || p.name == "timeout_label" {
         return "@L".into();
     }
-    if p.name == "timekey_zone" {
+    if p.secret {
+        return SECRET_SAMPLE.into();
+    }
+    if p.name == "timekey_zone" || p.name == "timezone" {
         return "+0900".into();
+    }
+    // <security><client>: resolvable, valid
+    if p.name == "host" {
+        return "127.0.0.1".into();
+    }
+    if p.name == "network" {
+        return "10.0.0.0/8".into();
     }
     if let DefaultValue::Value(v) = p.default {
         return if v.is_empty() {
@@ -184,6 +194,16 @@ fn companion(section: &str, param: &str) -> &'static str {
         (_, "template_name") => "template_file /x.json\n",
         (_, "template_file") => "template_name x\n",
         ("buffer", "path") => "@type file\n",
+        // a <client> names a host or a network
+        ("client", "shared_key" | "users") => "network 10.0.0.0/8\n",
+        ("parse", "utc" | "localtime" | "timezone") => "time_format %d/%b/%Y:%H:%M:%S\n",
+        ("elasticsearch", "user") => "password p\n",
+        ("elasticsearch", "password" | "password_file") => "user u\n",
+        ("elasticsearch", "ca_file" | "ssl_verify" | "client_key_pass") => "scheme https\n",
+        ("elasticsearch", "client_cert") => "scheme https\nclient_key /k.pem\n",
+        ("elasticsearch", "client_key") => "scheme https\nclient_cert /c.pem\n",
+        ("elasticsearch", "ssl_min_version") => "scheme https\nssl_max_version TLSv1_3\n",
+        ("elasticsearch", "ssl_max_version") => "scheme https\nssl_min_version TLSv1_2\n",
         _ => "",
     }
 }
@@ -201,6 +221,7 @@ struct Case {
     text: String,
     name: String,
     status: Status,
+    secret: bool,
 }
 
 /// One case per declared parameter and section of `spec` (inside `open` … `close`).
@@ -217,6 +238,7 @@ fn section_cases(open: &str, close: &str, spec: &SectionSpec, out: &mut Vec<Case
             text: format!("{s_open}{s_close}"),
             name: format!("<{}>", spec.name),
             status: spec.status,
+            secret: false,
         });
         return;
     }
@@ -254,6 +276,7 @@ fn param_cases(
             ),
             name: p.name.to_string(),
             status: p.status,
+            secret: p.secret,
         });
     }
 }
@@ -339,12 +362,20 @@ fn every_declared_parameter_is_accepted_and_reported_as_declared() {
                 c.name, c.status, c.text
             ));
         }
+        // Required secrets are in the text of every case of their section.
+        if let (Ok(cfg), true) = (&r, c.text.contains(SECRET_SAMPLE)) {
+            let shown = format!("{cfg:?}\n{}\n{:?}", cfg.describe(), cfg.no_effect_report());
+            if shown.contains(SECRET_SAMPLE) {
+                failures.push(format!("{} is declared secret but shown:\n{shown}", c.name));
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(cases.iter().filter(|c| c.secret).count() >= 7);
 }
 
-#[test]
-fn declared_defaults_parse_as_their_type() {
+/// Every declared parameter, of every plugin, section and `<system>`.
+fn every_param() -> Vec<ParamSpec> {
     fn all(tables: &[&[ParamSpec]], sections: &[&SectionSpec], out: &mut Vec<ParamSpec>) {
         out.extend(tables.iter().flat_map(|t| t.iter()).copied());
         for s in sections {
@@ -374,7 +405,29 @@ fn declared_defaults_parse_as_their_type() {
         );
     }
     all(&[], &[&system::SECTION], &mut params);
-    for p in params {
+    params
+}
+
+/// A password, key or passphrase declared as a plain string would be shown by `Debug` and
+/// could reach a log line: every parameter named like one is declared secret.
+#[test]
+fn passwords_keys_and_passphrases_are_declared_secret() {
+    let secret_like = |n: &str| {
+        ["password", "passphrase", "_pass", "shared_key", "api_key"]
+            .iter()
+            .any(|s| n.ends_with(s))
+    };
+    let plain: Vec<&str> = every_param()
+        .iter()
+        .filter(|p| secret_like(p.name) && !p.secret)
+        .map(|p| p.name)
+        .collect();
+    assert!(plain.is_empty(), "declared as plain strings: {plain:?}");
+}
+
+#[test]
+fn declared_defaults_parse_as_their_type() {
+    for p in every_param() {
         if let DefaultValue::Value(v) = p.default {
             assert!(
                 values::parse_value(p.ty, v).is_ok(),
@@ -417,5 +470,136 @@ fn docs_parameter_tables_match_the_declarations() {
     panic!(
         "docs/logship.md's parameter tables differ from the declarations (first difference: {first_diff:?}); \
          run LOGSHIP_UPDATE_DOCS=1 cargo test -p logship --lib config::tests::docs"
+    );
+}
+
+/// The first `<match>`'s typed config.
+fn first_match<T: 'static + Clone>(c: &Config) -> T {
+    let Directive::Match(m) = &c.root.directives[0] else {
+        panic!("not a match")
+    };
+    m.config::<T>().expect("another type").clone()
+}
+
+fn errors(t: &str) -> Vec<String> {
+    check(t)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn use_default_takes_the_declared_default_and_use_nil_unsets() {
+    use crate::forward::source::ForwardSourceConfig;
+    use crate::output::elasticsearch::ElasticsearchConfig;
+    let c = check(
+        "<system>\n process_name \"#{use_nil}\"\n</system>\n\
+         <source>\n @type forward\n port \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n linger_timeout \"#{use_default}\"\n chunk_size_warn_limit \"#{use_nil}\"\n</source>\n\
+         <match **>\n @type elasticsearch\n host \"#{ENV['LOGSHIP_T_UNSET'] || 'es'}\"\n user \"#{ENV['LOGSHIP_T_UNSET'] || use_default}\"\n\
+         template_file \"#{ENV['LOGSHIP_T_UNSET'] || use_nil}\"\n template_overwrite \"#{use_default}\"\n\
+         <buffer>\n  chunk_limit_size \"#{use_default}\"\n  total_limit_size \"#{use_nil}\"\n </buffer>\n</match>\n",
+    )
+    .unwrap();
+    let f = c.sources[0].config::<ForwardSourceConfig>().unwrap();
+    assert_eq!(f.port, 24224);
+    // No declared default: use_default and use_nil both leave it unset.
+    assert_eq!((f.linger_timeout, f.chunk_size_warn_limit), (None, None));
+    let es: ElasticsearchConfig = first_match(&c);
+    assert_eq!(es.hosts, ["es:9200"]);
+    assert_eq!((es.user, es.template_file), (None, None));
+    assert!(!es.template_overwrite);
+    let b = es.buffer.unwrap();
+    // Declared default 8m: use_default gives it, use_nil leaves the parameter unset.
+    assert_eq!(b.chunk_limit_size, Some(8 << 20));
+    assert_eq!(b.total_limit_size, None);
+    // Lines that give nothing are not "no effect" lines.
+    assert!(c.no_effect.is_empty(), "{:?}", c.no_effect);
+}
+
+#[test]
+fn use_default_and_use_nil_errors_name_the_line() {
+    let e = errors(
+        "<source>\n @type forward\n bind \"#{ENV['LOGSHIP_T_UNSET'] || use_nil}\"\n made_up \"#{use_default}\"\n</source>\n\
+         <match **>\n @type forward\n <server>\n  host \"#{use_default}\"\n </server>\n <server>\n  host \"#{use_nil}\"\n </server>\n</match>\n\
+         <filter **>\n @type record_transformer\n <record>\n  f \"#{use_nil}\"\n </record>\n</filter>\n",
+    );
+    let expected = [
+        "t.conf:3: parameter 'bind' in <source> (@type forward) always has a value: use_nil cannot unset it (use_default gives its default, \"0.0.0.0\")",
+        "t.conf:4: unknown parameter 'made_up' in <source> (@type forward); supported: ",
+        "t.conf:9: parameter 'host' in <server> has no default: use_default cannot stand for it",
+        "t.conf:12: parameter 'host' in <server> is required: use_nil cannot unset it",
+        "t.conf:18: field 'f' in <record> needs a value, not use_default or use_nil",
+    ];
+    assert_eq!(e.len(), expected.len(), "{e:#?}");
+    for x in expected {
+        assert!(e.iter().any(|m| m.starts_with(x)), "no {x:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn v012_buffer_parameters_are_read_in_their_v1_form_with_one_warning_each() {
+    use crate::output::copy::CopyConfig;
+    use crate::output::elasticsearch::ElasticsearchConfig;
+    // The Fluentd docs' EFK guide shape.
+    let c = check(
+        "<match *.**>\n @type copy\n <store>\n  @type elasticsearch\n  type_name access_log\n  flush_interval 1s\n  retry_limit 5\n  disable_retry_limit false\n\
+         buffer_queue_full_action exception\n </store>\n <store>\n  @type stdout\n  flush_interval 1s\n </store>\n</match>\n",
+    )
+    .unwrap();
+    let copy: CopyConfig = first_match(&c);
+    let es = copy.stores[0]
+        .plugin
+        .as_any()
+        .downcast_ref::<ElasticsearchConfig>()
+        .unwrap();
+    let b = es.buffer.as_ref().unwrap();
+    assert_eq!(b.flush_interval, std::time::Duration::from_secs(1));
+    assert!(!b.retry_forever);
+    assert_eq!(b.overflow_action, "throw_exception");
+    let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 5, "{w:#?}");
+    assert!(w[0].starts_with("t.conf:6: warning: 'flush_interval' in <store> (@type elasticsearch) is Fluentd v0.12's form: read as 'flush_interval 1s' in <buffer>"), "{}", w[0]);
+    assert!(
+        w[4].starts_with("t.conf:13: warning: 'flush_interval' in <store> (@type stdout)"),
+        "{}",
+        w[4]
+    );
+    // retry_max_times has no effect in the elasticsearch output; the stdout output has no
+    // buffer; type_name is Elasticsearch 6's: each is named, with where it was written.
+    let report = c.no_effect_report().join("\n");
+    for x in [
+        "type_name: logship never sends a document `_type`",
+        "retry_max_times: ",
+        "t.conf:7 in <buffer>",
+        "<buffer>: each batch is written",
+        "t.conf:13 in <store> (@type stdout)",
+    ] {
+        assert!(report.contains(x), "no {x:?} in\n{report}");
+    }
+}
+
+#[test]
+fn v012_buffer_parameters_clash_or_stay_unknown() {
+    let e = errors("<match **>\n @type forward\n <server>\n  host h\n </server>\n num_threads 2\n <buffer>\n  flush_thread_count 4\n </buffer>\n</match>\n");
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("t.conf:6: 'num_threads' in <match **> (@type forward) is Fluentd v0.12's form of <buffer> 'flush_thread_count', which is also given at t.conf:8"), "{}", e[0]);
+    // An output without a <buffer> section has no buffer parameters, in any form.
+    let e = errors("<match **>\n @type relabel\n @label @x\n flush_interval 1s\n</match>\n<label @x>\n</label>\n");
+    assert!(
+        e[0].starts_with(
+            "t.conf:4: unknown parameter 'flush_interval' in <match **> (@type relabel)"
+        ),
+        "{}",
+        e[0]
+    );
+    // A value is type-checked at its own line, under its v1 name.
+    let e = errors("<match **>\n @type elasticsearch\n buffer_chunk_limit lots\n</match>\n");
+    assert!(
+        e[0].starts_with(
+            "t.conf:3: parameter 'chunk_limit_size' in <buffer> (@type memory): invalid size"
+        ),
+        "{}",
+        e[0]
     );
 }

@@ -9,6 +9,7 @@
 pub mod concat;
 pub mod parser;
 pub mod record_transformer;
+pub mod time_parse;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -28,6 +29,13 @@ pub trait FilterPlugin: std::fmt::Debug + Send + Sync + 'static {
     }
     fn build(&self) -> Arc<dyn Filter>;
 
+    /// [`FilterPlugin::build`] for a config that has (`true`) or lacks a `<label @ERROR>`, for
+    /// filters that send error events there (the parser's unparsable records).
+    fn build_with_error_label(&self, error_label: bool) -> Arc<dyn Filter> {
+        let _ = error_label;
+        self.build()
+    }
+
     /// For tests and tools that need the typed config.
     fn as_any(&self) -> &dyn Any;
 }
@@ -36,6 +44,24 @@ pub trait FilterPlugin: std::fmt::Debug + Send + Sync + 'static {
 pub trait Filter: Send + Sync + 'static {
     /// Transforms the events of one batch of `tag` (may drop, change or hold back events).
     fn filter(&self, tag: &str, events: Vec<Event>) -> Vec<Event>;
+
+    /// [`Filter::filter`], putting the events the filter gives up on into `errors`: the router
+    /// sends those to the `@ERROR` label (Fluentd's `emit_error_event`).
+    fn filter_with_errors(
+        &self,
+        tag: &str,
+        events: Vec<Event>,
+        errors: &mut Vec<Event>,
+    ) -> Vec<Event> {
+        let _ = errors;
+        self.filter(tag, events)
+    }
+
+    /// Events this filter could not process since start (parser: unparsable records),
+    /// whatever became of them; for the `logship_filter_invalid_records` metric.
+    fn invalid_records(&self) -> u64 {
+        0
+    }
 
     /// Whether [`Filter::flush`] must be called periodically.
     fn has_timers(&self) -> bool {

@@ -2,10 +2,13 @@
 //!
 //! `<record>` values are templates with the placeholders `${tag}`, `${tag_parts[N]}`
 //! (negative N counts from the end), `${tag_prefix[N]}`, `${tag_suffix[N]}`, `${hostname}`,
-//! and `${KEY}` / `${record["KEY"]}` for a top-level field of the record. A value that is
-//! exactly one field placeholder copies the field with its type; otherwise the result is a
-//! string (a non-string field is inserted as its JSON text). An unknown placeholder is left as
-//! written. Set fields replace existing ones in place, new ones are appended; then
+//! and `${KEY}` / `${record["KEY"]}` for a top-level field of the record. With
+//! `auto_typecast true`, a value that is exactly one field placeholder copies the field with its
+//! type; otherwise (Fluentd's default `auto_typecast false`) the result is a string: a
+//! non-string field is inserted as its JSON text (Fluentd writes Ruby's `to_s`, which is the
+//! same for numbers, booleans and strings; `nil` is `""` there and `null` here; a map or array
+//! is JSON here and Ruby's inspect form there). An unknown placeholder is left as written.
+//! Records that are not maps pass unchanged, with a rate-limited WARN ([`LogLimiter`]). Set fields replace existing ones in place, new ones are appended; then
 //! `remove_keys` are removed. `renew_record true` starts from an empty record plus `keep_keys`.
 
 use std::any::Any;
@@ -14,10 +17,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Filter, FilterPlugin};
-use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
+use crate::config::params::{ParamSpec, SectionSpec};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
+use crate::config::syntax::ValueKind;
 use crate::event::Event;
+use crate::log_limit::LogLimiter;
 use crate::pipeline::record::{self, Entry};
 
 /// `@type record_transformer`, checked.
@@ -28,6 +33,8 @@ pub struct RecordTransformerConfig {
     pub remove_keys: Vec<String>,
     pub keep_keys: Vec<String>,
     pub renew_record: bool,
+    /// A value that is exactly one field placeholder keeps the field's type (else a string).
+    pub auto_typecast: bool,
 }
 
 static PARAMS: &[ParamSpec] = &[
@@ -41,7 +48,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::array("keep_keys").doc("with `renew_record`: fields kept"),
     ParamSpec::bool("auto_typecast")
         .default("false")
-        .no_effect(NOT_IMPLEMENTED),
+        .doc("a value that is exactly one `${field}` keeps the field's type (else a string)"),
 ];
 
 static RECORD: SectionSpec = SectionSpec::new("record", &[])
@@ -69,12 +76,22 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn FilterPlugin> {
     }
     let mut record = Vec::new();
     s.children("record", |r| {
-        let el = r.element();
-        record.extend(el.params.iter().map(|p| (p.key.clone(), p.value.clone())));
+        for p in &r.element().params {
+            if p.kind == ValueKind::Given {
+                record.push((p.key.clone(), p.value.clone()));
+            } else {
+                let msg = format!(
+                    "field '{}' in <record> needs a value, not use_default or use_nil",
+                    p.key
+                );
+                r.error(&p.loc, msg);
+            }
+        }
     });
     Arc::new(RecordTransformerConfig {
         record,
         renew_record: s.get("renew_record"),
+        auto_typecast: s.get("auto_typecast"),
         remove_keys: s.opt("remove_keys").unwrap_or_default(),
         keep_keys: s.opt("keep_keys").unwrap_or_default(),
     })
@@ -122,6 +139,9 @@ pub struct RecordTransformer {
     renew_record: bool,
     hostname: String,
     needs_record: bool,
+    auto_typecast: bool,
+    /// Rate limit of the WARN about records that are not maps.
+    warn: LogLimiter,
 }
 
 fn compile(t: &str) -> Vec<Part> {
@@ -218,6 +238,8 @@ impl RecordTransformer {
             renew_record: cfg.renew_record,
             hostname,
             needs_record,
+            auto_typecast: cfg.auto_typecast,
+            warn: LogLimiter::new(5, std::time::Duration::from_secs(10)),
         }
     }
 
@@ -225,7 +247,7 @@ impl RecordTransformer {
     fn value(&self, f: &Field, tag: &str, tag_parts: &[&str], entries: &[Entry<'_>]) -> Vec<u8> {
         let field = |k: &str| entries.iter().find(|e| e.key == Some(k.as_bytes()));
         if let [Part::Field(k)] = f.parts.as_slice() {
-            if let Some(e) = field(k) {
+            if let Some(e) = field(k).filter(|_| self.auto_typecast) {
                 return e.raw_value.to_vec();
             }
         }
@@ -327,7 +349,8 @@ impl Filter for RecordTransformer {
             .map(|ev| match self.transform(tag, &tag_parts, &ev) {
                 Some(e) => e,
                 None => {
-                    tracing::warn!(
+                    crate::warn_limited!(
+                        self.warn,
                         tag,
                         "record_transformer: record is not a msgpack map, left unchanged"
                     );

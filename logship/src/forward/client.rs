@@ -33,6 +33,7 @@ use super::codec::{
 };
 use super::handshake::{parse_helo, ClientHandshake, HandshakeError, UserCredential};
 use crate::event::{EventBatch, EventTime};
+use crate::secret::Secret;
 
 /// How to reach and talk to a Forward server.
 #[derive(Debug, Clone)]
@@ -216,7 +217,7 @@ impl ForwardClient {
                 let user = match (&c.cfg.username, &c.cfg.password) {
                     (Some(u), Some(p)) => Some(UserCredential {
                         username: u.clone(),
-                        password: p.clone(),
+                        password: Secret::new(p.clone()),
                     }),
                     _ => None,
                 };

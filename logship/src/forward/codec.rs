@@ -25,12 +25,12 @@
 //!
 //! [`ForwardDecoder`] glues both into a [`tokio_util::codec::Decoder`].
 
-use std::io::Read;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
+use super::inflate;
 use crate::event::{Event, EventTime};
 
 /// Default limit for one frame (fluentd's `chunk_size_limit` default is unlimited; ours is 32 MiB).
@@ -39,6 +39,9 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 32 * 1024 * 1024;
 pub const DEFAULT_MAX_DEPTH: usize = 100;
 /// Default limit for the size of a decompressed `CompressedPackedForward` payload.
 pub const DEFAULT_MAX_DECOMPRESSED_SIZE: usize = 256 * 1024 * 1024;
+/// Default limit for decompressed bytes per compressed byte of a `CompressedPackedForward`
+/// payload (see [`super::inflate`]).
+pub const DEFAULT_MAX_DECOMPRESSION_RATIO: u32 = 100;
 
 /// Why a frame could not be decoded.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -103,6 +106,9 @@ pub struct DecodeOptions {
     pub max_depth: usize,
     /// Largest accepted decompressed payload of one `CompressedPackedForward` frame.
     pub max_decompressed_size: usize,
+    /// Largest accepted ratio of decompressed to compressed bytes (payloads that inflate to
+    /// less than [`super::inflate::RATIO_FLOOR`] are always accepted).
+    pub max_decompression_ratio: u32,
     /// Skip events whose record is not a map or whose time is invalid instead of failing the frame.
     pub skip_invalid_event: bool,
 }
@@ -113,6 +119,7 @@ impl Default for DecodeOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_depth: DEFAULT_MAX_DEPTH,
             max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE,
+            max_decompression_ratio: DEFAULT_MAX_DECOMPRESSION_RATIO,
             skip_invalid_event: false,
         }
     }
@@ -288,6 +295,13 @@ impl FrameScanner {
     /// True when a partial object has been seen (bytes are pending).
     pub fn in_progress(&self) -> bool {
         self.started
+    }
+
+    /// The least total size of the object in progress that its headers prove (a str, bin or
+    /// ext header declares its payload), or `None` when no object is in progress. Callers use
+    /// it to size the buffer before reading on.
+    pub fn known_len(&self) -> Option<usize> {
+        self.started.then_some(self.pos as usize)
     }
 
     /// Scans `buf` (which must start with the object and keep every byte seen before).
@@ -521,6 +535,30 @@ pub enum Frame {
     Ping(PingFrame),
     /// A top-level `nil` (heartbeat/keep-alive); carries nothing.
     Heartbeat,
+}
+
+/// A frame as [`FrameParser::parse_deferred`] leaves it: decoded, or a
+/// `CompressedPackedForward` frame whose payload is still compressed (the caller inflates it
+/// window by window with [`super::inflate::Inflater`], under its memory budget).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// Everything but a gzip payload: decoded.
+    Frame(Frame),
+    /// A `CompressedPackedForward` frame, payload not yet inflated.
+    Compressed(CompressedFrame),
+}
+
+/// A `CompressedPackedForward` frame before decompression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompressedFrame {
+    /// The tag as sent.
+    pub tag: Arc<str>,
+    /// The gzip payload (one or more members).
+    pub payload: Bytes,
+    /// The `chunk` option: reply `{"ack": chunk}` once every event of the frame is held.
+    pub chunk: Option<Bytes>,
+    /// The `size` option, if present (a hint only).
+    pub size_hint: Option<u64>,
 }
 
 /// A cursor over a complete frame.
@@ -818,12 +856,41 @@ impl FrameParser {
         &self.opts
     }
 
-    /// Classifies and decodes one complete frame (as delimited by [`FrameScanner`]).
+    /// Classifies and decodes one complete frame (as delimited by [`FrameScanner`]), a
+    /// `CompressedPackedForward` payload included (inflated whole, within
+    /// `max_decompressed_size` and `max_decompression_ratio`).
     pub fn parse(&mut self, frame: Bytes) -> Result<Frame, FrameError> {
+        match self.parse_deferred(frame)? {
+            Parsed::Frame(f) => Ok(f),
+            Parsed::Compressed(cf) => {
+                let mut inflater = super::inflate::Inflater::new(cf.payload, &self.opts);
+                let mut events = Vec::new();
+                let mut skipped = 0;
+                while let Some(w) =
+                    inflater.next_window(self, inflater.window_size(inflate::WHOLE_WINDOW))?
+                {
+                    events.extend(w.events);
+                    skipped += w.skipped;
+                }
+                Ok(Frame::Events(EventsFrame {
+                    mode: Mode::CompressedPackedForward,
+                    tag: cf.tag,
+                    events,
+                    chunk: cf.chunk,
+                    size_hint: cf.size_hint,
+                    skipped,
+                }))
+            }
+        }
+    }
+
+    /// Classifies and decodes one complete frame, except that a `CompressedPackedForward`
+    /// payload is left compressed ([`Parsed::Compressed`]).
+    pub fn parse_deferred(&mut self, frame: Bytes) -> Result<Parsed, FrameError> {
         let b: &[u8] = &frame;
         let mut c = Cur { b, p: 0 };
         if c.peek() == Some(0xc0) && b.len() == 1 {
-            return Ok(Frame::Heartbeat);
+            return Ok(Parsed::Frame(Frame::Heartbeat));
         }
         let n = c
             .array_len()?
@@ -854,13 +921,13 @@ impl FrameParser {
             }
             let [client_hostname, shared_key_salt, shared_key_hexdigest, username, password_digest] =
                 fields;
-            return Ok(Frame::Ping(PingFrame {
+            return Ok(Parsed::Frame(Frame::Ping(PingFrame {
                 client_hostname,
                 shared_key_salt,
                 shared_key_hexdigest,
                 username,
                 password_digest,
-            }));
+            })));
         }
         if !tag_is_str {
             return Err(FrameError::BadTag("tag is a bin, not a str"));
@@ -901,14 +968,14 @@ impl FrameParser {
                     Options::default()
                 };
                 self.finish(&c)?;
-                Ok(Frame::Events(EventsFrame {
+                Ok(Parsed::Frame(Frame::Events(EventsFrame {
                     mode: Mode::Forward,
                     tag,
                     events,
                     chunk: o.chunk.map(|r| frame.slice(r)),
                     size_hint: o.size,
                     skipped,
-                }))
+                })))
             }
             // PackedForward: bin or str
             0xa0..=0xbf | 0xd9..=0xdb | 0xc4..=0xc6 => {
@@ -924,31 +991,32 @@ impl FrameParser {
                     Options::default()
                 };
                 self.finish(&c)?;
-                let (mode, payload) = match &o.compressed {
-                    None => (Mode::PackedForward, frame.slice(r)),
-                    Some(alg) => {
-                        let alg = &b[alg.clone()];
-                        if alg == b"gzip" {
-                            (Mode::CompressedPackedForward, self.gunzip(&b[r])?)
-                        } else if alg == b"text" || alg.is_empty() {
-                            (Mode::PackedForward, frame.slice(r))
-                        } else {
-                            return Err(FrameError::UnsupportedCompression(
-                                String::from_utf8_lossy(alg).into_owned(),
-                            ));
-                        }
+                if let Some(alg) = &o.compressed {
+                    let alg = &b[alg.clone()];
+                    if alg == b"gzip" {
+                        return Ok(Parsed::Compressed(CompressedFrame {
+                            tag,
+                            payload: frame.slice(r),
+                            chunk: o.chunk.map(|r| frame.slice(r)),
+                            size_hint: o.size,
+                        }));
+                    } else if !(alg == b"text" || alg.is_empty()) {
+                        return Err(FrameError::UnsupportedCompression(
+                            String::from_utf8_lossy(alg).into_owned(),
+                        ));
                     }
-                };
+                }
+                let payload = frame.slice(r);
                 let (events, sk) = self.split_packed(&payload, o.size)?;
                 skipped += sk;
-                Ok(Frame::Events(EventsFrame {
-                    mode,
+                Ok(Parsed::Frame(Frame::Events(EventsFrame {
+                    mode: Mode::PackedForward,
                     tag,
                     events,
                     chunk: o.chunk.map(|r| frame.slice(r)),
                     size_hint: o.size,
                     skipped,
-                }))
+                })))
             }
             // Message: time, record, option?
             _ => {
@@ -988,14 +1056,14 @@ impl FrameParser {
                     Options::default()
                 };
                 self.finish(&c)?;
-                Ok(Frame::Events(EventsFrame {
+                Ok(Parsed::Frame(Frame::Events(EventsFrame {
                     mode: Mode::Message,
                     tag,
                     events,
                     chunk: o.chunk.map(|r| frame.slice(r)),
                     size_hint: o.size,
                     skipped,
-                }))
+                })))
             }
         }
     }
@@ -1180,33 +1248,37 @@ impl FrameParser {
             .min(payload.len() as u64 / 3)
             .min(65536) as usize;
         let mut events = Vec::with_capacity(cap);
+        let (skipped, _) = self.split_entries(payload, true, &mut events)?;
+        Ok((events, skipped))
+    }
+
+    /// Splits the complete `[time, record]` entries at the start of `payload` into `out`.
+    /// Returns (entries skipped by `skip_invalid_event`, bytes consumed). Unless `last`, an
+    /// entry that runs past the end of `payload` is not an error: the bytes consumed stop
+    /// before it (a window of a payload that is inflated piece by piece).
+    pub fn split_entries(
+        &mut self,
+        payload: &Bytes,
+        last: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(usize, usize), FrameError> {
         let mut c = Cur { b: payload, p: 0 };
         let mut skipped = 0;
         while !c.at_end() {
             let start = c.p;
-            if !self.entry(payload, &mut c, &mut events)? {
+            let complete = match self.entry(payload, &mut c, out) {
+                Ok(ok) => ok,
+                Err(FrameError::Truncated(_)) if !last => return Ok((skipped, start)),
+                Err(e) => return Err(e),
+            };
+            if !complete {
                 if !self.opts.skip_invalid_event {
                     return Err(self.entry_error(payload, start));
                 }
                 skipped += 1;
             }
         }
-        Ok((events, skipped))
-    }
-
-    fn gunzip(&self, data: &[u8]) -> Result<Bytes, FrameError> {
-        let limit = self.opts.max_decompressed_size;
-        let mut out = Vec::with_capacity((data.len() * 4).min(limit).min(1 << 20));
-        let dec = flate2::read::MultiGzDecoder::new(data);
-        let mut r = dec.take(limit as u64 + 1);
-        r.read_to_end(&mut out)
-            .map_err(|e| FrameError::Decompress(e.to_string()))?;
-        if out.len() > limit {
-            return Err(FrameError::Decompress(format!(
-                "decompressed size exceeds {limit} bytes"
-            )));
-        }
-        Ok(Bytes::from(out))
+        Ok((skipped, c.p))
     }
 }
 
@@ -1229,6 +1301,17 @@ impl ForwardDecoder {
     /// True when part of a frame is buffered (used for the slow-loris timeout and for EOF checks).
     pub fn in_progress(&self) -> bool {
         self.scanner.in_progress()
+    }
+
+    /// The least total size of the frame in progress, as far as its headers tell
+    /// ([`FrameScanner::known_len`]).
+    pub fn known_frame_len(&self) -> Option<usize> {
+        self.scanner.known_len()
+    }
+
+    /// Classifies a raw frame, leaving a gzip payload compressed ([`FrameParser::parse_deferred`]).
+    pub fn parse_deferred(&mut self, frame: Bytes) -> Result<Parsed, FrameError> {
+        self.parser.parse_deferred(frame)
     }
 
     /// Splits the next complete raw frame off `buf` without classifying it.
@@ -1397,10 +1480,15 @@ pub fn write_event_time(out: &mut Vec<u8>, t: EventTime) {
 /// Encodes the ack reply `{"ack": chunk}`.
 pub fn encode_ack(chunk: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(chunk.len() + 8);
-    out.push(0x81);
-    write_str(&mut out, b"ack");
-    write_str(&mut out, chunk);
+    write_ack(&mut out, chunk);
     out
+}
+
+/// Appends the ack reply `{"ack": chunk}` to `out`.
+pub fn write_ack(out: &mut Vec<u8>, chunk: &[u8]) {
+    out.push(0x81);
+    write_str(out, b"ack");
+    write_str(out, chunk);
 }
 
 /// Parses an ack reply `{"ack": chunk}`; returns the chunk bytes.

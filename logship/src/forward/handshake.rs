@@ -10,6 +10,15 @@
 //!    server_hostname, hex(sha512(shared_key_salt + server_hostname + nonce + shared_key))]`,
 //!    or `["PONG", false, reason, "", ""]` and closes the connection.
 //! 4. The client checks the PONG digest (proving the server knows the key too).
+//!
+//! # Clients (`<security><client>`)
+//!
+//! As in Fluentd's `in_forward`, `<client>` sections name hosts or networks
+//! ([`ClientRule`]). The first rule whose network holds the peer's address gives the shared
+//! key for that peer (its own `shared_key`, or the section's) and may narrow which `<user>`s
+//! may log in from there (`users`). A peer that matches no rule is *anonymous*: it is refused
+//! (`PONG false, "anonymous source host '…' denied"`) unless `allow_anonymous_source` is true
+//! (the default).
 
 use bytes::Bytes;
 use rand::RngCore;
@@ -17,6 +26,7 @@ use sha2::{Digest, Sha512};
 
 use super::codec::raw::{self, Raw};
 use super::codec::{write_array_len, write_bin, write_str, PingFrame};
+use crate::secret::Secret;
 
 /// One user for user authentication (`<user>` in fluentd).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,22 +34,59 @@ pub struct UserCredential {
     /// The username.
     pub username: String,
     /// The password.
-    pub password: String,
+    pub password: Secret,
 }
 
 /// Server-side handshake settings (`<security>` in fluentd's in_forward).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityConfig {
     /// The shared key both sides must know.
-    pub shared_key: String,
+    pub shared_key: Secret,
     /// This server's hostname, sent in PONG and mixed into its digest.
     pub self_hostname: String,
     /// Users; when non-empty, user authentication is on (`user_auth true`).
     pub users: Vec<UserCredential>,
+    /// `<client>` rules, in config order (see the module docs).
+    pub clients: Vec<ClientRule>,
+    /// Whether a peer that matches no `<client>` rule may log in (`allow_anonymous_source`).
+    pub allow_anonymous_source: bool,
     /// Test hook: a fixed nonce instead of 16 random bytes. Never set this in production.
     pub fixed_nonce: Option<Vec<u8>>,
     /// Test hook: a fixed user-auth salt. Never set this in production.
     pub fixed_auth_salt: Option<Vec<u8>>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            shared_key: Secret::default(),
+            self_hostname: String::new(),
+            users: Vec::new(),
+            clients: Vec::new(),
+            allow_anonymous_source: true,
+            fixed_nonce: None,
+            fixed_auth_salt: None,
+        }
+    }
+}
+
+/// One `<client>` section: the peers it covers and what applies to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRule {
+    /// The peers: `network`, or `host` resolved to one address.
+    pub network: ipnet::IpNet,
+    /// This client's shared key instead of the section's.
+    pub shared_key: Option<Secret>,
+    /// The usernames that may log in from this client (empty: every `<user>`).
+    pub users: Vec<String>,
+}
+
+impl SecurityConfig {
+    /// The first `<client>` rule covering `addr`.
+    fn client_for(&self, addr: Option<std::net::IpAddr>) -> Option<&ClientRule> {
+        let addr = addr?;
+        self.clients.iter().find(|c| c.network.contains(&addr))
+    }
 }
 
 /// Why a handshake failed.
@@ -100,8 +147,9 @@ impl ServerHandshake {
         &self.nonce
     }
 
-    /// The HELO message bytes.
-    pub fn helo(&self) -> Vec<u8> {
+    /// The HELO message bytes; `keepalive` false tells the client that the server closes the
+    /// connection after its first message (`deny_keepalive`).
+    pub fn helo(&self, keepalive: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         write_array_len(&mut out, 2);
         write_str(&mut out, b"HELO");
@@ -115,25 +163,49 @@ impl ServerHandshake {
             write_bin(&mut out, &self.auth_salt);
         }
         write_str(&mut out, b"keepalive");
-        out.push(0xc3);
+        out.push(if keepalive { 0xc3 } else { 0xc2 });
         out
     }
 
-    /// Checks a PING. `Err(reason)` is what goes into the failing PONG.
-    pub fn check_ping(&self, cfg: &SecurityConfig, ping: &PingFrame) -> Result<(), String> {
+    /// Checks a PING from `peer`. `Ok(shared_key)`: the key the peer proved to know (its
+    /// `<client>` rule's, or the section's), to sign the PONG with. `Err(reason)` is what goes
+    /// into the failing PONG.
+    pub fn check_ping(
+        &self,
+        cfg: &SecurityConfig,
+        ping: &PingFrame,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Secret, String> {
+        let client = cfg.client_for(peer);
+        if client.is_none() && !cfg.allow_anonymous_source {
+            let addr = peer.map(|a| a.to_string()).unwrap_or_else(|| "unix".into());
+            return Err(format!("anonymous source host '{addr}' denied"));
+        }
+        let key = client
+            .and_then(|c| c.shared_key.as_ref())
+            .unwrap_or(&cfg.shared_key)
+            .expose();
         let expected = sha512_hex(&[
             &ping.shared_key_salt,
             &ping.client_hostname,
             &self.nonce,
-            cfg.shared_key.as_bytes(),
+            key.as_bytes(),
         ]);
         if !constant_time_eq(expected.as_bytes(), &ping.shared_key_hexdigest) {
             return Err("shared_key mismatch".into());
         }
         if !cfg.users.is_empty() {
+            let allowed = |u: &UserCredential| match client {
+                Some(c) if !c.users.is_empty() => c.users.contains(&u.username),
+                _ => true,
+            };
             let mut ok = false;
-            for u in &cfg.users {
-                let h = sha512_hex(&[&self.auth_salt, &ping.username, u.password.as_bytes()]);
+            for u in cfg.users.iter().filter(|u| allowed(u)) {
+                let h = sha512_hex(&[
+                    &self.auth_salt,
+                    &ping.username,
+                    u.password.expose().as_bytes(),
+                ]);
                 ok |= u.username.as_bytes() == &ping.username[..]
                     && constant_time_eq(h.as_bytes(), &ping.password_digest);
             }
@@ -141,7 +213,7 @@ impl ServerHandshake {
                 return Err("username/password mismatch".into());
             }
         }
-        Ok(())
+        Ok(Secret::new(key))
     }
 
     /// The PONG for `result` (the outcome of [`ServerHandshake::check_ping`]).
@@ -149,13 +221,13 @@ impl ServerHandshake {
         &self,
         cfg: &SecurityConfig,
         ping: &PingFrame,
-        result: &Result<(), String>,
+        result: &Result<Secret, String>,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(192);
         write_array_len(&mut out, 5);
         write_str(&mut out, b"PONG");
         match result {
-            Ok(()) => {
+            Ok(key) => {
                 out.push(0xc3);
                 write_str(&mut out, b"");
                 write_str(&mut out, cfg.self_hostname.as_bytes());
@@ -163,7 +235,7 @@ impl ServerHandshake {
                     &ping.shared_key_salt,
                     cfg.self_hostname.as_bytes(),
                     &self.nonce,
-                    cfg.shared_key.as_bytes(),
+                    key.expose().as_bytes(),
                 ]);
                 write_str(&mut out, d.as_bytes());
             }
@@ -260,7 +332,7 @@ impl ClientHandshake {
                 sha512_hex(&[
                     &helo.auth_salt,
                     u.username.as_bytes(),
-                    u.password.as_bytes(),
+                    u.password.expose().as_bytes(),
                 ]),
             ),
             _ => (String::new(), String::new()),

@@ -52,16 +52,29 @@
 //!
 //! - Frame size: `chunk_size_limit` (default 32 MiB). A str/bin/array header that declares
 //!   more is rejected as soon as the header is read, before any payload is buffered.
-//! - Nesting depth (default 100) and the decompressed size of a gzip payload (default 256 MiB).
-//! - `read_timeout`: a frame (or the handshake) that does not complete in time closes the
-//!   connection (slow-loris).
-//! - `max_connections`: a semaphore; further clients wait in the accept backlog.
+//! - Nesting depth (default 100); a CompressedPackedForward payload inflates window by window
+//!   within `max_decompressed_size` (256 MiB) and `max_decompression_ratio` ([`inflate`]).
+//! - Deadlines of a frame in progress: `handshake_timeout`, `read_timeout`,
+//!   `min_receive_rate` ([`deadline`]).
+//! - `max_connections` (default from the open-file limit): the stalest connection that
+//!   delivers nothing is evicted to admit a new one ([`admission`]).
+//! - Receive buffers and inflate windows come out of the process memory budget
+//!   ([`recv_buffer`], [`crate::memory_budget`]): what does not fit waits (TCP backpressure).
 //!
-//! Any malformed frame closes only its connection (WARN log, `frames_malformed` counter).
+//! Any malformed frame closes only its connection (rate-limited WARN, `frames_malformed`
+//! counter). One connection's loop: [`connection`]; the properties the fuzzers check:
+//! [`fuzzing`].
 
+pub mod admission;
 pub mod client;
 pub mod codec;
+pub mod connection;
+pub mod deadline;
+pub mod fuzzing;
 pub mod handshake;
+pub mod hostname;
+pub mod inflate;
+pub mod recv_buffer;
 pub mod server;
 pub mod source;
 
@@ -70,10 +83,11 @@ pub use client::{
     ForwardClient,
 };
 pub use codec::{
-    DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser, FrameScanner, Mode,
-    PingFrame,
+    CompressedFrame, DecodeOptions, EventsFrame, ForwardDecoder, Frame, FrameError, FrameParser,
+    FrameScanner, Mode, Parsed, PingFrame,
 };
-pub use handshake::{HandshakeError, SecurityConfig, UserCredential};
+pub use connection::ConnectionError;
+pub use handshake::{ClientRule, HandshakeError, SecurityConfig, UserCredential};
 pub use server::{
     run, serve, ForwardError, ForwardListeners, ForwardMetrics, ForwardServer, ForwardServerConfig,
     TlsConfig,

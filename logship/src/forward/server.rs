@@ -1,4 +1,6 @@
-//! The Forward protocol server (fluentd's `in_forward`).
+//! The Forward protocol server (fluentd's `in_forward`): listeners, the accept loop, the
+//! connection cap, the UDP heartbeat. One connection's protocol loop is in
+//! [`super::connection`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,26 +8,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use super::codec::{append_str_pair, encode_ack, DecodeOptions, ForwardDecoder, Frame, FrameError};
-use super::handshake::{SecurityConfig, ServerHandshake};
-use crate::event::{EventBatch, EventSink};
+use super::admission::{default_max_connections, Admission, Staleness, Ticket};
+use super::codec::DecodeOptions;
+use super::connection::{self, ConnectionError, Ctx};
+use super::deadline::FrameLimits;
+use super::handshake::SecurityConfig;
+use super::hostname::HostnameResolver;
+use crate::event::EventSink;
+use crate::log_limit::LogLimiter;
+use crate::memory_budget::MemoryBudget;
 
 /// TLS settings: PEM files for the certificate chain and the private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     /// PEM file with the certificate chain (leaf first).
     pub cert_path: PathBuf,
-    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    /// PEM file with the private key: PKCS#8, PKCS#1 or SEC1, or encrypted PKCS#8
+    /// ([`crate::private_key`]).
     pub key_path: PathBuf,
+    /// The passphrase of an encrypted key (`private_key_passphrase`).
+    pub key_passphrase: Option<crate::secret::Secret>,
 }
 
 /// Settings of a Forward server.
@@ -41,34 +49,56 @@ pub struct ForwardServerConfig {
     pub tls: Option<TlsConfig>,
     /// Largest frame in bytes (`chunk_size_limit`); larger frames close the connection.
     pub chunk_size_limit: usize,
+    /// Frames larger than this are accepted with a WARN (`chunk_size_warn_limit`).
+    pub chunk_size_warn_limit: Option<usize>,
     /// Deepest accepted msgpack nesting.
     pub max_depth: usize,
     /// Largest decompressed CompressedPackedForward payload.
     pub max_decompressed_size: usize,
-    /// A frame (or the handshake) must complete within this time after its first byte
-    /// arrives, or the connection is closed (slow-loris protection).
+    /// Largest ratio of decompressed to compressed bytes (`max_decompression_ratio`).
+    pub max_decompression_ratio: u32,
+    /// The first frame (the PING with `<security>`; the TLS handshake) must be complete within
+    /// this long after its first byte (`handshake_timeout`, see [`super::deadline`]).
+    pub handshake_timeout: Duration,
+    /// Any later frame must be complete within this long after its first byte (`read_timeout`).
     pub read_timeout: Duration,
+    /// A frame in progress must arrive at this many bytes per second on average once
+    /// `handshake_timeout` has passed (`min_receive_rate`; 0 disables it).
+    pub min_receive_rate: u64,
     /// Idle connections (no partial frame) are closed after this long; `None` keeps them.
     pub idle_timeout: Option<Duration>,
-    /// At most this many connections at once; further clients wait in the accept backlog.
+    /// At most this many connections at once; the stalest non-delivering one is evicted to
+    /// admit a new one (see [`super::admission`]). Default: from the open-file limit.
     pub max_connections: usize,
     /// Replace every tag with this one (`tag`).
     pub tag: Option<String>,
     /// Prefix every tag with `prefix.` (`add_tag_prefix`).
     pub add_tag_prefix: Option<String>,
-    /// Add the client's hostname (the PING hostname when a handshake was done, else the
-    /// client's IP address; no reverse DNS) under this key (`source_hostname_key`).
+    /// Add the client's hostname under this key (`source_hostname_key`): its reverse DNS name
+    /// with `resolve_hostname`, else its address.
     pub source_hostname_key: Option<String>,
+    /// Look the client's name up in DNS for `source_hostname_key` (`resolve_hostname`).
+    pub resolve_hostname: bool,
     /// Add the client's IP address under this key (`source_address_key`).
     pub source_address_key: Option<String>,
     /// Skip invalid events (non-map record, bad time) with a warning instead of failing.
     pub skip_invalid_event: bool,
+    /// Close each connection after its first message (`deny_keepalive`); HELO says so.
+    pub deny_keepalive: bool,
+    /// `SO_LINGER` for accepted TCP connections (`linger_timeout`): `Some(0)` resets the
+    /// connection at close instead of the FIN handshake. `None`: the system's default.
+    pub linger_timeout: Option<Duration>,
+    /// Turn on TCP keepalive probes on accepted connections (`send_keepalive_packet`).
+    pub send_keepalive_packet: bool,
     /// Answer UDP heartbeats on the same port.
     pub udp_heartbeat: bool,
     /// Also listen on this Unix socket path.
     pub unix_path: Option<PathBuf>,
     /// On shutdown, connections with a frame in flight get this long to finish it.
     pub shutdown_grace: Duration,
+    /// The memory budget for receive buffers and decompression; `None`: the process's
+    /// ([`MemoryBudget::global`]).
+    pub memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 impl Default for ForwardServerConfig {
@@ -79,22 +109,38 @@ impl Default for ForwardServerConfig {
             security: None,
             tls: None,
             chunk_size_limit: super::codec::DEFAULT_MAX_FRAME_SIZE,
+            chunk_size_warn_limit: None,
             max_depth: super::codec::DEFAULT_MAX_DEPTH,
             max_decompressed_size: super::codec::DEFAULT_MAX_DECOMPRESSED_SIZE,
-            read_timeout: Duration::from_secs(30),
+            max_decompression_ratio: super::codec::DEFAULT_MAX_DECOMPRESSION_RATIO,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            min_receive_rate: DEFAULT_MIN_RECEIVE_RATE,
             idle_timeout: None,
-            max_connections: 1024,
+            max_connections: default_max_connections(),
             tag: None,
             add_tag_prefix: None,
             source_hostname_key: None,
+            resolve_hostname: false,
             source_address_key: None,
             skip_invalid_event: false,
+            deny_keepalive: false,
+            linger_timeout: None,
+            send_keepalive_packet: false,
             udp_heartbeat: true,
             unix_path: None,
             shutdown_grace: Duration::from_secs(5),
+            memory_budget: None,
         }
     }
 }
+
+/// Default `handshake_timeout`.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `read_timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `min_receive_rate` in bytes per second.
+pub const DEFAULT_MIN_RECEIVE_RATE: u64 = 1024;
 
 /// Server errors (setup and fatal listener errors; per-connection errors are only logged).
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +181,20 @@ pub struct ForwardMetrics {
     pub emit_failures: AtomicU64,
     /// UDP heartbeats answered.
     pub heartbeats: AtomicU64,
+    /// The connection cap in force (a gauge, set when the server starts).
+    pub connection_limit: AtomicU64,
+    /// New connections that found the table full (`max_connections`).
+    pub connection_cap_reached: AtomicU64,
+    /// Connections evicted to admit a new one.
+    pub connections_evicted: AtomicU64,
+    /// Connections closed because a frame missed its deadline (slow-loris protection).
+    pub connections_timed_out: AtomicU64,
+    /// Frames refused because they are larger than the whole memory budget.
+    pub frames_over_budget: AtomicU64,
+    /// Times a connection waited for the memory budget before reading or inflating more.
+    pub memory_waits: AtomicU64,
+    /// Frames larger than `chunk_size_warn_limit` (accepted, with a WARN).
+    pub chunk_size_warnings: AtomicU64,
 }
 
 impl ForwardMetrics {
@@ -189,13 +249,6 @@ impl ForwardListeners {
     }
 }
 
-struct Ctx {
-    cfg: ForwardServerConfig,
-    sink: Arc<dyn EventSink>,
-    metrics: Arc<ForwardMetrics>,
-    decode: DecodeOptions,
-}
-
 /// A Forward server: configuration, TLS acceptor and metrics.
 pub struct ForwardServer {
     cfg: ForwardServerConfig,
@@ -222,6 +275,55 @@ impl ForwardServer {
         self.metrics.clone()
     }
 
+    fn context(&self, sink: Arc<dyn EventSink>) -> Arc<Ctx> {
+        let cfg = self.cfg.clone();
+        let decode = DecodeOptions {
+            max_frame_size: cfg.chunk_size_limit,
+            max_depth: cfg.max_depth,
+            max_decompressed_size: cfg.max_decompressed_size,
+            max_decompression_ratio: cfg.max_decompression_ratio,
+            skip_invalid_event: cfg.skip_invalid_event,
+        };
+        let limits = FrameLimits {
+            handshake_timeout: cfg.handshake_timeout,
+            read_timeout: cfg.read_timeout,
+            min_receive_rate: cfg.min_receive_rate,
+        };
+        let budget = cfg
+            .memory_budget
+            .clone()
+            .unwrap_or_else(|| MemoryBudget::global().clone());
+        Arc::new(Ctx {
+            cfg,
+            sink,
+            metrics: self.metrics.clone(),
+            decode,
+            limits,
+            budget,
+            hostnames: HostnameResolver::default(),
+        })
+    }
+
+    /// Serves one already-accepted connection to its end, as the accept loop would (without
+    /// TLS, the cap or shutdown). For tests and the connection fuzzer.
+    pub async fn serve_connection<S>(
+        &self,
+        stream: S,
+        peer: Option<SocketAddr>,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<(), ConnectionError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ctx = self.context(sink);
+        let admission = Admission::new(1);
+        let ticket = admission
+            .try_admit("test".into())
+            .expect("an empty table has room");
+        let never = CancellationToken::new();
+        connection::serve(stream, peer, &ctx, ticket.slot(), &never).await
+    }
+
     /// Serves `listeners` until `shutdown` is cancelled, then stops accepting, lets
     /// connections finish the frame in flight (bounded by `shutdown_grace`) and returns.
     pub async fn run(
@@ -230,21 +332,13 @@ impl ForwardServer {
         sink: Arc<dyn EventSink>,
         shutdown: CancellationToken,
     ) -> Result<(), ForwardError> {
-        let ForwardServer { cfg, metrics, tls } = self;
-        let decode = DecodeOptions {
-            max_frame_size: cfg.chunk_size_limit,
-            max_depth: cfg.max_depth,
-            max_decompressed_size: cfg.max_decompressed_size,
-            skip_invalid_event: cfg.skip_invalid_event,
-        };
-        let grace = cfg.shutdown_grace;
-        let ctx = Arc::new(Ctx {
-            cfg,
-            sink,
-            metrics,
-            decode,
-        });
-        let limit = Arc::new(Semaphore::new(ctx.cfg.max_connections.max(1)));
+        let ctx = self.context(sink);
+        let tls = self.tls;
+        let grace = ctx.cfg.shutdown_grace;
+        let admission = Admission::new(ctx.cfg.max_connections);
+        ctx.metrics
+            .connection_limit
+            .store(admission.cap() as u64, Ordering::Relaxed);
         let tracker = TaskTracker::new();
         let mut any = false;
 
@@ -255,23 +349,28 @@ impl ForwardServer {
         }
         if let Some(tcp) = listeners.tcp {
             any = true;
-            let (ctx, sd, lim, tr, tls) = (
+            let (ctx, sd, adm, tr, tls) = (
                 ctx.clone(),
                 shutdown.clone(),
-                limit.clone(),
+                admission.clone(),
                 tracker.clone(),
                 tls.clone(),
             );
             tracker.spawn(async move {
                 if let Ok(a) = tcp.local_addr() {
-                    info!(address = %a, tls = tls.is_some(), "forward input listening");
+                    info!(address = %a, tls = tls.is_some(), max_connections = adm.cap(), "forward input listening");
                 }
+                let socket_options = SocketOptions::of(&ctx.cfg);
                 accept_loop(
-                    || async { tcp.accept().await.map(|(s, a)| (s, Some(a))) },
+                    || async {
+                        let (s, a) = tcp.accept().await?;
+                        socket_options.apply(&s, a);
+                        Ok((s, Some(a)))
+                    },
                     tls,
                     ctx,
                     sd,
-                    lim,
+                    adm,
                     tr,
                 )
                 .await
@@ -280,10 +379,10 @@ impl ForwardServer {
         #[cfg(unix)]
         if let Some(unix) = listeners.unix {
             any = true;
-            let (ctx, sd, lim, tr) = (
+            let (ctx, sd, adm, tr) = (
                 ctx.clone(),
                 shutdown.clone(),
-                limit.clone(),
+                admission.clone(),
                 tracker.clone(),
             );
             tracker.spawn(async move {
@@ -292,7 +391,7 @@ impl ForwardServer {
                     None,
                     ctx,
                     sd,
-                    lim,
+                    adm,
                     tr,
                 )
                 .await
@@ -339,6 +438,37 @@ pub async fn run(
         .await
 }
 
+/// Socket options of accepted TCP connections (`linger_timeout`, `send_keepalive_packet`).
+#[derive(Debug, Clone, Copy)]
+struct SocketOptions {
+    linger: Option<Duration>,
+    keepalive: bool,
+}
+
+impl SocketOptions {
+    fn of(cfg: &ForwardServerConfig) -> Self {
+        Self {
+            linger: cfg.linger_timeout,
+            keepalive: cfg.send_keepalive_packet,
+        }
+    }
+
+    /// Sets the options; a failure is logged (as Fluentd does) and the connection served.
+    fn apply(&self, s: &TcpStream, peer: SocketAddr) {
+        let sock = socket2::SockRef::from(s);
+        if let Some(l) = self.linger {
+            if let Err(e) = sock.set_linger(Some(l)) {
+                debug!(peer = %peer, error = %e, "cannot set SO_LINGER");
+            }
+        }
+        if self.keepalive {
+            if let Err(e) = sock.set_keepalive(true) {
+                debug!(peer = %peer, error = %e, "cannot set SO_KEEPALIVE");
+            }
+        }
+    }
+}
+
 fn load_tls(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ForwardError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -352,7 +482,19 @@ fn load_tls(t: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ForwardError> {
             t.cert_path.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(&t.key_path)
+    let params = crate::private_key::KeyParams {
+        key: "private_key_path",
+        passphrase: "private_key_passphrase",
+    };
+    let pem = crate::private_key::read(&t.key_path, t.key_passphrase.as_ref(), params)
+        .map_err(|e| ForwardError::Tls(e.to_string()))?;
+    if pem.passphrase_unused {
+        warn!(
+            "private_key_passphrase has no effect: private_key_path {} is not encrypted",
+            t.key_path.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_slice(pem.pem.as_bytes())
         .map_err(|e| ForwardError::Tls(format!("{}: {e}", t.key_path.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -387,12 +529,65 @@ async fn udp_heartbeat(sock: UdpSocket, ctx: Arc<Ctx>, shutdown: CancellationTok
     }
 }
 
+static CAP_REACHED: LogLimiter = LogLimiter::new(3, Duration::from_secs(10));
+static EVICTED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
+static MALFORMED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+static HANDSHAKE_FAILED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+static TIMED_OUT: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
+static OVER_BUDGET: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
+static CLOSED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
+
+/// Admits `peer`: at once when the table has room, else after evicting the stalest
+/// non-delivering connection (or, when every connection is active, once one closes).
+/// `None` at shutdown.
+async fn admit(
+    admission: &Arc<Admission>,
+    peer: &str,
+    metrics: &ForwardMetrics,
+    shutdown: &CancellationToken,
+) -> Option<Ticket> {
+    if let Some(t) = admission.try_admit(peer.to_string()) {
+        return Some(t);
+    }
+    inc(&metrics.connection_cap_reached, 1);
+    crate::warn_limited!(
+        CAP_REACHED,
+        peer,
+        max_connections = admission.cap(),
+        "forward input: connection limit reached; evicting the stalest connection that delivers nothing"
+    );
+    loop {
+        if let Some(e) = admission.evict_stalest() {
+            inc(&metrics.connections_evicted, 1);
+            let (reason, idle) = match e.staleness {
+                Staleness::NeverDelivered(d) => ("no complete frame since it connected", d),
+                Staleness::Idle(d) => ("no frame for a while", d),
+            };
+            crate::warn_limited!(
+                EVICTED,
+                peer = %e.peer,
+                reason,
+                idle_ms = idle.as_millis() as u64,
+                admitted = peer,
+                "forward input: evicted a connection to admit a new one"
+            );
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = admission.wait_for_room() => {}
+        }
+        if let Some(t) = admission.try_admit(peer.to_string()) {
+            return Some(t);
+        }
+    }
+}
+
 async fn accept_loop<S, F, Fut>(
     mut accept: F,
     tls: Option<tokio_rustls::TlsAcceptor>,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
-    limit: Arc<Semaphore>,
+    admission: Arc<Admission>,
     tracker: TaskTracker,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -401,10 +596,6 @@ async fn accept_loop<S, F, Fut>(
 {
     let mut backoff = Duration::from_millis(10);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = accept() => a,
@@ -425,291 +616,83 @@ async fn accept_loop<S, F, Fut>(
             }
         };
         inc(&ctx.metrics.connections_accepted, 1);
+        let peer_s = peer.map(|a| a.to_string()).unwrap_or_else(|| "unix".into());
+        let Some(ticket) = admit(&admission, &peer_s, &ctx.metrics, &shutdown).await else {
+            return;
+        };
         let ctx = ctx.clone();
         let sd = shutdown.clone();
         let tls = tls.clone();
         tracker.spawn(async move {
-            ctx.metrics.connections_active.fetch_add(1, Ordering::Relaxed);
-            let peer_s = peer.map(|a| a.to_string()).unwrap_or_else(|| "unix".into());
+            ctx.metrics
+                .connections_active
+                .fetch_add(1, Ordering::Relaxed);
+            let slot = ticket.slot();
             let result = match tls {
-                Some(acc) => match tokio::time::timeout(ctx.cfg.read_timeout, acc.accept(stream)).await {
-                    Ok(Ok(s)) => handle_connection(s, peer, ctx.clone(), sd).await,
-                    Ok(Err(e)) => Err(ConnError::Io(e)),
-                    Err(_) => Err(ConnError::Timeout("TLS handshake")),
-                },
-                None => handle_connection(stream, peer, ctx.clone(), sd).await,
+                Some(acc) => {
+                    match tokio::time::timeout(ctx.cfg.handshake_timeout, acc.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => connection::serve(s, peer, &ctx, slot, &sd).await,
+                        Ok(Err(e)) => Err(ConnectionError::Io(e)),
+                        Err(_) => Err(ConnectionError::TlsTimeout),
+                    }
+                }
+                None => connection::serve(stream, peer, &ctx, slot, &sd).await,
             };
-            match result {
-                Ok(()) => debug!(peer = %peer_s, "forward connection closed"),
-                Err(ConnError::Frame(e)) => {
-                    inc(&ctx.metrics.frames_malformed, 1);
-                    warn!(peer = %peer_s, error = %e, "malformed forward frame; closing connection")
-                }
-                Err(ConnError::Handshake(r)) => {
-                    inc(&ctx.metrics.handshake_failures, 1);
-                    warn!(peer = %peer_s, reason = %r, "forward handshake failed; closing connection")
-                }
-                Err(e) => warn!(peer = %peer_s, error = %e, "forward connection closed"),
-            }
-            ctx.metrics.connections_active.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            log_end(&ctx.metrics, &peer_s, result);
+            ctx.metrics
+                .connections_active
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(ticket);
         });
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ConnError {
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    #[error("handshake failed: {0}")]
-    Handshake(String),
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("timed out waiting for {0}")]
-    Timeout(&'static str),
-    #[error("the pipeline refused a batch: {0}")]
-    Emit(String),
-}
-
-enum State {
-    AwaitPing(ServerHandshake),
-    Ready,
-}
-
-/// Frames with the same tag are joined into one batch until it holds this many events.
-const COALESCE_EVENTS: usize = 1000;
-
-/// Hands `batch` to the pipeline; waits until it is held (this is the backpressure: while
-/// the pipeline is slow the connection is not read).
-async fn emit(ctx: &Ctx, batch: EventBatch) -> Result<(), ConnError> {
-    let n = batch.events.len() as u64;
-    if let Err(e) = ctx.sink.emit(batch).await {
-        inc(&ctx.metrics.emit_failures, 1);
-        return Err(ConnError::Emit(e.to_string()));
-    }
-    inc(&ctx.metrics.events_received, n);
-    Ok(())
-}
-
-struct FrameCount<'a> {
-    n: u64,
-    counter: &'a AtomicU64,
-}
-
-impl FrameCount<'_> {
-    fn flush(&mut self) {
-        if self.n > 0 {
-            inc(self.counter, std::mem::take(&mut self.n));
+/// Counts and logs how a connection ended (rate-limited: a flood of bad connections must not
+/// flood the log).
+fn log_end(m: &ForwardMetrics, peer: &str, result: Result<(), ConnectionError>) {
+    match result {
+        Ok(()) => debug!(peer, "forward connection closed"),
+        Err(ConnectionError::Frame(e)) => {
+            inc(&m.frames_malformed, 1);
+            crate::warn_limited!(MALFORMED, peer, error = %e, "malformed forward frame; closing connection")
         }
+        Err(ConnectionError::Handshake(r)) => {
+            inc(&m.handshake_failures, 1);
+            crate::warn_limited!(HANDSHAKE_FAILED, peer, reason = %r, "forward handshake failed; closing connection")
+        }
+        Err(e @ (ConnectionError::Timeout(_) | ConnectionError::TlsTimeout)) => {
+            inc(&m.connections_timed_out, 1);
+            crate::warn_limited!(TIMED_OUT, peer, reason = %e, "forward connection too slow; closing it")
+        }
+        Err(e @ ConnectionError::OverBudget(_)) => {
+            crate::warn_limited!(OVER_BUDGET, peer, error = %e, "forward frame larger than the memory budget (<system> memory_budget); closing connection")
+        }
+        // Counted and logged when the eviction was decided.
+        Err(ConnectionError::Evicted) => debug!(peer, "forward connection evicted"),
+        Err(e) => crate::warn_limited!(CLOSED, peer, error = %e, "forward connection closed"),
     }
 }
 
-impl Drop for FrameCount<'_> {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn handle_connection<S>(
-    stream: S,
-    peer: Option<SocketAddr>,
-    ctx: Arc<Ctx>,
-    shutdown: CancellationToken,
-) -> Result<(), ConnError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut dec = ForwardDecoder::new(ctx.decode.clone());
-    let cfg = &ctx.cfg;
-    let address = peer.map(|a| a.ip().to_string()).unwrap_or_default();
-    let mut hostname = address.clone();
-
-    let mut state = match &cfg.security {
-        Some(sec) => {
-            let hs = ServerHandshake::new(sec);
-            wr.write_all(&hs.helo()).await?;
-            wr.flush().await?;
-            State::AwaitPing(hs)
-        }
-        None => State::Ready,
-    };
-    // Deadline for the frame (or handshake) in progress.
-    let mut frame_deadline: Option<Instant> =
-        matches!(state, State::AwaitPing(_)).then(|| Instant::now() + cfg.read_timeout);
-    let mut shutdown_deadline: Option<Instant> = None;
-
-    // Events of consecutive frames with one tag, not yet emitted: (tag as decoded, batch).
-    let mut pending: Option<(Arc<str>, EventBatch)> = None;
-    // Frames decoded since the counter was last updated (one atomic add per socket read, and
-    // one when the connection ends, whichever way).
-    let mut frames = FrameCount {
-        n: 0,
-        counter: &ctx.metrics.frames_received,
-    };
-    loop {
-        // Drain complete frames.
-        loop {
-            let next = dec
-                .next_raw(&mut buf)
-                .and_then(|r| r.map(|raw| dec.parse(raw)).transpose());
-            let frame = match next {
-                Ok(Some(f)) => {
-                    frames.n += 1;
-                    f
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // The frames before the broken one still go to the pipeline.
-                    if let Some((_, p)) = pending.take() {
-                        emit(&ctx, p).await?;
-                    }
-                    return Err(e.into());
-                }
-            };
-            frame_deadline = None;
-            match (&mut state, frame) {
-                (State::AwaitPing(hs), Frame::Ping(ping)) => {
-                    let sec = cfg.security.as_ref().expect("security configured");
-                    let result = hs.check_ping(sec, &ping);
-                    let pong = hs.pong(sec, &ping, &result);
-                    wr.write_all(&pong).await?;
-                    wr.flush().await?;
-                    if let Err(reason) = result {
-                        let _ = wr.shutdown().await;
-                        return Err(ConnError::Handshake(reason));
-                    }
-                    hostname = String::from_utf8_lossy(&ping.client_hostname).into_owned();
-                    state = State::Ready;
-                }
-                (State::AwaitPing(_), _) => {
-                    return Err(ConnError::Handshake(
-                        "expected PING as the first message".into(),
-                    ));
-                }
-                (State::Ready, Frame::Heartbeat) => {}
-                (State::Ready, Frame::Ping(_)) => {
-                    if let Some((_, p)) = pending.take() {
-                        emit(&ctx, p).await?;
-                    }
-                    return Err(ConnError::Frame(FrameError::BadShape("unexpected PING")));
-                }
-                (State::Ready, Frame::Events(ev)) => {
-                    if ev.skipped > 0 {
-                        inc(&ctx.metrics.events_skipped, ev.skipped as u64);
-                        warn!(tag = %ev.tag, skipped = ev.skipped, "skipped invalid events");
-                    }
-                    if !ev.events.is_empty() {
-                        let mut events = ev.events;
-                        let mut pairs: Vec<(&str, &str)> = Vec::new();
-                        if let Some(k) = &cfg.source_hostname_key {
-                            pairs.push((k, &hostname));
-                        }
-                        if let Some(k) = &cfg.source_address_key {
-                            pairs.push((k, &address));
-                        }
-                        if !pairs.is_empty() {
-                            for e in events.iter_mut() {
-                                if let Some(r) = append_str_pair(&e.record, &pairs) {
-                                    e.record = r;
-                                }
-                            }
-                        }
-                        // Consecutive frames with the same tag (the decoder hands out one
-                        // shared `Arc` per repeated tag) join one batch: a Docker client sends
-                        // one Message frame per line, and one pipeline pass per line would
-                        // cost more than decoding it. The batch is emitted before the
-                        // next socket read, before an ack, and once it is large enough.
-                        match &mut pending {
-                            Some((src, p))
-                                if Arc::ptr_eq(src, &ev.tag)
-                                    && p.events.len() < COALESCE_EVENTS =>
-                            {
-                                p.events.append(&mut events);
-                            }
-                            _ => {
-                                if let Some((_, p)) = pending.take() {
-                                    emit(&ctx, p).await?;
-                                }
-                                let tag: Arc<str> = match (&cfg.tag, &cfg.add_tag_prefix) {
-                                    (Some(t), Some(p)) => format!("{p}.{t}").into(),
-                                    (Some(t), None) => t.as_str().into(),
-                                    (None, Some(p)) => format!("{p}.{}", ev.tag).into(),
-                                    (None, None) => ev.tag.clone(),
-                                };
-                                if events.capacity() < 16 {
-                                    let mut v = Vec::with_capacity(64);
-                                    v.append(&mut events);
-                                    events = v;
-                                }
-                                pending = Some((ev.tag, EventBatch { tag, events }));
-                            }
-                        }
-                    }
-                    if let Some(chunk) = ev.chunk {
-                        if let Some((_, p)) = pending.take() {
-                            emit(&ctx, p).await?;
-                        }
-                        wr.write_all(&encode_ack(&chunk)).await?;
-                        wr.flush().await?;
-                        inc(&ctx.metrics.acks_sent, 1);
-                    }
-                }
-            }
-        }
-        frames.flush();
-        if let Some((_, p)) = pending.take() {
-            emit(&ctx, p).await?;
-        }
-        if !buf.is_empty() && frame_deadline.is_none() {
-            frame_deadline = Some(Instant::now() + cfg.read_timeout);
-        }
-        let pending = !buf.is_empty() || matches!(state, State::AwaitPing(_));
-        if shutdown_deadline.is_none() && shutdown.is_cancelled() {
-            if !pending {
-                return Ok(());
-            }
-            shutdown_deadline = Some(Instant::now() + cfg.shutdown_grace);
-        }
-        let deadline = match (frame_deadline, shutdown_deadline, cfg.idle_timeout) {
-            (Some(f), Some(s), _) => Some(f.min(s)),
-            (Some(f), None, _) => Some(f),
-            (None, Some(s), _) => Some(s),
-            (None, None, Some(idle)) => Some(Instant::now() + idle),
-            (None, None, None) => None,
+    #[tokio::test]
+    async fn socket_options_are_set_on_accepted_connections() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, peer) = l.accept().await.unwrap();
+        let sock = socket2::SockRef::from(&s);
+        assert!(!sock.keepalive().unwrap());
+        assert_eq!(sock.linger().unwrap(), None);
+        let cfg = ForwardServerConfig {
+            linger_timeout: Some(Duration::ZERO),
+            send_keepalive_packet: true,
+            ..Default::default()
         };
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
-        let read = async {
-            match deadline {
-                Some(d) => tokio::time::timeout_at(d, rd.read_buf(&mut buf))
-                    .await
-                    .map_err(|_| ()),
-                None => Ok(rd.read_buf(&mut buf).await),
-            }
-        };
-        let n = tokio::select! {
-            r = read => match r {
-                Ok(r) => r?,
-                Err(()) => {
-                    if pending {
-                        return Err(ConnError::Timeout(if matches!(state, State::AwaitPing(_)) { "PING" } else { "the rest of a frame" }));
-                    }
-                    return Ok(()); // idle timeout
-                }
-            },
-            _ = shutdown.cancelled(), if shutdown_deadline.is_none() && !pending => return Ok(()),
-        };
-        if n == 0 {
-            if !buf.is_empty() {
-                return Err(ConnError::Frame(FrameError::Truncated(
-                    "connection closed inside a frame",
-                )));
-            }
-            return Ok(());
-        }
-        inc(&ctx.metrics.bytes_received, n as u64);
+        SocketOptions::of(&cfg).apply(&s, peer);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.linger().unwrap(), Some(Duration::ZERO));
     }
 }

@@ -104,6 +104,8 @@ pub struct PluginEntry {
     pub counters: Arc<PluginCounters>,
     /// For outputs: the output, to read [`Output::stats`] at scrape time.
     pub output: Option<Arc<dyn Output>>,
+    /// For filters: the filter, to read [`Filter::invalid_records`] at scrape time.
+    pub filter: Option<Arc<dyn Filter>>,
 }
 
 impl std::fmt::Debug for PluginEntry {
@@ -199,6 +201,20 @@ impl Filter for CountedFilter {
         let out = self.inner.filter(tag, events);
         add(&self.counters.events_out, out.len() as u64);
         out
+    }
+    fn filter_with_errors(
+        &self,
+        tag: &str,
+        events: Vec<Event>,
+        errors: &mut Vec<Event>,
+    ) -> Vec<Event> {
+        add(&self.counters.events_in, events.len() as u64);
+        let out = self.inner.filter_with_errors(tag, events, errors);
+        add(&self.counters.events_out, out.len() as u64);
+        out
+    }
+    fn invalid_records(&self) -> u64 {
+        self.inner.invalid_records()
     }
     fn has_timers(&self) -> bool {
         self.inner.has_timers()

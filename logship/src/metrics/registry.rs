@@ -91,7 +91,7 @@ fn gather(m: &Monitor) -> Families {
             u64::from(i.listening.load(Ordering::Acquire)),
         );
         let Some(fm) = &i.forward else { continue };
-        let rows: [(&'static str, &'static str, u64); 10] = [
+        let rows: [(&'static str, &'static str, u64); 16] = [
             (
                 "logship_input_events",
                 "Events received and handed to the pipeline",
@@ -142,6 +142,36 @@ fn gather(m: &Monitor) -> Families {
                 "UDP heartbeats answered",
                 get(&fm.heartbeats),
             ),
+            (
+                "logship_input_connection_cap_reached",
+                "New connections that found max_connections reached",
+                get(&fm.connection_cap_reached),
+            ),
+            (
+                "logship_input_evicted_connections",
+                "Connections evicted to admit a new one (the stalest that delivered nothing)",
+                get(&fm.connections_evicted),
+            ),
+            (
+                "logship_input_timed_out_connections",
+                "Connections closed because a frame missed handshake_timeout, read_timeout or min_receive_rate",
+                get(&fm.connections_timed_out),
+            ),
+            (
+                "logship_input_frames_over_budget",
+                "Frames refused because they are larger than the whole memory budget",
+                get(&fm.frames_over_budget),
+            ),
+            (
+                "logship_input_memory_waits",
+                "Times a connection waited for the memory budget before reading or inflating more",
+                get(&fm.memory_waits),
+            ),
+            (
+                "logship_input_chunk_size_warnings",
+                "Frames larger than chunk_size_warn_limit (accepted, with a WARN)",
+                get(&fm.chunk_size_warnings),
+            ),
         ];
         for (name, help, v) in rows {
             f.counter(name, help, &l, v);
@@ -151,6 +181,12 @@ fn gather(m: &Monitor) -> Families {
             "Connections open now",
             &l,
             get(&fm.connections_active),
+        );
+        f.gauge(
+            "logship_input_connection_limit",
+            "max_connections in force (from the open-file limit unless set)",
+            &l,
+            get(&fm.connection_limit),
         );
     }
     for p in m.router().plugins() {
@@ -170,6 +206,14 @@ fn gather(m: &Monitor) -> Families {
                     &l,
                     get(&c.events_out),
                 );
+                if let Some(fl) = &p.filter {
+                    f.counter(
+                        "logship_filter_invalid_records",
+                        "Records the filter could not process (parser: unparsable values), each counted",
+                        &l,
+                        fl.invalid_records(),
+                    );
+                }
             }
             Category::Output | Category::Input => {
                 f.counter(
@@ -275,6 +319,29 @@ fn gather(m: &Monitor) -> Families {
         vec![("version", env!("CARGO_PKG_VERSION").to_string())],
         Value::Int(1),
     );
+    let budget = crate::memory_budget::MemoryBudget::global();
+    for (name, help, ty, v) in [
+        (
+            "logship_memory_budget_bytes",
+            "The process memory budget (<system> memory_budget)",
+            MetricType::Gauge,
+            budget.limit(),
+        ),
+        (
+            "logship_memory_budget_used_bytes",
+            "Bytes of the memory budget held now: receive buffers, inflate windows, memory buffers",
+            MetricType::Gauge,
+            budget.used(),
+        ),
+        (
+            "logship_memory_budget_waits",
+            "Reservations that had to wait for the memory budget (backpressure)",
+            MetricType::Counter,
+            budget.waits(),
+        ),
+    ] {
+        f.add(name, help, ty, Vec::new(), Value::Int(v));
+    }
     let p = ProcessStats::read();
     let mut proc_metric = |name, help, ty, v: Option<Value>| {
         if let Some(v) = v {

@@ -4,8 +4,6 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-
 /// The record is not a well-formed msgpack map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordError(pub &'static str);
@@ -188,13 +186,9 @@ pub fn encode_str(s: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Parses the JSON text `json` and writes it as msgpack into `out`, keeping object key order.
-/// Returns an error when `json` is not valid JSON (trailing data included).
-pub fn json_to_msgpack(json: &[u8], out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_slice(json);
-    MsgpackSeed(out).deserialize(&mut de)?;
-    de.end()
-}
+/// Parses the JSON text `json` and writes it as msgpack into `out`, keeping object key order
+/// (see [`crate::json_msgpack`]).
+pub use crate::json_msgpack::json_to_msgpack;
 
 /// Encodes a `serde_json::Value` as msgpack (for tests and the CLI).
 pub fn value_to_msgpack(v: &serde_json::Value) -> Vec<u8> {
@@ -202,74 +196,6 @@ pub fn value_to_msgpack(v: &serde_json::Value) -> Vec<u8> {
     let text = serde_json::to_vec(v).unwrap_or_default();
     let _ = json_to_msgpack(&text, &mut out);
     out
-}
-
-struct MsgpackSeed<'o>(&'o mut Vec<u8>);
-
-impl<'de> DeserializeSeed<'de> for MsgpackSeed<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(MsgpackVisitor(self.0))
-    }
-}
-
-struct MsgpackVisitor<'o>(&'o mut Vec<u8>);
-
-impl<'de> Visitor<'de> for MsgpackVisitor<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
-        let _ = rmp::encode::write_bool(self.0, v);
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
-        let _ = rmp::encode::write_sint(self.0, v);
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
-        let _ = rmp::encode::write_uint(self.0, v);
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        let _ = rmp::encode::write_f64(self.0, v);
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        write_str(self.0, v.as_bytes());
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        let _ = rmp::encode::write_nil(self.0);
-        Ok(())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        self.visit_unit()
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        // The length is unknown until the end: write into a scratch buffer, then the header.
-        let mut body = Vec::new();
-        let mut n = 0u32;
-        while seq.next_element_seed(MsgpackSeed(&mut body))?.is_some() {
-            n += 1;
-        }
-        let _ = rmp::encode::write_array_len(self.0, n);
-        self.0.extend_from_slice(&body);
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut body = Vec::new();
-        let mut n = 0u32;
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            write_str(&mut body, k.as_bytes());
-            map.next_value_seed(MsgpackSeed(&mut body))?;
-            n += 1;
-        }
-        let _ = rmp::encode::write_map_len(self.0, n);
-        self.0.extend_from_slice(&body);
-        Ok(())
-    }
 }
 
 #[cfg(test)]

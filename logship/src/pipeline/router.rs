@@ -53,7 +53,9 @@ struct Route {
 /// Cached routes per (label, tag). Cleared when it grows past this many entries.
 const MAX_CACHED_ROUTES: usize = 65_536;
 
-type RouteCache = Mutex<HashMap<(String, Arc<str>), Option<Arc<Route>>>>;
+/// Routes by label, then tag: looked up with the borrowed label and tag (no allocation per
+/// batch; a Docker client's one-line frames make one batch each).
+type RouteCache = Mutex<HashMap<String, HashMap<Arc<str>, Option<Arc<Route>>>>>;
 
 pub struct Router {
     labels: HashMap<String, Vec<Step>>,
@@ -96,6 +98,9 @@ impl Output for LabelOutput {
     }
 }
 
+/// The label Fluentd sends error events to (a filter's unparsable records).
+pub const ERROR_LABEL: &str = "@ERROR";
+
 impl Router {
     /// Builds the router for `cfg` with the real outputs.
     pub fn build(cfg: &Config) -> Result<Arc<Router>, Vec<ConfigError>> {
@@ -111,6 +116,7 @@ impl Router {
         let mut outputs: Vec<Arc<dyn Output>> = Vec::new();
         let mut plugins = Vec::new();
         let mut ids = PluginIds::default();
+        let has_error_label = cfg.labels.contains_key(ERROR_LABEL);
         let router = Arc::new_cyclic(|weak: &Weak<Router>| {
             let mut labels = HashMap::new();
             let all = std::iter::once((String::new(), &cfg.root))
@@ -122,19 +128,21 @@ impl Router {
                         Directive::Filter(f) => {
                             let type_name = f.plugin.type_name();
                             let counters = Arc::new(PluginCounters::default());
+                            let filter: Arc<dyn Filter> = Arc::new(CountedFilter {
+                                inner: f.plugin.build_with_error_label(has_error_label),
+                                counters: counters.clone(),
+                            });
                             plugins.push(PluginEntry {
                                 id: ids.id(f.id.as_deref(), Category::Filter, type_name),
                                 type_name,
                                 category: Category::Filter,
-                                counters: counters.clone(),
+                                counters,
                                 output: None,
+                                filter: Some(filter.clone()),
                             });
                             steps.push(Step::Filter {
                                 pattern: f.pattern.clone(),
-                                filter: Arc::new(CountedFilter {
-                                    inner: f.plugin.build(),
-                                    counters,
-                                }),
+                                filter,
                             })
                         }
                         Directive::Match(m) => {
@@ -187,9 +195,8 @@ impl Router {
     }
 
     fn route(&self, label: &str, tag: &Arc<str>) -> Option<Arc<Route>> {
-        let key = (label.to_string(), tag.clone());
         if let Ok(c) = self.cache.lock() {
-            if let Some(r) = c.get(&key) {
+            if let Some(r) = c.get(label).and_then(|by_tag| by_tag.get(&**tag)) {
                 return r.clone();
             }
         }
@@ -215,22 +222,27 @@ impl Router {
             tracing::warn!(tag = %tag, label = if label.is_empty() { "(root)" } else { label }, "no <match> pattern matched the tag; events dropped");
         }
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= MAX_CACHED_ROUTES {
+            if c.values().map(HashMap::len).sum::<usize>() >= MAX_CACHED_ROUTES {
                 c.clear();
             }
-            c.insert(key, found.clone());
+            c.entry(label.to_string())
+                .or_default()
+                .insert(tag.clone(), found.clone());
         }
         found
     }
 
     /// Routes `batch` into `label` (`""` = the root).
-    pub fn emit_to(&self, label: &str, batch: EventBatch) -> BoxFuture<'_, Result<(), EmitError>> {
-        let label = label.to_string();
+    pub fn emit_to<'a>(
+        &'a self,
+        label: &'a str,
+        batch: EventBatch,
+    ) -> BoxFuture<'a, Result<(), EmitError>> {
         Box::pin(async move {
             if self.shutting_down.load(Ordering::Acquire) {
                 return Err(EmitError::ShuttingDown);
             }
-            self.deliver(&label, batch, None).await
+            self.deliver(label, batch, None).await
         })
     }
 
@@ -247,14 +259,26 @@ impl Router {
             return Ok(());
         };
         let EventBatch { tag, mut events } = batch;
+        let mut errors = Vec::new();
         for (i, f) in &route.filters {
             if after.is_some_and(|a| *i <= a) {
                 continue;
             }
-            events = f.filter(&tag, events);
+            events = f.filter_with_errors(&tag, events, &mut errors);
             if events.is_empty() {
-                return Ok(());
+                break;
             }
+        }
+        if !errors.is_empty() {
+            // Error events (only filters built knowing that this label exists make them).
+            let batch = EventBatch {
+                tag: tag.clone(),
+                events: errors,
+            };
+            Box::pin(self.deliver(ERROR_LABEL, batch, None)).await?;
+        }
+        if events.is_empty() {
+            return Ok(());
         }
         let out = EventBatch { tag, events };
         route.output.emit(&out).await
@@ -340,6 +364,7 @@ impl Builder<'_, '_> {
             category: Category::Output,
             counters: counters.clone(),
             output: None,
+            filter: None,
         });
         let inner = match (self.replace)(plugin, id) {
             Some(o) => o,

@@ -293,3 +293,237 @@ impl TestServer {
 pub fn counter(c: &std::sync::atomic::AtomicU64) -> u64 {
     c.load(std::sync::atomic::Ordering::SeqCst)
 }
+
+/// Writes `bin` (a vector's bytes) to the Forward server at `addr` over one TCP connection,
+/// half-closes it, and returns everything the server sent until it closed (at most 10 s).
+pub async fn replay(addr: impl tokio::net::ToSocketAddrs, bin: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    sock.write_all(bin).await.unwrap();
+    sock.shutdown().await.unwrap(); // half-close: the server sees EOF after the last frame
+    let mut replies = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        sock.read_to_end(&mut replies),
+    )
+    .await
+    .expect("server closes the connection")
+    .unwrap();
+    replies
+}
+
+/// One message of a golden vector, and the exact reply it asks for (an ack), if any.
+pub struct ReplayMessage {
+    pub bytes: Vec<u8>,
+    pub reply: Option<Vec<u8>>,
+}
+
+/// A golden vector split into its messages, for a client that replays it as the captured
+/// client sent it (message by message, waiting for each ack).
+pub struct ReplayVector {
+    pub name: String,
+    pub messages: Vec<ReplayMessage>,
+    pub events: usize,
+}
+
+/// Every golden vector without a handshake (those need the captured nonce), split into
+/// messages with their replies from `server_replies`.
+pub fn replayable_vectors() -> Vec<ReplayVector> {
+    all_vectors()
+        .into_iter()
+        .filter(|(_, _, json)| !json["handshake"].is_object())
+        .map(|(name, bin, json)| {
+            let replies = json["server_replies"].as_array().unwrap();
+            let messages = json["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let (off, len) = (
+                        m["offset"].as_u64().unwrap() as usize,
+                        m["length"].as_u64().unwrap() as usize,
+                    );
+                    let reply = replies
+                        .iter()
+                        .find(|r| r["after_object_index"].as_u64() == Some(i as u64))
+                        .map(|r| hex::decode(r["hex"].as_str().unwrap()).unwrap());
+                    ReplayMessage {
+                        bytes: bin[off..off + len].to_vec(),
+                        reply,
+                    }
+                })
+                .collect();
+            ReplayVector {
+                name,
+                messages,
+                events: json["event_count"].as_u64().unwrap() as usize,
+            }
+        })
+        .collect()
+}
+
+/// Replays `v` on `sock` message by message; after each message that asks for an ack, reads
+/// the ack and checks its bytes. Returns how long each ack took. A write or an ack that takes
+/// longer than 30 s is an error.
+pub async fn replay_vector(
+    sock: &mut tokio::net::TcpStream,
+    v: &ReplayVector,
+) -> std::io::Result<Vec<std::time::Duration>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limit = std::time::Duration::from_secs(30);
+    let late = |what: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} took over 30 s"),
+        )
+    };
+    let mut latencies = Vec::new();
+    for m in &v.messages {
+        let t0 = std::time::Instant::now();
+        tokio::time::timeout(limit, sock.write_all(&m.bytes))
+            .await
+            .map_err(|_| late("a write"))??;
+        if let Some(want) = &m.reply {
+            let mut got = vec![0u8; want.len()];
+            tokio::time::timeout(limit, sock.read_exact(&mut got))
+                .await
+                .map_err(|_| late("an ack"))??;
+            latencies.push(t0.elapsed());
+            assert_eq!(
+                hex::encode(&got),
+                hex::encode(want),
+                "{}: the ack bytes",
+                v.name
+            );
+        }
+    }
+    Ok(latencies)
+}
+
+/// Opens `n` connections to `addr` that each send one byte of a frame and then stall (a
+/// slow-loris). Connects 200 at a time, so that the server's accept backlog is not what
+/// limits them.
+pub async fn open_stalled(addr: std::net::SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut all = Vec::with_capacity(n);
+    while all.len() < n {
+        let mut wave = tokio::task::JoinSet::new();
+        for _ in 0..(n - all.len()).min(200) {
+            wave.spawn(async move {
+                let mut s = tokio::net::TcpStream::connect(addr).await?;
+                // the first byte of a Message frame, [tag, time, record, option]
+                s.write_all(&[0x94]).await?;
+                Ok::<_, std::io::Error>(s)
+            });
+        }
+        while let Some(s) = wave.join_next().await {
+            all.push(s.unwrap().expect("stalled connection"));
+        }
+    }
+    all
+}
+
+/// What an honest client saw.
+#[derive(Debug, Default, Clone)]
+pub struct HonestReport {
+    /// Replays of the whole vector set completed.
+    pub rounds: usize,
+    /// Events sent in completed rounds.
+    pub events: usize,
+    /// Every ack's latency.
+    pub latencies: Vec<std::time::Duration>,
+    /// The first error, if the connection failed.
+    pub error: Option<String>,
+}
+
+impl HonestReport {
+    pub fn worst(&self) -> std::time::Duration {
+        self.latencies.iter().copied().max().unwrap_or_default()
+    }
+
+    /// "n acks, p50 …, p99 …, worst …".
+    pub fn summary(&self) -> String {
+        let mut l = self.latencies.clone();
+        l.sort();
+        let at = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)));
+        format!(
+            "{} rounds, {} events, {} acks, ack latency p50 {:?}, p99 {:?}, p99.9 {:?}, worst {:?}",
+            self.rounds,
+            self.events,
+            l.len(),
+            at(0.5).copied().unwrap_or_default(),
+            at(0.99).copied().unwrap_or_default(),
+            at(0.999).copied().unwrap_or_default(),
+            self.worst()
+        )
+    }
+}
+
+/// A well-behaved client on its own thread and runtime (so that whatever else the test does
+/// cannot delay it): one connection, replaying every golden vector without a handshake, one
+/// vector every 10 ms (a busy but realistic client, not a load generator), round after round,
+/// until stopped.
+pub struct HonestClient {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    rounds: Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<HonestReport>>,
+}
+
+impl HonestClient {
+    pub fn start(addr: std::net::SocketAddr) -> HonestClient {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (st, rd) = (stop.clone(), rounds.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let vectors = replayable_vectors();
+                let mut report = HonestReport::default();
+                let mut sock = match tokio::net::TcpStream::connect(addr).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        report.error = Some(format!("connect: {e}"));
+                        return report;
+                    }
+                };
+                sock.set_nodelay(true).unwrap();
+                while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                    for v in &vectors {
+                        match replay_vector(&mut sock, v).await {
+                            Ok(l) => report.latencies.extend(l),
+                            Err(e) => {
+                                report.error = Some(format!("{}: {e}", v.name));
+                                return report;
+                            }
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                    report.rounds += 1;
+                    report.events += vectors.iter().map(|v| v.events).sum::<usize>();
+                    rd.store(report.rounds, std::sync::atomic::Ordering::SeqCst);
+                }
+                report
+            })
+        });
+        HonestClient {
+            stop,
+            rounds,
+            thread: Some(thread),
+        }
+    }
+
+    /// Rounds completed so far.
+    pub fn rounds(&self) -> usize {
+        self.rounds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops after the round in progress and returns the report.
+    pub fn finish(mut self) -> HonestReport {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}

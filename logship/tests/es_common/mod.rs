@@ -211,6 +211,16 @@ impl Logship {
 
     /// Starts `logship run` on the config text `conf` (env as for [`Logship::start`]).
     pub fn start_conf(es: &str, conf: &str, dir: tempfile::TempDir) -> Logship {
+        Self::start_conf_env(es, conf, dir, &[])
+    }
+
+    /// [`Logship::start_conf`] with more environment variables (`"#{ENV['X']}"` in `conf`).
+    pub fn start_conf_env(
+        es: &str,
+        conf: &str,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> Logship {
         let path = dir.path().join("fluentd.conf");
         std::fs::write(&path, conf).unwrap();
         let u = reqwest::Url::parse(es).unwrap();
@@ -224,7 +234,8 @@ impl Logship {
                     "FLUENTD_TEMPLATE_FILE",
                     repo().join("elk/fluentd-template.json"),
                 )
-                .env("LOGSHIP_BUFFER_PATH", dir.path().join("buffer")),
+                .env("LOGSHIP_BUFFER_PATH", dir.path().join("buffer"))
+                .envs(env.iter().copied()),
         );
         // The Forward input's line (the monitor source logs one too).
         let port = logship_child::wait_for(&rx, &lines, 20, "no 'listening' log line", |f| {

@@ -36,6 +36,8 @@ pub struct Proc {
     pub child: Child,
     pub lines: Arc<Mutex<Vec<String>>>,
     pub conf: PathBuf,
+    /// Disconnected once the reader has the child's last log line.
+    log_rx: std::sync::mpsc::Receiver<String>,
 }
 
 impl Proc {
@@ -55,6 +57,7 @@ impl Proc {
             child,
             lines,
             conf: conf.to_path_buf(),
+            log_rx: rx,
         };
         (p, port)
     }
@@ -90,13 +93,7 @@ impl Proc {
 
     /// The fields of the first JSON log line whose message is `msg`.
     pub fn log_fields(&self, msg: &str) -> Option<Value> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["fields"]["message"] == msg)
-            .map(|v| v["fields"].clone())
+        logship_child::log_fields(&self.lines, msg)
     }
 }
 

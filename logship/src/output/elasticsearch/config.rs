@@ -1,11 +1,15 @@
 //! `@type elasticsearch`: its parameters (fluent-plugin-elasticsearch's, as far as logship
 //! honours them), read into an [`ElasticsearchConfig`], then checked into the
-//! [`EsSettings`] the output runs with (base URLs, index naming, request options).
+//! [`EsSettings`] the output runs with (base URLs, credentials, TLS, index naming, request
+//! options).
 
 use std::any::Any;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::{redact_url, split_userinfo, Credentials};
+use super::tls::{TlsOptions, TlsVersion};
 use crate::buffer::config::BufferConfig;
 use crate::buffer::{BufferSettings, RetryPolicy};
 use crate::config::params::{ParamSpec, SectionSpec};
@@ -13,6 +17,7 @@ use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
 use crate::event::EventTime;
 use crate::output::{timefmt, Output, OutputContext, OutputPlugin};
+use crate::secret::Secret;
 
 /// `@type elasticsearch`, as configured.
 #[derive(Debug, Clone)]
@@ -21,8 +26,25 @@ pub struct ElasticsearchConfig {
     pub hosts: Vec<String>,
     pub scheme: String,
     pub path: Option<String>,
+    /// HTTP basic auth (see `super::auth`).
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    /// logship's own: read the password from this file (a mounted secret).
+    pub password_file: Option<String>,
+    /// `ID:KEY` (or its base64 encoded form): `Authorization: ApiKey ...`.
+    pub api_key: Option<Secret>,
+    /// logship's own: read the API key from this file.
+    pub api_key_file: Option<String>,
+    /// TLS (see `super::tls`): PEM file of the CA(s) to trust.
+    pub ca_file: Option<String>,
+    /// `false`: accept any certificate.
+    pub ssl_verify: bool,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub client_key_pass: Option<Secret>,
+    /// Both or neither (default TLS 1.2–1.3).
+    pub ssl_min_version: Option<TlsVersion>,
+    pub ssl_max_version: Option<TlsVersion>,
     pub index_name: String,
     pub logstash_format: bool,
     pub logstash_prefix: String,
@@ -83,8 +105,18 @@ pub struct ElasticsearchConfig {
 const NEVER_TYPE: &str =
     "logship never sends a document `_type` (OpenSearch 2 and Elasticsearch 8 reject it)";
 const RUBY_CLIENT: &str = "an option of the Ruby Elasticsearch client, which logship does not use";
-const TLS_LATER: &str =
-    "not implemented: the certificate is always verified against the system's roots";
+/// fluent-plugin-elasticsearch's TLS version names (with a Ruby that knows TLS 1.3).
+const TLS_VERSIONS: &[&str] = &["TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"];
+/// The parameters that only matter for a host reached with https.
+const TLS_PARAMS: &[&str] = &[
+    "ca_file",
+    "ssl_verify",
+    "client_cert",
+    "client_key",
+    "client_key_pass",
+    "ssl_min_version",
+    "ssl_max_version",
+];
 
 static PARAMS: &[ParamSpec] = &[
     ParamSpec::string("host").default("localhost").doc("one node (without `hosts`)"),
@@ -92,8 +124,18 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::array("hosts").doc("`h1:9200,h2:9200` or URLs: requests go round robin, a host that refuses or times out is skipped for `resurrect_after`, then tried again (see elasticsearch.md, Hosts)"),
     ParamSpec::choice("scheme", &["http", "https"]).default("http").doc("for hosts written without one"),
     ParamSpec::string("path").doc("URL path prefix (behind a proxy)"),
-    ParamSpec::string("user").doc("HTTP basic auth"),
-    ParamSpec::string("password").doc("HTTP basic auth"),
+    ParamSpec::string("user").doc("HTTP basic auth user (with `password` or `password_file`; not with `api_key`); credentials written in a host's URL win for that host"),
+    ParamSpec::string("password").secret().doc("HTTP basic auth password"),
+    ParamSpec::string("password_file").doc("logship's own: read the password from this file (a mounted secret; one final line break is dropped)"),
+    ParamSpec::string("api_key").secret().doc("`ID:KEY` or its base64 form, sent as `Authorization: ApiKey` (not with `user`)"),
+    ParamSpec::string("api_key_file").doc("logship's own: read the API key from this file"),
+    ParamSpec::string("ca_file").doc("PEM file of the CA certificate(s) to trust instead of the built-in Mozilla roots"),
+    ParamSpec::bool("ssl_verify").default("true").doc("`false`: accept any certificate for any name (encrypted, nobody authenticated; WARN at start)"),
+    ParamSpec::string("client_cert").doc("PEM client certificate for mutual TLS (with `client_key`)"),
+    ParamSpec::string("client_key").doc("its PEM private key: PKCS#8, PKCS#1, SEC1, or encrypted PKCS#8 with `client_key_pass`"),
+    ParamSpec::string("client_key_pass").secret().doc("the passphrase of an encrypted `client_key`"),
+    ParamSpec::choice("ssl_min_version", TLS_VERSIONS).doc("lowest TLS version (with `ssl_max_version`; default TLSv1_2..TLSv1_3); logship speaks 1.2 and 1.3 only, a range reaching lower starts at TLSv1_2"),
+    ParamSpec::choice("ssl_max_version", TLS_VERSIONS).doc("highest TLS version (with `ssl_min_version`)"),
     ParamSpec::string("index_name").default("fluentd").doc("without `logstash_format`: `${tag}` and strftime placeholders are expanded per event"),
     ParamSpec::bool("logstash_format").default("false").doc("index = `logstash_prefix` + `logstash_prefix_separator` + strftime(`logstash_dateformat`) of the document's time; documents get `@timestamp`"),
     ParamSpec::string("logstash_prefix").default("logstash").doc("may hold `${tag}`"),
@@ -109,7 +151,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::string("template_file").doc("its JSON: with a top-level `template` key composable (`_index_template`), else legacy (`_template`)"),
     ParamSpec::bool("template_overwrite").default("false").doc("PUT the template even when it exists"),
     ParamSpec::time("request_timeout").default("5s").doc("per HTTP request"),
-    ParamSpec::size("bulk_message_request_threshold").default("20m").doc("a chunk whose `_bulk` body would grow past this is split into several requests"),
+    ParamSpec::size("bulk_message_request_threshold").default("4m").doc("a chunk whose `_bulk` body would grow past this is split into several requests, each encoded, sent and dropped before the next (Fluentd: 20 MiB; a flush worker holds its chunk plus one body, docs/durability.md *Memory*)"),
     ParamSpec::integer("compression_level").doc("gzip request bodies at this level (0–9)"),
     ParamSpec::string("dead_letter_path").doc("logship's own: JSON-lines file for events Elasticsearch rejected"),
     ParamSpec::string("time_key").doc("a record field whose time becomes `@timestamp` and dates the logstash index (the field stays)"),
@@ -118,11 +160,9 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::bool("include_timestamp").default("false").doc("documents get `@timestamp` without `logstash_format` (without either, none is added, as in Fluentd)"),
     ParamSpec::string("target_index_key").doc("the record's value at this key (dotted path into nested maps) is the index, lower-cased; the key is not stored"),
     ParamSpec::bool("log_es_400_reason").default("false").doc("log each document rejected with 400 with its error type and reason (WARN, rate-limited); otherwise a dead-lettered rejection gets one summary line"),
-    ParamSpec::string("type_name").no_effect(NEVER_TYPE),
+    ParamSpec::string("type_name").no_effect("logship never sends a document `_type`: Elasticsearch 7 keeps every document under `_doc` whatever the name (fluent-plugin-elasticsearch writes `_doc` with 7.x too), Elasticsearch 8 and OpenSearch 2 reject custom types"),
     ParamSpec::bool("suppress_type_name").default("false").no_effect(NEVER_TYPE),
-    ParamSpec::bool("ssl_verify").default("true").no_effect(TLS_LATER),
-    ParamSpec::string("ssl_version").no_effect(TLS_LATER),
-    ParamSpec::string("ca_file").no_effect(TLS_LATER),
+    ParamSpec::choice("ssl_version", &["SSLv23", "TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"]).default("TLSv1_2").no_effect("as in fluent-plugin-elasticsearch on any Ruby with TLS 1.3: the versions are `ssl_min_version`..`ssl_max_version`, default TLSv1_2..TLSv1_3"),
     ParamSpec::bool("reconnect_on_error").default("false").doc("after any failed request (not only \"host unreachable\"): new connections, the configured hosts again, the version detected again"),
     ParamSpec::bool("reload_connections").default("true").doc("node discovery: every `reload_after` requests the host list becomes the cluster's HTTP nodes (`GET _nodes/http`); set false behind a load balancer"),
     ParamSpec::integer("reload_after").default("-1").doc("requests between discoveries (-1: the Ruby transport's 10,000)"),
@@ -170,7 +210,17 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
         scheme: s.get("scheme"),
         path: s.opt("path"),
         user: s.opt("user"),
-        password: s.opt("password"),
+        password: s.secret("password"),
+        password_file: s.opt("password_file"),
+        api_key: s.secret("api_key"),
+        api_key_file: s.opt("api_key_file"),
+        ca_file: s.opt("ca_file"),
+        ssl_verify: s.get("ssl_verify"),
+        client_cert: s.opt("client_cert"),
+        client_key: s.opt("client_key"),
+        client_key_pass: s.secret("client_key_pass"),
+        ssl_min_version: tls_version(s, "ssl_min_version"),
+        ssl_max_version: tls_version(s, "ssl_max_version"),
         index_name: s.get("index_name"),
         logstash_format: s.get("logstash_format"),
         logstash_prefix: s.get("logstash_prefix"),
@@ -223,6 +273,7 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
             s.error(&loc, msg);
         }
     }
+    security_checks(s, &cfg);
     if let Some((path, loc)) = s.child("secondary", |sec| {
         // `file` and `secondary_file` both append to `path` (checked by the declared type).
         let _type: String = sec.get("@type");
@@ -237,6 +288,101 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
         cfg.dead_letter_path = Some(path);
     }
     Arc::new(cfg)
+}
+
+fn tls_version(s: &mut Section<'_, '_>, name: &'static str) -> Option<TlsVersion> {
+    // The declared choice has already checked the name.
+    s.opt::<String>(name).and_then(|v| TlsVersion::parse(&v))
+}
+
+/// The TLS and credential parameters that depend on each other, checked as
+/// fluent-plugin-elasticsearch checks them; TLS parameters while no host uses https are named
+/// as having no effect.
+fn security_checks(s: &mut Section<'_, '_>, cfg: &ElasticsearchConfig) {
+    if cfg.ssl_min_version.is_some() != cfg.ssl_max_version.is_some() {
+        s.error_here("ssl_min_version and ssl_max_version must be set together");
+    }
+    if cfg.client_cert.is_some() != cfg.client_key.is_some() {
+        s.error_here("client_cert and client_key must be set together");
+    }
+    for (value, file, name) in [
+        (
+            cfg.password.is_some(),
+            cfg.password_file.is_some(),
+            "password",
+        ),
+        (cfg.api_key.is_some(), cfg.api_key_file.is_some(), "api_key"),
+    ] {
+        if value && file {
+            s.error_here(format!("set either {name} or {name}_file, not both"));
+        }
+    }
+    let has_password = cfg.password.is_some() || cfg.password_file.is_some();
+    let has_api_key = cfg.api_key.is_some() || cfg.api_key_file.is_some();
+    if has_api_key && (cfg.user.is_some() || has_password) {
+        s.error_here("set either user/password or api_key, not both");
+    }
+    if cfg.user.is_some() && !has_password {
+        s.error_here("'password' (or password_file) must be present if 'user' is present");
+    }
+    if has_password && cfg.user.is_none() {
+        s.error_here("'user' must be present if 'password' is present");
+    }
+    let any_https =
+        cfg.scheme == "https" || cfg.hosts.iter().any(|h| h.trim().starts_with("https://"));
+    if !any_https {
+        for &name in TLS_PARAMS {
+            if let Some(p) = s.given(name) {
+                s.note_no_effect(
+                    &p.loc,
+                    name,
+                    "no host uses https (set `scheme https` or write https:// hosts)",
+                );
+            }
+        }
+    }
+}
+
+impl ElasticsearchConfig {
+    /// The credentials and TLS settings, without any secret:
+    /// ` (basic auth as user "u", password from password_file; TLS ca_file=/x ...)`.
+    fn describe_security(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(u) = &self.user {
+            let from_file = if self.password_file.is_some() {
+                ", password from password_file"
+            } else {
+                ""
+            };
+            parts.push(format!("basic auth as user {u:?}{from_file}"));
+        }
+        if self.api_key.is_some() {
+            parts.push("API key".to_string());
+        } else if let Some(f) = &self.api_key_file {
+            parts.push(format!("API key from {f}"));
+        }
+        let mut tls = Vec::new();
+        if let Some(c) = &self.ca_file {
+            tls.push(format!("ca_file={c}"));
+        }
+        if let Some(c) = &self.client_cert {
+            tls.push(format!("client_cert={c}"));
+        }
+        if !self.ssl_verify {
+            tls.push("ssl_verify=false".into());
+        }
+        if let (Some(a), Some(b)) = (self.ssl_min_version, self.ssl_max_version) {
+            tls.push(format!("versions={}..{}", a.name(), b.name()));
+        }
+        if !tls.is_empty() {
+            parts.push(format!("TLS {}", tls.join(" ")));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", parts.join("; "))
+        }
+    }
 }
 
 impl OutputPlugin for ElasticsearchConfig {
@@ -262,9 +408,11 @@ impl OutputPlugin for ElasticsearchConfig {
             }
             _ => String::new(),
         };
+        let hosts: Vec<String> = self.hosts.iter().map(|h| redact_url(h)).collect();
         format!(
-            "elasticsearch hosts={} index={index}{buffer}",
-            self.hosts.join(",")
+            "elasticsearch hosts={} index={index}{buffer}{}",
+            hosts.join(","),
+            self.describe_security()
         )
     }
 
@@ -313,10 +461,13 @@ pub enum IndexNaming {
 /// Everything the output needs, checked.
 #[derive(Debug, Clone)]
 pub struct EsSettings {
-    /// `scheme://host:port[/path]` without a trailing slash, one per host (round robin).
+    /// `scheme://host:port[/path]` without a trailing slash (and without credentials), one
+    /// per host (round robin).
     pub base_urls: Vec<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
+    /// What each host of `base_urls` (same position) is sent: credentials written in its URL,
+    /// else `user`/`password` or `api_key`.
+    pub credentials: Vec<Credentials>,
+    pub tls: TlsOptions,
     pub naming: IndexNaming,
     pub utc_index: bool,
     pub include_tag_key: bool,
@@ -389,8 +540,12 @@ impl Template {
     }
 }
 
-/// Default `bulk_message_request_threshold` (fluent-plugin-elasticsearch's 20 MiB).
-pub const DEFAULT_BULK_THRESHOLD: usize = 20 * 1024 * 1024;
+/// Default `bulk_message_request_threshold`: 4 MiB (fluent-plugin-elasticsearch's is 20 MiB).
+/// A flush worker holds its chunk and one body: with 8 MiB chunks a 20 MiB threshold meant a
+/// whole chunk's NDJSON (~14 MiB, and twice that while the buffer grew) per worker; 4 MiB
+/// bodies keep a file-buffered output within 64 MiB (docs/durability.md, memory) and are still
+/// in the size range Elasticsearch recommends for `_bulk`.
+pub const DEFAULT_BULK_THRESHOLD: usize = 4 * 1024 * 1024;
 
 fn base_url(host: &str, scheme: &str, path: Option<&str>) -> Result<String, String> {
     let host = host.trim();
@@ -420,11 +575,39 @@ fn base_url(host: &str, scheme: &str, path: Option<&str>) -> Result<String, Stri
 impl EsSettings {
     /// Checks `cfg` and reads the template file.
     pub fn from_config(cfg: &ElasticsearchConfig) -> Result<Self, String> {
-        let base_urls = cfg
-            .hosts
-            .iter()
-            .map(|h| base_url(h, &cfg.scheme, cfg.path.as_deref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let password = secret_param(
+            cfg.password.as_ref(),
+            cfg.password_file.as_deref(),
+            "password_file",
+        )?;
+        let api_key = secret_param(
+            cfg.api_key.as_ref(),
+            cfg.api_key_file.as_deref(),
+            "api_key_file",
+        )?;
+        let configured =
+            Credentials::from_params(cfg.user.as_deref(), password.as_ref(), api_key.as_ref())?;
+        let mut base_urls = Vec::new();
+        let mut credentials = Vec::new();
+        for h in &cfg.hosts {
+            let (url, userinfo) = split_userinfo(&base_url(h, &cfg.scheme, cfg.path.as_deref())?)?;
+            base_urls.push(url);
+            credentials.push(match userinfo {
+                Some((user, password)) => {
+                    Credentials::from_params(Some(&user), Some(&password), None)?
+                }
+                None => configured.clone(),
+            });
+        }
+        let tls = TlsOptions {
+            ca_file: cfg.ca_file.as_ref().map(PathBuf::from),
+            verify: cfg.ssl_verify,
+            client_cert: cfg.client_cert.as_ref().map(PathBuf::from),
+            client_key: cfg.client_key.as_ref().map(PathBuf::from),
+            client_key_pass: cfg.client_key_pass.clone(),
+            min_version: cfg.ssl_min_version.unwrap_or(TlsVersion::Tls1_2),
+            max_version: cfg.ssl_max_version.unwrap_or(TlsVersion::Tls1_3),
+        };
         let naming = if cfg.logstash_format {
             IndexNaming::Logstash {
                 prefix: cfg.logstash_prefix.clone(),
@@ -455,8 +638,8 @@ impl EsSettings {
         }
         Ok(Self {
             base_urls,
-            user: cfg.user.clone(),
-            password: cfg.password.clone(),
+            credentials,
+            tls,
             naming,
             utc_index: cfg.utc_index,
             include_tag_key: cfg.include_tag_key,
@@ -525,6 +708,29 @@ impl EsSettings {
     }
 }
 
+/// A secret given in the config, or read from `file` (a mounted secret): the file's content
+/// without its final line break.
+fn secret_param(
+    value: Option<&Secret>,
+    file: Option<&str>,
+    file_param: &str,
+) -> Result<Option<Secret>, String> {
+    match (value, file) {
+        (Some(v), _) => Ok(Some(v.clone())),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {file_param} {f}: {e}"))?;
+            let v = text.strip_suffix('\n').unwrap_or(&text);
+            let v = v.strip_suffix('\r').unwrap_or(v);
+            if v.is_empty() {
+                return Err(format!("{file_param} {f} is empty"));
+            }
+            Ok(Some(Secret::new(v)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 fn local_offset_secs(secs: i64) -> i64 {
     use chrono::{Offset, TimeZone};
     match chrono::Local.timestamp_opt(secs, 0) {
@@ -551,6 +757,119 @@ mod tests {
         };
         let es = EsSettings::from_config(m.config::<ElasticsearchConfig>().unwrap()).unwrap();
         assert_eq!(es.bulk_threshold, DEFAULT_BULK_THRESHOLD);
+    }
+
+    fn es(params: &str) -> Result<crate::config::Config, Vec<crate::config::ConfigError>> {
+        crate::config::Config::from_str_at(
+            &format!("<match **>\n  @type elasticsearch\n{params}</match>\n"),
+            std::path::Path::new("t.conf"),
+        )
+    }
+
+    fn es_config(c: &crate::config::Config) -> &ElasticsearchConfig {
+        let crate::config::Directive::Match(m) = &c.root.directives[0] else {
+            panic!()
+        };
+        m.config::<ElasticsearchConfig>().unwrap()
+    }
+
+    fn errors(params: &str) -> Vec<String> {
+        es(params)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn tls_and_credentials_are_read_and_never_shown() {
+        let c = es("  scheme https\n  user elastic\n  password s3cret\n  ca_file /ca.pem\n  client_cert /c.pem\n  client_key /k.pem\n  client_key_pass pa55\n  ssl_min_version TLSv1_2\n  ssl_max_version TLSv1_3\n  ssl_verify false\n").unwrap();
+        let e = es_config(&c);
+        assert_eq!(e.ssl_min_version, Some(TlsVersion::Tls1_2));
+        assert_eq!(e.password.as_ref().map(Secret::expose), Some("s3cret"));
+        assert_eq!(e.client_key_pass.as_ref().map(Secret::expose), Some("pa55"));
+        assert!(c.no_effect.is_empty(), "{:?}", c.no_effect);
+        // No secret in the Debug form, nor in check-config's description.
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("pa55"),
+            "{debug}"
+        );
+        let d = c.describe();
+        assert!(!d.contains("s3cret") && !d.contains("pa55"), "{d}");
+        assert!(d.contains("basic auth as user \"elastic\"; TLS ca_file=/ca.pem client_cert=/c.pem ssl_verify=false versions=TLSv1_2..TLSv1_3"), "{d}");
+        let c = es("  hosts https://u:pw@h:9200\n").unwrap();
+        assert!(
+            c.describe().contains("hosts=https://u:***@h:9200 "),
+            "{}",
+            c.describe()
+        );
+        let c = es("  api_key id:k3y\n").unwrap();
+        assert!(c.describe().contains("(API key)"), "{}", c.describe());
+        assert!(!format!("{c:?}").contains("k3y"));
+    }
+
+    #[test]
+    fn ssl_version_and_tls_on_plain_http_have_no_effect_and_say_so() {
+        let c = es("  scheme https\n  ssl_version TLSv1_2\n").unwrap();
+        assert_eq!(c.no_effect.len(), 1, "{:?}", c.no_effect);
+        let report = c.no_effect_report();
+        assert!(
+            report[0].starts_with("ssl_version: as in fluent-plugin-elasticsearch")
+                && report[0].ends_with("(t.conf:4 in <match **> (@type elasticsearch))"),
+            "{report:?}"
+        );
+        // Every TLS parameter given while every host is plain http.
+        let c =
+            es("  ca_file /ca.pem\n  ssl_verify false\n  hosts http://a:9200,b:9200\n").unwrap();
+        assert_eq!(
+            c.no_effect_report(),
+            [
+                "ca_file: no host uses https (set `scheme https` or write https:// hosts) (t.conf:3 in <match **> (@type elasticsearch))",
+                "ssl_verify: no host uses https (set `scheme https` or write https:// hosts) (t.conf:4 in <match **> (@type elasticsearch))",
+            ]
+        );
+        // One https host is enough.
+        let c = es("  ca_file /ca.pem\n  hosts http://a:9200,https://b:9200\n").unwrap();
+        assert!(c.no_effect.is_empty(), "{:?}", c.no_effect);
+    }
+
+    #[test]
+    fn tls_and_credential_conflicts_are_errors() {
+        assert_eq!(
+            errors("  ssl_min_version TLSv1_2\n"),
+            ["t.conf:1: ssl_min_version and ssl_max_version must be set together"]
+        );
+        assert_eq!(
+            errors("  ssl_max_version TLSv9\n"),
+            ["t.conf:3: parameter 'ssl_max_version' in <match **> (@type elasticsearch): invalid value \"TLSv9\"; supported: TLSv1, TLSv1_1, TLSv1_2, TLSv1_3"]
+        );
+        assert!(errors("  ssl_version SSLv3\n")[0]
+            .starts_with("t.conf:3: parameter 'ssl_version' in <match **> (@type elasticsearch): invalid value \"SSLv3\""));
+        assert_eq!(
+            errors("  client_cert /c.pem\n"),
+            ["t.conf:1: client_cert and client_key must be set together"]
+        );
+        assert_eq!(
+            errors("  user u\n  password p\n  api_key a:b\n"),
+            ["t.conf:1: set either user/password or api_key, not both"]
+        );
+        assert_eq!(
+            errors("  user u\n"),
+            ["t.conf:1: 'password' (or password_file) must be present if 'user' is present"]
+        );
+        assert_eq!(
+            errors("  password p\n"),
+            ["t.conf:1: 'user' must be present if 'password' is present"]
+        );
+        assert_eq!(
+            errors("  user u\n  password p\n  password_file /p\n"),
+            ["t.conf:1: set either password or password_file, not both"]
+        );
+        assert_eq!(
+            errors("  api_key a\n  api_key_file /k\n"),
+            ["t.conf:1: set either api_key or api_key_file, not both"]
+        );
     }
 
     #[test]

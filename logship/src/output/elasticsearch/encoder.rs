@@ -43,6 +43,7 @@ pub struct Encoder<'s> {
     last_index: Option<(String, i64, String)>,
     pub bodies: Vec<BulkBody>,
     pub rejected: Vec<Unencodable>,
+    ids: doc_id::DocIds,
 }
 
 impl<'s> Encoder<'s> {
@@ -52,6 +53,7 @@ impl<'s> Encoder<'s> {
             last_index: None,
             bodies: vec![BulkBody::default()],
             rejected: Vec::new(),
+            ids: doc_id::DocIds::default(),
         }
     }
 
@@ -66,8 +68,9 @@ impl<'s> Encoder<'s> {
         i
     }
 
-    /// Appends one event.
-    pub fn push(&mut self, item: ItemRef, tag: &str, ev: &Event) {
+    /// Appends one event; true once the current body reached `bulk_message_request_threshold`
+    /// (the next event starts a new body).
+    pub fn push(&mut self, item: ItemRef, tag: &str, ev: &Event) -> bool {
         let s = self.settings;
         let rec = &ev.record[..];
         let found = match doc_id::find_keys(
@@ -103,6 +106,12 @@ impl<'s> Encoder<'s> {
             None => (self.index(tag, time.index_time.secs), rec),
         };
         let body = self.bodies.last_mut().expect("at least one body");
+        if body.body.capacity() == 0 {
+            // The body stops growing at the threshold (plus the event that crosses it): reserve
+            // that at once rather than doubling past it (pages not written are not resident).
+            body.body
+                .reserve(s.bulk_threshold.min(64 << 20) + 64 * 1024);
+        }
         let mark = body.body.len();
         let out = &mut body.body;
         out.extend_from_slice(b"{\"");
@@ -114,7 +123,7 @@ impl<'s> Encoder<'s> {
             Some(id) => write_json_str(out, &id),
             None => {
                 out.push(b'"');
-                if doc_id::write_doc_id(out, tag, ev.time, rec).is_err() {
+                if self.ids.write(out, tag, ev.time, rec).is_err() {
                     out.truncate(mark);
                     return self.reject(item, "the record is not well-formed msgpack");
                 }
@@ -165,14 +174,18 @@ impl<'s> Encoder<'s> {
         body.items.push(item);
         if len >= s.bulk_threshold {
             self.bodies.push(BulkBody::default());
+            return true;
         }
+        false
     }
 
-    fn reject(&mut self, item: ItemRef, reason: &str) {
+    /// Sets `item` aside as unencodable; `false` (no body was completed), for `push`.
+    fn reject(&mut self, item: ItemRef, reason: &str) -> bool {
         self.rejected.push(Unencodable {
             item,
             reason: reason.into(),
         });
+        false
     }
 
     /// The non-empty bodies.

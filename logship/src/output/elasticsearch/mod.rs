@@ -2,24 +2,31 @@
 //! OpenSearch) with `_bulk`.
 //!
 //! - [`config`]: the declared parameters, read into [`ElasticsearchConfig`], then checked into
-//!   [`config::EsSettings`] (URLs, index naming);
+//!   [`config::EsSettings`] (URLs, credentials, TLS, index naming);
+//! - [`auth`]: basic auth and API keys; [`tls`]: CA, verification, client certificates,
+//!   versions; [`diagnose`]: TLS and authentication failures told as cause and fix;
 //! - [`encoder`]: events → NDJSON bulk bodies straight from msgpack;
 //! - [`doc_id`]: the deterministic `_id` (xxh3-128 of tag, time and canonical record);
 //! - [`bulk`]: HTTP (round robin + failover) and per-item response classification;
+//! - [`check`]: the start-up check (`GET /` on every host);
 //! - [`service`]: flush workers, retries with backoff, template install, dead letter.
 //!
 //! `emit` resolves once the batch is in the buffer (memory: appended; file: written and
 //! fsynced) — that is when the Forward input acks.
 //! See `docs/elasticsearch.md`.
 
+pub mod auth;
 pub mod bulk;
+pub mod check;
 pub mod config;
+pub mod diagnose;
 pub mod doc_id;
 pub mod doc_time;
 pub mod encoder;
 pub mod engine;
 pub mod hosts;
 pub mod service;
+pub mod tls;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -56,6 +63,7 @@ impl ElasticsearchOutput {
         let workers = (0..threads)
             .map(|_| rt.spawn(service.clone().worker()))
             .collect();
+        rt.spawn(check::startup(service.clone()));
         Ok(Self {
             service,
             workers: Mutex::new(workers),

@@ -7,21 +7,24 @@
 //! `retry_timeout` have passed (unless `retry_forever`): then they go to the dead letter with
 //! the last error (its `reason` says which limit). A shutdown wakes a worker out of its backoff
 //! at once.
-
+//!
+//! A request refused for a reason of configuration (TLS, credentials, privileges: see
+//! [`super::diagnose`]) is retried like an outage, never dead-lettered — the documents are
+//! fine — and each failed flush logs the cause and the parameter that fixes it at ERROR,
+//! rate-limited ([`BLOCKED_LOG_BURST`] per [`BLOCKED_LOG_INTERVAL`]).
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::log_limit::LogLimiter;
-
-use super::bulk::redact;
-use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome};
+use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome, TransportError};
 use super::config::{EsSettings, WriteOperation};
+use super::diagnose::ConfigProblem;
 use super::encoder::{write_rfc3339_nanos, Encoder, ItemRef};
 use super::engine::EngineInfo;
 use crate::buffer::{Buffer, Chunk};
 use crate::event::Event;
+use crate::log_limit::LogLimiter;
 
 /// Counters of an Elasticsearch output.
 #[derive(Debug, Default)]
@@ -60,6 +63,29 @@ impl EsStats {
     }
 }
 
+/// Rejected events logged in full per [`REJECTED_LOG_INTERVAL`] (then one line with the count).
+pub const REJECTED_LOG_BURST: u32 = 5;
+pub const REJECTED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// At most this many "delivery blocked" ERROR lines per [`BLOCKED_LOG_INTERVAL`] and output.
+pub const BLOCKED_LOG_BURST: u32 = 3;
+pub const BLOCKED_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why a request (template or bulk) failed as a whole.
+struct Failure {
+    message: String,
+    /// Set when a change of configuration fixes it.
+    problem: Option<ConfigProblem>,
+}
+
+impl From<TransportError> for Failure {
+    fn from(e: TransportError) -> Self {
+        Self {
+            message: e.message,
+            problem: e.problem,
+        }
+    }
+}
+
 /// Shared state of the flush workers.
 pub struct Service {
     pub name: String,
@@ -73,6 +99,12 @@ pub struct Service {
     dead_letter: Mutex<Option<std::fs::File>>,
     /// Set at shutdown: retries stop at this instant and what is left is dead-lettered.
     give_up_at: Mutex<Option<Instant>>,
+    /// Rate limit of the per-event ERROR lines of rejected documents.
+    rejected_log: crate::log_limit::LogLimiter,
+    /// Rate limit of the ERROR lines of flushes refused for a configuration problem.
+    blocked_log: LogLimiter,
+    /// `true` once the start-up check ([`super::check`]) is over: the workers wait for it.
+    pub checked: tokio::sync::watch::Sender<bool>,
     /// `true` once shutdown began: wakes workers sleeping in a backoff.
     shutting_down: tokio::sync::watch::Sender<bool>,
 }
@@ -85,6 +117,9 @@ static REJECTED_400_SUMMARY: LogLimiter = LogLimiter::new(3, Duration::from_secs
 impl Service {
     pub fn new(name: String, settings: EsSettings, buffer: Arc<Buffer>) -> Result<Self, String> {
         let http = EsHttp::new(&settings)?;
+        for w in &http.warnings {
+            tracing::warn!(output = %name, "{w}");
+        }
         let dead_letter = match &settings.dead_letter_path {
             Some(p) => {
                 if let Some(dir) = std::path::Path::new(p).parent() {
@@ -114,11 +149,19 @@ impl Service {
             stats: EsStats::default(),
             dead_letter: Mutex::new(dead_letter),
             give_up_at: Mutex::new(None),
+            rejected_log: crate::log_limit::LogLimiter::new(
+                REJECTED_LOG_BURST,
+                REJECTED_LOG_INTERVAL,
+            ),
+            blocked_log: LogLimiter::new(BLOCKED_LOG_BURST, BLOCKED_LOG_INTERVAL),
+            checked: tokio::sync::watch::Sender::new(false),
         })
     }
 
     /// A flush worker: delivers chunks until the buffer is closed and drained.
     pub async fn worker(self: Arc<Self>) {
+        // After the start-up check: its verdict is logged first, its request sent first.
+        let _ = self.checked.subscribe().wait_for(|done| *done).await;
         while let Some(chunk) = self.buffer.take().await {
             if self.deliver(&chunk).await {
                 self.buffer.release(&chunk);
@@ -145,7 +188,7 @@ impl Service {
     /// `default_elasticsearch_version`. A 429/5xx or no response is an error (the chunk is
     /// retried); another refusal of `GET /` (a proxy that only allows `_bulk`) is logged and
     /// the default version is assumed.
-    pub async fn ensure_engine(&self) -> Result<EngineInfo, String> {
+    async fn ensure_engine(&self) -> Result<EngineInfo, Failure> {
         if let Some(e) = self.engine.lock().unwrap().clone() {
             return Ok(e);
         }
@@ -156,15 +199,34 @@ impl Service {
             let r = self
                 .aux_request(reqwest::Method::GET, "", None)
                 .await
-                .map_err(|e| format!("GET / (version detection): {e}"))?;
+                .map_err(|e| Failure {
+                    message: format!("GET / (version detection): {}", e.message),
+                    problem: e.problem,
+                })?;
+            if let Some(p) = self.http.problem(&r) {
+                return Err(Failure {
+                    message: format!("GET / (version detection): {p}"),
+                    problem: Some(p),
+                });
+            }
             match r.status {
-                200..=299 => EngineInfo::from_root(&r.body, r.product.as_deref())?,
+                200..=299 => {
+                    EngineInfo::from_root(&r.body, r.product.as_deref()).map_err(|message| {
+                        Failure {
+                            message,
+                            problem: None,
+                        }
+                    })?
+                }
                 429 | 500..=599 => {
-                    return Err(format!(
-                        "GET / (version detection): HTTP {}: {}",
-                        r.status,
-                        String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
-                    ))
+                    return Err(Failure {
+                        message: format!(
+                            "GET / (version detection): HTTP {}: {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+                        ),
+                        problem: None,
+                    })
                 }
                 status => {
                     tracing::warn!(output = %self.name, status, default_elasticsearch_version = s.default_major_version, "elasticsearch: GET / (version detection) was refused; assuming the default version (set verify_es_version_at_startup false to skip detection)");
@@ -176,7 +238,7 @@ impl Service {
             output = %self.name,
             engine = %info.describe(),
             cluster = info.cluster_name.as_deref().unwrap_or(""),
-            hosts = ?self.http.hosts.current().iter().map(|h| redact(h)).collect::<Vec<_>>(),
+            hosts = ?self.http.hosts.current(),
             "elasticsearch output connected"
         );
         if info.missing_product_header() {
@@ -193,8 +255,8 @@ impl Service {
         &self,
         method: reqwest::Method,
         path: &str,
-        body: Option<(&[u8], &'static str)>,
-    ) -> Result<super::bulk::Response, String> {
+        body: Option<(bytes::Bytes, &'static str)>,
+    ) -> Result<super::bulk::Response, Failure> {
         self.stats.other_requests.fetch_add(1, Ordering::Relaxed);
         match self.http.send(method, path, body).await {
             Ok(r) => {
@@ -206,7 +268,7 @@ impl Service {
             Err(e) => {
                 self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                 self.reconnect_if_configured();
-                Err(e.0)
+                Err(Failure::from(e))
             }
         }
     }
@@ -221,7 +283,7 @@ impl Service {
     }
 
     /// Installs the template if configured and not yet known to be there.
-    async fn ensure_template(&self) -> Result<(), String> {
+    async fn ensure_template(&self) -> Result<(), Failure> {
         if self.template_ok.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -230,15 +292,24 @@ impl Service {
         };
         let engine = self.ensure_engine().await?;
         if t.composable && !engine.has_composable_templates() {
-            return Err(format!(
-                "template_file {name} is a composable template (top-level \"template\" key, PUT _index_template), which {} does not have (Elasticsearch 7.8 or later); write it as a legacy template (index_patterns, order, settings and mappings at the top level)",
-                engine.describe(),
-                name = t.name
-            ));
+            return Err(Failure {
+                message: format!(
+                    "template_file {name} is a composable template (top-level \"template\" key, PUT _index_template), which {} does not have (Elasticsearch 7.8 or later); write it as a legacy template (index_patterns, order, settings and mappings at the top level)",
+                    engine.describe(),
+                    name = t.name
+                ),
+                problem: None,
+            });
         }
         let path = t.api_path();
         if !self.settings.template_overwrite {
             let r = self.aux_request(reqwest::Method::GET, &path, None).await?;
+            if let Some(p) = self.http.problem(&r) {
+                return Err(Failure {
+                    message: format!("GET {path}: {p}"),
+                    problem: Some(p),
+                });
+            }
             if r.status == 200 {
                 self.template_ok.store(true, Ordering::Release);
                 return Ok(());
@@ -248,7 +319,10 @@ impl Service {
             .aux_request(
                 reqwest::Method::PUT,
                 &path,
-                Some((t.body.as_bytes(), "application/json")),
+                Some((
+                    bytes::Bytes::copy_from_slice(t.body.as_bytes()),
+                    "application/json",
+                )),
             )
             .await?;
         if (200..300).contains(&r.status) {
@@ -256,11 +330,15 @@ impl Service {
             self.template_ok.store(true, Ordering::Release);
             Ok(())
         } else {
-            Err(format!(
-                "PUT {path}: HTTP {}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            ))
+            let problem = self.http.problem(&r);
+            Err(Failure {
+                message: format!(
+                    "PUT {path}: HTTP {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ),
+                problem,
+            })
         }
     }
 
@@ -284,36 +362,51 @@ impl Service {
         let mut attempt = 0u32;
         let create = self.settings.write_operation == WriteOperation::Create;
         while !pending.is_empty() {
-            let mut enc = Encoder::new(&self.settings);
-            for &item in &pending {
-                let (tag, ev) = Self::event(chunk, item);
-                enc.push(item, tag, ev);
-            }
-            let (bodies, rejected) = enc.finish();
-            for r in rejected {
-                let (tag, ev) = Self::event(chunk, r.item);
-                self.dead_letter(tag, ev, &serde_json::json!({"reason": r.reason}));
-            }
             let mut retry: Vec<ItemRef> = Vec::new();
             let mut last_error = String::new();
-            for body in bodies {
+            let mut last_problem: Option<ConfigProblem> = None;
+            // One body at a time: it is encoded, sent and dropped before the next is encoded,
+            // so a worker holds its chunk plus one body (see docs/durability.md, memory).
+            let mut rest = &pending[..];
+            while !rest.is_empty() {
+                let mut enc = Encoder::new(&self.settings);
+                let mut used = 0;
+                for &item in rest {
+                    used += 1;
+                    let (tag, ev) = Self::event(chunk, item);
+                    if enc.push(item, tag, ev) {
+                        break;
+                    }
+                }
+                rest = &rest[used..];
+                let (bodies, rejected) = enc.finish();
+                for r in rejected {
+                    let (tag, ev) = Self::event(chunk, r.item);
+                    self.dead_letter(tag, ev, &serde_json::json!({"reason": r.reason}));
+                }
+                let Some(body) = bodies.into_iter().next() else {
+                    continue;
+                };
                 if let Err(e) = self.ensure_engine().await {
-                    last_error = e;
+                    last_error = e.message;
+                    last_problem = e.problem;
                     retry.extend(&body.items);
                     continue;
                 }
                 if let Err(e) = self.ensure_template().await {
-                    last_error = format!("installing the index template: {e}");
+                    last_error = format!("installing the index template: {}", e.message);
+                    last_problem = e.problem;
                     retry.extend(&body.items);
                     continue;
                 }
                 self.stats.bulk_requests.fetch_add(1, Ordering::Relaxed);
+                let payload = bytes::Bytes::from(body.body);
                 let outcome = match self
                     .http
                     .send(
                         reqwest::Method::POST,
                         "_bulk",
-                        Some((&body.body, "application/x-ndjson")),
+                        Some((payload, "application/x-ndjson")),
                     )
                     .await
                 {
@@ -324,9 +417,19 @@ impl Service {
                             self.template_ok.store(false, Ordering::Release);
                         }
                         self.reconnect_if_configured();
-                        BulkOutcome::RetryAll(e.0)
+                        last_problem = e.problem;
+                        BulkOutcome::RetryAll(e.message)
                     }
-                    Ok(r) => classify(r.status, &r.body, body.items.len(), create),
+                    // Refused for its credentials or TLS, not for its documents: retried,
+                    // never dead-lettered.
+                    Ok(r) => match self.http.problem(&r) {
+                        Some(p) => {
+                            let message = p.to_string();
+                            last_problem = Some(p);
+                            BulkOutcome::RetryAll(message)
+                        }
+                        None => classify(r.status, &r.body, body.items.len(), create),
+                    },
                 };
                 if matches!(
                     outcome,
@@ -429,7 +532,21 @@ impl Service {
             self.stats
                 .retried
                 .fetch_add(retry.len() as u64, Ordering::Relaxed);
-            tracing::warn!(output = %self.name, events = retry.len(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %last_error, "bulk delivery failed; will retry");
+            match &last_problem {
+                Some(p) => crate::error_limited!(
+                    self.blocked_log,
+                    output = %self.name,
+                    events = retry.len(),
+                    attempt = attempt + 1,
+                    retry_in_ms = wait.as_millis() as u64,
+                    cause = %p.cause,
+                    fix = %p.fix,
+                    "Elasticsearch refuses logship: the events stay buffered and are retried until the configuration is fixed"
+                ),
+                None => {
+                    tracing::warn!(output = %self.name, events = retry.len(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %last_error, "bulk delivery failed; will retry")
+                }
+            }
             self.backoff_sleep(wait).await;
             attempt += 1;
             pending = retry;
@@ -459,15 +576,18 @@ impl Service {
         line.extend_from_slice(b",\"error\":");
         line.extend_from_slice(error.to_string().as_bytes());
         line.extend_from_slice(b"}\n");
+        // One line per event would let a producer of bad documents flood logship's own log:
+        // the first few per interval are logged with the event, then one line with the count
+        // of the others (the dead_lettered counter has every one).
         let mut f = self.dead_letter.lock().unwrap();
         match f.as_mut() {
             Some(file) => {
                 if let Err(e) = file.write_all(&line) {
-                    tracing::error!(output = %self.name, error = %e, event = %String::from_utf8_lossy(&line).trim_end(), "cannot write the dead letter; event rejected by Elasticsearch");
+                    crate::error_limited!(self.rejected_log, output = %self.name, error = %e, event = %String::from_utf8_lossy(&line).trim_end(), "cannot write the dead letter; event rejected by Elasticsearch");
                 }
             }
             None => {
-                tracing::error!(output = %self.name, event = %String::from_utf8_lossy(&line).trim_end(), "event rejected by Elasticsearch (no dead_letter_path configured)");
+                crate::error_limited!(self.rejected_log, output = %self.name, event = %String::from_utf8_lossy(&line).trim_end(), "event rejected by Elasticsearch (no dead_letter_path configured)");
             }
         }
     }

@@ -10,6 +10,7 @@ use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
 use crate::output::{Output, OutputContext, OutputPlugin};
+use crate::secret::Secret;
 
 /// `@type forward`, checked.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ pub struct ForwardOutputConfig {
     /// Fluentd < 1.19 and Fluent Bit < 5 reject `[[time, metadata], record]`.
     pub send_metadata: bool,
     /// `<security>`'s key (a `<server>`'s own key wins).
-    pub shared_key: Option<String>,
+    pub shared_key: Option<Secret>,
     pub self_hostname: Option<String>,
     pub buffer: Option<BufferConfig>,
     /// `transport tls`.
@@ -49,9 +50,9 @@ pub struct ForwardServerTarget {
     pub name: Option<String>,
     pub weight: u32,
     pub standby: bool,
-    pub shared_key: Option<String>,
+    pub shared_key: Option<Secret>,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
 }
 
 const DETECTION: &str =
@@ -102,9 +103,10 @@ static SERVER: SectionSpec = SectionSpec::new(
             .default("false")
             .doc("takes traffic only while no regular server is available"),
         ParamSpec::string("shared_key")
+            .secret()
             .doc("this server's handshake key (overrides `<security>`'s)"),
         ParamSpec::string("username").doc("user credentials for the handshake"),
-        ParamSpec::string("password").doc(""),
+        ParamSpec::string("password").secret().doc(""),
     ],
 )
 .multiple()
@@ -115,6 +117,7 @@ static SECURITY: SectionSpec = SectionSpec::new(
     &[
         ParamSpec::string("shared_key")
             .required()
+            .secret()
             .doc("the handshake key (HELO/PING/PONG with SHA-512 digests)"),
         ParamSpec::string("self_hostname")
             .computed("the host name")
@@ -122,6 +125,7 @@ static SECURITY: SectionSpec = SectionSpec::new(
         ParamSpec::string("username")
             .no_effect("not implemented here: give `username` in each `<server>`"),
         ParamSpec::string("password")
+            .secret()
             .no_effect("not implemented here: give `password` in each `<server>`"),
     ],
 )
@@ -147,9 +151,9 @@ fn server(t: &mut Section<'_, '_>) -> ForwardServerTarget {
         name: t.opt("name"),
         weight: t.get("weight"),
         standby: t.get("standby"),
-        shared_key: t.opt("shared_key"),
+        shared_key: t.secret("shared_key"),
         username: t.opt("username"),
-        password: t.opt("password"),
+        password: t.secret("password"),
     }
 }
 
@@ -160,7 +164,7 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
     }
     let (shared_key, self_hostname) = s
         .child("security", |t| {
-            (Some(t.get("shared_key")), t.opt("self_hostname"))
+            (t.secret("shared_key"), t.opt("self_hostname"))
         })
         .unwrap_or((None, None));
     let transport: String = s.get("transport");

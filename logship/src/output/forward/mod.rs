@@ -136,10 +136,14 @@ fn client_config(cfg: &ForwardOutputConfig, i: usize) -> Result<ClientConfig, St
     }
     Ok(ClientConfig {
         addr: host_port(&s.host, s.port),
-        shared_key: s.shared_key.clone().or_else(|| cfg.shared_key.clone()),
+        shared_key: s
+            .shared_key
+            .as_ref()
+            .or(cfg.shared_key.as_ref())
+            .map(|k| k.expose().to_string()),
         self_hostname: hostname,
         username: s.username.clone(),
-        password: s.password.clone(),
+        password: s.password.as_ref().map(|p| p.expose().to_string()),
         tls: cfg.tls,
         tls_ca_path: cfg.tls_cert_path.as_ref().map(Into::into),
         tls_insecure: cfg.tls_insecure_mode,
