@@ -555,6 +555,11 @@ fn v012_buffer_parameters_are_read_in_their_v1_form_with_one_warning_each() {
         .unwrap();
     let b = es.buffer.as_ref().unwrap();
     assert_eq!(b.flush_interval, std::time::Duration::from_secs(1));
+    assert_eq!(
+        b.retry_max_times,
+        Some(5),
+        "retry_limit 5 is retry_max_times 5"
+    );
     assert!(!b.retry_forever);
     assert_eq!(b.overflow_action, "throw_exception");
     let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
@@ -565,13 +570,12 @@ fn v012_buffer_parameters_are_read_in_their_v1_form_with_one_warning_each() {
         "{}",
         w[4]
     );
-    // retry_max_times has no effect in the elasticsearch output; the stdout output has no
-    // buffer; type_name is Elasticsearch 6's: each is named, with where it was written.
+    // The stdout output has no buffer; type_name is Elasticsearch 6's: each is named, with
+    // where it was written. (retry_max_times, from retry_limit, is implemented.)
     let report = c.no_effect_report().join("\n");
+    assert!(!report.contains("retry_max_times"), "{report}");
     for x in [
         "type_name: logship never sends a document `_type`",
-        "retry_max_times: ",
-        "t.conf:7 in <buffer>",
         "<buffer>: each batch is written",
         "t.conf:13 in <store> (@type stdout)",
     ] {

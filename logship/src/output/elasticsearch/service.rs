@@ -43,7 +43,8 @@ pub struct EsStats {
     pub bulk_requests: AtomicU64,
     /// Other requests sent: version detection (`GET /`) and template checks/installs.
     pub other_requests: AtomicU64,
-    /// Requests (of either kind) that got no response, or a 429/5xx for the whole request.
+    /// Requests (of either kind) that got no response, a 429/5xx for the whole request, or a
+    /// refusal for a reason of configuration (credentials, TLS).
     pub failed_requests: AtomicU64,
 }
 
@@ -234,6 +235,17 @@ impl Service {
                 }
             }
         };
+        Ok(self.learn_engine(info))
+    }
+
+    /// Records `info` as the engine unless one is known already (the start-up check's
+    /// `GET /` answer serves as the version detection too), logs it once, and returns the
+    /// engine in use.
+    pub(super) fn learn_engine(&self, info: EngineInfo) -> EngineInfo {
+        let mut engine = self.engine.lock().unwrap();
+        if let Some(known) = engine.as_ref() {
+            return known.clone();
+        }
         tracing::info!(
             output = %self.name,
             engine = %info.describe(),
@@ -244,8 +256,8 @@ impl Service {
         if info.missing_product_header() {
             tracing::warn!(output = %self.name, engine = %info.describe(), "the server reports Elasticsearch 7.14 or later but sent no X-Elastic-Product header (a proxy that strips it, or not Elasticsearch); logship goes on as if it were Elasticsearch");
         }
-        *self.engine.lock().unwrap() = Some(info.clone());
-        Ok(info)
+        *engine = Some(info.clone());
+        info
     }
 
     /// A request other than `_bulk`, counted in `other_requests` and, when it gets no answer or
@@ -260,7 +272,8 @@ impl Service {
         self.stats.other_requests.fetch_add(1, Ordering::Relaxed);
         match self.http.send(method, path, body).await {
             Ok(r) => {
-                if r.status == 429 || r.status >= 500 {
+                // A refusal that a configuration change fixes (401, TLS, ...) fails too.
+                if r.status == 429 || r.status >= 500 || self.http.problem(&r).is_some() {
                     self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(r)
