@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Private test services for the integration tests: MariaDB, PostgreSQL, Redis
-# and an embedded OpenSearch node, each on 127.0.0.1 with its own free port and
-# its own data directory under $SERVICES_DIR; in front of OpenSearch, nginx as
-# a TLS-terminating reverse proxy with basic auth, an API-key rule and mutual
-# TLS, with certificates from a private CA made by openssl at each start. Nothing system-wide is started,
-# and only processes this script started are ever stopped.
+# Private test services for the integration tests: MariaDB, PostgreSQL, Redis,
+# an embedded OpenSearch node and embedded Elasticsearch 7 and 8 nodes, each on
+# 127.0.0.1 with its own free port and its own data directory under
+# $SERVICES_DIR; in front of OpenSearch, nginx as a TLS-terminating reverse proxy
+# with basic auth, an API-key rule and mutual TLS, with certificates from a
+# private CA made by openssl at each start; on request, a 3-node OpenSearch
+# cluster. Nothing system-wide is started, and only processes this script
+# started are ever stopped.
 #
 # Usage: scripts/test-services.sh COMMAND
 #   install               apt-get install whatever is missing (quiet if nothing is)
-#   start                 install if needed, (re)start all services with fresh data,
-#                         print TEST_* env lines on stdout and write them to $SERVICES_DIR/env
-#   stop                  stop everything started by `start`
-#   stop-service NAME     stop one service   (NAME: mysql | postgres | redis | opensearch | nginx)
+#   start [NAME...]       install if needed, (re)start all services (or only the NAMEd
+#                         ones) with fresh data, print TEST_* env lines on stdout and
+#                         write them to $SERVICES_DIR/env (nginx needs opensearch)
+#   stop                  stop everything started by `start` (and the cluster)
+#   stop-service NAME     stop one service   (NAME: mysql | postgres | redis | opensearch
+#                         | nginx | elasticsearch7 | elasticsearch8)
 #   start-service NAME    start it again on the same port and data dir
 #   env                   print the env lines of the running services
+#   start-cluster         start a 3-node OpenSearch cluster (fresh data) and print
+#                         TEST_OPENSEARCH_CLUSTER_URLS=URL1,URL2,URL3
+#   stop-cluster          stop its three nodes
+#   kill-node N           SIGKILL cluster node N (1..3)
+#   start-node N          start node N again with its data; waits until it has rejoined
 #
 # Typical use:  eval "$(scripts/test-services.sh start)"  ...  scripts/test-services.sh stop
 #
@@ -24,8 +33,10 @@
 #   SERVICES_DIR      state and data (default $CARGO_TARGET_DIR/services, else
 #                     <repo>/target/services; wiped by `start`)
 #   OPENSEARCH_HEAP   JVM heap of the OpenSearch node (default 512m)
+#   ELASTICSEARCH7_HEAP, ELASTICSEARCH8_HEAP  JVM heap of the Elasticsearch nodes (384m)
+#   CLUSTER_HEAP      JVM heap of each cluster node (default 256m)
 #   SERVICES_TIMEOUT  seconds to wait for MariaDB/PostgreSQL/Redis (default 60);
-#                     OpenSearch gets 3x that
+#                     the search nodes get 3x that
 set -euo pipefail
 
 SCRIPT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
@@ -36,13 +47,20 @@ SERVICES_DIR="${SERVICES_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/services}"
 mkdir -p "$SERVICES_DIR"
 SERVICES_DIR="$(cd "$SERVICES_DIR" && pwd)"
 OPENSEARCH_HEAP="${OPENSEARCH_HEAP:-512m}"
+ELASTICSEARCH7_HEAP="${ELASTICSEARCH7_HEAP:-384m}"
+ELASTICSEARCH8_HEAP="${ELASTICSEARCH8_HEAP:-384m}"
+CLUSTER_HEAP="${CLUSTER_HEAP:-256m}"
 TIMEOUT="${SERVICES_TIMEOUT:-60}"
 OS_TIMEOUT=$((TIMEOUT * 3))
 # mariadbd, runuser, ... live in sbin, which a non-login shell may lack.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 LC_NUMERIC=C # "1.5", not "1,5", in $EPOCHREALTIME
 
-ALL_SERVICES=(mysql postgres redis opensearch nginx)
+ALL_SERVICES=(mysql postgres redis opensearch nginx elasticsearch7 elasticsearch8)
+CLUSTER_NODES=(oscluster1 oscluster2 oscluster3)
+# The services `start` starts (all unless named on its command line).
+WANTED=("${ALL_SERVICES[@]}")
+wanted() { [[ " ${WANTED[*]} " == *" $1 "* ]]; }
 PIDS_FILE="$SERVICES_DIR/pids"   # lines "NAME PID"
 PORTS_FILE="$SERVICES_DIR/ports" # lines "NAME PORT"
 ENV_FILE="$SERVICES_DIR/env"
@@ -121,7 +139,7 @@ is_ours() {
     mysql) [[ "$cmd" == *mariadbd* || "$cmd" == *mysqld* ]] ;;
     postgres) [[ "$cmd" == *postgres*"$(kv_get "$PORTS_FILE" postgres_dir)"* ]] ;;
     redis) [[ "$cmd" == *redis-server*":$(kv_get "$PORTS_FILE" redis)"* ]] ;;
-    opensearch) [[ "$cmd" == *java*Launcher* ]] ;;
+    opensearch | elasticsearch[78] | oscluster[123]) [[ "$cmd" == *java*"-Dtest.services.node=$1 "*Launcher* ]] ;;
     nginx) [[ "$cmd" == *nginx*"$SERVICES_DIR/nginx"* ]] ;;
     *) return 1 ;;
     esac && [[ "$cmd" == *"$SERVICES_DIR"* || "$1" == redis || "$1" == postgres ]]
@@ -153,21 +171,31 @@ pg_bindir() {
 
 cmd_install() {
     local missing=()
-    command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null ||
-        missing+=(mariadb-server mariadb-client)
-    [[ -n "$(pg_bindir)" && -x "$(pg_bindir)/initdb" ]] && command -v psql >/dev/null || missing+=(postgresql)
-    command -v redis-server >/dev/null || missing+=(redis-server)
-    command -v mvn >/dev/null || missing+=(maven)
-    command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+    if wanted mysql; then
+        command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null ||
+            missing+=(mariadb-server mariadb-client)
+    fi
+    if wanted postgres; then
+        [[ -n "$(pg_bindir)" && -x "$(pg_bindir)/initdb" ]] && command -v psql >/dev/null || missing+=(postgresql)
+    fi
+    if wanted redis; then command -v redis-server >/dev/null || missing+=(redis-server); fi
+    if wanted opensearch || wanted elasticsearch7 || wanted elasticsearch8; then
+        command -v mvn >/dev/null || missing+=(maven)
+        command -v java >/dev/null && command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+    fi
     command -v curl >/dev/null || missing+=(curl)
     command -v runuser >/dev/null || missing+=(util-linux)
-    # The TLS proxy in front of the search node (certificates are made with openssl).
-    command -v nginx >/dev/null || missing+=(nginx)
-    command -v openssl >/dev/null || missing+=(openssl)
-    # Not a service, but a test peer: logship's `tail` is driven in a real terminal (tmux).
-    command -v tmux >/dev/null || missing+=(tmux)
-    # Not a service either: promtool (Debian's prometheus package) validates logship's /metrics.
-    command -v promtool >/dev/null || missing+=(prometheus)
+    if wanted nginx; then
+        # The TLS proxy in front of the search node (certificates are made with openssl).
+        command -v nginx >/dev/null || missing+=(nginx)
+        command -v openssl >/dev/null || missing+=(openssl)
+    fi
+    if ((${#WANTED[@]} == ${#ALL_SERVICES[@]})); then
+        # Not a service, but a test peer: logship's `tail` is driven in a real terminal (tmux).
+        command -v tmux >/dev/null || missing+=(tmux)
+        # Not a service either: promtool (Debian's prometheus package) validates logship's /metrics.
+        command -v promtool >/dev/null || missing+=(prometheus)
+    fi
     ((${#missing[@]} == 0)) && return 0
 
     log "installing ${missing[*]} with apt-get"
@@ -373,30 +401,33 @@ start_redis() {
 
 OS_SRC="$REPO/scripts/opensearch"
 
-# opensearch_build: compile the launcher and write its classpath, unless
-# target/ is up to date (then Maven is not run at all, so no network either).
-opensearch_build() {
-    local stamp="$OS_SRC/target/.built" f jar ok=1
-    if [[ -f "$stamp" && -f "$OS_SRC/target/cp.txt" ]]; then
-        for f in "$OS_SRC/pom.xml" "$OS_SRC"/src/main/java/*.java "$OS_SRC"/src/main/resources/*; do
+# maven_build NAME SRC: compile the launcher in SRC and write its classpath, unless
+# SRC/target is up to date (then Maven is not run at all, so no network either).
+maven_build() {
+    local name="$1" src="$2"
+    local stamp="$src/target/.built" f jar ok=1
+    if [[ -f "$stamp" && -f "$src/target/cp.txt" ]]; then
+        while IFS= read -r f; do
             [[ "$stamp" -nt "$f" ]] || ok=0
-        done
-        for jar in $(tr ':' ' ' <"$OS_SRC/target/cp.txt"); do [[ -f "$jar" ]] || ok=0; done
+        done < <(find "$src/pom.xml" "$src/src" "$REPO/scripts/launcher-common" -type f)
+        for jar in $(tr ':' ' ' <"$src/target/cp.txt"); do [[ -f "$jar" ]] || ok=0; done
         ((ok)) && return 0
     fi
     local t0
     t0="$(now)"
-    log "opensearch: building the launcher with Maven (the first run downloads ~75 jars into ~/.m2)"
-    mkdir -p "$SERVICES_DIR/opensearch"
+    log "$name: building the launcher with Maven (the first run downloads its jars into ~/.m2)"
+    mkdir -p "$SERVICES_DIR/$name"
     rm -f "$stamp"
-    (cd "$OS_SRC" && mvn -q -B dependency:build-classpath -Dmdep.outputFile=target/cp.txt compile) \
-        >"$SERVICES_DIR/opensearch/maven.log" 2>&1 || {
-        show_log opensearch "$SERVICES_DIR/opensearch/maven.log"
+    (cd "$src" && mvn -q -B dependency:build-classpath -Dmdep.outputFile=target/cp.txt compile) \
+        >"$SERVICES_DIR/$name/maven.log" 2>&1 || {
+        show_log "$name" "$SERVICES_DIR/$name/maven.log"
         return 1
     }
     touch "$stamp"
-    log "opensearch: launcher built in $(elapsed "$t0") s"
+    log "$name: launcher built in $(elapsed "$t0") s"
 }
+
+opensearch_build() { maven_build opensearch "$OS_SRC"; }
 
 # launch_opensearch: start the JVM in the background; wait_opensearch waits.
 OS_T0=""
@@ -411,7 +442,7 @@ launch_opensearch() {
         -Djava.locale.providers=SPI,COMPAT -Djava.awt.headless=true -Dfile.encoding=UTF-8 \
         -Dlog4j2.disable.jmx=true -Dlog4j.shutdownHookEnabled=false \
         -Dopensearch.set.netty.runtime.available.processors=false -Dopensearch.distribution.type=tar \
-        -Dtest.services.dir="$SERVICES_DIR" \
+        -Dtest.services.dir="$SERVICES_DIR" -Dtest.services.node=opensearch \
         -cp "$OS_SRC/target/classes:$(cat "$OS_SRC/target/cp.txt")" Launcher \
         </dev/null >"$dir/opensearch.log" 2>&1 &
     kv_set "$PIDS_FILE" opensearch "$!"
@@ -436,6 +467,186 @@ wait_opensearch() {
 
 start_opensearch() {
     opensearch_build && launch_opensearch && wait_opensearch
+}
+
+# ------------------------------------------------- Elasticsearch 7 and 8
+#
+# elasticsearch7 (7.10.2) and elasticsearch8 (8.15.5): one node each, embedded from Maven
+# artifacts by scripts/elasticsearchN/ (docs/services.md). The functions take the name.
+
+es_src() { echo "$REPO/scripts/$1"; }
+es_heap() { if [[ "$1" == elasticsearch7 ]]; then echo "$ELASTICSEARCH7_HEAP"; else echo "$ELASTICSEARCH8_HEAP"; fi; }
+
+# launch_elasticsearch NAME: start the JVM in the background; wait_elasticsearch NAME waits.
+declare -A ES_T0=()
+launch_elasticsearch() {
+    local name="$1" dir="$SERVICES_DIR/$1" src heap port tport
+    src="$(es_src "$name")"
+    heap="$(es_heap "$name")"
+    port="$(kv_get "$PORTS_FILE" "$name")"
+    tport="$(kv_get "$PORTS_FILE" "${name}_transport")"
+    mkdir -p "$dir"
+    ES_T0[$name]="$(now)"
+    # log4j2.configurationFile: the 8.x test framework jar brings a log4j2-test.properties
+    # that would win over the launcher's own.
+    ES_HTTP_PORT="$port" ES_TRANSPORT_PORT="$tport" ES_HOME="$dir/home" ES_PID_FILE="$dir/$name.pid" \
+        java -Xms"$heap" -Xmx"$heap" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -Djava.locale.providers=SPI,COMPAT -Djava.awt.headless=true -Dfile.encoding=UTF-8 \
+        -Dlog4j2.disable.jmx=true -Dlog4j.shutdownHookEnabled=false \
+        -Dlog4j2.configurationFile="$src/target/classes/log4j2.properties" \
+        -Des.set.netty.runtime.available.processors=false \
+        -Des.distribution.flavor=oss -Des.distribution.type=tar \
+        -Dtest.services.dir="$SERVICES_DIR" -Dtest.services.node="$name" \
+        -cp "$src/target/classes:$(cat "$src/target/cp.txt")" Launcher \
+        </dev/null >"$dir/$name.log" 2>&1 &
+    kv_set "$PIDS_FILE" "$name" "$!"
+}
+
+wait_elasticsearch() {
+    local name="$1" dir="$SERVICES_DIR/$1" port pid version
+    port="$(kv_get "$PORTS_FILE" "$name")"
+    pid="$(kv_get "$PIDS_FILE" "$name")"
+    local deadline=$((SECONDS + OS_TIMEOUT))
+    # A fresh node has no index yet, so it is green (later, indices without
+    # number_of_replicas 0 make it yellow, as on any single-node server).
+    until grep -q ELASTICSEARCH_READY "$dir/$name.log" 2>/dev/null &&
+        curl -sf "http://127.0.0.1:$port/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null 2>&1; do
+        if ! alive "$pid" || ((SECONDS >= deadline)); then
+            show_log "$name" "$dir/$name.log"
+            return 1
+        fi
+        sleep 0.3
+    done
+    version="$(curl -sf "http://127.0.0.1:$port/" | sed -n 's/.*"number" *: *"\([^"]*\)".*/\1/p')"
+    log "$name: Elasticsearch $version ready on 127.0.0.1:$port in $(elapsed "${ES_T0[$name]}") s (heap $(es_heap "$name"))"
+}
+
+start_elasticsearch() {
+    maven_build "$1" "$(es_src "$1")" && launch_elasticsearch "$1" && wait_elasticsearch "$1"
+}
+
+# ------------------------------------------------ 3-node OpenSearch cluster
+#
+# Started only on request (`start-cluster`, e.g. by logship/tests/es_cluster.rs):
+# three OpenSearch JVMs from the same launcher as the single node, each with its
+# own HTTP and transport port, discovering each other through discovery.seed_hosts.
+
+CLUSTER_T0=""
+
+# launch_cluster_node N KEEP_DATA(0|1)
+launch_cluster_node() {
+    local name="oscluster$1" dir="$SERVICES_DIR/cluster/oscluster$1" seeds="" names="" i
+    for i in 1 2 3; do
+        seeds+="${seeds:+,}127.0.0.1:$(kv_get "$PORTS_FILE" "oscluster${i}_transport")"
+        names+="${names:+,}oscluster$i"
+    done
+    mkdir -p "$dir"
+    OS_HTTP_PORT="$(kv_get "$PORTS_FILE" "$name")" OS_TRANSPORT_PORT="$(kv_get "$PORTS_FILE" "${name}_transport")" \
+        OS_HOME="$dir/home" OS_NODE_NAME="$name" OS_CLUSTER_NAME=test-services-cluster \
+        OS_SEED_HOSTS="$seeds" OS_INITIAL_CLUSTER_MANAGER_NODES="$names" OS_KEEP_DATA="$2" \
+        java -Xms"$CLUSTER_HEAP" -Xmx"$CLUSTER_HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -Djava.locale.providers=SPI,COMPAT -Djava.awt.headless=true -Dfile.encoding=UTF-8 \
+        -Dlog4j2.disable.jmx=true -Dlog4j.shutdownHookEnabled=false \
+        -Dopensearch.set.netty.runtime.available.processors=false -Dopensearch.distribution.type=tar \
+        -Dtest.services.dir="$SERVICES_DIR" -Dtest.services.node="$name" \
+        -cp "$OS_SRC/target/classes:$(cat "$OS_SRC/target/cp.txt")" Launcher \
+        </dev/null >>"$dir/opensearch.log" 2>&1 &
+    kv_set "$PIDS_FILE" "$name" "$!"
+}
+
+# wait_cluster N...: the listed nodes are up, and node 1 (or the first listed)
+# sees all three with every shard allocated (green).
+wait_cluster() {
+    local n port deadline=$((SECONDS + OS_TIMEOUT))
+    for n in "$@"; do
+        port="$(kv_get "$PORTS_FILE" "oscluster$n")"
+        until curl -sf "http://127.0.0.1:$port/_cluster/health?wait_for_nodes=3&wait_for_status=green&timeout=5s" >/dev/null 2>&1; do
+            if ! alive "$(kv_get "$PIDS_FILE" "oscluster$n")" || ((SECONDS >= deadline)); then
+                show_log "oscluster$n" "$SERVICES_DIR/cluster/oscluster$n/opensearch.log"
+                return 1
+            fi
+            sleep 0.3
+        done
+    done
+}
+
+cluster_urls() {
+    local i urls=""
+    for i in 1 2 3; do urls+="${urls:+,}http://127.0.0.1:$(kv_get "$PORTS_FILE" "oscluster$i")"; done
+    echo "$urls"
+}
+
+# rss_mib PID: resident memory of a process in MiB.
+rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
+
+cmd_start_cluster() {
+    local i name rss=""
+    if [[ ! -e "$SERVICES_DIR/.test-services" ]]; then
+        [[ -z "$(ls -A "$SERVICES_DIR")" ]] || die "$SERVICES_DIR was not made by this script; run '$0 start' first"
+        touch "$SERVICES_DIR/.test-services"
+    fi
+    cmd_stop_cluster
+    rm -rf "$SERVICES_DIR/cluster"
+    mkdir -p "$SERVICES_DIR/cluster"
+    for name in "${CLUSTER_NODES[@]}"; do
+        kv_del "$PORTS_FILE" "$name"
+        kv_del "$PORTS_FILE" "${name}_transport"
+    done
+    for name in "${CLUSTER_NODES[@]}"; do
+        pick_port "$name"
+        pick_port "${name}_transport"
+    done
+    opensearch_build || die "the OpenSearch launcher did not build"
+    CLUSTER_T0="$(now)"
+    for i in 1 2 3; do launch_cluster_node "$i" 0; done
+    wait_cluster 1 || {
+        cmd_stop_cluster
+        die "the 3-node cluster did not form"
+    }
+    for name in "${CLUSTER_NODES[@]}"; do rss+="${rss:+ }$(rss_mib "$(kv_get "$PIDS_FILE" "$name")")"; done
+    log "cluster: 3 OpenSearch nodes green in $(elapsed "$CLUSTER_T0") s (heap $CLUSTER_HEAP each, RSS MiB: $rss)"
+    echo "TEST_OPENSEARCH_CLUSTER_URLS=$(cluster_urls)"
+}
+
+cmd_stop_cluster() {
+    local name
+    [[ -f "$PIDS_FILE" ]] || return 0
+    for name in "${CLUSTER_NODES[@]}"; do stop_one "$name"; done
+}
+
+check_node() {
+    [[ "${1:-}" =~ ^[123]$ ]] || die "expected a cluster node number 1..3, got '${1:-}'"
+    [[ -n "$(kv_get "$PORTS_FILE" "oscluster$1")" ]] || die "the cluster is not started; run '$0 start-cluster' first"
+}
+
+cmd_kill_node() {
+    check_node "$1"
+    local name="oscluster$1" pid
+    pid="$(kv_get "$PIDS_FILE" "$name")"
+    kv_del "$PIDS_FILE" "$name"
+    if [[ -n "$pid" ]] && is_ours "$name" "$pid"; then
+        kill -s KILL "$pid"
+        while alive "$pid"; do sleep 0.05; done
+        log "$name killed (SIGKILL, pid $pid)"
+    else
+        log "$name is not running"
+    fi
+}
+
+cmd_start_node() {
+    check_node "$1"
+    local name="oscluster$1" pid t0
+    pid="$(kv_get "$PIDS_FILE" "$name")"
+    if [[ -n "$pid" ]] && is_ours "$name" "$pid"; then
+        log "$name is already running (pid $pid)"
+        return 0
+    fi
+    wait_port_free "$(kv_get "$PORTS_FILE" "$name")" 30 || die "port of $name is still in use"
+    wait_port_free "$(kv_get "$PORTS_FILE" "${name}_transport")" 30 || die "transport port of $name is still in use"
+    t0="$(now)"
+    launch_cluster_node "$1" 1
+    wait_cluster "$1" || die "$name did not rejoin the cluster"
+    log "$name rejoined, cluster green in $(elapsed "$t0") s"
 }
 
 # ------------------------------------------------- TLS proxy (nginx) and its CA
@@ -682,21 +893,21 @@ cmd_stop() {
     [[ -f "$PIDS_FILE" ]] || return 0
     local name
     # One after the other, in reverse start order; each waits for its process to exit.
-    for name in nginx opensearch redis postgres mysql; do stop_one "$name"; done
+    for name in "${CLUSTER_NODES[@]}" elasticsearch8 elasticsearch7 nginx opensearch redis postgres mysql; do stop_one "$name"; done
     rm -f "$PIDS_FILE"
 }
 
 # ---------------------------------------------------------------------- start
 
 print_env() {
-    cat <<EOF
-TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" mysql)/$DB_NAME
-TEST_POSTGRES_URL=postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" postgres)/$DB_NAME
-TEST_REDIS_URL=redis://127.0.0.1:$(kv_get "$PORTS_FILE" redis)/
-TEST_ELASTICSEARCH_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" opensearch)
-TEST_SERVICES_SCRIPT=$SCRIPT
-TEST_SERVICES_DIR=$SERVICES_DIR
-EOF
+    if wanted mysql; then echo "TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" mysql)/$DB_NAME"; fi
+    if wanted postgres; then echo "TEST_POSTGRES_URL=postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:$(kv_get "$PORTS_FILE" postgres)/$DB_NAME"; fi
+    if wanted redis; then echo "TEST_REDIS_URL=redis://127.0.0.1:$(kv_get "$PORTS_FILE" redis)/"; fi
+    if wanted opensearch; then echo "TEST_ELASTICSEARCH_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" opensearch)"; fi
+    if wanted elasticsearch7; then echo "TEST_ELASTICSEARCH7_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" elasticsearch7)"; fi
+    if wanted elasticsearch8; then echo "TEST_ELASTICSEARCH8_URL=http://127.0.0.1:$(kv_get "$PORTS_FILE" elasticsearch8)"; fi
+    echo "TEST_SERVICES_SCRIPT=$SCRIPT"
+    echo "TEST_SERVICES_DIR=$SERVICES_DIR"
 }
 
 # on_start_failure NAME: report, stop what was started, exit non-zero.
@@ -709,6 +920,10 @@ on_start_failure() {
 cmd_start() {
     local t0 name
     t0="$(now)"
+    if (($# > 0)); then
+        for name in "$@"; do check_name "$name" any; done
+        WANTED=("$@")
+    fi
     cmd_install
     # Leftovers of an earlier run (crashed test, missing stop) go first.
     cmd_stop
@@ -725,31 +940,49 @@ cmd_start() {
     touch "$SERVICES_DIR/.test-services"
     : >"$PIDS_FILE"
     : >"$PORTS_FILE"
-    for name in "${ALL_SERVICES[@]}" opensearch_transport; do pick_port "$name"; done
-    pick_tls_ports
+    for name in "${WANTED[@]}"; do pick_port "$name"; done
+    if wanted opensearch; then pick_port opensearch_transport; fi
+    if wanted nginx; then pick_tls_ports; fi
+    if wanted elasticsearch7; then pick_port elasticsearch7_transport; fi
+    if wanted elasticsearch8; then pick_port elasticsearch8_transport; fi
 
-    # OpenSearch takes longest: launch its JVM first, start the others while it
-    # boots, then wait for it.
-    opensearch_build || on_start_failure opensearch
-    launch_opensearch || on_start_failure opensearch
-    start_mysql 1 || on_start_failure mysql
-    start_postgres 1 || on_start_failure postgres
-    start_redis || on_start_failure redis
-    make_tls_material || on_start_failure nginx
-    start_nginx || on_start_failure nginx
-    wait_opensearch || on_start_failure opensearch
+    # The search nodes take longest: launch their JVMs first, start the others
+    # while they boot, then wait for them.
+    if wanted opensearch; then
+        opensearch_build || on_start_failure opensearch
+        launch_opensearch || on_start_failure opensearch
+    fi
+    for name in elasticsearch7 elasticsearch8; do
+        if wanted "$name"; then
+            maven_build "$name" "$(es_src "$name")" || on_start_failure "$name"
+            launch_elasticsearch "$name" || on_start_failure "$name"
+        fi
+    done
+    if wanted mysql; then start_mysql 1 || on_start_failure mysql; fi
+    if wanted postgres; then start_postgres 1 || on_start_failure postgres; fi
+    if wanted redis; then start_redis || on_start_failure redis; fi
+    if wanted nginx; then
+        make_tls_material || on_start_failure nginx
+        start_nginx || on_start_failure nginx
+    fi
+    if wanted opensearch; then wait_opensearch || on_start_failure opensearch; fi
+    for name in elasticsearch7 elasticsearch8; do
+        if wanted "$name"; then wait_elasticsearch "$name" || on_start_failure "$name"; fi
+    done
 
-    { print_env && print_tls_env; } >"$ENV_FILE"
-    log "all services ready in $(elapsed "$t0") s; env in $ENV_FILE, logs under $SERVICES_DIR"
+    { print_env && if wanted nginx; then print_tls_env; fi; } >"$ENV_FILE"
+    log "${WANTED[*]} ready in $(elapsed "$t0") s; env in $ENV_FILE, logs under $SERVICES_DIR"
     cat "$ENV_FILE"
 }
 
+# check_name NAME [any]: a known service (and, without `any`, one that was started).
 check_name() {
     case "${1:-}" in
-    mysql | postgres | redis | opensearch | nginx) ;;
+    mysql | postgres | redis | opensearch | nginx | elasticsearch7 | elasticsearch8) ;;
     *) die "unknown service '${1:-}' (expected one of: ${ALL_SERVICES[*]})" ;;
     esac
-    [[ -s "$PORTS_FILE" ]] || die "services are not started (no $PORTS_FILE); run '$0 start' first"
+    [[ "${2:-}" == any ]] && return 0
+    [[ -n "$(kv_get "$PORTS_FILE" "$1")" ]] || die "$1 is not started (no port in $PORTS_FILE); run '$0 start' first"
 }
 
 cmd_stop_service() {
@@ -772,6 +1005,7 @@ cmd_start_service() {
     postgres) start_postgres 0 ;;
     redis) start_redis ;;
     opensearch) start_opensearch ;;
+    elasticsearch7 | elasticsearch8) start_elasticsearch "$1" ;;
     nginx) start_nginx ;;
     esac || {
         stop_one "$1"
@@ -781,10 +1015,17 @@ cmd_start_service() {
 
 case "${1:-}" in
 install) cmd_install ;;
-start) cmd_start ;;
+start)
+    shift
+    cmd_start "$@"
+    ;;
 stop) cmd_stop ;;
 stop-service) cmd_stop_service "${2:-}" ;;
 start-service) cmd_start_service "${2:-}" ;;
+start-cluster) cmd_start_cluster ;;
+stop-cluster) cmd_stop_cluster ;;
+kill-node) cmd_kill_node "${2:-}" ;;
+start-node) cmd_start_node "${2:-}" ;;
 env)
     [[ -f "$ENV_FILE" ]] || die "services are not started"
     cat "$ENV_FILE"

@@ -70,7 +70,7 @@ fn main() {
 
 async fn bench_logship_vs_preencoded_bulk() {
     let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+    let _g = Engine::OpenSearch.lock().lock().await;
     let run = run_id();
     let evs = events(&run, EventTime::now());
     let docker_id = "4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a4f1c2a9e8b7d6c5a";

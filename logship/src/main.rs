@@ -18,6 +18,8 @@ struct Args {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant (tail's options) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the pipeline (sources → filters → outputs) until SIGTERM/SIGINT.
@@ -77,7 +79,7 @@ enum Command {
     },
     /// Show (and follow) the log documents in Elasticsearch, oldest first.
     Tail {
-        /// Elasticsearch URL.
+        /// Elasticsearch URL; several, comma-separated, are tried in turn when one fails.
         #[arg(
             long,
             env = "ELASTICSEARCH_URL",
@@ -114,6 +116,10 @@ enum Command {
         /// Poll interval while following, in seconds.
         #[arg(long, default_value_t = 1.0)]
         interval: f64,
+        /// While following, show a document once its @timestamp is this many seconds old, so
+        /// that one on a shard that refreshes later is not passed over.
+        #[arg(long, default_value_t = 2.0)]
+        delay: f64,
         #[command(flatten)]
         secure: TailSecurity,
     },
@@ -277,6 +283,7 @@ fn main() -> ExitCode {
                 level,
                 json,
                 interval,
+                delay,
                 secure,
             } => {
                 let opts = logship::tail::TailOptions {
@@ -292,6 +299,7 @@ fn main() -> ExitCode {
                     json,
                     color: logship::tail::TailOptions::default_color(),
                     interval: Duration::from_secs_f64(interval.clamp(0.05, 3600.0)),
+                    delay: Duration::from_secs_f64(delay.clamp(0.0, 86_400.0)),
                 };
                 let mut out = std::io::stdout();
                 logship::tail::tail(opts, &mut out).await

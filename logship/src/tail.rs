@@ -1,10 +1,20 @@
 //! `logship tail`: show (and follow) the log documents in Elasticsearch.
 //!
-//! Documents are read in `(@timestamp, _id)` order with `search_after`, so while following
-//! each document is shown once, in time order: a poll asks only for what sorts after the last
-//! document shown. (A document indexed later with a `@timestamp` older than the last one shown
-//! is not shown — Elasticsearch cannot tell it is new.) Connection errors while following are
-//! reported once on stderr and retried until Elasticsearch is back.
+//! Documents are read in `@timestamp` order (ties shown in `_id` order), and while following
+//! each document is shown once, in time order: a poll asks with `search_after` only for what
+//! sorts at or after the last document shown, and skips the `_id`s already shown at exactly
+//! that time (see [`Cursor`]). `_id` is not a sort key: Elasticsearch 8 refuses to sort on it
+//! by default (`indices.id_field_data.enabled: false`). A document indexed later with a
+//! `@timestamp` older than the last one shown is not shown — Elasticsearch cannot tell it is
+//! new — so while following, only documents
+//! whose `@timestamp` is at least `--delay` (2 s) old are read: the shards of an index refresh
+//! (make new documents searchable) each on its own second, and the delay lets every shard
+//! catch up before the cursor passes. Connection errors while following are reported once on
+//! stderr and retried until Elasticsearch is back.
+//!
+//! `--url` may list several nodes of one cluster (comma-separated): tail reads from one, and
+//! when it gives no answer (or only part of the shards answer) it goes on with the next one at
+//! once, saying so on stderr; a cluster losing a node is followed without a gap.
 //!
 //! A secured cluster takes the output's settings as options: `--ca-file`, `--insecure`,
 //! `--client-cert`/`--client-key`/`--client-key-pass`, `--user`/`--password` (or
@@ -28,15 +38,16 @@ use crate::secret::Secret;
 /// Where Elasticsearch is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    /// The URL without credentials.
-    pub url: String,
+    /// The `--url` list (nodes of one cluster), without credentials.
+    pub urls: Vec<String>,
     pub credentials: Credentials,
     pub tls: TlsOptions,
 }
 
 impl Connection {
-    /// `url` (credentials in it are taken out), `--user`/`--password` (which win over the
-    /// URL's) or `--api-key`, and the TLS options.
+    /// `url`, one or several comma-separated nodes of one cluster (credentials in them are
+    /// taken out; the first URL's win), `--user`/`--password` (which win over the URL's) or
+    /// `--api-key`, and the TLS options.
     pub fn new(
         url: &str,
         user: Option<&str>,
@@ -44,8 +55,17 @@ impl Connection {
         api_key: Option<&Secret>,
         tls: TlsOptions,
     ) -> Result<Self, String> {
-        let (url, userinfo) =
-            split_userinfo(url.trim().trim_end_matches('/')).map_err(|e| format!("--url: {e}"))?;
+        let mut urls = Vec::new();
+        let mut userinfo = None;
+        for u in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            let (u, info) =
+                split_userinfo(u.trim_end_matches('/')).map_err(|e| format!("--url: {e}"))?;
+            urls.push(u.trim_end_matches('/').to_string());
+            userinfo = userinfo.or(info);
+        }
+        if urls.is_empty() {
+            return Err("--url is empty".into());
+        }
         let (user, password) = match (user, userinfo) {
             (Some(u), _) => (Some(u.to_string()), password.cloned()),
             (None, Some((u, p))) => (Some(u), password.cloned().or(Some(p))),
@@ -59,7 +79,7 @@ impl Connection {
                     .replace("'user'", "--user")
             })?;
         Ok(Self {
-            url: url.trim_end_matches('/').to_string(),
+            urls,
             credentials,
             tls,
         })
@@ -85,6 +105,8 @@ pub struct TailOptions {
     pub color: bool,
     /// Poll interval while following.
     pub interval: Duration,
+    /// While following, only documents whose `@timestamp` is at least this old are read.
+    pub delay: Duration,
 }
 
 impl TailOptions {
@@ -166,6 +188,8 @@ pub fn build_query(o: &TailOptions) -> Result<Value, String> {
 struct Es {
     http: reqwest::Client,
     connection: Connection,
+    /// The node of `connection.urls` in use.
+    current: usize,
     index: String,
 }
 
@@ -173,8 +197,18 @@ struct Es {
 enum SearchError {
     /// Only a change of options fixes it.
     Refused(ConfigProblem),
-    /// Anything else (down, timeout, 5xx): worth retrying.
+    /// Anything else (down, timeout, 5xx, a request the cluster refused): worth retrying.
     Failed(String),
+}
+
+/// Why a search on one node failed.
+enum NodeError {
+    /// Only a change of options fixes it.
+    Refused(ConfigProblem),
+    /// No usable answer from that node: try another.
+    Unreachable(String),
+    /// An answer another node would give too (an HTTP error for the request itself).
+    Request(String),
 }
 
 impl std::fmt::Display for SearchError {
@@ -187,52 +221,161 @@ impl std::fmt::Display for SearchError {
 }
 
 impl Es {
-    fn context(&self) -> diagnose::Context<'_> {
+    fn url(&self) -> &str {
+        &self.connection.urls[self.current]
+    }
+
+    fn context<'a>(&'a self, url: &'a str) -> diagnose::Context<'a> {
         diagnose::Context {
             names: &ParamNames::TAIL,
-            url: &self.connection.url,
+            url,
             credentials: &self.connection.credentials,
             tls: &self.connection.tls,
         }
     }
 
-    async fn search(&self, body: &Value) -> Result<Value, SearchError> {
-        let url = format!("{}/{}/_search", self.connection.url, self.index);
+    /// Searches on the current node; when it gives no usable answer, on the others in turn
+    /// (the one that answers becomes the current node). `Failed` holds the last error.
+    async fn search(&mut self, body: &Value) -> Result<Value, SearchError> {
+        let mut last = String::new();
+        let n = self.connection.urls.len();
+        for i in 0..n {
+            let at = (self.current + i) % n;
+            match self.search_on(&self.connection.urls[at], body).await {
+                Ok(v) => {
+                    if at != self.current {
+                        eprintln!(
+                            "logship tail: {} failed ({last}); following through {}",
+                            self.url(),
+                            self.connection.urls[at]
+                        );
+                        self.current = at;
+                    }
+                    return Ok(v);
+                }
+                Err(NodeError::Refused(p)) => return Err(SearchError::Refused(p)),
+                Err(NodeError::Request(e)) => return Err(SearchError::Failed(e)),
+                Err(NodeError::Unreachable(e)) => last = e,
+            }
+        }
+        Err(SearchError::Failed(last))
+    }
+
+    async fn search_on(&self, url: &str, body: &Value) -> Result<Value, NodeError> {
         let r = self
             .connection
             .credentials
-            .apply(self.http.post(url))
+            .apply(self.http.post(format!("{url}/{}/_search", self.index)))
             .json(body)
             .send()
             .await
-            .map_err(|e| match diagnose::transport(&e, &self.context()) {
-                Some(p) => SearchError::Refused(p),
-                None => SearchError::Failed(error_chain(&e)),
+            .map_err(|e| match diagnose::transport(&e, &self.context(url)) {
+                Some(p) => NodeError::Refused(p),
+                None => NodeError::Unreachable(error_chain(&e)),
             })?;
         let status = r.status();
         let bytes = r
             .bytes()
             .await
-            .map_err(|e| SearchError::Failed(e.to_string()))?;
-        if !status.is_success() {
-            if let Some(p) = diagnose::response(status.as_u16(), &bytes, &self.context()) {
-                return Err(SearchError::Refused(p));
-            }
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-            return Err(SearchError::Failed(format!("HTTP {status}: {text}")));
+            .map_err(|e| NodeError::Unreachable(e.to_string()))?;
+        let text = || String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(NodeError::Unreachable(format!("HTTP {status}: {}", text())));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| SearchError::Failed(format!("unreadable response: {e}")))
+        if !status.is_success() {
+            if let Some(p) = diagnose::response(status.as_u16(), &bytes, &self.context(url)) {
+                return Err(NodeError::Refused(p));
+            }
+            return Err(NodeError::Request(format!("HTTP {status}: {}", text())));
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| NodeError::Unreachable(format!("unreadable response: {e}")))?;
+        // A node that lost contact with some shard copies answers with part of the hits:
+        // following from that would skip documents, so it counts as no answer.
+        let failed = v["_shards"]["failed"].as_u64().unwrap_or(0);
+        if failed > 0 || v["timed_out"] == true {
+            return Err(NodeError::Unreachable(format!(
+                "{failed} shard(s) did not answer"
+            )));
+        }
+        Ok(v)
     }
 }
 
 const PAGE: usize = 1000;
+/// The engines' default `index.max_result_window`.
+const MAX_PAGE: usize = 10_000;
+
+/// While following: `query` limited to documents whose `@timestamp` is at least `o.delay`
+/// old (see the module docs). Otherwise `query` itself.
+fn settled(query: &Value, o: &TailOptions) -> Value {
+    if !o.follow || o.delay.is_zero() {
+        return query.clone();
+    }
+    let now = crate::event::EventTime::now();
+    let total = now.secs as i128 * 1_000_000_000 + now.nanos as i128 - o.delay.as_nanos() as i128;
+    let upto = crate::event::EventTime::new(
+        total.div_euclid(1_000_000_000) as i64,
+        total.rem_euclid(1_000_000_000) as u32,
+    );
+    let mut ts = Vec::new();
+    crate::output::elasticsearch::encoder::write_rfc3339_nanos(&mut ts, upto);
+    let mut q = query.clone();
+    if let Some(f) = q["bool"]["filter"].as_array_mut() {
+        f.push(json!({"range": {"@timestamp": {"lte": String::from_utf8_lossy(&ts)}}}));
+    }
+    q
+}
 
 fn sort(order: &str) -> Value {
-    json!([
-        {"@timestamp": {"order": order, "unmapped_type": "date_nanos"}},
-        {"_id": {"order": order}}
-    ])
+    json!([{"@timestamp": {"order": order, "unmapped_type": "date_nanos"}}])
+}
+
+/// The sort value of a hit: its `@timestamp` as the engine sorts it (epoch milliseconds for a
+/// `date` field, nanoseconds for `date_nanos`).
+fn sort_value(hit: &Value) -> Option<i64> {
+    hit["sort"][0].as_i64()
+}
+
+/// Hits in `(@timestamp, _id)` order (the engine returns ties in any order).
+fn in_order(mut hits: Vec<Value>) -> Vec<Value> {
+    hits.sort_by(|a, b| {
+        (sort_value(a), a["_id"].as_str()).cmp(&(sort_value(b), b["_id"].as_str()))
+    });
+    hits
+}
+
+/// Where following stands: the sort value of the newest document shown, and the `_id`s shown
+/// with exactly that value. The next poll asks for everything at or after it (sort values are
+/// integers: `search_after [at - 1]`) and shows only what it has not shown.
+#[derive(Debug, Default)]
+struct Cursor {
+    at: Option<i64>,
+    ids_at: std::collections::HashSet<String>,
+}
+
+impl Cursor {
+    fn search_after(&self) -> Option<Value> {
+        self.at.map(|a| json!([a.saturating_sub(1)]))
+    }
+
+    /// Records `hit` as shown; `false` if it was shown before (or is older than the cursor).
+    fn admit(&mut self, hit: &Value) -> bool {
+        let id = hit["_id"].as_str().unwrap_or_default().to_string();
+        let Some(v) = sort_value(hit) else {
+            return true;
+        };
+        match self.at {
+            Some(a) if v < a => false,
+            Some(a) if v == a => self.ids_at.insert(id),
+            _ => {
+                self.at = Some(v);
+                self.ids_at.clear();
+                self.ids_at.insert(id);
+                true
+            }
+        }
+    }
 }
 
 /// Runs `tail`; returns the exit code (0, also on Ctrl-C; 1 on an error when not following).
@@ -246,76 +389,91 @@ pub async fn tail(o: TailOptions, out: &mut (dyn Write + Send)) -> anyhow::Resul
     for w in &configured.warnings {
         eprintln!("logship tail: warning: {w}");
     }
-    let es = Es {
+    let mut es = Es {
         http: configured.builder.build()?,
         connection: o.connection.clone(),
+        current: 0,
         index: o.index.clone(),
     };
-    let url = es.connection.url.clone();
     let mut printer = Printer::new(o.json, o.color);
     let run = async {
         // The latest `lines` documents (newest first from ES), shown oldest first; the newest
         // becomes the cursor. With -n 0 only the cursor is fetched.
-        let mut cursor: Option<Value> = None;
+        let mut cursor = Cursor::default();
         let mut failing = false;
         loop {
-            let body = json!({"size": o.lines.max(1), "query": query, "sort": sort("desc")});
+            let body =
+                json!({"size": o.lines.max(1), "query": settled(&query, &o), "sort": sort("desc")});
             match es.search(&body).await {
                 Ok(r) => {
                     let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
-                    if let Some(h) = hits.first() {
-                        cursor = Some(h["sort"].clone());
-                    }
-                    if o.lines > 0 {
-                        for h in hits.iter().rev() {
-                            printer.print(out, h)?;
+                    for h in in_order(hits) {
+                        cursor.admit(&h);
+                        if o.lines > 0 {
+                            printer.print(out, &h)?;
                         }
                     }
                     if failing {
-                        eprintln!("logship tail: connected to {url}");
+                        eprintln!("logship tail: connected to {}", es.url());
                     }
                     break;
                 }
                 Err(e @ SearchError::Refused(_)) => anyhow::bail!("{e}"),
                 Err(e) if o.follow => {
                     if !failing {
-                        eprintln!("logship tail: {url} unreachable ({e}); retrying");
+                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url());
                         failing = true;
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => anyhow::bail!("{url}: {e}"),
+                Err(e) => anyhow::bail!("{}: {e}", es.url()),
             }
         }
         out.flush()?;
         if !o.follow {
             return Ok::<i32, anyhow::Error>(0);
         }
+        // A page larger than PAGE only when more documents than that share one timestamp.
+        let mut page = PAGE;
         loop {
-            let mut body = json!({"size": PAGE, "query": query, "sort": sort("asc")});
-            if let Some(c) = &cursor {
-                body["search_after"] = c.clone();
+            let mut body = json!({"size": page, "query": settled(&query, &o), "sort": sort("asc")});
+            if let Some(after) = cursor.search_after() {
+                body["search_after"] = after;
             }
             match es.search(&body).await {
                 Ok(r) => {
                     if failing {
-                        eprintln!("logship tail: {url} is back");
+                        eprintln!("logship tail: {} is back", es.url());
                         failing = false;
                     }
                     let hits = r["hits"]["hits"].as_array().cloned().unwrap_or_default();
-                    for h in &hits {
-                        printer.print(out, h)?;
-                        cursor = Some(h["sort"].clone());
+                    let full = hits.len() == page;
+                    let mut shown = 0;
+                    for h in in_order(hits) {
+                        if cursor.admit(&h) {
+                            printer.print(out, &h)?;
+                            shown += 1;
+                        }
                     }
                     out.flush()?;
-                    if hits.len() == PAGE {
+                    if full {
+                        if shown == 0 {
+                            // a full page of documents already shown, all at the cursor's time
+                            page = (page * 4).min(MAX_PAGE);
+                            if page == MAX_PAGE {
+                                eprintln!("logship tail: more than {MAX_PAGE} documents share one @timestamp; skipping past them");
+                                cursor.at = cursor.at.map(|a| a + 1);
+                                page = PAGE;
+                            }
+                        }
                         continue;
                     }
+                    page = PAGE;
                 }
                 Err(e @ SearchError::Refused(_)) => anyhow::bail!("{e}"),
                 Err(e) => {
                     if !failing {
-                        eprintln!("logship tail: {url} unreachable ({e}); retrying");
+                        eprintln!("logship tail: {} unreachable ({e}); retrying", es.url());
                         failing = true;
                     }
                 }
@@ -448,6 +606,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cursor_shows_each_document_once_across_equal_timestamps() {
+        let hit = |ts: i64, id: &str| json!({"_id": id, "sort": [ts]});
+        let mut c = Cursor::default();
+        assert_eq!(c.search_after(), None);
+        let page = in_order(vec![hit(20, "b"), hit(10, "z"), hit(20, "a")]);
+        let ids: Vec<&str> = page.iter().map(|h| h["_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["z", "a", "b"]);
+        assert!(page.iter().all(|h| c.admit(h)));
+        // the next poll starts at the newest time again: what was shown there is skipped
+        assert_eq!(c.search_after(), Some(json!([19])));
+        assert!(!c.admit(&hit(20, "a")));
+        assert!(!c.admit(&hit(20, "b")));
+        assert!(c.admit(&hit(20, "c")), "a new document at the same time");
+        assert!(!c.admit(&hit(10, "y")), "older than the cursor");
+        assert!(c.admit(&hit(21, "a")));
+        assert_eq!(c.search_after(), Some(json!([20])));
+    }
+
+    #[test]
     fn pretty_and_json_lines() {
         let hit = json!({"_source": {"@timestamp": "2025-03-14T15:09:26.535897932Z",
             "container_name": "/api", "level": 50, "msg": "boom", "status": 500,
@@ -493,6 +670,7 @@ mod tests {
             json: false,
             color: false,
             interval: Duration::from_secs(1),
+            delay: Duration::from_secs(2),
         };
         let q = build_query(&o).unwrap();
         let c = Connection::new(
@@ -503,7 +681,17 @@ mod tests {
             TlsOptions::default(),
         )
         .unwrap();
-        assert_eq!(c.url, "https://es:9200");
+        assert_eq!(c.urls, ["https://es:9200"]);
+        assert_eq!(c.credentials.describe(), "basic auth as user \"u\"");
+        let c = Connection::new(
+            "http://a:9200/, https://u:p@b:9201,",
+            None,
+            None,
+            None,
+            TlsOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(c.urls, ["http://a:9200", "https://b:9201"]);
         assert_eq!(c.credentials.describe(), "basic auth as user \"u\"");
         let c = Connection::new(
             "https://u:p@es:9200",
@@ -530,5 +718,17 @@ mod tests {
         assert_eq!(f.len(), 4);
         assert_eq!(f[0]["query_string"]["query"], "status:500");
         assert_eq!(f[3]["range"]["level"]["gte"], 50);
+        // not following: no delay
+        assert_eq!(settled(&q, &o), q);
+        // following: only documents at least `delay` old
+        let following = TailOptions { follow: true, ..o };
+        let s = settled(&q, &following);
+        let upto = s["bool"]["filter"][4]["range"]["@timestamp"]["lte"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let t = crate::output::timefmt::parse_rfc3339(&upto).unwrap();
+        let lag = crate::event::EventTime::now().secs - t.secs;
+        assert!((1..=3).contains(&lag), "{upto}");
     }
 }

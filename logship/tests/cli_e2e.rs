@@ -476,3 +476,57 @@ fn system_log_level_sets_the_default_level() {
     assert!(err.contains("logship: cannot listen on 127.0.0.1"), "{err}");
     drop(held);
 }
+
+/// The reader of logship's stderr goes away (a log collector restarted, `| head`): logship
+/// keeps serving, and SIGTERM still stops it. (Each log line written to the broken pipe used
+/// to panic the task that logged it — the signal handler's "signal received" line included,
+/// so shutdown never began.)
+#[test]
+fn sigterm_stops_run_after_its_stderr_reader_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logship.conf");
+    std::fs::write(&path, CONF).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("LOG_LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let port = loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no 'listening' line"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["fields"]["message"] == "listening" {
+            let addr: std::net::SocketAddr =
+                v["fields"]["address"].as_str().unwrap().parse().unwrap();
+            break addr.port();
+        }
+    };
+    drop(stderr); // the read end is closed: every later write to stderr fails (EPIPE)
+    let out = cat(port, "after.close", "{\"n\":1}\n", &["--ack"]);
+    assert!(out.status.success(), "still serving: {out:?}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("logship run did not exit within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}

@@ -145,6 +145,18 @@ fn typed_values_of_the_corpus() {
     let es = m.config::<ElasticsearchConfig>().unwrap();
     assert!(es.logstash_format);
     assert_eq!(es.logstash_prefix, "api");
+    // fluent-plugin-elasticsearch's parameters as written, each read (none is a no-effect note)
+    assert!(es.include_timestamp && es.reconnect_on_error && es.reload_on_failure);
+    assert!(!es.reload_connections && !es.verify_es_version_at_startup);
+    assert_eq!(es.default_elasticsearch_version, 7);
+    assert!(es.log_es_400_reason);
+    assert!(
+        cfg.no_effect.iter().all(|n| n.name != "include_timestamp"
+            && n.name != "reconnect_on_error"
+            && n.name != "log_es_400_reason"),
+        "{:?}",
+        cfg.no_effect
+    );
     let b = es.buffer.as_ref().unwrap();
     assert_eq!(b.chunk_keys, vec!["tag", "time"]);
     assert!(b.is_file);

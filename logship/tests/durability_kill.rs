@@ -1,6 +1,6 @@
-//! Fault tests 2, 3 and 6 (issue 5): logship with a file buffer in front of the real
-//! OpenSearch node, fed by a client that keeps every batch until its ack arrives and resends
-//! it after a failure.
+//! Fault tests 2, 3 and 6 (issue 5): logship with a file buffer in front of each real search
+//! engine (OpenSearch, Elasticsearch 7 and 8; one test per engine), fed by a client that keeps
+//! every batch until its ack arrives and resends it after a failure.
 //!
 //! - `kill -9` in the middle of a 200,000-event stream, restart on the same buffer path →
 //!   exactly 200,000 documents (acked events survive on disk, resent ones are deduplicated by
@@ -22,8 +22,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durability_common::*;
-use es_common::{es_url, run_id};
+use es_common::{on_every_engine, run_id, Engine};
 use rand::Rng as _;
+
+on_every_engine!(
+    kill_9_mid_stream_then_restart_gives_exactly_200_000,
+    kill_9_at_random_moments_30_times_start_up_always_succeeds,
+    sigterm_under_load_exits_0_and_keeps_everything,
+    a_second_process_on_the_same_buffer_path_is_refused,
+);
 
 /// One test at a time: each one drives its own logship at full speed and they share 2 cores
 /// with the node.
@@ -56,9 +63,8 @@ async fn wait_acked(acked: &AtomicU64, n: u64, secs: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_stream_then_restart_gives_exactly_200_000() {
-    let Some(es) = es_url() else { return };
+async fn kill_9_mid_stream_then_restart_gives_exactly_200_000(engine: Engine) {
+    let Some(es) = engine.url() else { return };
     let _g = serial().lock().await;
     const N: u64 = 200_000;
     let run = run_id();
@@ -105,9 +111,8 @@ async fn kill_9_mid_stream_then_restart_gives_exactly_200_000() {
     delete_index(&es, &index).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_moments_30_times_start_up_always_succeeds() {
-    let Some(es) = es_url() else { return };
+async fn kill_9_at_random_moments_30_times_start_up_always_succeeds(engine: Engine) {
+    let Some(es) = engine.url() else { return };
     let _g = serial().lock().await;
     const KILLS: u64 = 30;
     /// Events started per iteration, so that every kill lands in a running stream.
@@ -198,9 +203,8 @@ async fn kill_9_at_random_moments_30_times_start_up_always_succeeds() {
     delete_index(&es, &index).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_under_load_exits_0_and_keeps_everything() {
-    let Some(es) = es_url() else { return };
+async fn sigterm_under_load_exits_0_and_keeps_everything(engine: Engine) {
+    let Some(es) = engine.url() else { return };
     let _g = serial().lock().await;
     const N: u64 = 100_000;
     let run = run_id();
@@ -227,7 +231,7 @@ async fn sigterm_under_load_exits_0_and_keeps_everything() {
     assert_eq!(closed.len(), 1, "{closed:?}");
     let (in_es, _) = count_and_sum(&es, &index).await;
     let (on_disk, _) = chunk_bytes(buf.path());
-    eprintln!("SIGTERM with {at_term} acked: {in_es} in OpenSearch, {on_disk} bytes on disk");
+    eprintln!("SIGTERM with {at_term} acked: {in_es} in the index, {on_disk} bytes on disk");
 
     let l2 = start(&conf);
     port.store(l2.port, Ordering::SeqCst);
@@ -240,9 +244,8 @@ async fn sigterm_under_load_exits_0_and_keeps_everything() {
     delete_index(&es, &index).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_process_on_the_same_buffer_path_is_refused() {
-    let Some(es) = es_url() else { return };
+async fn a_second_process_on_the_same_buffer_path_is_refused(engine: Engine) {
+    let Some(es) = engine.url() else { return };
     let buf = tempfile::tempdir().unwrap();
     let conf = conf(&es, &format!("dur-lock-{}", run_id()), buf.path());
     let _first = start(&conf);

@@ -1,8 +1,9 @@
-//! Fault test 1 (issue 5): OpenSearch unreachable for 60 s while 100,000 events stream in
+//! Fault test 1 (issue 5), on each search engine (OpenSearch, Elasticsearch 7 and 8): the engine
+//! unreachable for 60 s while 100,000 events stream in
 //! with acks. logship (file buffer) acks them from disk, keeps retrying, and once the node is
 //! reachable again delivers every event exactly once; its memory stays bounded meanwhile.
 //!
-//! The outage is a cut TCP proxy between logship and the shared OpenSearch node (connections
+//! The outage is a cut TCP proxy between logship and the shared node (connections
 //! refused/aborted), not a stop of the node itself, so tests of other binaries that use the
 //! node are not disturbed.
 
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durability_common::*;
-use es_common::{es_url, run_id};
+use es_common::{on_every_engine, run_id, Engine};
+
+on_every_engine!(outage_of_60s_loses_and_duplicates_nothing,);
 
 const EVENTS: u64 = 100_000;
 /// ~600 bytes per event: 100,000 events are ~60 MB, far more than logship may hold in memory.
@@ -24,9 +27,8 @@ const OUTAGE: Duration = Duration::from_secs(60);
 /// logship's peak RSS must stay below this while ~60 MB sit in the buffer.
 const RSS_LIMIT_KIB: u64 = 48 * 1024;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opensearch_outage_of_60s_loses_and_duplicates_nothing() {
-    let Some(es) = es_url() else { return };
+async fn outage_of_60s_loses_and_duplicates_nothing(engine: Engine) {
+    let Some(es) = engine.url() else { return };
     let run = run_id();
     let index = format!("dur-outage-{run}");
     let buf = tempfile::tempdir().unwrap();

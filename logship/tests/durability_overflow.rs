@@ -1,5 +1,6 @@
-//! Fault test 4 (issue 5): the file buffer's `total_limit_size` is reached while OpenSearch is
-//! unreachable (a cut TCP proxy in front of the real node).
+//! Fault test 4 (issue 5), on each search engine (OpenSearch, Elasticsearch 7 and 8): the file
+//! buffer's `total_limit_size` is reached while the engine is unreachable (a cut TCP proxy in
+//! front of the real node).
 //!
 //! - `overflow_action block`: pushes wait, acks stop, the Forward input stops reading, so the
 //!   client is held back by TCP; the buffer never exceeds its limit; nothing is dropped, and
@@ -16,7 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use durability_common::*;
-use es_common::{es_url, run_id};
+use es_common::{on_every_engine, run_id, Engine};
+
+on_every_engine!(
+    block_holds_the_client_back_and_drops_nothing,
+    drop_oldest_chunk_counts_and_logs_every_drop,
+);
+
 use serde_json::Value;
 
 const LIMIT: u64 = 2 * 1024 * 1024;
@@ -36,9 +43,8 @@ fn conf(proxy_port: u16, index: &str, buf: &std::path::Path, overflow: &str) -> 
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn block_holds_the_client_back_and_drops_nothing() {
-    let Some(es) = es_url() else { return };
+async fn block_holds_the_client_back_and_drops_nothing(engine: Engine) {
+    let Some(es) = engine.url() else { return };
     // ~10 MB of events: five times the buffer's limit.
     const N: u64 = 20_000;
     let run = run_id();
@@ -103,9 +109,8 @@ async fn block_holds_the_client_back_and_drops_nothing() {
     delete_index(&es, &index).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drop_oldest_chunk_counts_and_logs_every_drop() {
-    let Some(es) = es_url() else { return };
+async fn drop_oldest_chunk_counts_and_logs_every_drop(engine: Engine) {
+    let Some(es) = engine.url() else { return };
     const N: u64 = 20_000;
     let run = run_id();
     let index = format!("dur-drop-{run}");

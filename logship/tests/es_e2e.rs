@@ -1,10 +1,12 @@
-//! `logship run -c fluentd/fluentd.conf` against the real OpenSearch node of
-//! `scripts/test-services.sh`: Docker-shaped records (the api's bunyan lines in `log`) sent
-//! with acks over Forward Message mode land in `fluentd-YYYYMMDD` with the template's
-//! mapping; resends do not duplicate; mapping failures go to the dead letter; an outage of
-//! the node loses nothing and duplicates nothing.
+//! `logship run -c fluentd/fluentd.conf` against each real search engine of
+//! `scripts/test-services.sh` (OpenSearch 2.19, Elasticsearch 7.10 and 8.15; one test per engine):
+//! Docker-shaped records (the api's bunyan lines in `log`) sent with acks over Forward
+//! Message mode land in `fluentd-YYYYMMDD` with the template's mapping; resends do not
+//! duplicate; mapping failures go to the dead letter; an outage of the node loses nothing and
+//! duplicates nothing; version detection names the engine.
 //!
-//! Without `TEST_ELASTICSEARCH_URL` these tests skip, unless `REQUIRE_SERVICES=1`.
+//! Without the engine's URL (`TEST_ELASTICSEARCH_URL`, `TEST_ELASTICSEARCH7_URL`) these tests
+//! skip, unless `REQUIRE_SERVICES=1`.
 
 mod es_common;
 mod logship_child;
@@ -17,10 +19,15 @@ use serde_json::{json, Value};
 
 const TAG: &str = "docker.api";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fluentd_conf_indexes_docker_bunyan_lines_once_with_the_template_mapping() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+on_every_engine!(
+    fluentd_conf_indexes_docker_bunyan_lines_once_with_the_template_mapping,
+    mapping_failures_go_to_the_dead_letter_and_the_rest_is_indexed,
+    an_outage_of_the_node_loses_and_duplicates_nothing,
+);
+
+async fn fluentd_conf_indexes_docker_bunyan_lines_once_with_the_template_mapping(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let ls = Logship::start(&es, &[]);
     let mut client = ls.client().await;
@@ -86,6 +93,21 @@ async fn fluentd_conf_indexes_docker_bunyan_lines_once_with_the_template_mapping
         "{doc}"
     );
 
+    // Version detection named the engine behind the URL.
+    let connected = ls
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "elasticsearch output connected")
+        .expect("an 'elasticsearch output connected' line");
+    let described = connected["fields"]["engine"].as_str().unwrap();
+    assert!(
+        described.starts_with(engine.describe_prefix()),
+        "{engine:?} detected as {described}"
+    );
+
     drop(client);
     drop(client2);
     let stats = ls.stop();
@@ -94,10 +116,9 @@ async fn fluentd_conf_indexes_docker_bunyan_lines_once_with_the_template_mapping
     assert_eq!(stats["dead_lettered"], 0, "{stats}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mapping_failures_go_to_the_dead_letter_and_the_rest_is_indexed() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+async fn mapping_failures_go_to_the_dead_letter_and_the_rest_is_indexed(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let dl = tempfile::tempdir().unwrap();
     let dl_path = dl.path().join("dead-letter.jsonl");
@@ -147,30 +168,13 @@ async fn mapping_failures_go_to_the_dead_letter_and_the_rest_is_indexed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_of_the_node_loses_and_duplicates_nothing() {
-    let Some(es) = es_url() else { return };
-    let Ok(script) = std::env::var("TEST_SERVICES_SCRIPT") else {
-        assert_ne!(
-            std::env::var("REQUIRE_SERVICES").as_deref(),
-            Ok("1"),
-            "TEST_SERVICES_SCRIPT is not set"
-        );
-        eprintln!("skipping: TEST_SERVICES_SCRIPT is not set");
+async fn an_outage_of_the_node_loses_and_duplicates_nothing(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let Some(script) = Engine::services_script() else {
         return;
     };
-    let _g = node_lock().lock().await;
-    let svc = |cmd: &str| {
-        let out = std::process::Command::new(&script)
-            .args([cmd, "opensearch"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd} opensearch: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let _g = engine.lock().lock().await;
+    let svc = |cmd: &str| engine.service_cmd(&script, cmd);
     let run = run_id();
     // Faster retries than the shipped 30 s cap so the test does not wait long after the restart.
     let ls = Logship::start(&es, &[("retry_max_interval 30s", "retry_max_interval 2s")]);

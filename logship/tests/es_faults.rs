@@ -1,9 +1,11 @@
-//! Fault injection between logship and the real OpenSearch node: a small HTTP proxy that
-//! forwards every request, then rewrites some `_bulk` responses — single items turned into
-//! 429 (after the node really indexed them), or the whole response turned into a 503.
+//! Fault injection between logship and each real search engine (OpenSearch, Elasticsearch 7 and 8):
+//! a small HTTP proxy that forwards every request, then rewrites some `_bulk` responses —
+//! single items turned into 429 (after the node really indexed them), or the whole response
+//! turned into a 503.
 //! logship must retry exactly those items; the retry of an item that was in fact stored
 //! answers 409 on `create`, which counts as delivered: every event once, none dead-lettered.
 
+mod durability_common;
 mod es_common;
 mod logship_child;
 
@@ -16,11 +18,21 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+on_every_engine!(
+    items_answered_429_and_whole_503s_are_retried_and_stored_once,
+    reconnect_on_error_opens_new_connections_after_a_failed_request,
+);
+
+#[derive(Default)]
 struct Faults {
     /// Bulk responses still to rewrite with their first 5 items as 429.
     items_429: AtomicU32,
     /// Bulk requests still to answer 503 as a whole (after forwarding them).
     whole_503: AtomicU32,
+    /// TCP connections accepted so far.
+    connections: AtomicU32,
+    /// Every request seen: (connection number, method and path, status answered).
+    seen: std::sync::Mutex<Vec<(u32, String, u16)>>,
 }
 
 async fn proxy(upstream: String, faults: Arc<Faults>) -> u16 {
@@ -29,6 +41,7 @@ async fn proxy(upstream: String, faults: Arc<Faults>) -> u16 {
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
+            let conn = faults.connections.fetch_add(1, Ordering::SeqCst) + 1;
             let upstream = upstream.clone();
             let faults = faults.clone();
             tokio::spawn(async move {
@@ -90,6 +103,11 @@ async fn proxy(upstream: String, faults: Arc<Faults>) -> u16 {
                             out = serde_json::to_vec(&v).unwrap();
                         }
                     }
+                    faults
+                        .seen
+                        .lock()
+                        .unwrap()
+                        .push((conn, format!("{method} {path}"), status));
                     let head = format!(
                         "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                         out.len()
@@ -106,17 +124,10 @@ async fn proxy(upstream: String, faults: Arc<Faults>) -> u16 {
     port
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn items_answered_429_and_whole_503s_are_retried_and_stored_once() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
-    let faults = Arc::new(Faults {
-        items_429: AtomicU32::new(3),
-        whole_503: AtomicU32::new(2),
-    });
-    let port = proxy(es.clone(), faults.clone()).await;
-    let run = run_id();
-    let conf = format!(
+/// Forward in → the bunyan parser on `log` → elasticsearch with `params`, flushing every 0.2 s
+/// and retrying after 0.1 s, plus `buffer` lines.
+fn conf(params: &str, buffer: &str) -> String {
+    format!(
         r#"<source>
   @type forward
   port 0
@@ -132,16 +143,30 @@ async fn items_answered_429_and_whole_503s_are_retried_and_stored_once() {
 </filter>
 <match docker.**>
   @type elasticsearch
-  hosts 127.0.0.1:1,127.0.0.1:{port}
-  index_name fluentd-faults-{run}
+  {params}
   <buffer>
     flush_interval 0.2
-    chunk_limit_records 20
     retry_wait 0.1
-    retry_max_interval 0.5
+    {buffer}
   </buffer>
 </match>
 "#
+    )
+}
+
+async fn items_answered_429_and_whole_503s_are_retried_and_stored_once(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
+    let faults = Arc::new(Faults {
+        items_429: AtomicU32::new(3),
+        whole_503: AtomicU32::new(2),
+        ..Default::default()
+    });
+    let port = proxy(es.clone(), faults.clone()).await;
+    let run = run_id();
+    let conf = conf(
+        &format!("hosts 127.0.0.1:1,127.0.0.1:{port}\n  index_name fluentd-faults-{run}"),
+        "chunk_limit_records 20\n    retry_max_interval 0.5",
     );
     let ls = Logship::start_conf(&es, &conf, tempfile::tempdir().unwrap());
     let mut client = ls.client().await;
@@ -173,4 +198,78 @@ async fn items_answered_429_and_whole_503s_are_retried_and_stored_once() {
         .delete(format!("{es}/fluentd-faults-{run}"))
         .send()
         .await;
+}
+
+/// `reconnect_on_error`: after a request that failed as a whole (a 503 here), the output drops
+/// its pooled connections and detects the engine again — the proxy sees a new TCP connection
+/// and a second `GET /`. Without it, the retry goes over the same keep-alive connection.
+async fn reconnect_on_error_opens_new_connections_after_a_failed_request(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
+    for reconnect in [false, true] {
+        let faults = Arc::new(Faults {
+            whole_503: AtomicU32::new(1),
+            ..Default::default()
+        });
+        let port = proxy(es.clone(), faults.clone()).await;
+        let run = run_id();
+        let conf = conf(
+            &format!(
+                "hosts 127.0.0.1:{port}\n  index_name fluentd-reconnect-{run}\n  reconnect_on_error {reconnect}"
+            ),
+            "retry_max_interval 0.2",
+        );
+        let ls = Logship::start_conf(&es, &conf, tempfile::tempdir().unwrap());
+        let mut client = ls.client().await;
+        let t = EventTime::now();
+        let batch = logship::event::EventBatch::new(
+            "docker.api",
+            (0..10)
+                .map(|i| {
+                    logship::event::Event::new(
+                        t,
+                        docker_record(&bunyan_line(&run, i, t, json!(200)), false),
+                    )
+                })
+                .collect(),
+        );
+        client.send_batch(&batch).await.unwrap();
+        wait_count(&es, &run, 10, 60).await;
+        assert_eq!(faults.whole_503.load(Ordering::SeqCst), 0);
+        let connected = durability_common::log_fields(&ls, "elasticsearch output connected");
+        let seen = faults.seen.lock().unwrap().clone();
+        drop(client);
+        ls.stop();
+        let _ = http()
+            .delete(format!("{es}/fluentd-reconnect-{run}"))
+            .send()
+            .await;
+        let roots = seen.iter().filter(|(_, r, _)| r == "GET /").count();
+        let failed_on = seen
+            .iter()
+            .find(|(_, r, st)| r.starts_with("POST /_bulk") && *st == 503)
+            .map(|(c, _, _)| *c)
+            .expect("the 503");
+        let next = seen
+            .iter()
+            .skip_while(|(_, _, st)| *st != 503)
+            .nth(1)
+            .cloned()
+            .expect("a request after the 503");
+        if reconnect {
+            // version detection again, over a connection opened after the failure
+            assert_eq!(roots, 2, "{seen:?}");
+            assert_eq!(next.1, "GET /", "{seen:?}");
+            assert!(
+                next.0 > failed_on,
+                "a new connection after the 503: {seen:?}"
+            );
+            assert_eq!(connected.len(), 2, "{connected:?}");
+        } else {
+            // the bulk request is simply retried: no second detection, no reconnection
+            assert_eq!(roots, 1, "{seen:?}");
+            assert!(next.1.starts_with("POST /_bulk"), "{seen:?}");
+            assert_eq!(connected.len(), 1, "{connected:?}");
+        }
+    }
 }

@@ -1,23 +1,29 @@
-//! `logship tail -f -n 0 --json` against the real node while `logship run` indexes: each new
-//! document is printed exactly once, in time order; a document indexed before the tail started
-//! is not printed; SIGINT exits 0.
+//! `logship tail -f -n 0 --json` against each real search engine (OpenSearch, Elasticsearch 7
+//! and 8; one test per engine) while `logship run` indexes: each new document is printed
+//! exactly once, in time order; a document indexed before the tail started is not printed;
+//! SIGINT exits 0.
 
 mod es_common;
 mod logship_child;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use es_common::*;
 use logship::event::EventTime;
 use serde_json::{json, Value};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follow_prints_each_new_document_once_in_time_order() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+on_every_engine!(
+    follow_prints_each_new_document_once_in_time_order,
+    follow_survives_a_node_restart_with_a_notice,
+    filters_select_exactly_the_matching_documents,
+    json_lines_are_the_sources_in_timestamp_then_id_order,
+    pretty_output_in_a_real_terminal_is_coloured_unless_no_color,
+);
+
+async fn follow_prints_each_new_document_once_in_time_order(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let ls = Logship::start(&es, &[]);
     let mut client = ls.client().await;
@@ -32,25 +38,7 @@ async fn follow_prints_each_new_document_once_in_time_order() {
         .unwrap();
     wait_count(&es, &run, 1, 30).await;
 
-    let mut tail = Command::new(BIN)
-        .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
-        .args(["--url", &es, "--query", &format!("run:{run}")])
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let p2 = printed.clone();
-    let stdout = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            p2.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap());
-        }
-    });
+    let tail = TailFollow::start(&["--url", &es, "--query", &format!("run:{run}")]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let n = 150;
@@ -66,25 +54,12 @@ async fn follow_prints_each_new_document_once_in_time_order() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while printed.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "tail printed only {} of {n}",
-            printed.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tail.wait_until(60, "every document", |p| p.len() >= n)
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let docs = tail.printed();
+    assert_eq!(tail.interrupt(), Some(0), "tail exit status on SIGINT");
 
-    Command::new("kill")
-        .args(["-INT", &tail.id().to_string()])
-        .status()
-        .unwrap();
-    let status = tail.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "tail exit status on SIGINT");
-
-    let docs = printed.lock().unwrap().clone();
     assert_eq!(docs.len(), n, "each document exactly once");
     let ids: Vec<String> = docs
         .iter()
@@ -101,55 +76,15 @@ async fn follow_prints_each_new_document_once_in_time_order() {
     ls.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn follow_survives_a_node_restart_with_a_notice() {
-    let Some(es) = es_url() else { return };
-    let Ok(script) = std::env::var("TEST_SERVICES_SCRIPT") else {
-        assert_ne!(std::env::var("REQUIRE_SERVICES").as_deref(), Ok("1"));
-        eprintln!("skipping: TEST_SERVICES_SCRIPT is not set");
+async fn follow_survives_a_node_restart_with_a_notice(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let Some(script) = Engine::services_script() else {
         return;
     };
-    let _g = node_lock().lock().await;
-    let svc = |cmd: &str| {
-        let out = Command::new(&script)
-            .args([cmd, "opensearch"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let _g = engine.lock().lock().await;
+    let svc = |cmd: &str| engine.service_cmd(&script, cmd);
     let run = run_id();
-    let mut tail = Command::new(BIN)
-        .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
-        .args(["--url", &es, "--query", &format!("run:{run}")])
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let p2 = printed.clone();
-    let stdout = tail.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            p2.lock()
-                .unwrap()
-                .push(serde_json::from_str(&line).unwrap());
-        }
-    });
-    let notices = Arc::new(Mutex::new(Vec::<String>::new()));
-    let n2 = notices.clone();
-    let stderr = tail.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            n2.lock().unwrap().push(line);
-        }
-    });
+    let tail = TailFollow::start(&["--url", &es, "--query", &format!("run:{run}")]);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     svc("stop-service");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -168,23 +103,13 @@ async fn follow_survives_a_node_restart_with_a_notice() {
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while printed.lock().unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "tail printed {} of {n}",
-            printed.lock().unwrap().len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tail.wait_until(60, "every document", |p| p.len() >= n)
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    Command::new("kill")
-        .args(["-INT", &tail.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(tail.wait().unwrap().code(), Some(0));
-    assert_eq!(printed.lock().unwrap().len(), n);
-    let notices = notices.lock().unwrap().join("\n");
+    let printed = tail.printed().len();
+    let notices = tail.notices();
+    assert_eq!(tail.interrupt(), Some(0));
+    assert_eq!(printed, n);
     assert!(notices.contains("unreachable"), "{notices}");
     assert!(notices.contains("is back"), "{notices}");
     drop(client);
@@ -404,10 +329,9 @@ async fn filter_fixture(idx: &TestIndex, run: &str) -> (String, String) {
     (alpha, beta_id)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filters_select_exactly_the_matching_documents() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+async fn filters_select_exactly_the_matching_documents(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let idx = TestIndex::new(&es, &run).await;
     let (alpha, beta_id) = filter_fixture(&idx, &run).await;
@@ -490,10 +414,9 @@ async fn filters_select_exactly_the_matching_documents() {
     assert_ne!(code, Some(0), "--since 10w: {err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_lines_are_the_sources_in_timestamp_then_id_order() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+async fn json_lines_are_the_sources_in_timestamp_then_id_order(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let idx = TestIndex::new(&es, &run).await;
     let now = EventTime::now().secs;
@@ -680,13 +603,12 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pretty_output_in_a_real_terminal_is_coloured_unless_no_color() {
+async fn pretty_output_in_a_real_terminal_is_coloured_unless_no_color(engine: Engine) {
     if !have_tmux() {
         return;
     }
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let idx = TestIndex::new(&es, &run).await;
     let now = EventTime::now().secs;

@@ -1,7 +1,8 @@
 //! Fault test 5 (issue 5), two tiers: a client → edge `logship run` (fluentd/edge.conf,
-//! forward output, acks) → two aggregator `logship run`s (fluentd/aggregator.conf) → the real
-//! OpenSearch node. One aggregator fails during the run; at the end `_count` is exactly the
-//! number of events sent and no `request_id` is stored twice.
+//! forward output, acks) → two aggregator `logship run`s (fluentd/aggregator.conf) → each real
+//! search engine (OpenSearch, Elasticsearch 7 and 8; one test per engine). One aggregator
+//! fails during the run; at the end `_count` is exactly the number of events sent and no
+//! `request_id` is stored twice.
 //!
 //! What each test proves:
 //! - `killed_aggregator`: the aggregators use `<buffer @type file>`; one is SIGKILLed in the
@@ -27,6 +28,8 @@ use fwd_common::{free_port, wait_for, Proc};
 use logship::event::{Event, EventBatch, EventTime};
 use logship::forward::{ClientConfig, ForwardClient};
 use serde_json::{json, Value};
+
+on_every_engine!(killed_aggregator, frozen_aggregator,);
 
 struct Tier {
     edge: Proc,
@@ -219,10 +222,9 @@ async fn wait_for_count(es: &str, run: &str, n: u64) {
     wait_count(es, run, n, 30).await;
 }
 
-#[tokio::test]
-async fn killed_aggregator() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+async fn killed_aggregator(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let total = 50_000usize;
     let mut t = Tier::start(&es, &[]);
@@ -278,10 +280,9 @@ async fn killed_aggregator() {
     }
 }
 
-#[tokio::test]
-async fn frozen_aggregator() {
-    let Some(es) = es_url() else { return };
-    let _g = node_lock().lock().await;
+async fn frozen_aggregator(engine: Engine) {
+    let Some(es) = engine.url() else { return };
+    let _g = engine.lock().lock().await;
     let run = run_id();
     let total = 20_000usize;
     let mut t = Tier::start(

@@ -16,8 +16,14 @@ pub fn env_filter(default: &str) -> EnvFilter {
 }
 
 /// Installs the JSON subscriber writing to stderr (once; later calls are no-ops).
+///
+/// A line that cannot be written (stderr is a pipe whose reader is gone) is dropped:
+/// tracing-subscriber would otherwise report it with `eprint!`, which panics on that same
+/// broken stderr — inside whatever task logged, e.g. the one waiting for SIGTERM, so that
+/// logship would never shut down.
 pub fn init(default_level: &str) {
     let _ = tracing_subscriber::fmt()
+        .log_internal_errors(false)
         .json()
         .with_current_span(false)
         .with_span_list(false)

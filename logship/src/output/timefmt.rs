@@ -1,4 +1,5 @@
-//! UTC calendar arithmetic and the few strftime conversions logship needs, without a date crate.
+//! UTC calendar arithmetic and the few strftime conversions logship needs (without a date
+//! crate), and strptime parsing of configured time formats (with chrono).
 
 use crate::event::EventTime;
 
@@ -261,9 +262,183 @@ pub fn parse_rfc3339(s: &str) -> Option<EventTime> {
     Some(EventTime::new(secs, nanos))
 }
 
+/// Ruby `strptime` directives that chrono spells differently, rewritten for chrono:
+/// `%N` (fraction, any number of digits) after a `.` or `,` becomes `%.f`; `%L`
+/// (milliseconds) becomes `%3f`; `%z` accepts `Z` and `+hh:mm` as Ruby does.
+fn chrono_format(ruby: &str) -> String {
+    let mut out = String::with_capacity(ruby.len() + 4);
+    let mut chars = ruby.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            if (c == '.' || c == ',') && ruby_next_is(&chars, 'N') {
+                // ".%N": chrono's %.f parses the dot and any number of fraction digits
+                chars.next();
+                chars.next();
+                out.push_str("%.f");
+                continue;
+            }
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('N') => out.push_str("%9f"),
+            Some('L') => out.push_str("%3f"),
+            Some('z') => out.push_str("%#z"),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+fn ruby_next_is(chars: &std::iter::Peekable<std::str::Chars<'_>>, d: char) -> bool {
+    let mut it = chars.clone();
+    it.next() == Some('%') && it.next() == Some(d)
+}
+
+/// `Err` with chrono's reason when `fmt` (Ruby strptime syntax) has a directive that cannot
+/// be parsed (checked once, at configuration time).
+pub fn check_strptime_format(fmt: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if StrftimeItems::new(&chrono_format(fmt)).any(|i| matches!(i, Item::Error)) {
+        return Err(format!(
+            "unsupported strptime format {fmt:?} (directives: %Y %m %d %H %M %S %N %L %z %b %e %j %s %T %F ...)"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `value` with the Ruby strptime format `fmt` (what Fluentd's `time_key_format` and
+/// `time_format` take). A value without a zone is UTC; a format without a time is midnight.
+pub fn parse_strptime(value: &str, fmt: &str) -> Option<EventTime> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let f = chrono_format(fmt);
+    let value = value.trim();
+    let utc = if let Ok(t) = DateTime::parse_from_str(value, &f) {
+        t.to_utc()
+    } else if let Ok(t) = NaiveDateTime::parse_from_str(value, &f) {
+        t.and_utc()
+    } else {
+        NaiveDate::parse_from_str(value, &f)
+            .ok()?
+            .and_hms_opt(0, 0, 0)?
+            .and_utc()
+    };
+    Some(EventTime::new(
+        utc.timestamp(),
+        utc.timestamp_subsec_nanos(),
+    ))
+}
+
+/// A time written as text without a known format: RFC 3339 / ISO 8601 (`T` or a space
+/// between date and time, any fraction, `Z` or an offset, none meaning UTC), or Unix
+/// seconds with an optional fraction (`1741964966.535`).
+pub fn parse_time_text(value: &str) -> Option<EventTime> {
+    let v = value.trim();
+    if let Some(t) = parse_rfc3339(v) {
+        return Some(t);
+    }
+    // "2025-03-14 15:09:26.535 +0000" (Fluentd's own format has a space before the zone)
+    if let Some((head, zone)) = v.rsplit_once(' ') {
+        if zone.starts_with(['+', '-']) || zone == "UTC" || zone == "Z" {
+            let zone = if zone == "UTC" { "Z" } else { zone };
+            if let Some(t) = parse_rfc3339(&format!("{head}{zone}")) {
+                return Some(t);
+            }
+        }
+    }
+    parse_epoch(v)
+}
+
+/// Unix seconds, integer or with a fraction (`1741964966`, `1741964966.535897932`).
+pub fn parse_epoch(v: &str) -> Option<EventTime> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let neg = int.starts_with('-');
+    let digits = int.trim_start_matches('-');
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || neg
+    {
+        return None;
+    }
+    let secs: i64 = digits.parse().ok()?;
+    let mut nanos = 0u32;
+    for (i, d) in frac.bytes().take(9).enumerate() {
+        nanos += u32::from(d - b'0') * 10u32.pow(8 - i as u32);
+    }
+    Some(EventTime::new(secs, nanos))
+}
+
+/// Unix seconds as a float (a msgpack float `time_key` value).
+pub fn from_epoch_f64(v: f64) -> Option<EventTime> {
+    if !v.is_finite() || !(0.0..=1e13).contains(&v) {
+        return None;
+    }
+    let secs = v.trunc();
+    let nanos = ((v - secs) * 1e9).round().min(999_999_999.0) as u32;
+    Some(EventTime::new(secs as i64, nanos))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strptime_formats_as_fluentd_writes_them() {
+        let t = |v: &str, f: &str| parse_strptime(v, f);
+        assert_eq!(
+            t("2025-03-14T15:09:26.535897932Z", "%Y-%m-%dT%H:%M:%S.%N%z"),
+            Some(EventTime::new(1_741_964_966, 535_897_932))
+        );
+        assert_eq!(
+            t("2025-03-14 16:09:26.5 +01:00", "%Y-%m-%d %H:%M:%S.%N %z"),
+            Some(EventTime::new(1_741_964_966, 500_000_000))
+        );
+        assert_eq!(
+            t("14/Mar/2025:15:09:26 +0000", "%d/%b/%Y:%H:%M:%S %z"),
+            Some(EventTime::new(1_741_964_966, 0))
+        );
+        assert_eq!(
+            t("2025-03-14 15:09:26,123", "%Y-%m-%d %H:%M:%S,%L"),
+            Some(EventTime::new(1_741_964_966, 123_000_000))
+        );
+        assert_eq!(
+            t("20250314", "%Y%m%d"),
+            Some(EventTime::new(1_741_910_400, 0))
+        );
+        assert_eq!(
+            t("1741964966", "%s"),
+            Some(EventTime::new(1_741_964_966, 0))
+        );
+        assert_eq!(t("yesterday", "%Y-%m-%d"), None);
+        assert!(check_strptime_format("%Y-%m-%dT%H:%M:%S.%N%z").is_ok());
+        assert!(check_strptime_format("%Y-%Q").is_err());
+    }
+
+    #[test]
+    fn times_without_a_format() {
+        assert_eq!(
+            parse_time_text("2025-03-14 15:09:26.535897932 +0000"),
+            Some(EventTime::new(1_741_964_966, 535_897_932))
+        );
+        assert_eq!(
+            parse_time_text("2025-03-14T15:09:26"),
+            Some(EventTime::new(1_741_964_966, 0))
+        );
+        assert_eq!(
+            parse_time_text("1741964966.25"),
+            Some(EventTime::new(1_741_964_966, 250_000_000))
+        );
+        assert_eq!(parse_time_text("soon"), None);
+        assert_eq!(
+            from_epoch_f64(1_741_964_966.5),
+            Some(EventTime::new(1_741_964_966, 500_000_000))
+        );
+    }
 
     #[test]
     fn formats() {

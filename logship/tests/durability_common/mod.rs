@@ -88,6 +88,8 @@ pub fn sigterm(l: &mut Logship, secs: u64) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         if let Some(s) = l.child.try_wait().unwrap() {
+            // its last log lines (the shutdown's) are read by another thread
+            crate::logship_child::wait_stderr_closed(&l.lines, 10);
             return s;
         }
         assert!(

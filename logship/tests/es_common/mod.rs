@@ -1,8 +1,10 @@
-//! Shared by the `es_*` tests: the OpenSearch URL from `TEST_ELASTICSEARCH_URL` (skip or fail
-//! per `REQUIRE_SERVICES`), `logship run -c fluentd/fluentd.conf` as a child process, Docker
-//! shaped records sent with logship's own Forward client, and small OpenSearch queries.
+//! Shared by the `es_*` tests: the search engines of the test services ([`Engine`]: OpenSearch
+//! 2.19 at `TEST_ELASTICSEARCH_URL`, Elasticsearch 7.10 at `TEST_ELASTICSEARCH7_URL`,
+//! Elasticsearch 8.15 at `TEST_ELASTICSEARCH8_URL`; skip or fail per `REQUIRE_SERVICES`) and
+//! [`on_every_engine!`], which turns one test body into one test per engine; `logship run -c fluentd/fluentd.conf` as a child process, Docker shaped
+//! records sent with logship's own Forward client, and small search queries.
 //! A test binary that uses it declares `mod logship_child;` (the child-process helper) too.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -18,25 +20,145 @@ use crate::logship_child;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_logship");
 
-/// Every test of a binary that talks to the node takes this lock: the outage test restarts
-/// the node (which comes back empty), so nothing else may run meanwhile.
-pub fn node_lock() -> &'static tokio::sync::Mutex<()> {
-    static L: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
-    L.get_or_init(|| tokio::sync::Mutex::new(()))
+/// A search engine of the test services. Every Elasticsearch-facing test runs on each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// OpenSearch 2.19 (`TEST_ELASTICSEARCH_URL`, service `opensearch`).
+    OpenSearch,
+    /// Elasticsearch 7.10.2 (`TEST_ELASTICSEARCH7_URL`, service `elasticsearch7`).
+    Elasticsearch7,
+    /// Elasticsearch 8.15.5 (`TEST_ELASTICSEARCH8_URL`, service `elasticsearch8`).
+    Elasticsearch8,
 }
 
-/// The node's URL without a trailing slash; `None` means "skip".
-pub fn es_url() -> Option<String> {
-    match std::env::var("TEST_ELASTICSEARCH_URL") {
+impl Engine {
+    /// The variable `scripts/test-services.sh start` prints its URL in.
+    pub fn url_var(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "TEST_ELASTICSEARCH_URL",
+            Engine::Elasticsearch7 => "TEST_ELASTICSEARCH7_URL",
+            Engine::Elasticsearch8 => "TEST_ELASTICSEARCH8_URL",
+        }
+    }
+
+    /// Its name for `test-services.sh stop-service/start-service`.
+    pub fn service(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "opensearch",
+            Engine::Elasticsearch7 => "elasticsearch7",
+            Engine::Elasticsearch8 => "elasticsearch8",
+        }
+    }
+
+    /// What logship's version detection should report (`Product version`, prefix).
+    pub fn describe_prefix(self) -> &'static str {
+        match self {
+            Engine::OpenSearch => "OpenSearch 2.",
+            Engine::Elasticsearch7 => "Elasticsearch 7.10.",
+            Engine::Elasticsearch8 => "Elasticsearch 8.15.",
+        }
+    }
+
+    /// The node's URL without a trailing slash; `None` means "skip".
+    pub fn url(self) -> Option<String> {
+        service_url(self.url_var())
+    }
+
+    /// Every test of a binary that talks to this node takes its lock: the outage tests
+    /// restart the node (which comes back empty), so nothing else may use it meanwhile.
+    /// Tests on different engines run side by side.
+    pub fn lock(self) -> &'static tokio::sync::Mutex<()> {
+        static L: [std::sync::OnceLock<tokio::sync::Mutex<()>>; 3] = [
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+            std::sync::OnceLock::new(),
+        ];
+        L[self as usize].get_or_init(|| tokio::sync::Mutex::new(()))
+    }
+
+    /// `test-services.sh stop-service|start-service` for this node (`None`: skip, as for
+    /// [`Engine::url`]).
+    pub fn services_script() -> Option<String> {
+        match std::env::var("TEST_SERVICES_SCRIPT") {
+            Ok(s) if !s.is_empty() => Some(s),
+            _ => {
+                assert_ne!(
+                    std::env::var("REQUIRE_SERVICES").as_deref(),
+                    Ok("1"),
+                    "TEST_SERVICES_SCRIPT is not set but REQUIRE_SERVICES=1"
+                );
+                eprintln!("skipping: TEST_SERVICES_SCRIPT is not set");
+                None
+            }
+        }
+    }
+
+    /// Runs `test-services.sh CMD <service>` and asserts it succeeded.
+    pub fn service_cmd(self, script: &str, cmd: &str) {
+        let out = Command::new(script)
+            .args([cmd, self.service()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd} {}: {}",
+            self.service(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// One `#[tokio::test]` per [`Engine`] for each `async fn NAME(engine: Engine)` listed, in
+/// modules named after the engine: `opensearch::NAME`, `elasticsearch7::NAME` and
+/// `elasticsearch8::NAME`.
+macro_rules! on_every_engine {
+    ($($name:ident),+ $(,)?) => {
+        mod opensearch {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::es_common::Engine::OpenSearch).await
+                }
+            )+
+        }
+        mod elasticsearch7 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::es_common::Engine::Elasticsearch7).await
+                }
+            )+
+        }
+        mod elasticsearch8 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::es_common::Engine::Elasticsearch8).await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_every_engine;
+
+/// The URL in `var` without a trailing slash; `None` means "skip". Panics if it is missing
+/// while `REQUIRE_SERVICES=1`.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(u) if !u.trim().is_empty() => Some(u.trim().trim_end_matches('/').to_string()),
         _ if std::env::var("REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("TEST_ELASTICSEARCH_URL is not set but REQUIRE_SERVICES=1")
+            panic!("{var} is not set but REQUIRE_SERVICES=1 (start them: scripts/test-services.sh start)")
         }
         _ => {
-            eprintln!("skipping: TEST_ELASTICSEARCH_URL is not set (run scripts/test.sh)");
+            eprintln!("skipping: {var} is not set (run scripts/test.sh)");
             None
         }
     }
+}
+
+/// The OpenSearch node's URL (benchmarks and tests that need only one engine).
+pub fn es_url() -> Option<String> {
+    Engine::OpenSearch.url()
 }
 
 pub fn repo() -> PathBuf {
@@ -148,7 +270,7 @@ impl Logship {
             assert!(Instant::now() < deadline, "logship did not exit");
             std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        logship_child::wait_stderr_closed(&self.lines, 10);
         let lines = self.lines.lock().unwrap();
         lines
             .iter()
@@ -164,6 +286,99 @@ impl Logship {
 }
 
 impl Drop for Logship {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `logship tail -f --json ARGS`: the documents it prints (one JSON line each) and
+/// its stderr notices, collected as they come.
+pub struct TailFollow {
+    child: Child,
+    pub printed: Arc<Mutex<Vec<Value>>>,
+    pub notices: Arc<Mutex<Vec<String>>>,
+}
+
+impl TailFollow {
+    /// Starts `logship tail -f -n 0 --json --interval 0.3 ARGS` (LOG_LEVEL=warn).
+    pub fn start(args: &[&str]) -> TailFollow {
+        use std::io::BufRead as _;
+        let mut child = Command::new(BIN)
+            .args(["tail", "-f", "-n", "0", "--json", "--interval", "0.3"])
+            .args(args)
+            .env("LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let printed = Arc::new(Mutex::new(Vec::<Value>::new()));
+        let p = printed.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let doc = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                p.lock().unwrap_or_else(|e| e.into_inner()).push(doc);
+            }
+        });
+        let notices = Arc::new(Mutex::new(Vec::<String>::new()));
+        let n = notices.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                n.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            }
+        });
+        TailFollow {
+            child,
+            printed,
+            notices,
+        }
+    }
+
+    /// The documents printed so far.
+    pub fn printed(&self) -> Vec<Value> {
+        self.printed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The stderr lines so far, joined.
+    pub fn notices(&self) -> String {
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// Waits until `done(printed)` holds (panics after `secs`, with the notices).
+    pub async fn wait_until(&self, secs: u64, what: &str, done: impl Fn(&[Value]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !done(&self.printed()) {
+            assert!(
+                Instant::now() < deadline,
+                "tail: {what} not within {secs}s ({} printed); notices: {}",
+                self.printed().len(),
+                self.notices()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGINT, and its exit code.
+    pub fn interrupt(mut self) -> Option<i32> {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap().code()
+    }
+}
+
+impl Drop for TailFollow {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

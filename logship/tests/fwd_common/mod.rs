@@ -87,13 +87,7 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The reader ends at the pipe's EOF, after the last line.
-        while let Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) = self
-            .log_rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            assert!(Instant::now() < deadline, "logship's stderr never closed");
-        }
+        crate::logship_child::wait_stderr_closed(&self.lines, 10);
         self.lines.lock().unwrap().clone()
     }
 

@@ -12,8 +12,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The log lines of a child, in order, shared with the thread that reads them.
+/// The log lines of a child, in order, shared with the thread that reads them; the last one
+/// is [`STDERR_CLOSED`] once the child's stderr reached its end.
 pub type Lines = Arc<Mutex<Vec<String>>>;
+
+/// Appended to [`Lines`] when the child's stderr is closed (not JSON: log-line parsers skip it).
+pub const STDERR_CLOSED: &str = "(stderr closed)";
+
+/// After the child exited: waits (at most `secs`) until every line it wrote is in `lines`.
+pub fn wait_stderr_closed(lines: &Lines, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while lines.lock().unwrap().last().map(String::as_str) != Some(STDERR_CLOSED) {
+        assert!(Instant::now() < deadline, "stderr of the child not closed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
 
 /// Spawns `cmd` (a `logship run ...` command) at log level info, stdout discarded; returns
 /// the child, its stderr lines so far, and a channel that receives each line as it comes.
@@ -58,6 +71,7 @@ fn collect_lines(
             l2.lock().unwrap().push(line.clone());
             let _ = tx.send(line);
         }
+        l2.lock().unwrap().push(STDERR_CLOSED.to_string());
     });
     (lines, rx, reader)
 }

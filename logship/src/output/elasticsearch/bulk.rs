@@ -1,9 +1,9 @@
 //! HTTP to Elasticsearch: one keep-alive client per output (TLS and credentials as
-//! configured), hosts in round robin with failover, and classification of `_bulk` responses
-//! item by item.
+//! configured), the hosts of [`super::hosts`] (round robin, failed hosts skipped, node
+//! discovery), and classification of `_bulk` responses item by item.
 
 use std::io::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::auth::Credentials;
 use super::config::EsSettings;
 use super::diagnose::{self, ConfigProblem};
+use super::hosts::{publish_addresses, HostPool, DISCOVERY_TIMEOUT};
 use super::tls::{self, ParamNames, TlsOptions};
 
 /// Why a request got no HTTP response from any host.
@@ -23,116 +24,164 @@ pub struct TransportError {
     pub problem: Option<ConfigProblem>,
 }
 
-/// A response: status and body, and which host (index into the settings' `base_urls`) gave it.
+/// A response: status, body, the `X-Elastic-Product` header, and the host (base URL) that
+/// gave it.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub body: bytes::Bytes,
-    pub host: usize,
+    pub product: Option<String>,
+    pub host: String,
 }
 
 /// The HTTP side of an output.
 pub struct EsHttp {
-    client: reqwest::Client,
-    bases: Vec<String>,
+    /// Replaced by a fresh one (no pooled connections) on `reconnect_on_error`.
+    client: RwLock<reqwest::Client>,
+    request_timeout: Duration,
+    pub hosts: HostPool,
+    /// The configured hosts (`hosts`/`host`), and what each is sent (same position).
+    seeds: Vec<String>,
     credentials: Vec<Credentials>,
     tls: TlsOptions,
-    next: AtomicUsize,
     compression: Option<u32>,
     /// Settings with no effect (TLS material, verification off), to log at start.
     pub warnings: Vec<String>,
 }
 
+/// A client with the output's timeouts and TLS settings, and the warnings about them.
+fn build_client(
+    request_timeout: Duration,
+    tls_options: &TlsOptions,
+) -> Result<(reqwest::Client, Vec<String>), String> {
+    let builder = reqwest::Client::builder()
+        .timeout(request_timeout)
+        .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true);
+    let configured =
+        tls::configure(builder, tls_options, &ParamNames::OUTPUT).map_err(|e| e.to_string())?;
+    let client = configured
+        .builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+    Ok((client, configured.warnings))
+}
+
 impl EsHttp {
     pub fn new(s: &EsSettings) -> Result<Self, String> {
-        let builder = reqwest::Client::builder()
-            .timeout(s.request_timeout)
-            .connect_timeout(s.request_timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true);
-        let configured =
-            tls::configure(builder, &s.tls, &ParamNames::OUTPUT).map_err(|e| e.to_string())?;
-        let client = configured
-            .builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+        let (client, warnings) = build_client(s.request_timeout, &s.tls)?;
         Ok(Self {
-            client,
-            bases: s.base_urls.clone(),
+            client: RwLock::new(client),
+            request_timeout: s.request_timeout,
+            hosts: HostPool::new(s.base_urls.clone(), s.hosts.clone()),
+            seeds: s.base_urls.clone(),
             credentials: s.credentials.clone(),
             tls: s.tls.clone(),
-            next: AtomicUsize::new(0),
             compression: s.compression_level,
-            warnings: configured.warnings,
+            warnings,
         })
     }
 
-    /// How many hosts there are.
-    pub fn hosts(&self) -> usize {
-        self.bases.len()
+    /// `reconnect_on_error`: new connections, and the configured hosts again.
+    pub fn reconnect(&self) {
+        if let Ok((c, _)) = build_client(self.request_timeout, &self.tls) {
+            *self.client.write().unwrap() = c;
+        }
+        self.hosts.reset_to_seeds();
     }
 
-    /// What requests to host `i` are sent with, to explain their failures.
-    pub fn context(&self, i: usize) -> diagnose::Context<'_> {
+    /// How many hosts are configured.
+    pub fn configured_hosts(&self) -> usize {
+        self.seeds.len()
+    }
+
+    /// The `i`th configured host.
+    pub fn configured_host(&self, i: usize) -> &str {
+        &self.seeds[i]
+    }
+
+    /// What `base` is sent: the credentials of that configured host, else (a host found by
+    /// node discovery) those of the first one.
+    fn credentials_for(&self, base: &str) -> &Credentials {
+        let i = self.seeds.iter().position(|s| s == base).unwrap_or(0);
+        &self.credentials[i]
+    }
+
+    /// What requests to `base` are sent with, to explain their failures.
+    pub fn context<'a>(&'a self, base: &'a str) -> diagnose::Context<'a> {
         diagnose::Context {
             names: &ParamNames::OUTPUT,
-            url: &self.bases[i],
-            credentials: &self.credentials[i],
+            url: base,
+            credentials: self.credentials_for(base),
             tls: &self.tls,
         }
     }
 
     /// The configuration problem behind `r`, if its status tells one (401, 403, ...).
     pub fn problem(&self, r: &Response) -> Option<ConfigProblem> {
-        diagnose::response(r.status, &r.body, &self.context(r.host))
+        diagnose::response(r.status, &r.body, &self.context(&r.host))
     }
 
-    /// `GET path` on host `i` only (the start-up check).
+    /// `GET path` on configured host `i` only (the start-up check).
     pub async fn get_from(&self, i: usize, path: &str) -> Result<Response, TransportError> {
-        let req = self.credentials[i].apply(self.client.get(format!("{}/{path}", self.bases[i])));
-        self.response(i, req)
+        let base = &self.seeds[i];
+        let client = self.client.read().unwrap().clone();
+        let req = self
+            .credentials_for(base)
+            .apply(client.get(format!("{base}/{path}")));
+        self.response(base, req)
             .await
             .map_err(|(message, problem)| TransportError { message, problem })
     }
 
+    /// Sends `req` (to `base`) and reads the whole response.
     async fn response(
         &self,
-        i: usize,
+        base: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<Response, (String, Option<ConfigProblem>)> {
-        let base = &self.bases[i];
         match req.send().await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                let product = resp
+                    .headers()
+                    .get("x-elastic-product")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
                 match resp.bytes().await {
                     Ok(body) => Ok(Response {
                         status,
                         body,
-                        host: i,
+                        product,
+                        host: base.to_string(),
                     }),
-                    Err(e) => Err((format!("{base}: reading the response: {e}"), None)),
+                    Err(e) => Err((
+                        format!("{base}: reading the response: {}", error_chain(&e)),
+                        None,
+                    )),
                 }
             }
             Err(e) => Err((
                 format!("{base}: {}", error_chain(&e)),
-                diagnose::transport(&e, &self.context(i)),
+                diagnose::transport(&e, &self.context(base)),
             )),
         }
     }
 
-    /// Sends `method path` to the next host; on a transport error tries the others in turn.
-    /// The body is shared, not copied, by every attempt (a bulk body is megabytes).
+    /// Sends `method path` to the next host; on a transport error tries the others in turn
+    /// (see [`HostPool::plan`]). Before it, node discovery if it is due. The body is shared,
+    /// not copied, by every attempt (a bulk body is megabytes).
     pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<(bytes::Bytes, &'static str)>,
     ) -> Result<Response, TransportError> {
-        let n = self.bases.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut errors = Vec::new();
+        if self.hosts.reload_due() {
+            self.discover().await;
+        }
         let content_type = body.as_ref().map(|(_, ct)| *ct);
-        let mut problem = None;
         let payload = match (body, self.compression) {
             (Some((b, _)), Some(level)) => {
                 let mut enc = flate2::write::GzEncoder::new(
@@ -150,10 +199,14 @@ impl EsHttp {
             (Some((b, _)), None) => Some(b),
             (None, _) => None,
         };
-        for k in 0..n {
-            let i = (start + k) % n;
-            let url = format!("{}/{path}", self.bases[i]);
-            let mut req = self.credentials[i].apply(self.client.request(method.clone(), &url));
+        let mut errors = Vec::new();
+        let mut problem = None;
+        for base in self.hosts.plan() {
+            let client = self.client.read().unwrap().clone();
+            let url = format!("{base}/{path}");
+            let mut req = self
+                .credentials_for(&base)
+                .apply(client.request(method.clone(), &url));
             if let (Some(p), Some(ct)) = (&payload, content_type) {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, ct)
@@ -162,18 +215,58 @@ impl EsHttp {
                     req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
                 }
             }
-            match self.response(i, req).await {
-                Ok(r) => return Ok(r),
+            match self.response(&base, req).await {
+                Ok(r) => {
+                    if self.hosts.succeeded(&base) {
+                        tracing::info!(host = %base, "elasticsearch: host is back");
+                    }
+                    return Ok(r);
+                }
                 Err((message, p)) => {
+                    let skip = self.hosts.failed(&base);
+                    tracing::warn!(host = %base, skipped_for_s = skip.as_secs_f64(), error = %message, "elasticsearch: host failed; skipped until it is due");
                     errors.push(message);
                     problem = problem.or(p);
                 }
             }
         }
+        // Every host failed: the configured hosts again (discovered ones may be unreachable
+        // from here), and with reload_on_failure a fresh discovery through them.
+        if self.hosts.reset_to_seeds() {
+            tracing::warn!(hosts = ?self.hosts.current(), "elasticsearch: every host failed; back to the configured hosts");
+        }
+        if self.hosts.options().reload_on_failure {
+            self.discover().await;
+        }
         Err(TransportError {
             message: errors.join("; "),
             problem,
         })
+    }
+
+    /// Node discovery: `GET _nodes/http` on a live host; the nodes' HTTP publish addresses
+    /// replace the host list. A failure keeps the list (and is logged).
+    pub async fn discover(&self) {
+        for base in self.hosts.plan() {
+            let client = self.client.read().unwrap().clone();
+            let req = self
+                .credentials_for(&base)
+                .apply(client.get(format!("{base}/_nodes/http")))
+                .timeout(DISCOVERY_TIMEOUT.min(self.request_timeout.max(Duration::from_secs(1))));
+            let Ok(resp) = req.send().await else { continue };
+            if !resp.status().is_success() {
+                tracing::warn!(host = %base, status = resp.status().as_u16(), "elasticsearch: node discovery (GET _nodes/http) refused; keeping the host list (set reload_connections false to stop trying)");
+                break;
+            }
+            let Ok(v) = resp.json::<serde_json::Value>().await else {
+                continue;
+            };
+            let found = publish_addresses(&v);
+            let now = self.hosts.replace_with_discovered(&found);
+            tracing::info!(hosts = ?now, "elasticsearch: node discovery (GET _nodes/http)");
+            return;
+        }
+        self.hosts.reload_failed();
     }
 }
 

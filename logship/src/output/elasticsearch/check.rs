@@ -17,18 +17,8 @@
 use std::sync::Arc;
 
 use super::diagnose::ConfigProblem;
+use super::engine::EngineInfo;
 use super::service::Service;
-
-/// `number` and `distribution` of a `GET /` answer: `Elasticsearch 7.10.2`, `OpenSearch 2.19.6`.
-fn engine(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let number = v["version"]["number"].as_str()?;
-    let name = match v["version"]["distribution"].as_str() {
-        Some("opensearch") => "OpenSearch",
-        _ => "Elasticsearch",
-    };
-    Some(format!("{name} {number}"))
-}
 
 /// Checks every host once, logs the outcomes (see the module docs), then lets the flush
 /// workers go.
@@ -42,7 +32,7 @@ pub async fn startup(service: Arc<Service>) {
     }
     let _done = Done(service.clone());
     let mut hosts = tokio::task::JoinSet::new();
-    for i in 0..service.http.hosts() {
+    for i in 0..service.http.configured_hosts() {
         hosts.spawn(check_host(service.clone(), i));
     }
     while hosts.join_next().await.is_some() {}
@@ -52,16 +42,24 @@ pub async fn startup(service: Arc<Service>) {
 async fn check_host(service: Arc<Service>, i: usize) {
     let http = &service.http;
     let output = &service.name;
-    let cx = http.context(i);
+    let cx = http.context(http.configured_host(i));
     let host = cx.url;
     match http.get_from(i, "").await {
-        Ok(r) if (200..300).contains(&r.status) => tracing::info!(
-            output = %output,
-            host,
-            version = engine(&r.body).as_deref().unwrap_or("unknown"),
-            credentials = %cx.credentials.describe(),
-            "connected to Elasticsearch"
-        ),
+        Ok(r) if (200..300).contains(&r.status) => {
+            let engine = EngineInfo::from_root(&r.body, r.product.as_deref()).ok();
+            tracing::info!(
+                output = %output,
+                host,
+                version = engine.as_ref().map_or("unknown".into(), EngineInfo::describe),
+                credentials = %cx.credentials.describe(),
+                "connected to Elasticsearch"
+            );
+            // The answer is the version detection's too (one `GET /` at start, as the
+            // plugin makes).
+            if let (Some(engine), true) = (engine, service.settings.detect_version) {
+                service.learn_engine(engine);
+            }
+        }
         Ok(r) => match http.problem(&r) {
             Some(p) if r.status == 403 => tracing::warn!(
                 output = %output,
@@ -98,18 +96,4 @@ fn refused(output: &str, host: &str, p: &ConfigProblem) {
         fix = %p.fix,
         "Elasticsearch refuses logship: events are kept in the buffer until the configuration is fixed"
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn engine_names() {
-        let os = br#"{"name":"n","version":{"distribution":"opensearch","number":"2.19.6"}}"#;
-        assert_eq!(engine(os).as_deref(), Some("OpenSearch 2.19.6"));
-        let es = br#"{"name":"n","version":{"number":"7.10.2","build_flavor":"default"}}"#;
-        assert_eq!(engine(es).as_deref(), Some("Elasticsearch 7.10.2"));
-        assert_eq!(engine(b"<html>"), None);
-    }
 }

@@ -12,7 +12,7 @@ use super::auth::{redact_url, split_userinfo, Credentials};
 use super::tls::{TlsOptions, TlsVersion};
 use crate::buffer::config::BufferConfig;
 use crate::buffer::{BufferSettings, RetryPolicy};
-use crate::config::params::{ParamSpec, SectionSpec, NOT_IMPLEMENTED};
+use crate::config::params::{ParamSpec, SectionSpec};
 use crate::config::registry::PluginSpec;
 use crate::config::section::Section;
 use crate::event::EventTime;
@@ -57,6 +57,36 @@ pub struct ElasticsearchConfig {
     /// `metadata_key`: the document gets the event's non-empty Forward v1.5 metadata under
     /// this key (off by default).
     pub metadata_key: Option<String>,
+    /// `time_key`: a record field whose time becomes `@timestamp` (and the logstash index
+    /// date) when `@timestamp` is written (`logstash_format` or `include_timestamp`).
+    pub time_key: Option<String>,
+    /// `time_key_format`: strptime format of the `time_key` value (else ISO 8601 or epoch).
+    pub time_key_format: Option<String>,
+    /// `time_key_exclude_timestamp`: the `time_key` value dates the index but `@timestamp`
+    /// is not added.
+    pub time_key_exclude_timestamp: bool,
+    /// `include_timestamp`: add `@timestamp` without `logstash_format`.
+    pub include_timestamp: bool,
+    /// `target_index_key`: a record field (dotted path) naming the index; removed from the
+    /// document.
+    pub target_index_key: Option<String>,
+    /// `log_es_400_reason`: log the error type and reason of every document rejected with 400.
+    pub log_es_400_reason: bool,
+    /// `reconnect_on_error`: after any failed request, drop pooled connections and go back
+    /// to the configured hosts (and detect the version again).
+    pub reconnect_on_error: bool,
+    /// `reload_connections` / `reload_after`: replace the host list with the cluster's HTTP
+    /// nodes (`GET _nodes/http`) every `reload_after` requests (default 10,000).
+    pub reload_connections: bool,
+    pub reload_after: Option<u64>,
+    /// `reload_on_failure`: discover the nodes again after a request failed on every host.
+    pub reload_on_failure: bool,
+    /// `resurrect_after`: a host that failed is skipped for this long (doubling per failure).
+    pub resurrect_after: Duration,
+    /// `verify_es_version_at_startup`: `GET /` before the first request to learn the engine
+    /// and version; otherwise `default_elasticsearch_version` is assumed.
+    pub verify_es_version_at_startup: bool,
+    pub default_elasticsearch_version: u32,
     /// `create` or `index`.
     pub write_operation: String,
     pub template_name: Option<String>,
@@ -91,7 +121,7 @@ const TLS_PARAMS: &[&str] = &[
 static PARAMS: &[ParamSpec] = &[
     ParamSpec::string("host").default("localhost").doc("one node (without `hosts`)"),
     ParamSpec::port("port").default("9200").doc("its port"),
-    ParamSpec::array("hosts").doc("`h1:9200,h2:9200` or URLs: requests go round robin, a host that refuses or times out is skipped (failover)"),
+    ParamSpec::array("hosts").doc("`h1:9200,h2:9200` or URLs: requests go round robin, a host that refuses or times out is skipped for `resurrect_after`, then tried again (see elasticsearch.md, Hosts)"),
     ParamSpec::choice("scheme", &["http", "https"]).default("http").doc("for hosts written without one"),
     ParamSpec::string("path").doc("URL path prefix (behind a proxy)"),
     ParamSpec::string("user").doc("HTTP basic auth user (with `password` or `password_file`; not with `api_key`); credentials written in a host's URL win for that host"),
@@ -107,7 +137,7 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::choice("ssl_min_version", TLS_VERSIONS).doc("lowest TLS version (with `ssl_max_version`; default TLSv1_2..TLSv1_3); logship speaks 1.2 and 1.3 only, a range reaching lower starts at TLSv1_2"),
     ParamSpec::choice("ssl_max_version", TLS_VERSIONS).doc("highest TLS version (with `ssl_min_version`)"),
     ParamSpec::string("index_name").default("fluentd").doc("without `logstash_format`: `${tag}` and strftime placeholders are expanded per event"),
-    ParamSpec::bool("logstash_format").default("false").doc("index = `logstash_prefix` + `logstash_prefix_separator` + strftime(`logstash_dateformat`) of the event time"),
+    ParamSpec::bool("logstash_format").default("false").doc("index = `logstash_prefix` + `logstash_prefix_separator` + strftime(`logstash_dateformat`) of the document's time; documents get `@timestamp`"),
     ParamSpec::string("logstash_prefix").default("logstash").doc("may hold `${tag}`"),
     ParamSpec::string("logstash_prefix_separator").default("-").doc(""),
     ParamSpec::string("logstash_dateformat").default("%Y.%m.%d").doc("strftime subset: `%Y %y %m %d %H %M %S %j %%`"),
@@ -124,32 +154,27 @@ static PARAMS: &[ParamSpec] = &[
     ParamSpec::size("bulk_message_request_threshold").default("4m").doc("a chunk whose `_bulk` body would grow past this is split into several requests, each encoded, sent and dropped before the next (Fluentd: 20 MiB; a flush worker holds its chunk plus one body, docs/durability.md *Memory*)"),
     ParamSpec::integer("compression_level").doc("gzip request bodies at this level (0–9)"),
     ParamSpec::string("dead_letter_path").doc("logship's own: JSON-lines file for events Elasticsearch rejected"),
-    ParamSpec::string("time_key").no_effect(NOT_IMPLEMENTED),
-    ParamSpec::string("time_key_format").no_effect(NOT_IMPLEMENTED),
-    ParamSpec::bool("time_key_exclude_timestamp").default("false").no_effect(NOT_IMPLEMENTED),
-    ParamSpec::bool("include_timestamp").default("false").no_effect("not implemented: `@timestamp` is always added"),
-    ParamSpec::string("target_index_key").no_effect(NOT_IMPLEMENTED),
-    ParamSpec::bool("log_es_400_reason").default("false").no_effect("not implemented: a rejected event is always logged (ERROR) or dead-lettered with its reason"),
+    ParamSpec::string("time_key").doc("a record field whose time becomes `@timestamp` and dates the logstash index (the field stays)"),
+    ParamSpec::string("time_key_format").doc("Ruby strptime format of that field (`%Y-%m-%dT%H:%M:%S.%N%z` …; no zone: UTC); unset: ISO 8601; a number is Unix seconds"),
+    ParamSpec::bool("time_key_exclude_timestamp").default("false").doc("the `time_key` value dates the index, but no `@timestamp` is added"),
+    ParamSpec::bool("include_timestamp").default("false").doc("documents get `@timestamp` without `logstash_format` (without either, none is added, as in Fluentd)"),
+    ParamSpec::string("target_index_key").doc("the record's value at this key (dotted path into nested maps) is the index, lower-cased; the key is not stored"),
+    ParamSpec::bool("log_es_400_reason").default("false").doc("log each document rejected with 400 with its error type and reason (WARN, rate-limited); otherwise a dead-lettered rejection gets one summary line"),
     ParamSpec::string("type_name").no_effect("logship never sends a document `_type`: Elasticsearch 7 keeps every document under `_doc` whatever the name (fluent-plugin-elasticsearch writes `_doc` with 7.x too), Elasticsearch 8 and OpenSearch 2 reject custom types"),
     ParamSpec::bool("suppress_type_name").default("false").no_effect(NEVER_TYPE),
     ParamSpec::choice("ssl_version", &["SSLv23", "TLSv1", "TLSv1_1", "TLSv1_2", "TLSv1_3"]).default("TLSv1_2").no_effect("as in fluent-plugin-elasticsearch on any Ruby with TLS 1.3: the versions are `ssl_min_version`..`ssl_max_version`, default TLSv1_2..TLSv1_3"),
-    ParamSpec::bool("reconnect_on_error").default("false").no_effect("connections are pooled; a failed request is retried on the next host"),
-    ParamSpec::bool("reload_connections").default("true").no_effect("the node list is `hosts`; logship does not sniff the cluster"),
-    ParamSpec::bool("reload_on_failure").default("false").no_effect("the node list is `hosts`; logship does not sniff the cluster"),
-    ParamSpec::string("sniffer_class_name").no_effect("the node list is `hosts`; logship does not sniff the cluster"),
-    ParamSpec::bool("verify_es_version_at_startup").default("true").no_effect("logship speaks the `_bulk` API of Elasticsearch 7/8 and OpenSearch without asking the version"),
-    ParamSpec::integer("default_elasticsearch_version").no_effect("logship speaks the `_bulk` API of Elasticsearch 7/8 and OpenSearch without asking the version"),
+    ParamSpec::bool("reconnect_on_error").default("false").doc("after any failed request (not only \"host unreachable\"): new connections, the configured hosts again, the version detected again"),
+    ParamSpec::bool("reload_connections").default("true").doc("node discovery: every `reload_after` requests the host list becomes the cluster's HTTP nodes (`GET _nodes/http`); set false behind a load balancer"),
+    ParamSpec::integer("reload_after").default("-1").doc("requests between discoveries (-1: the Ruby transport's 10,000)"),
+    ParamSpec::bool("reload_on_failure").default("false").doc("also discover the nodes after a request failed on every host"),
+    ParamSpec::time("resurrect_after").default("60s").doc("a host that gave no response is skipped this long, doubled per further failure (at most 32×)"),
+    ParamSpec::string("sniffer_class_name").no_effect("a Ruby class cannot be loaded; logship's discovery reads `_nodes/http` (`reload_connections`)"),
+    ParamSpec::bool("verify_es_version_at_startup").default("true").doc("`GET /` before the first request: the engine and version are logged, and a composable template on an Elasticsearch before 7.8 is refused with a clear error"),
+    ParamSpec::integer("default_elasticsearch_version").default("5").doc("the major version assumed without detection"),
     ParamSpec::integer("max_retry_putting_template").no_effect("the template is installed again after a connection-level failure, not counted"),
     ParamSpec::bool("with_transporter_log").default("false").no_effect(RUBY_CLIENT),
     ParamSpec::choice("http_backend", &["excon", "typhoeus"]).default("excon").no_effect(RUBY_CLIENT),
 ];
-
-static BUFFER: SectionSpec = crate::buffer::config::SECTION.overrides(&[ParamSpec::integer(
-    "retry_max_times",
-)
-.no_effect(
-    "not implemented in the elasticsearch output: it retries until `retry_timeout` (or forever)",
-)]);
 
 static SECONDARY: SectionSpec = SectionSpec::new(
     "secondary",
@@ -169,7 +194,7 @@ pub static SPEC: PluginSpec<dyn OutputPlugin> = PluginSpec {
     type_name: "elasticsearch",
     summary: "Writes events to Elasticsearch or OpenSearch with `_bulk` (deterministic ids, `create`); see [elasticsearch.md](elasticsearch.md).",
     params: PARAMS,
-    sections: &[&BUFFER, &SECONDARY],
+    sections: &[&crate::buffer::config::SECTION, &SECONDARY],
     parse,
 };
 
@@ -206,6 +231,23 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
         tag_key: s.get("tag_key"),
         id_key: s.opt("id_key"),
         metadata_key: s.opt::<String>("metadata_key").filter(|k| !k.is_empty()),
+        time_key: s.opt::<String>("time_key").filter(|k| !k.is_empty()),
+        time_key_format: s.opt::<String>("time_key_format").filter(|k| !k.is_empty()),
+        time_key_exclude_timestamp: s.get("time_key_exclude_timestamp"),
+        include_timestamp: s.get("include_timestamp"),
+        target_index_key: s
+            .opt::<String>("target_index_key")
+            .filter(|k| !k.is_empty()),
+        log_es_400_reason: s.get("log_es_400_reason"),
+        reconnect_on_error: s.get("reconnect_on_error"),
+        reload_connections: s.get("reload_connections"),
+        reload_after: s
+            .opt::<i64>("reload_after")
+            .and_then(|n| u64::try_from(n).ok().filter(|&n| n > 0)),
+        reload_on_failure: s.get("reload_on_failure"),
+        resurrect_after: s.get("resurrect_after"),
+        verify_es_version_at_startup: s.get("verify_es_version_at_startup"),
+        default_elasticsearch_version: s.get("default_elasticsearch_version"),
         write_operation: s.get("write_operation"),
         template_name: s.opt("template_name"),
         template_file: s.opt("template_file"),
@@ -221,6 +263,15 @@ fn parse(s: &mut Section<'_, '_>) -> Arc<dyn OutputPlugin> {
     }
     if cfg.template_name.is_some() != cfg.template_file.is_some() {
         s.error_here("template_name and template_file must be given together");
+    }
+    if let Some(f) = &cfg.time_key_format {
+        if let Err(e) = timefmt::check_strptime_format(f) {
+            let loc = s
+                .given("time_key_format")
+                .map_or(s.element().loc.clone(), |p| p.loc.clone());
+            let msg = format!("parameter 'time_key_format' in {}: {e}", s.what());
+            s.error(&loc, msg);
+        }
     }
     security_checks(s, &cfg);
     if let Some((path, loc)) = s.child("secondary", |sec| {
@@ -424,6 +475,14 @@ pub struct EsSettings {
     pub id_key: Option<String>,
     /// `metadata_key`: store non-empty Forward v1.5 metadata under this key.
     pub metadata_key: Option<String>,
+    /// `logstash_format` or `include_timestamp`: documents get `@timestamp`.
+    pub writes_timestamp: bool,
+    pub time_key: Option<String>,
+    pub time_key_format: Option<String>,
+    pub time_key_exclude_timestamp: bool,
+    /// `target_index_key` split at dots.
+    pub target_index_path: Option<Vec<String>>,
+    pub log_es_400_reason: bool,
     pub write_operation: WriteOperation,
     /// Template name, the JSON body and whether it is a composable (`_index_template`) one.
     pub template: Option<Template>,
@@ -434,9 +493,32 @@ pub struct EsSettings {
     pub dead_letter_path: Option<String>,
     pub buffer: BufferSettings,
     pub flush_thread_count: usize,
-    /// `retry_*` of `<buffer>`: waits between attempts and `retry_timeout`.
+    /// `retry_*` of `<buffer>`: waits between attempts, `retry_timeout`, `retry_max_times`.
     pub retry: RetryPolicy,
+    /// Host handling (see `hosts.rs`).
+    pub hosts: HostOptions,
+    /// `verify_es_version_at_startup`.
+    pub detect_version: bool,
+    /// `default_elasticsearch_version`: the major version assumed without detection.
+    pub default_major_version: u32,
 }
+
+/// How the output treats its hosts, as fluent-plugin-elasticsearch's transport does.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// `resurrect_after`: a failed host is skipped this long, doubled per further failure.
+    pub resurrect_after: Duration,
+    /// `reload_connections` (+ `reload_after`): rediscover the HTTP nodes every N requests.
+    pub reload_every: Option<u64>,
+    /// `reload_on_failure`: rediscover the nodes when a request failed on every host.
+    pub reload_on_failure: bool,
+    /// `reconnect_on_error`: after any failed request, new connections and the configured
+    /// hosts again.
+    pub reconnect_on_error: bool,
+}
+
+/// The elasticsearch-transport gem's default for `reload_connections true`.
+pub const DEFAULT_RELOAD_AFTER: u64 = 10_000;
 
 /// An index template read at start-up.
 #[derive(Debug, Clone)]
@@ -564,6 +646,15 @@ impl EsSettings {
             tag_key: cfg.tag_key.clone(),
             id_key: cfg.id_key.clone(),
             metadata_key: cfg.metadata_key.clone(),
+            writes_timestamp: cfg.logstash_format || cfg.include_timestamp,
+            time_key: cfg.time_key.clone(),
+            time_key_format: cfg.time_key_format.clone(),
+            time_key_exclude_timestamp: cfg.time_key_exclude_timestamp,
+            target_index_path: cfg
+                .target_index_key
+                .as_ref()
+                .map(|k| k.split('.').map(str::to_string).collect()),
+            log_es_400_reason: cfg.log_es_400_reason,
             write_operation: if cfg.write_operation == "index" {
                 WriteOperation::Index
             } else {
@@ -580,6 +671,16 @@ impl EsSettings {
             buffer,
             flush_thread_count: b.map_or(1, |b| b.flush_thread_count.max(1) as usize),
             retry: RetryPolicy::from_config(b),
+            hosts: HostOptions {
+                resurrect_after: cfg.resurrect_after,
+                reload_every: cfg
+                    .reload_connections
+                    .then_some(cfg.reload_after.unwrap_or(DEFAULT_RELOAD_AFTER)),
+                reload_on_failure: cfg.reload_on_failure,
+                reconnect_on_error: cfg.reconnect_on_error,
+            },
+            detect_version: cfg.verify_es_version_at_startup,
+            default_major_version: cfg.default_elasticsearch_version,
         })
     }
 

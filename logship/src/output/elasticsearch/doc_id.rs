@@ -163,6 +163,91 @@ pub fn value_as_string(record: &[u8], range: (usize, usize)) -> Option<String> {
     }
 }
 
+/// A value usable as a time: text to parse, or a number of Unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimeValue {
+    Text(String),
+    Seconds(f64),
+}
+
+/// The value at `range` as a [`TimeValue`] (str/bin, integer or float); `None` otherwise.
+pub fn value_as_time(record: &[u8], range: (usize, usize)) -> Option<TimeValue> {
+    let mut pos = range.0;
+    match head(record, &mut pos).ok()? {
+        Head::Bytes(s, l) => Some(TimeValue::Text(
+            String::from_utf8_lossy(&record[s..s + l]).into_owned(),
+        )),
+        Head::Int(i) => Some(TimeValue::Seconds(i as f64)),
+        Head::F64(f) => Some(TimeValue::Seconds(f)),
+        _ => None,
+    }
+}
+
+/// `target_index_key` as Fluentd applies it: follows the dotted `path` through nested maps;
+/// when the last key holds a value other than nil/false, returns that value as text (str or
+/// integer) and the record re-encoded without that key. `Ok(None)`: the path is absent (or
+/// nil/false, or not text), the record is used as it is.
+pub fn take_path(record: &[u8], path: &[&str]) -> Result<Option<(String, Vec<u8>)>, Malformed> {
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(None);
+    };
+    let mut pos = 0;
+    let Head::Map(n) = head(record, &mut pos)? else {
+        return Err(Malformed);
+    };
+    let mut entries: Vec<(usize, usize, usize)> = Vec::with_capacity(n); // key start, value start, end
+    let mut hit: Option<usize> = None;
+    for i in 0..n {
+        let kstart = pos;
+        let k = head(record, &mut pos)?;
+        let vstart = pos;
+        skip(record, &mut pos)?;
+        if hit.is_none() {
+            if let Head::Bytes(s, l) = k {
+                if &record[s..s + l] == first.as_bytes() {
+                    hit = Some(i);
+                }
+            }
+        }
+        entries.push((kstart, vstart, pos));
+    }
+    if pos != record.len() {
+        return Err(Malformed);
+    }
+    let Some(i) = hit else { return Ok(None) };
+    let (_, vstart, vend) = entries[i];
+    let value = &record[vstart..vend];
+    // The re-encoded map: the same entries, the hit one dropped (last key) or replaced by its
+    // own re-encoding (inner key).
+    let (name, replacement) = if rest.is_empty() {
+        let mut p = vstart;
+        let name = match head(record, &mut p)? {
+            Head::Bytes(s, l) => String::from_utf8_lossy(&record[s..s + l]).into_owned(),
+            Head::Int(v) => v.to_string(),
+            _ => return Ok(None),
+        };
+        (name, None)
+    } else {
+        match take_path(value, rest) {
+            Ok(Some((name, inner))) => (name, Some(inner)),
+            // a scalar where a map was expected: the path is absent
+            Ok(None) | Err(_) => return Ok(None),
+        }
+    };
+    let mut out = Vec::with_capacity(record.len());
+    let kept = if replacement.is_some() { n } else { n - 1 };
+    crate::pipeline::record::write_map_len(&mut out, kept);
+    for (j, &(kstart, vs, end)) in entries.iter().enumerate() {
+        if j != i {
+            out.extend_from_slice(&record[kstart..end]);
+        } else if let Some(inner) = &replacement {
+            out.extend_from_slice(&record[kstart..vs]);
+            out.extend_from_slice(inner);
+        }
+    }
+    Ok(Some((name, out)))
+}
+
 /// Computes document ids, reusing its buffers from one event to the next (the canonical form
 /// of a record used to cost two allocations per map entry, half of the whole pipeline's CPU).
 #[derive(Debug, Default)]
@@ -423,6 +508,41 @@ mod tests {
             d.id("t", EventTime::new(1, 2), &rec).unwrap();
             assert_eq!(d.canon, want, "{r}");
         }
+    }
+
+    #[test]
+    fn take_path_removes_the_key_it_reads() {
+        let r = mp(&serde_json::json!({"a":1,"k8s":{"ns":"Prod","pod":"p"},"ix":"Top"}));
+        let (name, rest) = take_path(&r, &["ix"]).unwrap().unwrap();
+        assert_eq!(name, "Top");
+        assert_eq!(
+            crate::msgpack_json::to_json_string(&rest).unwrap(),
+            r#"{"a":1,"k8s":{"ns":"Prod","pod":"p"}}"#
+        );
+        let (name, rest) = take_path(&r, &["k8s", "ns"]).unwrap().unwrap();
+        assert_eq!(name, "Prod");
+        assert_eq!(
+            crate::msgpack_json::to_json_string(&rest).unwrap(),
+            r#"{"a":1,"ix":"Top","k8s":{"pod":"p"}}"#
+        );
+        assert_eq!(take_path(&r, &["nope"]).unwrap(), None);
+        assert_eq!(take_path(&r, &["a", "b"]).unwrap(), None);
+        let nil = mp(&serde_json::json!({"ix": null}));
+        assert_eq!(take_path(&nil, &["ix"]).unwrap(), None);
+        let ts = mp(&serde_json::json!({"t": 1.5, "s": "x", "n": 3}));
+        let [t, s, n] = find_keys(&ts, [Some("t"), Some("s"), Some("n")]).unwrap();
+        assert_eq!(
+            value_as_time(&ts, t.unwrap()),
+            Some(TimeValue::Seconds(1.5))
+        );
+        assert_eq!(
+            value_as_time(&ts, s.unwrap()),
+            Some(TimeValue::Text("x".into()))
+        );
+        assert_eq!(
+            value_as_time(&ts, n.unwrap()),
+            Some(TimeValue::Seconds(3.0))
+        );
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! Events → `_bulk` NDJSON bodies, transcoded straight from the msgpack records.
 //!
 //! For each event two lines are written:
-//! `{"create":{"_index":"INDEX","_id":"ID"}}` and the record as JSON with `@timestamp`
-//! (RFC 3339, UTC, nanoseconds) and, with `include_tag_key`, the tag added in front — unless
-//! the record already has that key, which then wins. With `metadata_key`, an event's non-empty
+//! `{"create":{"_index":"INDEX","_id":"ID"}}` and the record as JSON with, in front,
+//! `@timestamp` (RFC 3339, UTC, nanoseconds; only with `logstash_format` or
+//! `include_timestamp`, see [`super::doc_time`]) and, with `include_tag_key`, the tag —
+//! unless the record already has that key, which then wins. With `target_index_key`, the
+//! record's value at that (dotted) path is the index and the key is left out of the document. With `metadata_key`, an event's non-empty
 //! Forward v1.5 metadata is the document's last member under that key (see
 //! [`crate::output::metadata`]). The record's own JSON comes from
 //! [`crate::msgpack_json::write_json`]; its opening `{` is spliced onto the added fields, so
 //! nothing is decoded into a value tree.
 
 use super::config::EsSettings;
-use super::doc_id;
+use super::{doc_id, doc_time};
 use crate::event::{Event, EventTime};
 use crate::msgpack_json::{write_json, write_json_str};
 use crate::output::metadata;
@@ -81,18 +83,28 @@ impl<'s> Encoder<'s> {
                     None
                 },
                 s.id_key.as_deref(),
+                s.time_key.as_deref(),
             ],
         ) {
             Ok(f) => f,
-            Err(_) => {
-                self.rejected.push(Unencodable {
-                    item,
-                    reason: "the record is not a well-formed msgpack map".into(),
-                });
-                return false;
-            }
+            Err(_) => return self.reject(item, "the record is not a well-formed msgpack map"),
         };
-        let index = self.index(tag, ev.time.secs);
+        let time = doc_time::resolve(s, tag, rec, found[0], found[3], ev.time);
+        // target_index_key: the record names its index, and the key leaves the document.
+        let target = match &s.target_index_path {
+            Some(path) => {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
+                match doc_id::take_path(rec, &path) {
+                    Ok(t) => t,
+                    Err(_) => return self.reject(item, "the record is not well-formed msgpack"),
+                }
+            }
+            None => None,
+        };
+        let (index, doc_rec) = match &target {
+            Some((name, rest)) => (name.to_lowercase(), &rest[..]),
+            None => (self.index(tag, time.index_time.secs), rec),
+        };
         let body = self.bodies.last_mut().expect("at least one body");
         if body.body.capacity() == 0 {
             // The body stops growing at the threshold (plus the event that crosses it): reserve
@@ -113,11 +125,7 @@ impl<'s> Encoder<'s> {
                 out.push(b'"');
                 if self.ids.write(out, tag, ev.time, rec).is_err() {
                     out.truncate(mark);
-                    self.rejected.push(Unencodable {
-                        item,
-                        reason: "the record is not well-formed msgpack".into(),
-                    });
-                    return false;
+                    return self.reject(item, "the record is not well-formed msgpack");
                 }
                 out.push(b'"');
             }
@@ -125,9 +133,9 @@ impl<'s> Encoder<'s> {
         out.extend_from_slice(b"}}\n");
         let mut opened = false;
         out.push(b'{');
-        if found[0].is_none() {
+        if let Some(t) = time.add_timestamp {
             out.extend_from_slice(b"\"@timestamp\":\"");
-            write_rfc3339_nanos(out, ev.time);
+            write_rfc3339_nanos(out, t);
             out.push(b'"');
             opened = true;
         }
@@ -141,13 +149,9 @@ impl<'s> Encoder<'s> {
             opened = true;
         }
         let rec_at = out.len();
-        if write_json(rec, out).is_err() {
+        if write_json(doc_rec, out).is_err() {
             out.truncate(mark);
-            self.rejected.push(Unencodable {
-                item,
-                reason: "the record is not well-formed msgpack".into(),
-            });
-            return false;
+            return self.reject(item, "the record is not well-formed msgpack");
         }
         // out[rec_at] is the record's '{': drop it, joining with ',' when needed.
         let empty = out.get(rec_at + 1) == Some(&b'}');
@@ -160,13 +164,9 @@ impl<'s> Encoder<'s> {
             out[rec_at] = b',';
         }
         if let (Some(key), Some(m)) = (&s.metadata_key, metadata::shown(ev)) {
-            if metadata::append_member(out, rec, key, m).is_err() {
+            if metadata::append_member(out, doc_rec, key, m).is_err() {
                 out.truncate(mark);
-                self.rejected.push(Unencodable {
-                    item,
-                    reason: "the event's metadata is not well-formed msgpack".into(),
-                });
-                return false;
+                return self.reject(item, "the event's metadata is not well-formed msgpack");
             }
         }
         out.push(b'\n');
@@ -176,6 +176,15 @@ impl<'s> Encoder<'s> {
             self.bodies.push(BulkBody::default());
             return true;
         }
+        false
+    }
+
+    /// Sets `item` aside as unencodable; `false` (no body was completed), for `push`.
+    fn reject(&mut self, item: ItemRef, reason: &str) -> bool {
+        self.rejected.push(Unencodable {
+            item,
+            reason: reason.into(),
+        });
         false
     }
 
@@ -253,11 +262,98 @@ mod tests {
             "empty metadata is not stored"
         );
         assert!(on[2].get("fluent_meta").is_none());
-        // off by default, and the document id does not depend on metadata
+        // off by default (and without logstash_format/include_timestamp no @timestamp either)
         let off = docs(&settings(""));
         assert!(off
             .iter()
-            .all(|d| d.get("fluent_meta").is_none() && d.as_object().unwrap().len() == 2));
+            .all(|d| d.get("fluent_meta").is_none() && d.as_object().unwrap().len() == 1));
+    }
+
+    /// (action line, document) pairs of one pushed event per record.
+    fn encode(
+        conf: &str,
+        records: &[serde_json::Value],
+    ) -> Vec<(serde_json::Value, serde_json::Value)> {
+        let s = settings(conf);
+        let mut e = Encoder::new(&s);
+        for (i, r) in records.iter().enumerate() {
+            e.push((0, i), "app.web", &ev(r.clone()));
+        }
+        let (bodies, rejected) = e.finish();
+        assert!(rejected.is_empty());
+        let text = String::from_utf8(bodies[0].body.clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        lines
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn timestamp_only_with_logstash_format_or_include_timestamp() {
+        use serde_json::json;
+        let r = [json!({"msg": "m"})];
+        assert!(encode("index_name x", &r)[0].1.get("@timestamp").is_none());
+        let d = &encode("index_name x\ninclude_timestamp true", &r)[0];
+        assert_eq!(d.1["@timestamp"], "2023-11-14T22:13:20.000000123Z");
+        assert_eq!(d.0["create"]["_index"], "x");
+    }
+
+    #[test]
+    fn time_key_dates_the_index_and_becomes_the_timestamp() {
+        use serde_json::json;
+        let conf =
+            "logstash_format true\nlogstash_prefix logs\nlogstash_dateformat %Y.%m.%d\ntime_key ts";
+        let docs = encode(
+            conf,
+            &[
+                json!({"ts": "2024-02-29T23:59:59.5+01:00", "msg": "a"}),
+                json!({"ts": 1_700_000_000.25, "msg": "b"}),
+                json!({"ts": "not a time", "msg": "c"}),
+                json!({"@timestamp": "2020-01-01T00:00:00Z", "ts": "2024-01-01T00:00:00Z"}),
+                json!({"msg": "no ts"}),
+            ],
+        );
+        assert_eq!(docs[0].0["create"]["_index"], "logs-2024.02.29");
+        assert_eq!(docs[0].1["@timestamp"], "2024-02-29T22:59:59.500000000Z");
+        assert_eq!(
+            docs[0].1["ts"], "2024-02-29T23:59:59.5+01:00",
+            "time_key stays"
+        );
+        assert_eq!(docs[1].1["@timestamp"], "2023-11-14T22:13:20.250000000Z");
+        // unparsable: the event time, as Fluentd falls back
+        assert_eq!(docs[2].1["@timestamp"], "2023-11-14T22:13:20.000000123Z");
+        // the record's own @timestamp wins and dates the index
+        assert_eq!(docs[3].0["create"]["_index"], "logs-2020.01.01");
+        assert_eq!(docs[3].1["@timestamp"], "2020-01-01T00:00:00Z");
+        assert_eq!(docs[4].1["@timestamp"], "2023-11-14T22:13:20.000000123Z");
+
+        let excl = encode(
+            &format!("{conf}\ntime_key_exclude_timestamp true\ntime_key_format %d/%m/%Y %H:%M"),
+            &[json!({"ts": "01/03/2024 10:00"})],
+        );
+        assert_eq!(excl[0].0["create"]["_index"], "logs-2024.03.01");
+        assert!(excl[0].1.get("@timestamp").is_none());
+    }
+
+    #[test]
+    fn target_index_key_names_the_index_and_leaves_the_document() {
+        use serde_json::json;
+        let docs = encode(
+            "logstash_format true\nlogstash_prefix logs\ntarget_index_key k8s.ns",
+            &[
+                json!({"k8s": {"ns": "Billing", "pod": "p"}, "msg": "a"}),
+                json!({"k8s": {"pod": "p"}, "msg": "b"}),
+            ],
+        );
+        assert_eq!(docs[0].0["create"]["_index"], "billing");
+        assert_eq!(docs[0].1["k8s"], json!({"pod": "p"}));
+        assert_eq!(docs[1].0["create"]["_index"], "logs-2023.11.14");
+        // the _id is the hash of the record as received
+        assert_ne!(docs[0].0["create"]["_id"], docs[1].0["create"]["_id"]);
     }
 
     #[test]

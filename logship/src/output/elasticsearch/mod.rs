@@ -21,7 +21,10 @@ pub mod check;
 pub mod config;
 pub mod diagnose;
 pub mod doc_id;
+pub mod doc_time;
 pub mod encoder;
+pub mod engine;
+pub mod hosts;
 pub mod service;
 pub mod tls;
 
@@ -98,6 +101,7 @@ impl Output for ElasticsearchOutput {
                 output = %self.service.name,
                 received = s[0].1, indexed = s[1].1, duplicates = s[2].1, retried = s[3].1,
                 dead_lettered = s[4].1, bulk_requests = s[5].1, failed_requests = s[6].1,
+                other_requests = s[7].1,
                 "elasticsearch output stopped"
             );
         })
@@ -111,7 +115,7 @@ impl Output for ElasticsearchOutput {
             delivered: Some(g(&st.indexed) + g(&st.duplicates)),
             retries: Some(g(&st.retried)),
             dead_lettered: Some(g(&st.dead_lettered)),
-            requests: Some(g(&st.bulk_requests)),
+            requests: Some(g(&st.bulk_requests) + g(&st.other_requests)),
             failed_requests: Some(g(&st.failed_requests)),
             buffer: Some(crate::metrics::BufferGauges::of(b)),
         }

@@ -1,11 +1,17 @@
-//! The delivery side: flush workers take chunks from the buffer, install the index template,
-//! send `_bulk` requests, retry what may succeed later and dead-letter what never will.
+//! The delivery side: flush workers take chunks from the buffer, learn the engine and its
+//! version ([`super::engine`]), install the index template, send `_bulk` requests, retry what
+//! may succeed later and dead-letter what never will.
+//!
+//! Retries: a chunk's failed items are sent again after the `<buffer>`'s retry wait
+//! ([`crate::buffer::RetryPolicy`]) until they succeed, or until `retry_max_times` retries or
+//! `retry_timeout` have passed (unless `retry_forever`): then they go to the dead letter with
+//! the last error (its `reason` says which limit). A shutdown wakes a worker out of its backoff
+//! at once.
 //!
 //! A request refused for a reason of configuration (TLS, credentials, privileges: see
 //! [`super::diagnose`]) is retried like an outage, never dead-lettered — the documents are
 //! fine — and each failed flush logs the cause and the parameter that fixes it at ERROR,
 //! rate-limited ([`BLOCKED_LOG_BURST`] per [`BLOCKED_LOG_INTERVAL`]).
-
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +21,7 @@ use super::bulk::{classify, BulkOutcome, EsHttp, ItemOutcome, TransportError};
 use super::config::{EsSettings, WriteOperation};
 use super::diagnose::ConfigProblem;
 use super::encoder::{write_rfc3339_nanos, Encoder, ItemRef};
+use super::engine::EngineInfo;
 use crate::buffer::{Buffer, Chunk};
 use crate::event::Event;
 use crate::log_limit::LogLimiter;
@@ -34,12 +41,15 @@ pub struct EsStats {
     pub dead_lettered: AtomicU64,
     /// `_bulk` requests sent.
     pub bulk_requests: AtomicU64,
-    /// Requests that got no response, or a 429/5xx for the whole request.
+    /// Other requests sent: version detection (`GET /`) and template checks/installs.
+    pub other_requests: AtomicU64,
+    /// Requests (of either kind) that got no response, a 429/5xx for the whole request, or a
+    /// refusal for a reason of configuration (credentials, TLS).
     pub failed_requests: AtomicU64,
 }
 
 impl EsStats {
-    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("received", g(&self.received)),
@@ -49,6 +59,7 @@ impl EsStats {
             ("dead_lettered", g(&self.dead_lettered)),
             ("bulk_requests", g(&self.bulk_requests)),
             ("failed_requests", g(&self.failed_requests)),
+            ("other_requests", g(&self.other_requests)),
         ]
     }
 }
@@ -84,6 +95,8 @@ pub struct Service {
     pub buffer: Arc<Buffer>,
     pub stats: EsStats,
     template_ok: AtomicBool,
+    /// What `GET /` said (or what is assumed); `None` until the first request.
+    engine: Mutex<Option<EngineInfo>>,
     dead_letter: Mutex<Option<std::fs::File>>,
     /// Set at shutdown: retries stop at this instant and what is left is dead-lettered.
     give_up_at: Mutex<Option<Instant>>,
@@ -93,7 +106,14 @@ pub struct Service {
     blocked_log: LogLimiter,
     /// `true` once the start-up check ([`super::check`]) is over: the workers wait for it.
     pub checked: tokio::sync::watch::Sender<bool>,
+    /// `true` once shutdown began: wakes workers sleeping in a backoff.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
+
+/// One line per rejected document with `log_es_400_reason true`, within limits.
+static REJECTED_400: LogLimiter = LogLimiter::new(10, Duration::from_secs(60));
+/// Without it: one line per request that had rejected documents, within limits.
+static REJECTED_400_SUMMARY: LogLimiter = LogLimiter::new(3, Duration::from_secs(60));
 
 impl Service {
     pub fn new(name: String, settings: EsSettings, buffer: Arc<Buffer>) -> Result<Self, String> {
@@ -121,6 +141,8 @@ impl Service {
         };
         Ok(Self {
             template_ok: AtomicBool::new(settings.template.is_none()),
+            engine: Mutex::new(None),
+            shutting_down: tokio::sync::watch::channel(false).0,
             name,
             settings,
             http,
@@ -148,9 +170,129 @@ impl Service {
         }
     }
 
-    /// From now on, retries end at `deadline`.
+    /// From now on, retries end at `deadline`; a worker waiting for its next retry wakes up.
     pub fn give_up_at(&self, deadline: Instant) {
         *self.give_up_at.lock().unwrap() = Some(deadline);
+        self.shutting_down.send_replace(true);
+    }
+
+    /// Sleeps `wait`, or less if shutdown begins meanwhile.
+    async fn backoff_sleep(&self, wait: Duration) {
+        let mut rx = self.shutting_down.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = rx.wait_for(|down| *down) => {}
+        }
+    }
+
+    /// The engine behind the hosts: `GET /` once (`verify_es_version_at_startup`), else
+    /// `default_elasticsearch_version`. A 429/5xx or no response is an error (the chunk is
+    /// retried); another refusal of `GET /` (a proxy that only allows `_bulk`) is logged and
+    /// the default version is assumed.
+    async fn ensure_engine(&self) -> Result<EngineInfo, Failure> {
+        if let Some(e) = self.engine.lock().unwrap().clone() {
+            return Ok(e);
+        }
+        let s = &self.settings;
+        let info = if !s.detect_version {
+            EngineInfo::assumed(s.default_major_version)
+        } else {
+            let r = self
+                .aux_request(reqwest::Method::GET, "", None)
+                .await
+                .map_err(|e| Failure {
+                    message: format!("GET / (version detection): {}", e.message),
+                    problem: e.problem,
+                })?;
+            if let Some(p) = self.http.problem(&r) {
+                return Err(Failure {
+                    message: format!("GET / (version detection): {p}"),
+                    problem: Some(p),
+                });
+            }
+            match r.status {
+                200..=299 => {
+                    EngineInfo::from_root(&r.body, r.product.as_deref()).map_err(|message| {
+                        Failure {
+                            message,
+                            problem: None,
+                        }
+                    })?
+                }
+                429 | 500..=599 => {
+                    return Err(Failure {
+                        message: format!(
+                            "GET / (version detection): HTTP {}: {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+                        ),
+                        problem: None,
+                    })
+                }
+                status => {
+                    tracing::warn!(output = %self.name, status, default_elasticsearch_version = s.default_major_version, "elasticsearch: GET / (version detection) was refused; assuming the default version (set verify_es_version_at_startup false to skip detection)");
+                    EngineInfo::assumed(s.default_major_version)
+                }
+            }
+        };
+        Ok(self.learn_engine(info))
+    }
+
+    /// Records `info` as the engine unless one is known already (the start-up check's
+    /// `GET /` answer serves as the version detection too), logs it once, and returns the
+    /// engine in use.
+    pub(super) fn learn_engine(&self, info: EngineInfo) -> EngineInfo {
+        let mut engine = self.engine.lock().unwrap();
+        if let Some(known) = engine.as_ref() {
+            return known.clone();
+        }
+        tracing::info!(
+            output = %self.name,
+            engine = %info.describe(),
+            cluster = info.cluster_name.as_deref().unwrap_or(""),
+            hosts = ?self.http.hosts.current(),
+            "elasticsearch output connected"
+        );
+        if info.missing_product_header() {
+            tracing::warn!(output = %self.name, engine = %info.describe(), "the server reports Elasticsearch 7.14 or later but sent no X-Elastic-Product header (a proxy that strips it, or not Elasticsearch); logship goes on as if it were Elasticsearch");
+        }
+        *engine = Some(info.clone());
+        info
+    }
+
+    /// A request other than `_bulk`, counted in `other_requests` and, when it gets no answer or
+    /// a 429/5xx, in `failed_requests` (so `/healthz` sees an unreachable cluster even before
+    /// the first bulk request).
+    async fn aux_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(bytes::Bytes, &'static str)>,
+    ) -> Result<super::bulk::Response, Failure> {
+        self.stats.other_requests.fetch_add(1, Ordering::Relaxed);
+        match self.http.send(method, path, body).await {
+            Ok(r) => {
+                // A refusal that a configuration change fixes (401, TLS, ...) fails too.
+                if r.status == 429 || r.status >= 500 || self.http.problem(&r).is_some() {
+                    self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                self.reconnect_if_configured();
+                Err(Failure::from(e))
+            }
+        }
+    }
+
+    /// After a failed request with `reconnect_on_error`: new connections, the configured
+    /// hosts and a new version detection (as the plugin drops its client and its `_es_info`).
+    fn reconnect_if_configured(&self) {
+        if self.settings.hosts.reconnect_on_error {
+            self.http.reconnect();
+            *self.engine.lock().unwrap() = None;
+        }
     }
 
     /// Installs the template if configured and not yet known to be there.
@@ -161,13 +303,20 @@ impl Service {
         let Some(t) = &self.settings.template else {
             return Ok(());
         };
+        let engine = self.ensure_engine().await?;
+        if t.composable && !engine.has_composable_templates() {
+            return Err(Failure {
+                message: format!(
+                    "template_file {name} is a composable template (top-level \"template\" key, PUT _index_template), which {} does not have (Elasticsearch 7.8 or later); write it as a legacy template (index_patterns, order, settings and mappings at the top level)",
+                    engine.describe(),
+                    name = t.name
+                ),
+                problem: None,
+            });
+        }
         let path = t.api_path();
         if !self.settings.template_overwrite {
-            let r = self
-                .http
-                .send(reqwest::Method::GET, &path, None)
-                .await
-                .map_err(Failure::from)?;
+            let r = self.aux_request(reqwest::Method::GET, &path, None).await?;
             if let Some(p) = self.http.problem(&r) {
                 return Err(Failure {
                     message: format!("GET {path}: {p}"),
@@ -180,8 +329,7 @@ impl Service {
             }
         }
         let r = self
-            .http
-            .send(
+            .aux_request(
                 reqwest::Method::PUT,
                 &path,
                 Some((
@@ -189,8 +337,7 @@ impl Service {
                     "application/json",
                 )),
             )
-            .await
-            .map_err(Failure::from)?;
+            .await?;
         if (200..300).contains(&r.status) {
             tracing::info!(output = %self.name, template = %t.name, "index template installed");
             self.template_ok.store(true, Ordering::Release);
@@ -253,6 +400,12 @@ impl Service {
                 let Some(body) = bodies.into_iter().next() else {
                     continue;
                 };
+                if let Err(e) = self.ensure_engine().await {
+                    last_error = e.message;
+                    last_problem = e.problem;
+                    retry.extend(&body.items);
+                    continue;
+                }
                 if let Err(e) = self.ensure_template().await {
                     last_error = format!("installing the index template: {}", e.message);
                     last_problem = e.problem;
@@ -276,6 +429,7 @@ impl Service {
                         if self.settings.template.is_some() {
                             self.template_ok.store(false, Ordering::Release);
                         }
+                        self.reconnect_if_configured();
                         last_problem = e.problem;
                         BulkOutcome::RetryAll(e.message)
                     }
@@ -290,6 +444,13 @@ impl Service {
                         None => classify(r.status, &r.body, body.items.len(), create),
                     },
                 };
+                if matches!(
+                    outcome,
+                    BulkOutcome::RetryAll(_) | BulkOutcome::RejectAll(_)
+                ) {
+                    self.reconnect_if_configured();
+                }
+                let mut rejected_400 = 0u64;
                 match outcome {
                     BulkOutcome::RetryAll(e) => {
                         self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
@@ -317,11 +478,35 @@ impl Service {
                                 }
                                 ItemOutcome::Reject(err) => {
                                     let (tag, ev) = Self::event(chunk, item);
+                                    if err["status"] == 400 {
+                                        rejected_400 += 1;
+                                        if self.settings.log_es_400_reason {
+                                            crate::warn_limited!(
+                                                REJECTED_400,
+                                                output = %self.name,
+                                                tag,
+                                                error_type = err["error"]["type"].as_str().unwrap_or(""),
+                                                reason = err["error"]["reason"].as_str().unwrap_or(""),
+                                                "elasticsearch rejected a document (400)"
+                                            );
+                                        }
+                                    }
                                     self.dead_letter(tag, ev, &err);
                                 }
                             }
                         }
                     }
+                }
+                if rejected_400 > 0
+                    && !self.settings.log_es_400_reason
+                    && self.settings.dead_letter_path.is_some()
+                {
+                    crate::warn_limited!(
+                        REJECTED_400_SUMMARY,
+                        output = %self.name,
+                        rejected = rejected_400,
+                        "elasticsearch rejected documents (400: mapping or document errors); they are in the dead letter (set log_es_400_reason true to log each reason)"
+                    );
                 }
             }
             if retry.is_empty() {
@@ -329,14 +514,19 @@ impl Service {
             }
             let wait = self.settings.retry.wait(attempt);
             let shutdown_deadline = *self.give_up_at.lock().unwrap();
-            let past_timeout = self.settings.retry.past_timeout(started.elapsed(), wait);
+            // `attempt + 1` attempts have failed so far.
+            let past_max_times = self.settings.retry.past_max_times(u64::from(attempt) + 1);
+            let past_timeout =
+                past_max_times || self.settings.retry.past_timeout(started.elapsed(), wait);
             let past_shutdown = shutdown_deadline.is_some_and(|d| Instant::now() + wait > d);
             if past_shutdown && !past_timeout && self.buffer.is_persistent() {
                 tracing::info!(output = %self.name, events = retry.len(), error = %last_error, "shutdown: chunk not delivered; it stays in the file buffer for the next start");
                 return false;
             }
             if past_timeout || past_shutdown {
-                let why = if past_timeout {
+                let why = if past_max_times {
+                    "retry_max_times exceeded"
+                } else if past_timeout {
                     "retry_timeout exceeded"
                 } else {
                     "still failing at shutdown"
@@ -370,7 +560,7 @@ impl Service {
                     tracing::warn!(output = %self.name, events = retry.len(), attempt = attempt + 1, retry_in_ms = wait.as_millis() as u64, error = %last_error, "bulk delivery failed; will retry")
                 }
             }
-            tokio::time::sleep(wait).await;
+            self.backoff_sleep(wait).await;
             attempt += 1;
             pending = retry;
         }
