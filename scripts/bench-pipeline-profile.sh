@@ -113,8 +113,9 @@ for line in lines:
     elif k == "mem_heap_extra_B":
         cur["extra"] = int(v)
     elif k == "heap_tree" and v != "empty":
+        # The tree ends at the next snapshot's "#-----------" separator (or a blank line).
         for t in lines:
-            if not t.strip():
+            if not t.strip() or t.startswith("#"):
                 break
             cur["tree"].append(t)
 peak = max((s for s in snaps if s["tree"]), key=lambda s: s["heap"] + s["extra"])
